@@ -1,0 +1,196 @@
+//! `chat-server`: runs the classroom chat server, or reads its database for grading.
+//!
+//! ```text
+//! chat-server [--config FILE] [--bind ADDR] [--port N] [--db FILE] [--log-dir DIR]
+//! chat-server report     [--config FILE | --db FILE] [filters] [--format table|csv|json]
+//! chat-server transcript [--config FILE | --db FILE] [filters]
+//! ```
+//! Exit codes: 0 after a clean shutdown, 2 for a bad configuration or arguments,
+//! 1 for anything else.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use classchat::config::{Config, ConfigError};
+use classchat::report::{self, Filter, Format, ReportError};
+use classchat::server::Server;
+use classchat::store;
+
+/// A classroom chat server: timestamped, recorded, gradable.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-student participation: messages, words, rooms, time online.
+    Report(ReportArgs),
+    /// Every stored event, one transcript line each.
+    Transcript(QueryArgs),
+}
+
+/// Running the server (the default).
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (default: built-in defaults, as in config/server.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides server.bind).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<IpAddr>,
+    /// Port to listen on, 0 for any free one (overrides server.port).
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// SQLite database file (overrides storage.database).
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// Folder for transcript files (overrides log.dir).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+}
+
+/// Which database to read and which events to look at.
+#[derive(Args)]
+struct QueryArgs {
+    /// Configuration whose storage.database to read.
+    #[arg(long, value_name = "FILE", conflicts_with = "db")]
+    config: Option<PathBuf>,
+    /// Database to read (default: storage.database of the configuration).
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// Only this room (`lab` or `#lab`).
+    #[arg(long)]
+    room: Option<String>,
+    /// Only this student (any of their names).
+    #[arg(long)]
+    user: Option<String>,
+    /// From this time on (UTC: 2026-11-24, "2026-11-24 19:00", or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    query: QueryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Report(args)) => query(&args.query, |conn, filter, out| {
+            report::write_report(conn, filter, args.format, out)
+        }),
+        Some(Command::Transcript(args)) => query(&args, report::write_transcript),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if err
+                .downcast_ref::<ReportError>()
+                .is_some_and(|e| matches!(e, ReportError::BrokenPipe))
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("chat-server: {err:#}");
+            let usage = err.downcast_ref::<ConfigError>().is_some()
+                || err
+                    .downcast_ref::<ReportError>()
+                    .is_some_and(|e| matches!(e, ReportError::BadTime(_)));
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = load_config(args.config.as_ref())?;
+    if let Some(bind) = args.bind {
+        config.server.bind = bind;
+    }
+    if let Some(port) = args.port {
+        config.server.port = port;
+    }
+    if let Some(db) = args.db {
+        config.storage.database = db;
+    }
+    if let Some(dir) = args.log_dir {
+        config.log.dir = dir;
+    }
+    init_diagnostics(&config.log.level);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        println!("listening on {}", server.local_addr());
+        std::io::stdout().flush().ok();
+        server.run(termination()).await;
+        anyhow::Ok(())
+    })
+}
+
+/// Diagnostics go to stderr, filtered by `RUST_LOG` if set, else by `log.level`.
+fn init_diagnostics(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn query(
+    args: &QueryArgs,
+    write: impl FnOnce(&rusqlite::Connection, &Filter, &mut dyn Write) -> Result<(), ReportError>,
+) -> anyhow::Result<()> {
+    let path = match &args.db {
+        Some(db) => db.clone(),
+        None => load_config(args.config.as_ref())?.storage.database,
+    };
+    if !path.exists() {
+        anyhow::bail!("no database at {}", path.display());
+    }
+    let conn = store::open_read_only(&path)?;
+    let filter = Filter {
+        room: args.room.clone(),
+        user: args.user.clone(),
+        since: args.since.as_deref().map(report::parse_time).transpose()?,
+        until: args.until.as_deref().map(report::parse_time).transpose()?,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    write(&conn, &filter, &mut out)?;
+    out.flush().map_err(ReportError::from)?;
+    Ok(())
+}

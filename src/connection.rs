@@ -1,0 +1,329 @@
+//! One client connection: the username handshake, the reader loop that turns lines
+//! into hub calls, and the writer task that drains the outgoing queue.
+//!
+//! Every line to the client, greeting and errors included, goes through one bounded
+//! queue, so the client sees lines in the order they happened. The writer takes
+//! everything already queued and writes it with one syscall, so a busy room costs
+//! one write per wake-up, not one per line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::hub::{ConnId, Hub, LeaveReason, Outbound, Outbox};
+use crate::limiter::RateLimiter;
+use crate::protocol::{self, Command, CommandError, Inbound, Input, LineCodec};
+
+/// How long a closing connection may take to flush what is queued for it.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(3);
+
+/// Lines the writer takes off the queue per wake-up.
+const WRITE_BATCH: usize = 256;
+
+type Lines = FramedRead<OwnedReadHalf, LineCodec>;
+
+/// Serves one accepted client until it leaves, is dropped, or the server stops.
+pub async fn serve(
+    socket: TcpStream,
+    id: ConnId,
+    hub: Arc<Hub>,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+) {
+    let (reader, writer) = socket.into_split();
+    let (outbox, queue) = mpsc::channel(config.limits.outbound_queue);
+    let writer = tokio::spawn(write_loop(writer, queue, hub.clock().clone()));
+    let dropped = CancellationToken::new();
+    let mut conn = Connection {
+        id,
+        lines: FramedRead::new(reader, LineCodec::new(config.limits.max_line_bytes)),
+        hub,
+        config,
+        outbox,
+        shutdown,
+        dropped: dropped.clone(),
+    };
+    if conn.handshake().await {
+        let reason = conn.chat_loop().await;
+        if let Some(reason) = reason {
+            conn.hub.leave(id, reason);
+        }
+    }
+    // Keep the read half open until the writer has sent its last line: closing a
+    // socket with unread input makes the kernel send a reset, which can destroy the
+    // goodbye still in flight.
+    let Connection { lines, .. } = conn;
+    finish_writer(writer, dropped.is_cancelled()).await;
+    drop(lines);
+}
+
+/// Lets the writer flush what is queued, unless the client was dropped for not
+/// reading, in which case nothing it is owed can arrive anyway.
+async fn finish_writer(writer: tokio::task::JoinHandle<()>, abandon: bool) {
+    let abort = writer.abort_handle();
+    if abandon || tokio::time::timeout(FLUSH_ON_CLOSE, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+struct Connection {
+    id: ConnId,
+    hub: Arc<Hub>,
+    config: Arc<Config>,
+    /// This client's queue, used directly only before it is a member.
+    outbox: Outbox,
+    lines: Lines,
+    shutdown: CancellationToken,
+    /// Cancelled by the hub when it drops this client.
+    dropped: CancellationToken,
+}
+
+/// What the reader got from the socket.
+enum Read {
+    Line(Inbound),
+    Closed,
+    Lost,
+}
+
+impl Connection {
+    /// Greets the client and reads names until one is accepted. `false` means the
+    /// client is gone (or was never let in) and the connection should close.
+    async fn handshake(&mut self) -> bool {
+        let server = &self.config.server;
+        self.say(format_args!("* Welcome to {}.", server.name));
+        if !server.motd.is_empty() {
+            self.say(format_args!("* {}", server.motd));
+        }
+        self.say(format_args!(
+            "* Everything said here is recorded with your name and the time."
+        ));
+        self.say(format_args!("* Please enter a username:"));
+        let deadline = tokio::time::Instant::now() + self.config.limits.handshake_timeout();
+        loop {
+            let read = tokio::select! {
+                read = read_line(&mut self.lines) => read,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let secs = self.config.limits.handshake_timeout_secs;
+                    self.say(format_args!("! No username given within {secs} seconds; goodbye."));
+                    return false;
+                }
+                _ = self.shutdown.cancelled() => {
+                    self.say(format_args!("* Server is shutting down."));
+                    return false;
+                }
+            };
+            let name = match read {
+                Read::Closed | Read::Lost => return false,
+                Read::Line(Inbound::TooLong) => Err(self.too_long()),
+                Read::Line(Inbound::Line(bytes)) => match std::str::from_utf8(&bytes) {
+                    Err(_) => Err(invalid_utf8()),
+                    Ok(text) => Ok(protocol::sanitize(text).trim().to_owned()),
+                },
+            };
+            let accepted = name.and_then(|name| self.try_register(&name));
+            match accepted {
+                Ok(()) => return true,
+                Err(reason) => {
+                    self.say(format_args!("! {reason}"));
+                    self.say(format_args!("* Please enter a username:"));
+                }
+            }
+        }
+    }
+
+    fn try_register(&self, name: &str) -> Result<(), String> {
+        let limits = &self.config.limits;
+        protocol::check_nick(
+            name,
+            limits.max_nick_len,
+            &self.config.server.reserved_nicks,
+        )
+        .and_then(|()| {
+            self.hub
+                .register(self.id, name, self.outbox.clone(), self.dropped.clone())
+        })
+        .map_err(|err| err.to_string())
+    }
+
+    /// Reads and acts on lines until the client leaves. Returns the reason to record,
+    /// or `None` when the hub has already removed the client.
+    async fn chat_loop(&mut self) -> Option<LeaveReason> {
+        let limits = &self.config.limits;
+        let mut limiter = RateLimiter::new(limits.messages_per_sec, limits.burst, Instant::now());
+        let idle = limits.idle_timeout();
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = self.dropped.cancelled() => return None,
+                _ = self.shutdown.cancelled() => return Some(LeaveReason::Shutdown),
+                read = read_line(&mut self.lines) => read,
+                _ = idle_timer(idle) => return Some(LeaveReason::TimedOut),
+            };
+            let bytes = match read {
+                Read::Closed => return Some(LeaveReason::Closed),
+                Read::Lost => return Some(LeaveReason::Lost),
+                Read::Line(Inbound::TooLong) => {
+                    let message = self.too_long();
+                    self.hub.tell(self.id, format_args!("! {message}"));
+                    continue;
+                }
+                Read::Line(Inbound::Line(bytes)) => bytes,
+            };
+            if !limiter.check(Instant::now()) {
+                let rate = self.config.limits.messages_per_sec;
+                self.hub.tell(
+                    self.id,
+                    format_args!(
+                        "! Slow down (at most {rate} lines a second); that message was not sent."
+                    ),
+                );
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                self.hub.tell(self.id, format_args!("! {}", invalid_utf8()));
+                continue;
+            };
+            let input = protocol::parse(&protocol::sanitize(text));
+            match input {
+                Ok(Input::Empty) => {}
+                Ok(Input::Chat(text)) => self.hub.chat(self.id, text),
+                Ok(Input::Command(Command::Quit(reason))) => {
+                    self.hub.quit(self.id, reason);
+                    return None;
+                }
+                Ok(Input::Command(command)) => {
+                    if let Err(err) = self.run(command) {
+                        self.hub.tell(self.id, format_args!("! {err}"));
+                    }
+                }
+                Err(err) => self.hub.tell(self.id, format_args!("! {err}")),
+            }
+        }
+    }
+
+    fn run(&self, command: Command) -> Result<(), CommandError> {
+        let (hub, id) = (&self.hub, self.id);
+        match command {
+            Command::Nick(new) => hub.rename(id, &new)?,
+            Command::Msg { to, text } => hub.private(id, &to, text)?,
+            Command::Who => hub.who(id),
+            Command::Join(room) => hub.join(id, &room)?,
+            Command::Rooms => hub.rooms(id),
+            Command::Help => {
+                for line in protocol::HELP {
+                    hub.tell(id, format_args!("= {line}"));
+                }
+            }
+            Command::Quit(_) => unreachable!("handled by the chat loop"),
+        }
+        Ok(())
+    }
+
+    /// Queues a line for a client that is not a member yet.
+    fn say(&self, body: std::fmt::Arguments<'_>) {
+        let line = self.hub.clock().line(self.hub.clock().now_ms(), body);
+        // A client that fills its queue before even choosing a name is not worth
+        // keeping; the writer closes when the reader gives up.
+        let _ = self.outbox.try_send(Outbound::Line(line));
+    }
+
+    fn too_long(&self) -> String {
+        let max = self.config.limits.max_line_bytes;
+        format!("Line too long (max {max} bytes); it was not sent.")
+    }
+}
+
+fn invalid_utf8() -> String {
+    "Invalid UTF-8; the line was not sent.".to_owned()
+}
+
+async fn read_line(lines: &mut Lines) -> Read {
+    match lines.next().await {
+        Some(Ok(inbound)) => Read::Line(inbound),
+        None => Read::Closed,
+        Some(Err(_)) => Read::Lost,
+    }
+}
+
+async fn idle_timer(idle: Option<Duration>) {
+    match idle {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes everything queued for one client, a batch per wake-up, until the queue
+/// closes (the client left) or the socket fails.
+async fn write_loop(mut socket: OwnedWriteHalf, mut queue: mpsc::Receiver<Outbound>, clock: Clock) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        for item in batch.drain(..) {
+            match item {
+                Outbound::Line(line) => buf.extend_from_slice(&line),
+                Outbound::Replay { room, history } => {
+                    let lines = history.await.unwrap_or_default();
+                    for line in replay_lines(&clock, &room, &lines) {
+                        buf.extend_from_slice(&line);
+                    }
+                }
+            }
+        }
+        if socket.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = socket.shutdown().await;
+}
+
+/// The history block: a header, each line as first delivered, a footer; nothing
+/// when the room has no history.
+fn replay_lines(clock: &Clock, room: &str, lines: &[crate::store::HistoryLine]) -> Vec<Bytes> {
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    let now = clock.now_ms();
+    let mut out = Vec::with_capacity(lines.len() + 2);
+    out.push(clock.line(
+        now,
+        format_args!("* Last {} messages in #{room}:", lines.len()),
+    ));
+    for line in lines {
+        out.push(clock.line(line.ts_ms, format_args!("{}: {}", line.sender, line.text)));
+    }
+    out.push(clock.line(now, format_args!("* End of history.")));
+    out
+}
+
+/// Tells a client the server is full and closes, without taking a seat.
+pub async fn refuse_full(mut socket: TcpStream, clock: &Clock, max: usize) {
+    let line = clock.line(
+        clock.now_ms(),
+        format_args!("! Server is full ({max} users); try again later."),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = socket.write_all(&line).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
+}
+
+/// For diagnostics: the peer of a socket, or a placeholder.
+pub fn peer_of(socket: &TcpStream) -> String {
+    socket.peer_addr().map_or_else(
+        |_| "unknown".to_owned(),
+        |addr: SocketAddr| addr.to_string(),
+    )
+}

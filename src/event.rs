@@ -1,0 +1,74 @@
+//! The unit of record: one thing that happened in the chat.
+//!
+//! The room manager creates an [`Event`] for everything worth keeping; the store
+//! writes it to SQLite and to the transcript, and the report reads it back.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What kind of thing happened. The names are the `kind` column in SQLite and the
+/// word in the transcript line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A chat line to a room.
+    Chat,
+    /// A private message; `recipient` is set.
+    Private,
+    /// Someone entered a room (log-in or `/join`).
+    Join,
+    /// Someone left a room; `text` is the reason.
+    Leave,
+    /// A name change; `sender` is the old name, `text` the new one.
+    Nick,
+}
+
+impl EventKind {
+    /// The stored name of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Chat => "chat",
+            EventKind::Private => "pm",
+            EventKind::Join => "join",
+            EventKind::Leave => "leave",
+            EventKind::Nick => "nick",
+        }
+    }
+
+    /// The kind with this stored name.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        Some(match name {
+            "chat" => EventKind::Chat,
+            "pm" => EventKind::Private,
+            "join" => EventKind::Join,
+            "leave" => EventKind::Leave,
+            "nick" => EventKind::Nick,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One recorded event. Names are shared (`Arc<str>`) because the room manager
+/// hands the same room and nick to thousands of events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// When it happened, UTC milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The room it happened in (for a private message: the sender's room).
+    pub room: Arc<str>,
+    /// Who did it (for a name change: the old name).
+    pub sender: Arc<str>,
+    /// The addressee of a private message.
+    pub recipient: Option<Arc<str>>,
+    /// The message, the leave reason or the new name.
+    pub text: Option<String>,
+    /// The connection it came from; unique across server restarts.
+    pub session: i64,
+}

@@ -1,0 +1,500 @@
+//! The room manager: who is connected, under which name, in which room, and the
+//! fan-out of every line to the right queues.
+//!
+//! All of it lives in one [`std::sync::Mutex`], not in an actor task and not in a
+//! Tokio mutex: no method awaits while holding it (sending is a non-blocking
+//! `try_send` into each member's bounded queue), so the lock is held for
+//! microseconds, the state can never be seen half-changed, and the order in which
+//! members receive lines is the order in which the events are recorded. An actor
+//! would add a channel hop and a reply per command for the same guarantee.
+//!
+//! A member whose queue is full is removed on the spot (reason `Too slow`) and its
+//! connection is told to close; nobody else ever waits for it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::event::{Event, EventKind};
+use crate::protocol::{self, CommandError, NickError};
+use crate::store::{HistoryLine, StoreHandle};
+
+/// Identifies one connection; also its `session` in the database.
+pub type ConnId = i64;
+
+/// What a connection's writer task is asked to send.
+#[derive(Debug)]
+pub enum Outbound {
+    /// One finished line, shared by every recipient.
+    Line(Bytes),
+    /// A room's history, still being read from the store. The writer waits for it,
+    /// so the replay stays ahead of every live line queued after the join.
+    Replay {
+        /// The room, for the header line.
+        room: Arc<str>,
+        /// The store's answer.
+        history: oneshot::Receiver<Vec<HistoryLine>>,
+    },
+}
+
+/// The sending side of a member's bounded outgoing queue.
+pub type Outbox = mpsc::Sender<Outbound>;
+
+/// Why a member left, as shown in `* NICK has left #ROOM (REASON)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// `/quit`, with the reason given.
+    Quit(Option<String>),
+    /// The client closed the connection.
+    Closed,
+    /// The connection failed (reset, broken pipe).
+    Lost,
+    /// No line within `limits.idle_timeout_secs`.
+    TimedOut,
+    /// Its outgoing queue filled up.
+    TooSlow,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl fmt::Display for LeaveReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaveReason::Quit(Some(reason)) => write!(f, "Quit: {reason}"),
+            LeaveReason::Quit(None) => f.write_str("Quit"),
+            LeaveReason::Closed => f.write_str("Connection closed"),
+            LeaveReason::Lost => f.write_str("Connection lost"),
+            LeaveReason::TimedOut => f.write_str("Timed out"),
+            LeaveReason::TooSlow => f.write_str("Too slow"),
+            LeaveReason::Shutdown => f.write_str("Server shutting down"),
+        }
+    }
+}
+
+struct Member {
+    nick: Arc<str>,
+    room: Arc<str>,
+    outbox: Outbox,
+    /// Cancelled when the hub drops this member, so its connection closes too.
+    dropped: CancellationToken,
+}
+
+struct Room {
+    /// Outboxes next to ids, so a broadcast needs no lookup per recipient.
+    members: Vec<(ConnId, Outbox)>,
+    permanent: bool,
+}
+
+#[derive(Default)]
+struct State {
+    members: HashMap<ConnId, Member>,
+    /// Lower-cased nick to its owner: names are unique case-insensitively.
+    nicks: HashMap<String, ConnId>,
+    rooms: BTreeMap<Arc<str>, Room>,
+    shutting_down: bool,
+}
+
+/// The room manager; see the module docs. Shared as `Arc<Hub>`.
+pub struct Hub {
+    state: Mutex<State>,
+    store: StoreHandle,
+    clock: Clock,
+    config: Arc<Config>,
+}
+
+impl Hub {
+    /// A hub with the permanent rooms of `config`, recording into `store`.
+    pub fn new(config: Arc<Config>, store: StoreHandle) -> Self {
+        let mut state = State::default();
+        for name in config.permanent_rooms() {
+            state.rooms.insert(
+                name.into(),
+                Room {
+                    members: Vec::new(),
+                    permanent: true,
+                },
+            );
+        }
+        Hub {
+            state: Mutex::new(state),
+            store,
+            clock: Clock::new(&config.server.timestamp_format, config.server.utc),
+            config,
+        }
+    }
+
+    /// The clock every line is stamped with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Adds a member with a name already checked by [`protocol::check_nick`], puts it
+    /// in the default room, welcomes it, replays the room's history and tells the room.
+    pub fn register(
+        &self,
+        id: ConnId,
+        nick: &str,
+        outbox: Outbox,
+        dropped: CancellationToken,
+    ) -> Result<(), NickError> {
+        self.with_state(|tx| {
+            let key = nick.to_ascii_lowercase();
+            if tx.state.nicks.contains_key(&key) {
+                return Err(NickError::Taken(nick.to_owned()));
+            }
+            let nick: Arc<str> = nick.into();
+            let room: Arc<str> = self.config.server.default_room.as_str().into();
+            tx.state.nicks.insert(key, id);
+            tx.state.members.insert(
+                id,
+                Member {
+                    nick: nick.clone(),
+                    room: room.clone(),
+                    outbox,
+                    dropped,
+                },
+            );
+            let others = tx.room_size(&room);
+            tx.tell(id, format_args!(
+                "* Welcome, {nick}! You are in #{room} with {others} others. Type /help for commands."
+            ));
+            tx.enter_room(id, &nick, &room);
+            Ok(())
+        })
+    }
+
+    /// A chat line from `id` to its room.
+    pub fn chat(&self, id: ConnId, text: String) {
+        self.with_state(|tx| {
+            let Some((nick, room)) = tx.name_and_room(id) else {
+                return;
+            };
+            let line = tx.line(format_args!("{nick}: {text}"));
+            tx.broadcast(&room, Some(id), &line);
+            tx.record(EventKind::Chat, id, &room, &nick, None, Some(text));
+        });
+    }
+
+    /// `/msg TO TEXT`.
+    pub fn private(&self, id: ConnId, to: &str, text: String) -> Result<(), CommandError> {
+        self.with_state(|tx| {
+            let Some((nick, room)) = tx.name_and_room(id) else {
+                return Ok(());
+            };
+            let target = tx.state.nicks.get(&to.to_ascii_lowercase()).copied();
+            let Some((target, target_nick)) =
+                target.and_then(|t| Some((t, tx.state.members.get(&t)?.nick.clone())))
+            else {
+                return Err(CommandError::NoSuchUser(to.to_owned()));
+            };
+            let incoming = tx.line(format_args!("[PM from {nick}] {text}"));
+            tx.send(target, incoming);
+            tx.tell(id, format_args!("[PM to {target_nick}] {text}"));
+            tx.record(
+                EventKind::Private,
+                id,
+                &room,
+                &nick,
+                Some(target_nick),
+                Some(text),
+            );
+            Ok(())
+        })
+    }
+
+    /// `/who`: the members of `id`'s room, sorted case-insensitively.
+    pub fn who(&self, id: ConnId) {
+        self.with_state(|tx| {
+            let Some((_, room)) = tx.name_and_room(id) else {
+                return;
+            };
+            let mut names: Vec<Arc<str>> = tx.state.rooms[&room]
+                .members
+                .iter()
+                .filter_map(|(member, _)| Some(tx.state.members.get(member)?.nick.clone()))
+                .collect();
+            names.sort_by_key(|name| name.to_ascii_lowercase());
+            let list = names.join(", ");
+            tx.tell(id, format_args!("= #{room} ({}): {list}", names.len()));
+        });
+    }
+
+    /// `/rooms`: every room with its head count, sorted by name.
+    pub fn rooms(&self, id: ConnId) {
+        self.with_state(|tx| {
+            let list: Vec<String> = tx
+                .state
+                .rooms
+                .iter()
+                .map(|(name, room)| format!("#{name} ({})", room.members.len()))
+                .collect();
+            tx.tell(id, format_args!("= Rooms: {}", list.join(", ")));
+        });
+    }
+
+    /// `/nick NEW`.
+    pub fn rename(&self, id: ConnId, new: &str) -> Result<(), CommandError> {
+        let limits = &self.config.limits;
+        protocol::check_nick(new, limits.max_nick_len, &self.config.server.reserved_nicks)?;
+        self.with_state(|tx| {
+            let Some((old, room)) = tx.name_and_room(id) else {
+                return Ok(());
+            };
+            let new_key = new.to_ascii_lowercase();
+            match tx.state.nicks.get(&new_key) {
+                Some(&owner) if owner != id => return Err(NickError::Taken(new.to_owned()).into()),
+                _ if *old == *new => return Ok(()),
+                _ => {}
+            }
+            tx.state.nicks.remove(&old.to_ascii_lowercase());
+            tx.state.nicks.insert(new_key, id);
+            let new: Arc<str> = new.into();
+            if let Some(member) = tx.state.members.get_mut(&id) {
+                member.nick = new.clone();
+            }
+            let line = tx.line(format_args!("* {old} is now known as {new}"));
+            tx.broadcast(&room, None, &line);
+            tx.record(
+                EventKind::Nick,
+                id,
+                &room,
+                &old,
+                None,
+                Some(new.to_string()),
+            );
+            Ok(())
+        })
+    }
+
+    /// `/join ROOM`, with `room` already normalized.
+    pub fn join(&self, id: ConnId, room: &str) -> Result<(), CommandError> {
+        self.with_state(|tx| {
+            let Some((nick, old)) = tx.name_and_room(id) else {
+                return Ok(());
+            };
+            if *old == *room {
+                return Err(CommandError::AlreadyInRoom(room.to_owned()));
+            }
+            let max_rooms = self.config.limits.max_rooms;
+            if !tx.state.rooms.contains_key(room) && tx.state.rooms.len() >= max_rooms {
+                return Err(CommandError::TooManyRooms(max_rooms));
+            }
+            tx.leave_room(id, &nick, &old, &format!("joined #{room}"));
+            let room: Arc<str> = room.into();
+            if let Some(member) = tx.state.members.get_mut(&id) {
+                member.room = room.clone();
+            }
+            let others = tx.room_size(&room);
+            tx.tell(
+                id,
+                format_args!("* You are now in #{room} with {others} others."),
+            );
+            tx.enter_room(id, &nick, &room);
+            Ok(())
+        })
+    }
+
+    /// Sends one line to `id` alone: a `!` error, an `=` answer, a `*` notice.
+    pub fn tell(&self, id: ConnId, body: fmt::Arguments<'_>) {
+        self.with_state(|tx| tx.tell(id, body));
+    }
+
+    /// `/quit`: says goodbye to `id`, then removes it.
+    pub fn quit(&self, id: ConnId, reason: Option<String>) {
+        self.with_state(|tx| {
+            let Some((nick, _)) = tx.name_and_room(id) else {
+                return;
+            };
+            tx.tell(id, format_args!("* Goodbye, {nick}."));
+            tx.remove(id, &LeaveReason::Quit(reason));
+        });
+    }
+
+    /// Removes `id` if it is still a member, telling its room why. Safe to call twice:
+    /// every departure produces exactly one leave notice.
+    pub fn leave(&self, id: ConnId, reason: LeaveReason) {
+        self.with_state(|tx| tx.remove(id, &reason));
+    }
+
+    /// Starts a shutdown: every member is told, and from now on departures are
+    /// recorded without notices to the others.
+    pub fn shutdown(&self) {
+        self.with_state(|tx| {
+            tx.state.shutting_down = true;
+            let line = tx.line(format_args!("* Server is shutting down."));
+            let ids: Vec<ConnId> = tx.state.members.keys().copied().collect();
+            for id in ids {
+                tx.send(id, line.clone());
+            }
+        });
+    }
+
+    /// How many members there are now.
+    pub fn member_count(&self) -> usize {
+        self.lock().members.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent enough to go on:
+        // every method finishes its changes before it sends anything.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` under the lock, then removes the members found too slow meanwhile.
+    fn with_state<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
+        let mut state = self.lock();
+        let mut tx = Txn {
+            state: &mut state,
+            hub: self,
+            ts_ms: self.clock.now_ms(),
+            too_slow: Vec::new(),
+        };
+        let result = f(&mut tx);
+        while let Some(id) = tx.too_slow.pop() {
+            tx.remove(id, &LeaveReason::TooSlow);
+        }
+        result
+    }
+}
+
+/// One locked change of the hub's state, with its single timestamp.
+struct Txn<'a> {
+    state: &'a mut State,
+    hub: &'a Hub,
+    ts_ms: i64,
+    /// Members whose queue was full; removed before the lock is released.
+    too_slow: Vec<ConnId>,
+}
+
+impl Txn<'_> {
+    fn name_and_room(&self, id: ConnId) -> Option<(Arc<str>, Arc<str>)> {
+        let member = self.state.members.get(&id)?;
+        Some((member.nick.clone(), member.room.clone()))
+    }
+
+    fn room_size(&self, room: &str) -> usize {
+        self.state.rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
+    fn line(&self, body: fmt::Arguments<'_>) -> Bytes {
+        self.hub.clock.line(self.ts_ms, body)
+    }
+
+    fn tell(&mut self, id: ConnId, body: fmt::Arguments<'_>) {
+        let line = self.line(body);
+        self.send(id, line);
+    }
+
+    fn send(&mut self, id: ConnId, line: Bytes) {
+        let Some(member) = self.state.members.get(&id) else {
+            return;
+        };
+        if member.outbox.try_send(Outbound::Line(line)).is_err() {
+            self.too_slow.push(id);
+        }
+    }
+
+    /// Sends `line` to everyone in `room` but `except`.
+    fn broadcast(&mut self, room: &str, except: Option<ConnId>, line: &Bytes) {
+        let Some(room) = self.state.rooms.get(room) else {
+            return;
+        };
+        for (id, outbox) in &room.members {
+            if Some(*id) != except && outbox.try_send(Outbound::Line(line.clone())).is_err() {
+                self.too_slow.push(*id);
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        kind: EventKind,
+        session: ConnId,
+        room: &Arc<str>,
+        sender: &Arc<str>,
+        recipient: Option<Arc<str>>,
+        text: Option<String>,
+    ) {
+        self.hub.store.record(Event {
+            ts_ms: self.ts_ms,
+            kind,
+            room: room.clone(),
+            sender: sender.clone(),
+            recipient,
+            text,
+            session,
+        });
+    }
+
+    /// Puts `id` into `room` (created if new), announces it and queues the replay.
+    fn enter_room(&mut self, id: ConnId, nick: &Arc<str>, room: &Arc<str>) {
+        let line = self.line(format_args!("* {nick} has joined #{room}"));
+        self.broadcast(room, None, &line);
+        let Some(outbox) = self.state.members.get(&id).map(|m| m.outbox.clone()) else {
+            return;
+        };
+        let replay_lines = self.hub.config.history.replay_lines;
+        if replay_lines > 0 {
+            let history = self.hub.store.history(room.clone(), replay_lines);
+            let replay = Outbound::Replay {
+                room: room.clone(),
+                history,
+            };
+            if outbox.try_send(replay).is_err() {
+                self.too_slow.push(id);
+            }
+        }
+        self.state
+            .rooms
+            .entry(room.clone())
+            .or_insert_with(|| Room {
+                members: Vec::new(),
+                permanent: false,
+            })
+            .members
+            .push((id, outbox));
+        self.record(EventKind::Join, id, room, nick, None, None);
+    }
+
+    /// Takes `id` out of `room`, tells the others why, and drops the room if it is
+    /// empty and not permanent.
+    fn leave_room(&mut self, id: ConnId, nick: &Arc<str>, room: &Arc<str>, reason: &str) {
+        let Some(entry) = self.state.rooms.get_mut(room) else {
+            return;
+        };
+        entry.members.retain(|(member, _)| *member != id);
+        if entry.members.is_empty() && !entry.permanent {
+            self.state.rooms.remove(room);
+        } else if !self.state.shutting_down {
+            let line = self.line(format_args!("* {nick} has left #{room} ({reason})"));
+            self.broadcast(room, None, &line);
+        }
+        self.record(
+            EventKind::Leave,
+            id,
+            room,
+            nick,
+            None,
+            Some(reason.to_owned()),
+        );
+    }
+
+    fn remove(&mut self, id: ConnId, reason: &LeaveReason) {
+        let Some(member) = self.state.members.remove(&id) else {
+            return;
+        };
+        self.state.nicks.remove(&member.nick.to_ascii_lowercase());
+        self.leave_room(id, &member.nick, &member.room, &reason.to_string());
+        if *reason == LeaveReason::TooSlow {
+            member.dropped.cancel();
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The accept loop and the orderly shutdown.
+//!
+//! [`Server::bind`] opens the store and the listening socket; [`Server::run`] serves
+//! until the future it is given completes (SIGINT/SIGTERM in the binary, anything in
+//! a test), then stops accepting, tells every client, waits for their connections to
+//! close, and waits for the store to write everything still queued.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::connection;
+use crate::hub::{ConnId, Hub};
+use crate::store::{Store, StoreError};
+
+/// The longest a shutdown waits for connections to close before it stops waiting.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The database or transcript could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    config: Arc<Config>,
+    hub: Arc<Hub>,
+    store: Store,
+    next_id: ConnId,
+}
+
+impl Server {
+    /// Opens the store and binds the configured address (port 0 picks a free port).
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let config = Arc::new(config);
+        let store_config = config.clone();
+        let (store, handle, next_id) =
+            tokio::task::spawn_blocking(move || Store::open(&store_config))
+                .await
+                .expect("store open panicked")?;
+        let addr = SocketAddr::new(config.server.bind, config.server.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let hub = Arc::new(Hub::new(config.clone(), handle));
+        Ok(Server {
+            listener,
+            config,
+            hub,
+            store,
+            next_id,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then shuts down in order; returns once
+    /// everything is on disk.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            config,
+            hub,
+            store,
+            mut next_id,
+        } = self;
+        let stopping = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let seats = Arc::new(Semaphore::new(config.limits.max_clients));
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Usually out of file descriptors: wait for some to free up
+                        // instead of ending the server.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = socket.set_nodelay(true);
+            let Ok(seat) = seats.clone().try_acquire_owned() else {
+                let clock = hub.clock().clone();
+                let max = config.limits.max_clients;
+                tracker.spawn(async move { connection::refuse_full(socket, &clock, max).await });
+                continue;
+            };
+            let id = next_id;
+            next_id += 1;
+            let span = tracing::info_span!("conn", id, %peer);
+            let task = connection::serve(socket, id, hub.clone(), config.clone(), stopping.clone());
+            tracker.spawn(
+                async move {
+                    tracing::debug!("connected");
+                    task.await;
+                    tracing::debug!("closed");
+                    drop(seat);
+                }
+                .instrument(span),
+            );
+        }
+        drop(listener);
+        tracing::info!(clients = hub.member_count(), "shutting down");
+        hub.shutdown();
+        stopping.cancel();
+        tracker.close();
+        if tokio::time::timeout(CLOSE_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        drop(hub);
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,164 @@
+//! The real `chat-server` and `chat-client` binaries.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use crate::harness::{body_of, TestClient, TestServer};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
+
+#[test]
+fn bad_configs_exit_2_naming_the_key_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[limits]\nmax_nick_len = 0\n", "limits.max_nick_len"),
+        ("[server]\nportt = 1\n", "portt"),
+        ("[log]\nrotation = \"weekly\"\n", "weekly"),
+        ("[server]\nport = \"x\"\n", "port"),
+        ("not toml at all [", "invalid config file"),
+    ];
+    for (text, needle) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(SERVER)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+    }
+    let missing = dir.path().join("missing.toml");
+    let out = Command::new(SERVER)
+        .arg("--config")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+/// Starts the server binary on a free port; returns it and its address.
+fn spawn_server(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(SERVER)
+        .args(["--port", "0", "--db"])
+        .arg(dir.join("chat.db"))
+        .arg("--log-dir")
+        .arg(dir.join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    assert!(!addr.ends_with(":0"), "the real port is printed: {addr}");
+    (child, addr)
+}
+
+#[tokio::test]
+async fn sigterm_tells_clients_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_server(dir.path());
+    let mut alice = TestClient::connect(addr.parse().unwrap()).await;
+    alice.send("alice").await;
+    alice.expect_prefix("* Welcome, alice!").await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        alice.expect_closed().await,
+        vec!["* Server is shutting down."]
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn the_client_binary_is_scriptable_through_a_pipe() {
+    let server = TestServer::start().await;
+    let mut alice = server.login("alice").await;
+    let port = server.addr.port().to_string();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(CLIENT)
+            .args(["--host", "127.0.0.1", "--port", &port, "--name", "carol"])
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello from a pipe\n/who\n").unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    });
+    alice.expect_next("* carol has joined #lobby").await;
+    alice.expect_next("carol: hello from a pipe").await;
+    alice.expect_next("* carol has left #lobby (Quit)").await;
+    let out = client.await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !stdout.contains('\x1b'),
+        "no escape codes through a pipe: {stdout:?}"
+    );
+    let bodies: Vec<&str> = stdout.lines().map(body_of).collect();
+    assert!(
+        bodies.iter().any(|b| b.starts_with("* Welcome, carol!")),
+        "{bodies:?}"
+    );
+    assert!(bodies.contains(&"= #lobby (2): alice, carol"), "{bodies:?}");
+    assert_eq!(bodies.last(), Some(&"* Goodbye, carol."), "{bodies:?}");
+}
+
+#[tokio::test]
+async fn the_client_binary_exits_non_zero_when_the_server_goes_away() {
+    let server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+    let mut child = Command::new(CLIENT)
+        .args(["--port", &port, "--name", "dave"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut watcher = server.login("watcher").await;
+    watcher.send("/who").await;
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let welcome = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap() > 0 {
+            if line.contains("Welcome, dave!") {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    });
+    assert!(welcome.await.unwrap());
+    drop(server.stop().await);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(status.code(), Some(0));
+}

@@ -1,0 +1,141 @@
+//! Chat between several clients: exact lines, no echo, join and leave notices.
+
+use crate::harness::{body_of, TestServer};
+
+#[tokio::test]
+async fn three_clients_chat_and_the_sender_gets_no_echo() {
+    let server = TestServer::start().await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    alice.expect_next("* bob has joined #lobby").await;
+    let mut carol = server.login("carol").await;
+    alice.expect_next("* carol has joined #lobby").await;
+    bob.expect_next("* carol has joined #lobby").await;
+
+    alice.send("hello everyone").await;
+    bob.expect_next("alice: hello everyone").await;
+    carol.expect_next("alice: hello everyone").await;
+    carol.send("hi alice").await;
+    alice.expect_next("carol: hi alice").await;
+    bob.expect_next("carol: hi alice").await;
+
+    // Alice's next line is carol's, not her own echo; and nothing else is pending.
+    alice.expect_nothing_pending().await;
+    bob.expect_nothing_pending().await;
+    carol.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn lines_are_timestamped_and_welcome_names_the_room() {
+    let server = TestServer::start_with(|c| c.server.timestamp_format = "%Y|%H".into()).await;
+    let mut alice = server.connect().await;
+    let greeting = alice.next_line().await.unwrap();
+    let ts = &greeting[1..greeting.find(']').unwrap()];
+    assert_eq!(ts.len(), 7, "{greeting}");
+    assert_eq!(&ts[4..5], "|", "{greeting}");
+    alice.send("alice").await;
+    let welcome = alice.expect_prefix("* Welcome, alice!").await;
+    assert_eq!(
+        welcome,
+        "* Welcome, alice! You are in #lobby with 0 others. Type /help for commands."
+    );
+    let mut bob = server.login("bob").await;
+    let _ = &mut bob;
+    alice.expect_next("* bob has joined #lobby").await;
+}
+
+#[tokio::test]
+async fn greeting_has_name_motd_recording_notice_and_prompt_last() {
+    let server = TestServer::start_with(|c| {
+        c.server.name = "CS101".into();
+        c.server.motd = "Office hours on Friday".into();
+    })
+    .await;
+    let mut client = server.connect().await;
+    let mut bodies = Vec::new();
+    loop {
+        let body = client.next_body().await;
+        assert!(body.starts_with("* "), "{body}");
+        let done = body.contains("username");
+        bodies.push(body);
+        if done {
+            break;
+        }
+    }
+    let all = bodies.join("\n");
+    assert!(all.contains("CS101"), "{all}");
+    assert!(all.contains("Office hours on Friday"), "{all}");
+    assert!(all.contains("recorded"), "{all}");
+}
+
+#[tokio::test]
+async fn exactly_one_leave_notice_for_quit_eof_and_reset() {
+    let server = TestServer::start().await;
+    let mut watcher = server.login("watcher").await;
+
+    let mut quitter = server.login("quitter").await;
+    watcher.expect_next("* quitter has joined #lobby").await;
+    quitter.send("/quit see you").await;
+    assert_eq!(
+        quitter.expect_closed().await,
+        vec!["* Goodbye, quitter.".to_owned()]
+    );
+    watcher
+        .expect_next("* quitter has left #lobby (Quit: see you)")
+        .await;
+
+    let mut plain = server.login("plain").await;
+    watcher.expect_next("* plain has joined #lobby").await;
+    plain.send("/QUIT").await;
+    plain.expect_closed().await;
+    watcher.expect_next("* plain has left #lobby (Quit)").await;
+
+    let mut eof = server.login("eof").await;
+    watcher.expect_next("* eof has joined #lobby").await;
+    eof.shutdown_write().await;
+    eof.expect_closed().await;
+    watcher
+        .expect_next("* eof has left #lobby (Connection closed)")
+        .await;
+
+    let reset = server.login("reset").await;
+    watcher.expect_next("* reset has joined #lobby").await;
+    reset.reset();
+    let body = watcher.next_body().await;
+    assert!(
+        body == "* reset has left #lobby (Connection lost)"
+            || body == "* reset has left #lobby (Connection closed)",
+        "{body}"
+    );
+    // No second notice for any of them.
+    watcher.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_every_client_and_closes() {
+    let server = TestServer::start().await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    alice.expect_next("* bob has joined #lobby").await;
+    let mut pending = server.connect().await;
+    pending.expect_prefix("* Please enter a username").await;
+    let dir = server.stop().await;
+    assert_eq!(
+        alice.expect_closed().await,
+        vec!["* Server is shutting down."]
+    );
+    assert_eq!(
+        bob.expect_closed().await,
+        vec!["* Server is shutting down."]
+    );
+    assert_eq!(
+        pending.expect_closed().await,
+        vec!["* Server is shutting down."]
+    );
+    drop(dir);
+}
+
+#[test]
+fn body_of_strips_the_timestamp() {
+    assert_eq!(body_of("[12:00:00] * hi"), "* hi");
+}

@@ -1,0 +1,230 @@
+//! A real server on port 0 with its own temporary database and log folder, and a
+//! line-oriented TCP client that waits for lines with a timeout, never a sleep.
+
+// Not every test binary configuration uses every helper.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use classchat::config::Config;
+use classchat::server::Server;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for a line it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server and the folder holding its files.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A configuration whose files live in `dir` and whose port is free.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.storage.database = dir.join("data/chat.db");
+    config.log.dir = dir.join("logs");
+    config
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `tweak` has changed its configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        TestServer::start_in(dir, config).await
+    }
+
+    /// Starts a server on an existing folder (to restart over the same database).
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
+        config.validate().expect("test config is valid");
+        let server = Server::bind(config.clone()).await.expect("server starts");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            config,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Connects a raw client (not logged in).
+    pub async fn connect(&self) -> TestClient {
+        TestClient::connect(self.addr).await
+    }
+
+    /// Connects and logs in as `name`, reading up to the welcome line.
+    pub async fn login(&self, name: &str) -> TestClient {
+        let mut client = self.connect().await;
+        client.send(name).await;
+        client.expect_prefix(&format!("* Welcome, {name}!")).await;
+        client
+    }
+
+    /// Shuts the server down as a signal would, waits until it has finished and
+    /// returns the folder with its files.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task.take().unwrap())
+            .await
+            .expect("server stops in time")
+            .unwrap();
+        self.dir
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.storage.database.clone()
+    }
+}
+
+/// A client speaking raw lines over TCP.
+pub struct TestClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl TestClient {
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        stream.set_nodelay(true).unwrap();
+        let (reader, writer) = stream.into_split();
+        TestClient {
+            reader: BufReader::new(reader),
+            writer,
+        }
+    }
+
+    /// Sends one line (a `\n` is added).
+    pub async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes()).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("send");
+    }
+
+    /// The next whole line, with its timestamp, or `None` at EOF. Panics after [`WAIT`].
+    pub async fn next_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(WAIT, self.reader.read_until(b'\n', &mut buf))
+            .await
+            .expect("timed out waiting for a line");
+        match read {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                let line = String::from_utf8(buf).expect("server sends UTF-8");
+                assert!(line.ends_with('\n'), "line without newline: {line:?}");
+                Some(line.trim_end_matches('\n').to_owned())
+            }
+        }
+    }
+
+    /// The body of the next line (the part after `[TIMESTAMP] `).
+    pub async fn next_body(&mut self) -> String {
+        let line = self.next_line().await.expect("connection closed");
+        body_of(&line).to_owned()
+    }
+
+    /// Reads lines until one's body equals `body`; returns the bodies skipped.
+    pub async fn expect(&mut self, body: &str) -> Vec<String> {
+        self.expect_where(body, |b| b == body).await
+    }
+
+    /// Reads lines until one's body starts with `prefix`; returns that body.
+    pub async fn expect_prefix(&mut self, prefix: &str) -> String {
+        let mut last = String::new();
+        self.expect_where(prefix, |b| {
+            last = b.to_owned();
+            b.starts_with(prefix)
+        })
+        .await;
+        last
+    }
+
+    async fn expect_where(
+        &mut self,
+        what: &str,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            let Some(line) = self.next_line().await else {
+                panic!("connection closed while waiting for {what:?}; got {skipped:?}");
+            };
+            let body = body_of(&line);
+            if matches(body) {
+                return skipped;
+            }
+            skipped.push(body.to_owned());
+        }
+    }
+
+    /// The very next body must be `body`.
+    pub async fn expect_next(&mut self, body: &str) {
+        assert_eq!(self.next_body().await, body);
+    }
+
+    /// Reads until the server closes the connection; returns the bodies read.
+    pub async fn expect_closed(&mut self) -> Vec<String> {
+        let mut bodies = Vec::new();
+        while let Some(line) = self.next_line().await {
+            bodies.push(body_of(&line).to_owned());
+        }
+        bodies
+    }
+
+    /// Proves that nothing was queued for this client before now: a `/who` round
+    /// trip, whose answer must be the very next line.
+    pub async fn expect_nothing_pending(&mut self) {
+        self.send("/who").await;
+        let body = self.next_body().await;
+        assert!(
+            body.starts_with("= #"),
+            "expected only the /who answer, got {body:?}"
+        );
+    }
+
+    /// Drops the connection with a TCP reset instead of a clean close.
+    pub fn reset(self) {
+        let stream = self.reader.into_inner().reunite(self.writer).unwrap();
+        // A zero linger resets at once; it never blocks the thread as a timed one would.
+        #[allow(deprecated)]
+        stream.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(stream);
+    }
+
+    /// Closes the sending side (EOF to the server), keeps reading.
+    pub async fn shutdown_write(&mut self) {
+        self.writer.shutdown().await.unwrap();
+    }
+}
+
+/// The body of a wire line; panics if the line is not `[TIMESTAMP] BODY`.
+pub fn body_of(line: &str) -> &str {
+    assert!(line.starts_with('['), "not a server line: {line:?}");
+    let end = line
+        .find("] ")
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    &line[end + 2..]
+}

@@ -1,0 +1,10 @@
+//! Integration tests: real servers on port 0, real sockets, real binaries.
+
+mod harness;
+
+mod bad_input;
+mod binaries;
+mod chat;
+mod commands;
+mod handshake;
+mod load;
