@@ -63,7 +63,7 @@ pub async fn serve(
     // Keep the read half open until the writer has sent its last line: closing a
     // socket with unread input makes the kernel send a reset, which can destroy the
     // goodbye still in flight.
-    let Connection { lines, .. } = conn;
+    let lines = conn.into_reader();
     finish_writer(writer, dropped.is_cancelled()).await;
     drop(lines);
 }
@@ -228,6 +228,12 @@ impl Connection {
             Command::Quit(_) => unreachable!("handled by the chat loop"),
         }
         Ok(())
+    }
+
+    /// Drops everything but the read half; with this connection's queue sender gone,
+    /// the writer ends once it has sent what is queued.
+    fn into_reader(self) -> Lines {
+        self.lines
     }
 
     /// Queues a line for a client that is not a member yet.

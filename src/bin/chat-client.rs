@@ -63,15 +63,12 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // One connection and one user: a single-threaded runtime is all this needs.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("chat-client: cannot start: {err}");
-            return ExitCode::FAILURE;
-        }
+    else {
+        eprintln!("chat-client: cannot start the async runtime");
+        return ExitCode::FAILURE;
     };
     let addr = match args.host.contains(':') {
         true => format!("[{}]:{}", args.host, args.port),
@@ -163,63 +160,102 @@ enum Ask {
     Code,
 }
 
-/// Logs in and returns the accepted nick. The server answers a refused name or code
-/// with `! REASON` and the same prompt again, which the user then answers.
+/// Logs in and returns the accepted nick.
 async fn login(
     conn: &mut Conn,
     input: &mut Input,
     screen: &mut Screen,
     args: &Args,
 ) -> Result<String, Exit> {
-    let mut code = args.code.clone();
-    // An answer sent and not yet refused: the prompt it answers needs no other.
-    let mut sent = None;
+    let mut login = Login {
+        code: args.code.clone(),
+        sent: None,
+        asking: None,
+    };
     if let Some(name) = &args.name {
         // The server takes the name before its greeting, which saves a round trip.
         conn.send(name.trim()).await?;
-        sent = Some(Ask::Name);
+        login.sent = Some(Ask::Name);
     }
-    let mut asking = None;
     loop {
         tokio::select! {
             line = conn.reader.next() => {
                 let line = line.map_err(Exit::lost)?.ok_or(Exit::Lost(String::new()))?;
                 screen.show(&line);
-                let body = split_stamp(&line).1;
-                if let Some(rest) = body.strip_prefix("* Welcome, ") {
-                    return Ok(rest.split(['!', ' ', ',']).next().unwrap_or(rest).to_string());
-                }
-                if body.starts_with('!') {
-                    sent = None;
-                }
-                match prompt_kind(body) {
-                    Some(ask) if sent != Some(ask) && asking.is_none() => match ask {
-                        Ask::Code if code.is_some() => {
-                            conn.send(code.take().unwrap_or_default().trim()).await?;
-                            sent = Some(ask);
-                        }
-                        _ => asking = Some(input.ask(ask)),
-                    },
-                    _ => {}
+                if let Some(nick) = login.on_line(split_stamp(&line).1, conn, input).await? {
+                    return Ok(nick);
                 }
             }
-            typed = input.recv(), if asking.is_some() => {
-                let ask = asking.take().unwrap_or(Ask::Name);
-                match typed {
-                    Typed::Line(answer) if answer.trim().is_empty() => asking = Some(input.ask(ask)),
-                    Typed::Line(answer) => {
-                        conn.send(answer.trim()).await?;
-                        sent = Some(ask);
-                    }
-                    Typed::Eof if !input.interactive => {
-                        let what = if ask == Ask::Name { "a username" } else { "the join code" };
-                        return Err(Exit::Failed(format!("stdin ended before the server accepted {what}")));
-                    }
-                    Typed::Eof | Typed::Interrupt => return Err(Exit::Clean),
-                }
+            typed = input.recv(), if login.asking.is_some() => {
+                login.on_typed(typed, conn, input).await?;
             }
             _ = ctrl_c() => return Err(Exit::Clean),
         }
+    }
+}
+
+/// Where the login is. The server answers a refused name or code with `! REASON` and
+/// the same prompt again, which the user then answers.
+struct Login {
+    /// `--code`, until it is used.
+    code: Option<String>,
+    /// An answer sent and not yet refused: the prompt it answers needs no other.
+    sent: Option<Ask>,
+    /// What the user is being asked for.
+    asking: Option<Ask>,
+}
+
+impl Login {
+    /// Follows a server line; returns our nick once we are in.
+    async fn on_line(
+        &mut self,
+        body: &str,
+        conn: &mut Conn,
+        input: &mut Input,
+    ) -> Result<Option<String>, Exit> {
+        if let Some(rest) = body.strip_prefix("* Welcome, ") {
+            return Ok(rest.split(['!', ' ', ',']).next().map(str::to_string));
+        }
+        if body.starts_with('!') {
+            self.sent = None;
+        }
+        let Some(ask) = prompt_kind(body) else {
+            return Ok(None);
+        };
+        if self.sent == Some(ask) || self.asking.is_some() {
+            return Ok(None);
+        }
+        match self.code.take_if(|_| ask == Ask::Code) {
+            Some(code) => {
+                conn.send(code.trim()).await?;
+                self.sent = Some(ask);
+            }
+            None => self.asking = Some(input.ask(ask)),
+        }
+        Ok(None)
+    }
+
+    async fn on_typed(
+        &mut self,
+        typed: Typed,
+        conn: &mut Conn,
+        input: &mut Input,
+    ) -> Result<(), Exit> {
+        let ask = self.asking.take().unwrap_or(Ask::Name);
+        match typed {
+            Typed::Line(answer) if answer.trim().is_empty() => self.asking = Some(input.ask(ask)),
+            Typed::Line(answer) => {
+                conn.send(answer.trim()).await?;
+                self.sent = Some(ask);
+            }
+            Typed::Eof if !input.interactive => {
+                return Err(Exit::Failed(
+                    "input ended before the login was accepted".into(),
+                ));
+            }
+            Typed::Eof | Typed::Interrupt => return Err(Exit::Clean),
+        }
+        Ok(())
     }
 }
 
@@ -369,19 +405,9 @@ impl Screen {
     }
 }
 
-/// Formats a line for the terminal. Control characters are replaced so that a
-/// hostile line cannot drive the user's terminal.
+/// Formats a server line for the terminal.
 fn paint(line: &str, color: bool) -> String {
-    let line: String = line
-        .chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect();
+    let line: String = line.chars().map(printable).collect();
     let (stamp, body) = split_stamp(&line);
     if !color {
         return format!("{line}\n");
@@ -399,6 +425,15 @@ fn paint(line: &str, color: bool) -> String {
     match stamp {
         "" => format!("{body}\n"),
         _ => format!("\x1b[2m{stamp}\x1b[0m {body}\n"),
+    }
+}
+
+/// Replaces control characters, so that a hostile line cannot drive the terminal.
+fn printable(c: char) -> char {
+    if c.is_control() && c != '\t' {
+        '\u{fffd}'
+    } else {
+        c
     }
 }
 
@@ -460,15 +495,11 @@ impl Input {
     }
 
     fn ask(&mut self, ask: Ask) -> Ask {
-        self.request(
-            if ask == Ask::Name {
-                "username> "
-            } else {
-                "code> "
-            }
-            .into(),
-            false,
-        );
+        let prompt = match ask {
+            Ask::Name => "username> ",
+            Ask::Code => "code> ",
+        };
+        self.request(prompt.to_string(), false);
         ask
     }
 

@@ -174,6 +174,12 @@ fn query(
     args: &QueryArgs,
     write: impl FnOnce(&rusqlite::Connection, &Filter, &mut dyn Write) -> Result<(), ReportError>,
 ) -> anyhow::Result<()> {
+    let filter = Filter {
+        room: args.room.clone(),
+        user: args.user.clone(),
+        since: args.since.as_deref().map(report::parse_time).transpose()?,
+        until: args.until.as_deref().map(report::parse_time).transpose()?,
+    };
     let path = match &args.db {
         Some(db) => db.clone(),
         None => load_config(args.config.as_ref())?.storage.database,
@@ -182,12 +188,6 @@ fn query(
         anyhow::bail!("no database at {}", path.display());
     }
     let conn = store::open_read_only(&path)?;
-    let filter = Filter {
-        room: args.room.clone(),
-        user: args.user.clone(),
-        since: args.since.as_deref().map(report::parse_time).transpose()?,
-        until: args.until.as_deref().map(report::parse_time).transpose()?,
-    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     write(&conn, &filter, &mut out)?;

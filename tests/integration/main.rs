@@ -8,3 +8,5 @@ mod chat;
 mod commands;
 mod handshake;
 mod load;
+mod persistence;
+mod reports;
