@@ -56,6 +56,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[log]`: transcript files and diagnostics.
     pub log: LogConfig,
+    /// `[access]`: join code and instructors.
+    pub access: AccessConfig,
 }
 
 /// `[server]`.
@@ -120,6 +122,8 @@ pub struct LimitsConfig {
     pub handshake_timeout_secs: u64,
     /// Rooms at once, the default and configured ones included.
     pub max_rooms: usize,
+    /// Connections at once from one IP address; 0 = no limit.
+    pub max_per_ip: usize,
 }
 
 impl Default for LimitsConfig {
@@ -134,6 +138,7 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 0,
             handshake_timeout_secs: 30,
             max_rooms: 50,
+            max_per_ip: 0,
         }
     }
 }
@@ -215,6 +220,32 @@ impl Default for LogConfig {
             rotation: LogRotation::Daily,
             max_files: 30,
             level: "info".into(),
+        }
+    }
+}
+
+/// `[access]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// The code a student must give after the username; empty = open to all.
+    pub join_code: String,
+    /// Wrong codes allowed before the connection is closed.
+    pub max_code_attempts: u32,
+    /// Names that may become instructors with `/op PASSWORD`.
+    pub instructors: Vec<String>,
+    /// Argon2 hash (PHC string) of the instructors' password, made by
+    /// `chat-server hash-password`; empty = nobody can `/op`.
+    pub instructor_password: String,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            join_code: String::new(),
+            max_code_attempts: 3,
+            instructors: Vec::new(),
+            instructor_password: String::new(),
         }
     }
 }
@@ -305,6 +336,26 @@ impl Config {
         if self.log.max_files == 0 {
             return invalid("log.max_files", "must be at least 1");
         }
+        let access = &self.access;
+        if access.max_code_attempts == 0 {
+            return invalid("access.max_code_attempts", "must be at least 1");
+        }
+        if !access.instructor_password.is_empty()
+            && argon2::PasswordHash::new(&access.instructor_password).is_err()
+        {
+            return invalid(
+                "access.instructor_password",
+                "must be a password hash made by `chat-server hash-password`, never the password itself",
+            );
+        }
+        for name in &access.instructors {
+            if protocol::check_nick(name, limits.max_nick_len, &[]).is_err() {
+                return invalid(
+                    "access.instructors",
+                    &format!("'{name}' is not a valid username"),
+                );
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",
@@ -348,6 +399,11 @@ mod tests {
         assert!(err.to_string().contains("limits.max_nick_len"), "{err}");
         let err = Config::parse("[server]\ntimestamp_format = \"%Q\"\n").unwrap_err();
         assert!(err.to_string().contains("server.timestamp_format"), "{err}");
+        let err = Config::parse("[access]\ninstructor_password = \"hunter2\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("access.instructor_password"),
+            "{err}"
+        );
         let err = Config::parse("[log]\nrotation = \"weekly\"\n").unwrap_err();
         assert!(err.to_string().contains("weekly"), "{err}");
     }

@@ -6,7 +6,6 @@
 //! everything already queued and writes it with one syscall, so a busy room costs
 //! one write per wake-up, not one per line.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +22,34 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::hub::{ConnId, Hub, LeaveReason, Outbound, Outbox};
 use crate::limiter::RateLimiter;
-use crate::protocol::{self, Command, CommandError, Inbound, Input, LineCodec};
+use crate::password;
+use crate::protocol::{self, Command, CommandError, Inbound, Input, LineCodec, NickError};
 
 /// How long a closing connection may take to flush what is queued for it.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(3);
+
+/// Wrong `/op` passwords a connection may try.
+const MAX_WRONG_PASSWORDS: u32 = 3;
+
+const USERNAME_PROMPT: &str = "* Please enter a username:";
+const CODE_PROMPT: &str = "* This class needs a join code. Please enter the code:";
+
+/// How far a client has got in the handshake.
+#[derive(Default)]
+struct Login {
+    /// A valid, free name waiting for the join code.
+    name: Option<String>,
+    code_accepted: bool,
+    wrong_codes: u32,
+}
+
+/// What the handshake does after a line.
+enum Step {
+    Done,
+    AskCode,
+    Retry(String),
+    GiveUp(String),
+}
 
 /// Lines the writer takes off the queue per wake-up.
 const WRITE_BATCH: usize = 256;
@@ -63,13 +86,15 @@ pub async fn serve(
     // Keep the read half open until the writer has sent its last line: closing a
     // socket with unread input makes the kernel send a reset, which can destroy the
     // goodbye still in flight.
+    // A full queue means the client stopped reading: nothing more will get through.
+    let abandon = conn.outbox.capacity() == 0;
     let lines = conn.into_reader();
-    finish_writer(writer, dropped.is_cancelled()).await;
+    finish_writer(writer, abandon).await;
     drop(lines);
 }
 
-/// Lets the writer flush what is queued, unless the client was dropped for not
-/// reading, in which case nothing it is owed can arrive anyway.
+/// Lets the writer flush what is queued (for at most [`FLUSH_ON_CLOSE`]), unless
+/// the client stopped reading, in which case nothing it is owed can arrive anyway.
 async fn finish_writer(writer: tokio::task::JoinHandle<()>, abandon: bool) {
     let abort = writer.abort_handle();
     if abandon || tokio::time::timeout(FLUSH_ON_CLOSE, writer).await.is_err() {
@@ -97,8 +122,9 @@ enum Read {
 }
 
 impl Connection {
-    /// Greets the client and reads names until one is accepted. `false` means the
-    /// client is gone (or was never let in) and the connection should close.
+    /// Greets the client and reads names (and the join code, if the class has one)
+    /// until one is accepted. `false` means the client is gone (or was never let
+    /// in) and the connection should close.
     async fn handshake(&mut self) -> bool {
         let server = &self.config.server;
         self.say(format_args!("* Welcome to {}.", server.name));
@@ -108,8 +134,9 @@ impl Connection {
         self.say(format_args!(
             "* Everything said here is recorded with your name and the time."
         ));
-        self.say(format_args!("* Please enter a username:"));
+        self.say(format_args!("{USERNAME_PROMPT}"));
         let deadline = tokio::time::Instant::now() + self.config.limits.handshake_timeout();
+        let mut login = Login::default();
         loop {
             let read = tokio::select! {
                 read = read_line(&mut self.lines) => read,
@@ -123,7 +150,7 @@ impl Connection {
                     return false;
                 }
             };
-            let name = match read {
+            let text = match read {
                 Read::Closed | Read::Lost => return false,
                 Read::Line(Inbound::TooLong) => Err(self.too_long()),
                 Read::Line(Inbound::Line(bytes)) => match std::str::from_utf8(&bytes) {
@@ -131,29 +158,76 @@ impl Connection {
                     Ok(text) => Ok(protocol::sanitize(text).trim().to_owned()),
                 },
             };
-            let accepted = name.and_then(|name| self.try_register(&name));
-            match accepted {
-                Ok(()) => return true,
-                Err(reason) => {
-                    self.say(format_args!("! {reason}"));
-                    self.say(format_args!("* Please enter a username:"));
+            let step = match text {
+                Err(error) => Step::Retry(error),
+                Ok(text) => self.login_step(&mut login, text),
+            };
+            match step {
+                Step::Done => return true,
+                Step::AskCode => self.say(format_args!("{CODE_PROMPT}")),
+                Step::Retry(error) => {
+                    self.say(format_args!("! {error}"));
+                    let prompt = if login.name.is_some() {
+                        CODE_PROMPT
+                    } else {
+                        USERNAME_PROMPT
+                    };
+                    self.say(format_args!("{prompt}"));
+                }
+                Step::GiveUp(error) => {
+                    self.say(format_args!("! {error}"));
+                    return false;
                 }
             }
         }
     }
 
-    fn try_register(&self, name: &str) -> Result<(), String> {
-        let limits = &self.config.limits;
-        protocol::check_nick(
-            name,
-            limits.max_nick_len,
-            &self.config.server.reserved_nicks,
-        )
-        .and_then(|()| {
+    /// Takes one handshake line: a username, or the join code after it.
+    fn login_step(&self, login: &mut Login, text: String) -> Step {
+        let access = &self.config.access;
+        let Some(name) = login.name.take() else {
+            let limits = &self.config.limits;
+            let reserved = &self.config.server.reserved_nicks;
+            if let Err(err) = protocol::check_nick(&text, limits.max_nick_len, reserved) {
+                return Step::Retry(err.to_string());
+            }
+            if access.join_code.is_empty() || login.code_accepted {
+                return self.register(login, &text);
+            }
+            if !self.hub.is_name_free(&text) {
+                return Step::Retry(NickError::Taken(text).to_string());
+            }
+            login.name = Some(text);
+            return Step::AskCode;
+        };
+        if constant_time_eq(text.as_bytes(), access.join_code.as_bytes()) {
+            login.code_accepted = true;
+            return self.register(login, &name);
+        }
+        login.wrong_codes += 1;
+        tracing::warn!(attempt = login.wrong_codes, "wrong join code");
+        let left = access.max_code_attempts.saturating_sub(login.wrong_codes);
+        if left == 0 {
+            return Step::GiveUp("Too many wrong codes; goodbye.".to_owned());
+        }
+        login.name = Some(name);
+        Step::Retry(format!("Wrong code ({left} attempts left)."))
+    }
+
+    fn register(&self, login: &mut Login, name: &str) -> Step {
+        let registered =
             self.hub
-                .register(self.id, name, self.outbox.clone(), self.dropped.clone())
-        })
-        .map_err(|err| err.to_string())
+                .register(self.id, name, self.outbox.clone(), self.dropped.clone());
+        match registered {
+            Ok(()) => {
+                tracing::Span::current().record("nick", name);
+                Step::Done
+            }
+            Err(err) => {
+                login.name = None;
+                Step::Retry(err.to_string())
+            }
+        }
     }
 
     /// Reads and acts on lines until the client leaves. Returns the reason to record,
@@ -162,6 +236,7 @@ impl Connection {
         let limits = &self.config.limits;
         let mut limiter = RateLimiter::new(limits.messages_per_sec, limits.burst, Instant::now());
         let idle = limits.idle_timeout();
+        let mut wrong_passwords = 0;
         loop {
             let read = tokio::select! {
                 biased;
@@ -197,10 +272,19 @@ impl Connection {
             let input = protocol::parse(&protocol::sanitize(text));
             match input {
                 Ok(Input::Empty) => {}
-                Ok(Input::Chat(text)) => self.hub.chat(self.id, text),
+                Ok(Input::Chat(text)) => {
+                    if let Err(err) = self.hub.chat(self.id, text) {
+                        self.hub.tell(self.id, format_args!("! {err}"));
+                    }
+                }
                 Ok(Input::Command(Command::Quit(reason))) => {
                     self.hub.quit(self.id, reason);
                     return None;
+                }
+                Ok(Input::Command(Command::Op(password))) => {
+                    if let Err(err) = self.op(password, &mut wrong_passwords).await {
+                        self.hub.tell(self.id, format_args!("! {err}"));
+                    }
                 }
                 Ok(Input::Command(command)) => {
                     if let Err(err) = self.run(command) {
@@ -220,13 +304,34 @@ impl Connection {
             Command::Who => hub.who(id),
             Command::Join(room) => hub.join(id, &room)?,
             Command::Rooms => hub.rooms(id),
-            Command::Help => {
-                for line in protocol::HELP {
-                    hub.tell(id, format_args!("= {line}"));
-                }
-            }
-            Command::Quit(_) => unreachable!("handled by the chat loop"),
+            Command::Help => hub.help(id),
+            Command::Kick { nick, reason } => hub.kick(id, &nick, reason)?,
+            Command::Mute { nick, minutes } => hub.mute(id, &nick, minutes)?,
+            Command::Unmute(nick) => hub.unmute(id, &nick)?,
+            Command::Announce(text) => hub.announce(id, text)?,
+            Command::Quiet(on) => hub.quiet(id, on)?,
+            Command::Quit(_) | Command::Op(_) => unreachable!("handled by the chat loop"),
         }
+        Ok(())
+    }
+
+    /// `/op PASSWORD`. The hash check costs tens of milliseconds of CPU on purpose,
+    /// so it runs on the blocking pool, and a connection gets only a few tries.
+    async fn op(&self, password: String, wrong: &mut u32) -> Result<(), CommandError> {
+        if *wrong >= MAX_WRONG_PASSWORDS {
+            return Err(CommandError::TooManyPasswords);
+        }
+        self.hub.may_op(self.id)?;
+        let hash = self.config.access.instructor_password.clone();
+        let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+            .await
+            .unwrap_or(false);
+        if !verified {
+            *wrong += 1;
+            tracing::warn!(attempt = *wrong, "wrong instructor password");
+            return Err(CommandError::WrongPassword);
+        }
+        self.hub.op(self.id);
         Ok(())
     }
 
@@ -248,6 +353,12 @@ impl Connection {
         let max = self.config.limits.max_line_bytes;
         format!("Line too long (max {max} bytes); it was not sent.")
     }
+}
+
+/// Compares without an early exit, so timing does not tell how much of a guess
+/// was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn invalid_utf8() -> String {
@@ -313,23 +424,13 @@ fn replay_lines(clock: &Clock, room: &str, lines: &[crate::store::HistoryLine]) 
     out
 }
 
-/// Tells a client the server is full and closes, without taking a seat.
-pub async fn refuse_full(mut socket: TcpStream, clock: &Clock, max: usize) {
-    let line = clock.line(
-        clock.now_ms(),
-        format_args!("! Server is full ({max} users); try again later."),
-    );
+/// Tells a client why it cannot come in (`! REASON`) and closes, without taking a
+/// seat.
+pub async fn refuse(mut socket: TcpStream, clock: Clock, reason: String) {
+    let line = clock.line(clock.now_ms(), format_args!("! {reason}"));
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = socket.write_all(&line).await;
         let _ = socket.shutdown().await;
     })
     .await;
-}
-
-/// For diagnostics: the peer of a socket, or a placeholder.
-pub fn peer_of(socket: &TcpStream) -> String {
-    socket.peer_addr().map_or_else(
-        |_| "unknown".to_owned(),
-        |addr: SocketAddr| addr.to_string(),
-    )
 }

@@ -20,6 +20,18 @@ pub enum EventKind {
     Leave,
     /// A name change; `sender` is the old name, `text` the new one.
     Nick,
+    /// `sender` became an instructor with `/op`.
+    Op,
+    /// `sender` (an instructor) kicked `recipient`; `text` is the reason.
+    Kick,
+    /// `sender` muted `recipient`; `text` is the duration in minutes, if any.
+    Mute,
+    /// `sender` unmuted `recipient`.
+    Unmute,
+    /// `sender` announced `text` to every room.
+    Announce,
+    /// `sender` turned quiet mode `text` (`on` or `off`).
+    Quiet,
 }
 
 impl EventKind {
@@ -31,6 +43,12 @@ impl EventKind {
             EventKind::Join => "join",
             EventKind::Leave => "leave",
             EventKind::Nick => "nick",
+            EventKind::Op => "op",
+            EventKind::Kick => "kick",
+            EventKind::Mute => "mute",
+            EventKind::Unmute => "unmute",
+            EventKind::Announce => "announce",
+            EventKind::Quiet => "quiet",
         }
     }
 
@@ -42,6 +60,12 @@ impl EventKind {
             "join" => EventKind::Join,
             "leave" => EventKind::Leave,
             "nick" => EventKind::Nick,
+            "op" => EventKind::Op,
+            "kick" => EventKind::Kick,
+            "mute" => EventKind::Mute,
+            "unmute" => EventKind::Unmute,
+            "announce" => EventKind::Announce,
+            "quiet" => EventKind::Quiet,
             _ => return None,
         })
     }

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod event;
 pub mod hub;
 pub mod limiter;
+pub mod password;
 pub mod protocol;
 pub mod report;
 pub mod server;

@@ -164,7 +164,7 @@ fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 }
 
 /// What a client's line asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Input {
     /// Nothing to do: the line was empty or only white space.
     Empty,
@@ -175,7 +175,7 @@ pub enum Input {
 }
 
 /// A parsed `/command`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Command {
     /// `/nick NEW`
     Nick(String),
@@ -196,6 +196,28 @@ pub enum Command {
     Help,
     /// `/quit [REASON]`
     Quit(Option<String>),
+    /// `/op PASSWORD`: become an instructor.
+    Op(String),
+    /// `/kick NICK [REASON]` (instructors).
+    Kick {
+        /// Who to remove.
+        nick: String,
+        /// Why, shown to them and the room.
+        reason: Option<String>,
+    },
+    /// `/mute NICK [MINUTES]` (instructors); no minutes = until `/unmute`.
+    Mute {
+        /// Who to silence.
+        nick: String,
+        /// For how long.
+        minutes: Option<f64>,
+    },
+    /// `/unmute NICK` (instructors).
+    Unmute(String),
+    /// `/announce TEXT` (instructors): a notice to every room.
+    Announce(String),
+    /// `/quiet on|off` (instructors): only instructors may chat while on.
+    Quiet(bool),
 }
 
 /// Why a line was refused. `Display` is exactly the text after `! `.
@@ -222,6 +244,32 @@ pub enum CommandError {
     /// A refused name.
     #[error("{0}")]
     Nick(#[from] NickError),
+    /// An instructor command from a student.
+    #[error("Permission denied")]
+    PermissionDenied,
+    /// `/op` with the wrong password.
+    #[error("Wrong password")]
+    WrongPassword,
+    /// `/op` after too many wrong passwords on this connection.
+    #[error("Too many wrong passwords; /op is disabled for this connection")]
+    TooManyPasswords,
+    /// A line from a muted user; holds the minutes left, if the mute ends.
+    #[error("You are muted{}; that message was not sent.", minutes_left(*.0))]
+    Muted(Option<u64>),
+    /// A student's line while quiet mode is on.
+    #[error("The room is in quiet mode; only instructors can talk.")]
+    QuietMode,
+    /// `/unmute` of someone who is not muted.
+    #[error("{0} is not muted")]
+    NotMuted(String),
+}
+
+fn minutes_left(minutes: Option<u64>) -> String {
+    match minutes {
+        None => String::new(),
+        Some(0 | 1) => " for less than a minute more".to_owned(),
+        Some(n) => format!(" for {n} more minutes"),
+    }
 }
 
 /// One line of the `/help` answer per command.
@@ -236,6 +284,19 @@ pub const HELP: &[&str] = &[
     "/quit [REASON]     leave the server",
     "Any other line is sent to your room; start it with // to send a line that begins with /.",
 ];
+
+/// The extra `/help` lines an instructor sees.
+pub const INSTRUCTOR_HELP: &[&str] = &[
+    "Instructor commands:",
+    "/kick NICK [REASON]    remove NICK from the server",
+    "/mute NICK [MINUTES]   refuse NICK's lines (until /unmute if no minutes)",
+    "/unmute NICK           let NICK talk again",
+    "/announce TEXT         a notice to every room",
+    "/quiet on|off          only instructors can chat while on",
+];
+
+/// The longest mute, in minutes: a week.
+const MAX_MUTE_MINUTES: f64 = 7.0 * 24.0 * 60.0;
 
 /// Turns one sanitized line into chat or a command.
 pub fn parse(line: &str) -> Result<Input, CommandError> {
@@ -277,10 +338,53 @@ pub fn parse(line: &str) -> Result<Input, CommandError> {
         }
         "rooms" => Command::Rooms,
         "help" => Command::Help,
-        "quit" => Command::Quit((!rest.is_empty()).then(|| rest.to_owned())),
+        "quit" => Command::Quit(non_empty(rest)),
+        "op" => Command::Op(non_empty(rest).ok_or(CommandError::Usage("/op PASSWORD"))?),
+        "kick" => {
+            let (nick, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            if nick.is_empty() {
+                return Err(CommandError::Usage("/kick NICK [REASON]"));
+            }
+            Command::Kick {
+                nick: nick.to_owned(),
+                reason: non_empty(reason.trim()),
+            }
+        }
+        "mute" => {
+            const USAGE: CommandError = CommandError::Usage("/mute NICK [MINUTES]");
+            let mut words = rest.split_whitespace();
+            let nick = words.next().ok_or(USAGE)?.to_owned();
+            let minutes = match words.next() {
+                None => None,
+                Some(m) => Some(
+                    m.parse::<f64>()
+                        .ok()
+                        .filter(|m| *m > 0.0 && *m <= MAX_MUTE_MINUTES)
+                        .ok_or(USAGE)?,
+                ),
+            };
+            Command::Mute { nick, minutes }
+        }
+        "unmute" => Command::Unmute(
+            first_word
+                .ok_or(CommandError::Usage("/unmute NICK"))?
+                .to_owned(),
+        ),
+        "announce" => {
+            Command::Announce(non_empty(rest).ok_or(CommandError::Usage("/announce TEXT"))?)
+        }
+        "quiet" => match first_word.map(str::to_ascii_lowercase).as_deref() {
+            Some("on") => Command::Quiet(true),
+            Some("off") => Command::Quiet(false),
+            _ => return Err(CommandError::Usage("/quiet on|off")),
+        },
         _ => return Err(CommandError::Unknown(name.to_owned())),
     };
     Ok(Input::Command(command))
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// A room name as typed (`#Lab`, `lab`) in its one stored form (`lab`).
@@ -413,6 +517,29 @@ mod tests {
             Ok(Input::Command(Command::Quit(Some("see you".into()))))
         );
         assert_eq!(parse("/foo"), Err(CommandError::Unknown("foo".into())));
+        assert_eq!(
+            parse("/kick bob spamming the room"),
+            Ok(Input::Command(Command::Kick {
+                nick: "bob".into(),
+                reason: Some("spamming the room".into())
+            }))
+        );
+        assert_eq!(
+            parse("/mute bob 2.5"),
+            Ok(Input::Command(Command::Mute {
+                nick: "bob".into(),
+                minutes: Some(2.5)
+            }))
+        );
+        assert_eq!(
+            parse("/mute bob -1"),
+            Err(CommandError::Usage("/mute NICK [MINUTES]"))
+        );
+        assert_eq!(parse("/quiet ON"), Ok(Input::Command(Command::Quiet(true))));
+        assert_eq!(
+            parse("/quiet maybe"),
+            Err(CommandError::Usage("/quiet on|off"))
+        );
     }
 
     #[test]

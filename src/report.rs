@@ -6,6 +6,10 @@
 //! several sessions joins them into one student. Identities are always computed over
 //! the whole database, whatever the filters, so a renamed student stays one row.
 //!
+//! Moderation is counted both ways: what an instructor did (`op`, then `kick`, `mute`,
+//! `unmute`, `announce`, `quiet`) goes to the sender's student like any event, and a
+//! `kick` or `mute` also counts for the student its recipient name belongs to.
+//!
 //! Room and time filters go into SQL `WHERE` clauses and the events are streamed, so a
 //! report over a million rows holds only one entry per session and per name.
 
@@ -147,6 +151,14 @@ pub struct StudentRow {
     /// Sum of the student's connections' durations, cut to `since..until`.
     #[serde(rename = "online_secs", serialize_with = "serialize_secs")]
     pub online_ms: i64,
+    /// Whether the student became an instructor (`/op`) among the matching events.
+    pub instructor: bool,
+    /// Kicks, mutes, unmutes, announcements and quiet switches the student sent.
+    pub moderation_actions: u64,
+    /// Kicks aimed at any of the student's names.
+    pub kicked: u64,
+    /// Mutes aimed at any of the student's names.
+    pub muted: u64,
     /// The student's other names, sorted case-insensitively.
     pub other_names: Vec<String>,
 }
@@ -154,17 +166,23 @@ pub struct StudentRow {
 /// One row per student seen by the filter, sorted by name case-insensitively.
 /// Room filters narrow what is counted and who is listed; online time always counts
 /// the student's whole connections (within `since..until`), not only the room.
+/// Only students with a matching event of their own are listed: being kicked or
+/// muted adds to a row but does not make one.
 pub fn student_rows(conn: &Connection, filter: &Filter) -> Result<Vec<StudentRow>, ReportError> {
     let _snapshot = snapshot(conn)?;
     let ids = load_identities(conn)?;
     let mut sql = Where::window(filter);
+    let mut only = None;
     if let Some(user) = &filter.user {
-        match ids.find(user) {
-            Some(student) => sql.push(ids.students[student].session_clause(), []),
-            None => return Ok(Vec::new()),
-        }
+        let Some(student) = ids.find(user) else {
+            return Ok(Vec::new());
+        };
+        ids.students[student].push_user_clause(&mut sql);
+        only = Some(student);
     }
-    let tallies = tally_events(conn, &sql, &ids)?;
+    let mut tallies = tally_events(conn, &sql, &ids)?;
+    // The user clause also reads others' events aimed at the user: not their rows.
+    tallies.retain(|&student, _| only.is_none_or(|only| only == student));
     let mut rows: Vec<StudentRow> = tallies
         .into_iter()
         .map(|(student, tally)| ids.students[student].row(tally, filter))
@@ -195,7 +213,8 @@ pub fn write_report(
 
 /// Prints the matching events as transcript lines ([`transcript::format_line`]) in
 /// the order they were stored. With a user, keeps what that student did under any
-/// name and the private messages sent to them.
+/// name, the private messages sent to them and the kicks, mutes and unmutes aimed
+/// at them.
 pub fn write_transcript(
     conn: &Connection,
     filter: &Filter,
@@ -208,13 +227,7 @@ pub fn write_transcript(
         let Some(student) = ids.find(user) else {
             return Ok(());
         };
-        let student = &ids.students[student];
-        let marks = vec!["?"; student.lower_names.len()].join(", ");
-        let clause = format!(
-            "({} OR (kind = 'pm' AND recipient COLLATE NOCASE IN ({marks})))",
-            student.session_clause()
-        );
-        sql.push(clause, student.lower_names.iter().cloned().map(Value::Text));
+        ids.students[student].push_user_clause(&mut sql);
     }
     let query = format!(
         "SELECT ts_ms, kind, room, sender, recipient, text, session FROM events{} ORDER BY id",
@@ -328,11 +341,19 @@ impl Student {
             .sort_by_cached_key(|n| (n.to_ascii_lowercase(), n.clone()));
     }
 
-    /// Literal ids are safe (they are integers) and spare SQLite thousands of
-    /// parameters for a student who reconnected a lot.
-    fn session_clause(&self) -> String {
+    /// Keeps the student's own events (from any of their sessions) and the events
+    /// aimed at them: private messages, kicks, mutes and unmutes to any of their
+    /// names. Literal session ids are safe (they are integers) and spare SQLite
+    /// thousands of parameters for a student who reconnected a lot.
+    fn push_user_clause(&self, sql: &mut Where) {
         let ids: Vec<String> = self.sessions.iter().map(|s| s.0.to_string()).collect();
-        format!("session IN ({})", ids.join(", "))
+        let marks = vec!["?"; self.lower_names.len()].join(", ");
+        let clause = format!(
+            "(session IN ({}) OR (kind IN ('pm', 'kick', 'mute', 'unmute') \
+             AND recipient COLLATE NOCASE IN ({marks})))",
+            ids.join(", ")
+        );
+        sql.push(clause, self.lower_names.iter().cloned().map(Value::Text));
     }
 
     fn row(&self, tally: Tally, filter: &Filter) -> StudentRow {
@@ -354,6 +375,10 @@ impl Student {
             first_seen_ms: tally.first_ms,
             last_seen_ms: tally.last_ms,
             online_ms,
+            instructor: tally.instructor,
+            moderation_actions: tally.moderation_actions,
+            kicked: tally.kicked,
+            muted: tally.muted,
             other_names: self.other_names.clone(),
         }
     }
@@ -485,24 +510,83 @@ struct Tally {
     rooms: BTreeSet<String>,
     first_ms: i64,
     last_ms: i64,
+    instructor: bool,
+    moderation_actions: u64,
+    kicked: u64,
+    muted: u64,
+}
+
+impl Tally {
+    /// Counts one event the student sent; `kind` is `None` for a kind this version
+    /// does not know, which still counts as being seen.
+    fn sent(&mut self, ts: i64, room: &str, kind: Option<EventKind>, text: Option<&str>) {
+        use EventKind::*;
+        (self.first_ms, self.last_ms) = (self.first_ms.min(ts), self.last_ms.max(ts));
+        if !self.rooms.contains(room) {
+            self.rooms.insert(room.to_owned());
+        }
+        match kind {
+            Some(Chat) => self.messages += 1,
+            Some(Private) => self.private_messages += 1,
+            Some(Op) => self.instructor = true,
+            Some(Kick | Mute | Unmute | Announce | Quiet) => self.moderation_actions += 1,
+            Some(Join | Leave | Nick) | None => {}
+        }
+        if matches!(kind, Some(Chat | Private)) {
+            let words = text.unwrap_or("").split_whitespace().count();
+            self.words += words as u64;
+        }
+    }
+}
+
+/// Kicks and mutes aimed at one student, counted apart from what they sent.
+#[derive(Default)]
+struct Targeted {
+    kicked: u64,
+    muted: u64,
+}
+
+impl Targeted {
+    /// The student a kick or mute is aimed at: whoever used the recipient name, in
+    /// any case. A name never used as a sender belongs to no one.
+    fn target(ids: &Identities, kind: Option<EventKind>, recipient: Option<&str>) -> Option<usize> {
+        match kind {
+            Some(EventKind::Kick | EventKind::Mute) => ids.find(recipient?),
+            _ => None,
+        }
+    }
+
+    fn count(&mut self, kind: Option<EventKind>) {
+        match kind {
+            Some(EventKind::Kick) => self.kicked += 1,
+            Some(EventKind::Mute) => self.muted += 1,
+            _ => {}
+        }
+    }
 }
 
 /// Streams the filtered events and counts them per student; students without a
-/// matching event get no tally, hence no row.
+/// matching event of their own get no tally, hence no row, even if they were
+/// kicked or muted.
 fn tally_events(
     conn: &Connection,
     sql: &Where,
     ids: &Identities,
 ) -> Result<HashMap<usize, Tally>, ReportError> {
     let query = format!(
-        "SELECT ts_ms, kind, room, session, text FROM events{}",
+        "SELECT ts_ms, kind, room, session, text, recipient FROM events{}",
         sql.clause()
     );
     let mut stmt = conn.prepare(&query)?;
     let mut rows = stmt.query(params_from_iter(&sql.params))?;
     let mut tallies: HashMap<usize, Tally> = HashMap::new();
+    let mut targeted: HashMap<usize, Targeted> = HashMap::new();
     while let Some(row) = rows.next()? {
         let ts: i64 = row.get(0)?;
+        let kind = text(row, 1)?.and_then(EventKind::parse);
+        if let Some(student) = Targeted::target(ids, kind, text(row, 5)?) {
+            targeted.entry(student).or_default().count(kind);
+        }
         let Some(&student) = ids.by_session.get(&row.get::<_, i64>(3)?) else {
             continue;
         };
@@ -511,19 +595,12 @@ fn tally_events(
             last_ms: ts,
             ..Tally::default()
         });
-        (tally.first_ms, tally.last_ms) = (tally.first_ms.min(ts), tally.last_ms.max(ts));
-        let room = text(row, 2)?.unwrap_or("");
-        if !tally.rooms.contains(room) {
-            tally.rooms.insert(room.to_owned());
+        tally.sent(ts, text(row, 2)?.unwrap_or(""), kind, text(row, 4)?);
+    }
+    for (student, targeted) in targeted {
+        if let Some(tally) = tallies.get_mut(&student) {
+            (tally.kicked, tally.muted) = (targeted.kicked, targeted.muted);
         }
-        let counter = match text(row, 1)?.unwrap_or("") {
-            "chat" => &mut tally.messages,
-            "pm" => &mut tally.private_messages,
-            _ => continue,
-        };
-        *counter += 1;
-        let words = text(row, 4)?.unwrap_or("").split_whitespace().count();
-        tally.words += words as u64;
     }
     Ok(tallies)
 }
@@ -535,7 +612,7 @@ fn text<'a>(row: &'a Row<'_>, column: usize) -> rusqlite::Result<Option<&'a str>
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(e)))
 }
 
-const TABLE_HEADER: [&str; 9] = [
+const TABLE_HEADER: [&str; 10] = [
     "name",
     "messages",
     "pms",
@@ -544,6 +621,7 @@ const TABLE_HEADER: [&str; 9] = [
     "first seen",
     "last seen",
     "online",
+    "moderation",
     "other names",
 ];
 
@@ -552,9 +630,15 @@ fn right_aligned(column: usize) -> bool {
     matches!(column, 1..=3 | 7)
 }
 
-/// A row's fields as text, in header order, with the format's time and duration.
-fn cells(r: &StudentRow, time: fn(i64) -> String, online: fn(i64) -> String) -> [String; 9] {
-    [
+/// A row's fields as text, in header order, with the format's time and duration
+/// and its moderation columns (one for a table, four for CSV).
+fn cells(
+    r: &StudentRow,
+    time: fn(i64) -> String,
+    online: fn(i64) -> String,
+    moderation: &[String],
+) -> Vec<String> {
+    let mut cells = vec![
         r.name.clone(),
         r.messages.to_string(),
         r.private_messages.to_string(),
@@ -563,15 +647,41 @@ fn cells(r: &StudentRow, time: fn(i64) -> String, online: fn(i64) -> String) -> 
         time(r.first_seen_ms),
         time(r.last_seen_ms),
         online(r.online_ms),
-        r.other_names.join(" "),
-    ]
+    ];
+    cells.extend_from_slice(moderation);
+    cells.push(r.other_names.join(" "));
+    cells
+}
+
+/// The table's moderation cell: `instructor, 3 actions`, `kicked 1, muted 2`, or
+/// empty for a student who neither moderated nor was moderated.
+fn moderation_summary(r: &StudentRow) -> String {
+    let mut parts = Vec::new();
+    if r.instructor {
+        parts.push("instructor".to_owned());
+    }
+    match r.moderation_actions {
+        0 => {}
+        1 => parts.push("1 action".to_owned()),
+        n => parts.push(format!("{n} actions")),
+    }
+    if r.kicked > 0 {
+        parts.push(format!("kicked {}", r.kicked));
+    }
+    if r.muted > 0 {
+        parts.push(format!("muted {}", r.muted));
+    }
+    parts.join(", ")
 }
 
 fn write_table(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), ReportError> {
     let time = |ms| utc(ms).format("%Y-%m-%d %H:%M:%S").to_string();
-    let mut lines = vec![TABLE_HEADER.map(String::from)];
-    lines.extend(rows.iter().map(|r| cells(r, time, format_duration)));
-    let mut widths = [0; 9];
+    let mut lines = vec![TABLE_HEADER.map(String::from).to_vec()];
+    lines.extend(
+        rows.iter()
+            .map(|r| cells(r, time, format_duration, &[moderation_summary(r)])),
+    );
+    let mut widths = [0; TABLE_HEADER.len()];
     for line in &lines {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
@@ -594,7 +704,7 @@ fn write_table(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), ReportErr
     Ok(out.flush()?)
 }
 
-const CSV_HEADER: [&str; 9] = [
+const CSV_HEADER: [&str; 13] = [
     "name",
     "messages",
     "private_messages",
@@ -603,6 +713,10 @@ const CSV_HEADER: [&str; 9] = [
     "first_seen",
     "last_seen",
     "online_secs",
+    "instructor",
+    "moderation_actions",
+    "kicked",
+    "muted",
     "other_names",
 ];
 
@@ -610,7 +724,13 @@ fn write_csv(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), ReportError
     let mut csv = csv::Writer::from_writer(out);
     csv.write_record(CSV_HEADER)?;
     for r in rows {
-        csv.write_record(cells(r, rfc3339, |ms| (ms / 1000).to_string()))?;
+        let moderation = [
+            r.instructor.to_string(),
+            r.moderation_actions.to_string(),
+            r.kicked.to_string(),
+            r.muted.to_string(),
+        ];
+        csv.write_record(cells(r, rfc3339, |ms| (ms / 1000).to_string(), &moderation))?;
     }
     Ok(csv.flush()?)
 }
@@ -656,6 +776,7 @@ mod tests {
         T0 + secs * 1000
     }
 
+    /// For a pm, kick, mute or unmute, `text` is `recipient[:text]`.
     fn ev(
         secs: i64,
         session: i64,
@@ -664,11 +785,12 @@ mod tests {
         sender: &str,
         text: Option<&str>,
     ) -> Event {
+        use EventKind::*;
         let (recipient, text) = match (kind, text) {
-            (EventKind::Private, Some(t)) => {
-                let (to, t) = t.split_once(':').unwrap();
-                (Some(to.into()), Some(t.to_owned()))
-            }
+            (Private | Kick | Mute | Unmute, Some(t)) => match t.split_once(':') {
+                Some((to, t)) => (Some(to.into()), Some(t.to_owned())),
+                None => (Some(t.into()), None),
+            },
             (_, t) => (None, t.map(String::from)),
         };
         Event {
@@ -683,7 +805,9 @@ mod tests {
     }
 
     /// alice (session 1) renames to Alicia, moves to lab and quits; bob (session 2)
-    /// stays in the lobby; she comes back as "Alice" (session 3) and times out.
+    /// stays in the lobby until Prof (session 4, appended last so that the indexes
+    /// above stay put) ops, mutes, unmutes and kicks him, and mutes the gone Alicia;
+    /// she comes back as "Alice" (session 3) and times out.
     fn script() -> Vec<Event> {
         use EventKind::*;
         vec![
@@ -706,7 +830,7 @@ mod tests {
                 Some("Alicia:hey \"you\", hi"),
             ),
             ev(100, 1, Leave, "lab", "Alicia", Some("Quit: bye")),
-            ev(200, 2, Leave, "lobby", "bob", Some("Connection closed")),
+            ev(160, 2, Leave, "lobby", "bob", Some("Kicked: spamming")),
             ev(3600, 3, Join, "lobby", "Alice", None),
             ev(
                 3610,
@@ -717,6 +841,18 @@ mod tests {
                 Some("back again, with commas"),
             ),
             ev(3725, 3, Leave, "lobby", "Alice", Some("Timed out")),
+            ev(110, 4, Join, "lobby", "Prof", None),
+            ev(115, 4, Op, "lobby", "Prof", None),
+            ev(120, 4, Mute, "lobby", "Prof", Some("BOB:5")),
+            ev(130, 4, Unmute, "lobby", "Prof", Some("bob")),
+            ev(140, 4, Announce, "lobby", "Prof", Some("quiz in five")),
+            ev(150, 4, Quiet, "lobby", "Prof", Some("on")),
+            ev(155, 4, Mute, "lobby", "Prof", Some("alicia")),
+            ev(160, 4, Kick, "lobby", "Prof", Some("bob:spamming")),
+            // Nobody ever spoke as "ghost": an action of Prof's, aimed at no one.
+            ev(165, 4, Kick, "lobby", "Prof", Some("ghost")),
+            ev(170, 4, Quiet, "lobby", "Prof", Some("off")),
+            ev(180, 4, Leave, "lobby", "Prof", Some("Quit: done")),
         ]
     }
 
@@ -737,6 +873,10 @@ mod tests {
             first_seen_ms: at(0),
             last_seen_ms: at(3725),
             online_ms: 225_000,
+            instructor: false,
+            moderation_actions: 0,
+            kicked: 0,
+            muted: 1,
             other_names: vec!["Alicia".into()],
         }
     }
@@ -749,8 +889,30 @@ mod tests {
             words: 5,
             rooms: vec!["lobby".into()],
             first_seen_ms: at(5),
-            last_seen_ms: at(200),
-            online_ms: 195_000,
+            last_seen_ms: at(160),
+            online_ms: 155_000,
+            instructor: false,
+            moderation_actions: 0,
+            kicked: 1,
+            muted: 1,
+            other_names: vec![],
+        }
+    }
+
+    fn prof() -> StudentRow {
+        StudentRow {
+            name: "Prof".into(),
+            messages: 0,
+            private_messages: 0,
+            words: 0,
+            rooms: vec!["lobby".into()],
+            first_seen_ms: at(110),
+            last_seen_ms: at(180),
+            online_ms: 70_000,
+            instructor: true,
+            moderation_actions: 8,
+            kicked: 0,
+            muted: 0,
             other_names: vec![],
         }
     }
@@ -777,15 +939,16 @@ mod tests {
 
     #[test]
     fn one_row_per_student_across_nicks_and_reconnections() {
-        assert_eq!(rows(Filter::default()), vec![alice(), bob()]);
+        assert_eq!(rows(Filter::default()), vec![alice(), bob(), prof()]);
     }
 
     #[test]
     fn table_is_aligned_and_readable() {
         let expected = "\
-name   messages  pms  words  rooms      first seen           last seen            online  other names
-Alice         4    1     15  lab lobby  2026-11-24 19:00:00  2026-11-24 20:02:05  3m 45s  Alicia
-bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20  3m 15s
+name   messages  pms  words  rooms      first seen           last seen            online  moderation             other names
+Alice         4    1     15  lab lobby  2026-11-24 19:00:00  2026-11-24 20:02:05  3m 45s  muted 1                Alicia
+bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:02:40  2m 35s  kicked 1, muted 1
+Prof          0    0      0  lobby      2026-11-24 19:01:50  2026-11-24 19:03:00  1m 10s  instructor, 8 actions
 ";
         assert_eq!(output(Filter::default(), Some(Format::Table)), expected);
     }
@@ -809,6 +972,10 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
                 "2026-11-24T19:00:00.000Z",
                 "2026-11-24T20:02:05.000Z",
                 "225",
+                "false",
+                "0",
+                "0",
+                "1",
                 "Alicia",
             ],
             [
@@ -818,8 +985,27 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
                 "5",
                 "lobby",
                 "2026-11-24T19:00:05.000Z",
-                "2026-11-24T19:03:20.000Z",
-                "195",
+                "2026-11-24T19:02:40.000Z",
+                "155",
+                "false",
+                "0",
+                "1",
+                "1",
+                "",
+            ],
+            [
+                "Prof",
+                "0",
+                "0",
+                "0",
+                "lobby",
+                "2026-11-24T19:01:50.000Z",
+                "2026-11-24T19:03:00.000Z",
+                "70",
+                "true",
+                "8",
+                "0",
+                "0",
                 "",
             ],
         ];
@@ -833,12 +1019,22 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
         let expected = json!([
             {"name": "Alice", "messages": 4, "private_messages": 1, "words": 15, "rooms": ["lab", "lobby"],
              "first_seen": "2026-11-24T19:00:00.000Z", "last_seen": "2026-11-24T20:02:05.000Z",
-             "online_secs": 225, "other_names": ["Alicia"]},
+             "online_secs": 225, "instructor": false, "moderation_actions": 0, "kicked": 0,
+             "muted": 1, "other_names": ["Alicia"]},
             {"name": "bob", "messages": 1, "private_messages": 1, "words": 5, "rooms": ["lobby"],
-             "first_seen": "2026-11-24T19:00:05.000Z", "last_seen": "2026-11-24T19:03:20.000Z",
-             "online_secs": 195, "other_names": []},
+             "first_seen": "2026-11-24T19:00:05.000Z", "last_seen": "2026-11-24T19:02:40.000Z",
+             "online_secs": 155, "instructor": false, "moderation_actions": 0, "kicked": 1,
+             "muted": 1, "other_names": []},
+            {"name": "Prof", "messages": 0, "private_messages": 0, "words": 0, "rooms": ["lobby"],
+             "first_seen": "2026-11-24T19:01:50.000Z", "last_seen": "2026-11-24T19:03:00.000Z",
+             "online_secs": 70, "instructor": true, "moderation_actions": 8, "kicked": 0,
+             "muted": 0, "other_names": []},
         ]);
+        // The keys come in column order, moderation right before other_names.
+        let first = &text[..text.find('}').unwrap()];
+        let at = |key: &&str| first.find(&format!("\"{key}\":")).unwrap();
         assert_eq!(value, expected);
+        assert!(CSV_HEADER.iter().map(at).is_sorted(), "{first}");
     }
 
     #[test]
@@ -864,6 +1060,8 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
             rooms: vec!["lab".into()],
             first_seen_ms: at(40),
             last_seen_ms: at(100),
+            // Prof muted her in the lobby, not in the lab.
+            muted: 0,
             ..alice()
         };
         assert_eq!(
@@ -885,7 +1083,7 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
                 room: Some("lobby".into()),
                 ..Filter::default()
             }),
-            vec![lobby, bob()]
+            vec![lobby, bob(), prof()]
         );
     }
 
@@ -893,8 +1091,64 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
     fn user_filter_finds_the_student_by_any_name() {
         assert_eq!(rows(user("ALICIA")), vec![alice()]);
         assert_eq!(rows(user("alice")), vec![alice()]);
+        // Prof's kick and mute of bob count for bob without listing Prof.
         assert_eq!(rows(user("Bob")), vec![bob()]);
+        assert_eq!(rows(user("prof")), vec![prof()]);
         assert_eq!(rows(user("nobody")), vec![]);
+        assert_eq!(rows(user("ghost")), vec![]);
+    }
+
+    #[test]
+    fn moderation_counts_for_the_instructor_and_the_target() {
+        let window = |since, until| Filter {
+            since: Some(at(since)),
+            until: Some(at(until)),
+            ..Filter::default()
+        };
+        // An op, a mute, an unmute and an announcement: no messages, no words.
+        let opped = StudentRow {
+            last_seen_ms: at(140),
+            online_ms: 35_000,
+            moderation_actions: 3,
+            ..prof()
+        };
+        assert_eq!(rows(window(110, 145)), vec![opped]);
+        // Before the op Prof is no instructor yet; the actions still count.
+        let acting = StudentRow {
+            first_seen_ms: at(120),
+            last_seen_ms: at(130),
+            online_ms: 15_000,
+            instructor: false,
+            moderation_actions: 2,
+            ..prof()
+        };
+        // bob, muted at 120 s, has no event of his own in the window: no row, even
+        // when asked for by name.
+        assert_eq!(rows(window(120, 135)), vec![acting]);
+        let bob_then = Filter {
+            user: Some("bob".into()),
+            ..window(120, 135)
+        };
+        assert_eq!(rows(bob_then), vec![]);
+        // The kick and bob's own "Kicked" leave fall in the same window.
+        let kicked = StudentRow {
+            messages: 0,
+            private_messages: 0,
+            words: 0,
+            first_seen_ms: at(160),
+            online_ms: 0,
+            muted: 0,
+            ..bob()
+        };
+        let kicking = StudentRow {
+            first_seen_ms: at(160),
+            last_seen_ms: at(165),
+            online_ms: 6_000,
+            instructor: false,
+            moderation_actions: 2,
+            ..prof()
+        };
+        assert_eq!(rows(window(160, 166)), vec![kicked, kicking]);
     }
 
     #[test]
@@ -910,6 +1164,7 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
             rooms: vec!["lobby".into()],
             first_seen_ms: at(3600),
             online_ms: 125_000,
+            muted: 0,
             ..alice()
         };
         assert_eq!(rows(since), vec![back]);
@@ -928,6 +1183,7 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
             first_seen_ms: at(10),
             last_seen_ms: at(10),
             online_ms: 10_000,
+            muted: 0,
             ..alice()
         };
         let silent = StudentRow {
@@ -936,6 +1192,8 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
             words: 0,
             last_seen_ms: at(5),
             online_ms: 10_000,
+            kicked: 0,
+            muted: 0,
             ..bob()
         };
         assert_eq!(rows(window), vec![early, silent]);
@@ -953,16 +1211,22 @@ bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:03:20
                 .collect()
         };
         assert_eq!(output(Filter::default(), None), lines(&|_, _| true));
-        // bob's own events, and the private message Alicia sent him.
-        assert_eq!(
-            output(user("BOB"), None),
-            lines(&|i, e| e.session == 2 || i == 9)
-        );
-        // alice under every name, and bob's private message to Alicia.
+        let to = |e: &Event, names: &[&str]| {
+            let to = e.recipient.as_deref().unwrap_or("");
+            names.iter().any(|n| n.eq_ignore_ascii_case(to))
+        };
+        // bob's own events, and what was aimed at him: Alicia's private message and
+        // Prof's mute, unmute and kick.
+        let bob = output(user("BOB"), None);
+        assert_eq!(bob, lines(&|_, e| e.session == 2 || to(e, &["bob"])));
+        assert!(bob.contains("kick Prof -> bob (spamming)"), "{bob}");
+        // alice under every name, bob's private message to Alicia and Prof's mute.
         assert_eq!(
             output(user("alice"), None),
-            lines(&|i, e| e.session != 2 || i == 10)
+            lines(&|_, e| matches!(e.session, 1 | 3) || to(e, &["alice", "alicia"]))
         );
+        // Prof's own events only: the kick of "ghost" is an action, not a target.
+        assert_eq!(output(user("prof"), None), lines(&|_, e| e.session == 4));
         let lab = Filter {
             room: Some("lab".into()),
             ..Filter::default()

@@ -5,9 +5,10 @@
 //! a test), then stops accepting, tells every client, waits for their connections to
 //! close, and waits for the store to write everything still queued.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -92,6 +93,7 @@ impl Server {
         let stopping = CancellationToken::new();
         let tracker = TaskTracker::new();
         let seats = Arc::new(Semaphore::new(config.limits.max_clients));
+        let per_address = AddressSeats::new(config.limits.max_per_ip);
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -109,21 +111,28 @@ impl Server {
             };
             let _ = socket.set_nodelay(true);
             let Ok(seat) = seats.clone().try_acquire_owned() else {
-                let clock = hub.clock().clone();
                 let max = config.limits.max_clients;
-                tracker.spawn(async move { connection::refuse_full(socket, &clock, max).await });
+                let refusal = format!("Server is full ({max} users); try again later.");
+                tracker.spawn(connection::refuse(socket, hub.clock().clone(), refusal));
+                continue;
+            };
+            let Some(address_seat) = per_address.take(peer.ip()) else {
+                let max = config.limits.max_per_ip;
+                tracing::warn!(%peer, "too many connections from one address");
+                let refusal = format!("Too many connections from your address (max {max}).");
+                tracker.spawn(connection::refuse(socket, hub.clock().clone(), refusal));
                 continue;
             };
             let id = next_id;
             next_id += 1;
-            let span = tracing::info_span!("conn", id, %peer);
+            let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
             let task = connection::serve(socket, id, hub.clone(), config.clone(), stopping.clone());
             tracker.spawn(
                 async move {
                     tracing::debug!("connected");
                     task.await;
                     tracing::debug!("closed");
-                    drop(seat);
+                    drop((seat, address_seat));
                 }
                 .instrument(span),
             );
@@ -142,5 +151,53 @@ impl Server {
         drop(hub);
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
+    }
+}
+
+/// Connections per IP address, for `limits.max_per_ip`.
+#[derive(Clone)]
+struct AddressSeats {
+    max: usize,
+    taken: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's place in [`AddressSeats`]; gives it back when dropped.
+struct AddressSeat {
+    seats: AddressSeats,
+    ip: IpAddr,
+}
+
+impl AddressSeats {
+    fn new(max: usize) -> Self {
+        AddressSeats {
+            max,
+            taken: Arc::default(),
+        }
+    }
+
+    /// A seat for `ip`, or `None` if it has `max` already (never with `max == 0`).
+    fn take(&self, ip: IpAddr) -> Option<AddressSeat> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let count = taken.entry(ip).or_insert(0);
+        if self.max > 0 && *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSeat {
+            seats: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSeat {
+    fn drop(&mut self) {
+        let mut taken = self.seats.taken.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = taken.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                taken.remove(&self.ip);
+            }
+        }
     }
 }

@@ -21,16 +21,21 @@ pub fn format_line(event: &Event) -> String {
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ");
     let text = event.text.as_deref().unwrap_or("");
-    let (room, sender) = (&event.room, &event.sender);
-    match event.kind {
-        EventKind::Chat => format!("{ts} #{room} chat {sender}: {text}"),
-        EventKind::Private => {
-            let to = event.recipient.as_deref().unwrap_or("?");
-            format!("{ts} #{room} pm {sender} -> {to}: {text}")
-        }
-        EventKind::Join => format!("{ts} #{room} join {sender}"),
+    let (room, sender, kind) = (&event.room, &event.sender, event.kind);
+    let to = event.recipient.as_deref().unwrap_or("?");
+    match kind {
+        EventKind::Chat | EventKind::Announce => format!("{ts} #{room} {kind} {sender}: {text}"),
+        EventKind::Private => format!("{ts} #{room} pm {sender} -> {to}: {text}"),
+        EventKind::Join | EventKind::Op => format!("{ts} #{room} {kind} {sender}"),
         EventKind::Leave => format!("{ts} #{room} leave {sender} ({text})"),
         EventKind::Nick => format!("{ts} #{room} nick {sender} -> {text}"),
+        EventKind::Kick | EventKind::Mute if !text.is_empty() => {
+            format!("{ts} #{room} {kind} {sender} -> {to} ({text})")
+        }
+        EventKind::Kick | EventKind::Mute | EventKind::Unmute => {
+            format!("{ts} #{room} {kind} {sender} -> {to}")
+        }
+        EventKind::Quiet => format!("{ts} #{room} quiet {sender} {text}"),
     }
 }
 

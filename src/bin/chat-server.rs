@@ -4,6 +4,7 @@
 //! chat-server [--config FILE] [--bind ADDR] [--port N] [--db FILE] [--log-dir DIR]
 //! chat-server report     [--config FILE | --db FILE] [filters] [--format table|csv|json]
 //! chat-server transcript [--config FILE | --db FILE] [filters]
+//! chat-server hash-password
 //! ```
 //! Exit codes: 0 after a clean shutdown, 2 for a bad configuration or arguments,
 //! 1 for anything else.
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use classchat::config::{Config, ConfigError};
+use classchat::password;
 use classchat::report::{self, Filter, Format, ReportError};
 use classchat::server::Server;
 use classchat::store;
@@ -36,6 +38,9 @@ enum Command {
     Report(ReportArgs),
     /// Every stored event, one transcript line each.
     Transcript(QueryArgs),
+    /// Reads a password (from the terminal without echo, or one line of standard
+    /// input) and prints the hash to put in `access.instructor_password`.
+    HashPassword,
 }
 
 /// Running the server (the default).
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
             report::write_report(conn, filter, args.format, out)
         }),
         Some(Command::Transcript(args)) => query(&args, report::write_transcript),
+        Some(Command::HashPassword) => hash_password(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,6 +175,23 @@ async fn termination() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password("Instructor password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let hash = password::hash(&password).map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+    println!("{hash}");
+    Ok(())
 }
 
 fn query(

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod access;
 mod bad_input;
 mod binaries;
 mod chat;

@@ -10,10 +10,15 @@
 //!
 //! A member whose queue is full is removed on the spot (reason `Too slow`) and its
 //! connection is told to close; nobody else ever waits for it.
+//!
+//! The instructor commands live in [`moderation`]; they change the same state.
+
+mod moderation;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -61,6 +66,8 @@ pub enum LeaveReason {
     TooSlow,
     /// The server is stopping.
     Shutdown,
+    /// An instructor removed them, with the reason given.
+    Kicked(Option<String>),
 }
 
 impl fmt::Display for LeaveReason {
@@ -73,6 +80,8 @@ impl fmt::Display for LeaveReason {
             LeaveReason::TimedOut => f.write_str("Timed out"),
             LeaveReason::TooSlow => f.write_str("Too slow"),
             LeaveReason::Shutdown => f.write_str("Server shutting down"),
+            LeaveReason::Kicked(Some(reason)) => write!(f, "Kicked: {reason}"),
+            LeaveReason::Kicked(None) => f.write_str("Kicked"),
         }
     }
 }
@@ -83,6 +92,10 @@ struct Member {
     outbox: Outbox,
     /// Cancelled when the hub drops this member, so its connection closes too.
     dropped: CancellationToken,
+    /// Logged in with `/op`.
+    instructor: bool,
+    /// Lines are refused until then.
+    muted_until: Option<Instant>,
 }
 
 struct Room {
@@ -98,6 +111,8 @@ struct State {
     nicks: HashMap<String, ConnId>,
     rooms: BTreeMap<Arc<str>, Room>,
     shutting_down: bool,
+    /// Only instructors may chat.
+    quiet: bool,
 }
 
 /// The room manager; see the module docs. Shared as `Arc<Hub>`.
@@ -158,6 +173,8 @@ impl Hub {
                     room: room.clone(),
                     outbox,
                     dropped,
+                    instructor: false,
+                    muted_until: None,
                 },
             );
             let others = tx.room_size(&room);
@@ -170,15 +187,17 @@ impl Hub {
     }
 
     /// A chat line from `id` to its room.
-    pub fn chat(&self, id: ConnId, text: String) {
+    pub fn chat(&self, id: ConnId, text: String) -> Result<(), CommandError> {
         self.with_state(|tx| {
             let Some((nick, room)) = tx.name_and_room(id) else {
-                return;
+                return Ok(());
             };
+            tx.check_may_talk(id, false)?;
             let line = tx.line(format_args!("{nick}: {text}"));
             tx.broadcast(&room, Some(id), &line);
             tx.record(EventKind::Chat, id, &room, &nick, None, Some(text));
-        });
+            Ok(())
+        })
     }
 
     /// `/msg TO TEXT`.
@@ -187,12 +206,8 @@ impl Hub {
             let Some((nick, room)) = tx.name_and_room(id) else {
                 return Ok(());
             };
-            let target = tx.state.nicks.get(&to.to_ascii_lowercase()).copied();
-            let Some((target, target_nick)) =
-                target.and_then(|t| Some((t, tx.state.members.get(&t)?.nick.clone())))
-            else {
-                return Err(CommandError::NoSuchUser(to.to_owned()));
-            };
+            let (target, target_nick) = tx.find(to)?;
+            tx.check_may_talk(id, tx.state.members[&target].instructor)?;
             let incoming = tx.line(format_args!("[PM from {nick}] {text}"));
             tx.send(target, incoming);
             tx.tell(id, format_args!("[PM to {target_nick}] {text}"));
@@ -214,13 +229,21 @@ impl Hub {
             let Some((_, room)) = tx.name_and_room(id) else {
                 return;
             };
-            let mut names: Vec<Arc<str>> = tx.state.rooms[&room]
+            let mut names: Vec<(Arc<str>, bool)> = tx.state.rooms[&room]
                 .members
                 .iter()
-                .filter_map(|(member, _)| Some(tx.state.members.get(member)?.nick.clone()))
+                .filter_map(|(member, _)| tx.state.members.get(member))
+                .map(|member| (member.nick.clone(), member.instructor))
                 .collect();
-            names.sort_by_key(|name| name.to_ascii_lowercase());
-            let list = names.join(", ");
+            names.sort_by_key(|(name, _)| name.to_ascii_lowercase());
+            let list: Vec<String> = names
+                .iter()
+                .map(|(name, instructor)| match instructor {
+                    true => format!("{name} [instructor]"),
+                    false => name.to_string(),
+                })
+                .collect();
+            let list = list.join(", ");
             tx.tell(id, format_args!("= #{room} ({}): {list}", names.len()));
         });
     }
@@ -300,6 +323,26 @@ impl Hub {
         })
     }
 
+    /// `/help`: the commands, and the instructor's too for an instructor.
+    pub fn help(&self, id: ConnId) {
+        self.with_state(|tx| {
+            let instructor = tx.state.members.get(&id).is_some_and(|m| m.instructor);
+            let extra = if instructor {
+                protocol::INSTRUCTOR_HELP
+            } else {
+                &[]
+            };
+            for line in protocol::HELP.iter().chain(extra) {
+                tx.tell(id, format_args!("= {line}"));
+            }
+        });
+    }
+
+    /// Whether no member has this name, compared case-insensitively.
+    pub fn is_name_free(&self, nick: &str) -> bool {
+        !self.lock().nicks.contains_key(&nick.to_ascii_lowercase())
+    }
+
     /// Sends one line to `id` alone: a `!` error, an `=` answer, a `*` notice.
     pub fn tell(&self, id: ConnId, body: fmt::Arguments<'_>) {
         self.with_state(|tx| tx.tell(id, body));
@@ -327,11 +370,7 @@ impl Hub {
     pub fn shutdown(&self) {
         self.with_state(|tx| {
             tx.state.shutting_down = true;
-            let line = tx.line(format_args!("* Server is shutting down."));
-            let ids: Vec<ConnId> = tx.state.members.keys().copied().collect();
-            for id in ids {
-                tx.send(id, line.clone());
-            }
+            tx.tell_everyone(format_args!("* Server is shutting down."));
         });
     }
 
@@ -378,6 +417,46 @@ impl Txn<'_> {
     fn name_and_room(&self, id: ConnId) -> Option<(Arc<str>, Arc<str>)> {
         let member = self.state.members.get(&id)?;
         Some((member.nick.clone(), member.room.clone()))
+    }
+
+    /// Refuses a line from a muted member, or from a student in quiet mode unless
+    /// it is a private message to an instructor.
+    fn check_may_talk(&mut self, id: ConnId, to_instructor: bool) -> Result<(), CommandError> {
+        let quiet = self.state.quiet;
+        let Some(member) = self.state.members.get_mut(&id) else {
+            return Ok(());
+        };
+        if let Some(until) = member.muted_until {
+            let now = Instant::now();
+            if until > now {
+                let minutes = (until - now).as_secs().div_ceil(60);
+                return Err(CommandError::Muted(
+                    (minutes < moderation::FOREVER_MINUTES).then_some(minutes),
+                ));
+            }
+            member.muted_until = None;
+        }
+        if quiet && !member.instructor && !to_instructor {
+            return Err(CommandError::QuietMode);
+        }
+        Ok(())
+    }
+
+    /// The member called `nick` (any case) and its name as spelled.
+    fn find(&self, nick: &str) -> Result<(ConnId, Arc<str>), CommandError> {
+        self.state
+            .nicks
+            .get(&nick.to_ascii_lowercase())
+            .and_then(|id| Some((*id, self.state.members.get(id)?.nick.clone())))
+            .ok_or_else(|| CommandError::NoSuchUser(nick.to_owned()))
+    }
+
+    fn tell_everyone(&mut self, body: std::fmt::Arguments<'_>) {
+        let line = self.line(body);
+        let ids: Vec<ConnId> = self.state.members.keys().copied().collect();
+        for id in ids {
+            self.send(id, line.clone());
+        }
     }
 
     fn room_size(&self, room: &str) -> usize {
@@ -493,7 +572,7 @@ impl Txn<'_> {
         };
         self.state.nicks.remove(&member.nick.to_ascii_lowercase());
         self.leave_room(id, &member.nick, &member.room, &reason.to_string());
-        if *reason == LeaveReason::TooSlow {
+        if matches!(reason, LeaveReason::TooSlow | LeaveReason::Kicked(_)) {
             member.dropped.cancel();
         }
     }
