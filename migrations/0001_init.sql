@@ -14,7 +14,6 @@ CREATE TABLE events (
 
 -- History replay: the last N chat lines of one room.
 CREATE INDEX events_room_chat ON events (room, id) WHERE kind = 'chat';
--- Report and transcript filters.
+-- Report and transcript filters: a time window, one student's sessions.
 CREATE INDEX events_ts ON events (ts_ms);
 CREATE INDEX events_session ON events (session);
-CREATE INDEX events_sender ON events (sender COLLATE NOCASE);

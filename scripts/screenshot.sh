@@ -117,7 +117,8 @@ log "chat-server listening on port $PORT"
 
 # --- 4. three clients in tmux --------------------------------------------------------------
 # Each pane shows a shell-like prompt with the command, then the real client.
-# It waits for the layout to be final: rustyline redraws badly on a resize.
+# It waits until the layout is final: narrowing a pane makes tmux rewrap its lines
+# and push the top ones into the scrollback, out of the picture.
 cat >"$TMP/client.sh" <<EOF
 #!/usr/bin/env bash
 while [[ ! -e "$TMP/go" ]]; do sleep 0.05; done
@@ -164,6 +165,18 @@ wait_for() {
     die "'$2' did not appear on $who's screen within ${TIMEOUT}s"
 }
 
+# wait_for_re STUDENT REGEX: the same for an extended regex, matched against the
+# whole screen as one line with all white space removed.
+wait_for_re() {
+    local who=$1 i
+    for ((i = 0; i < TIMEOUT * 20; i++)); do
+        if screen_of "$who" | tr -d '[:space:]' | grep -qE -- "$2"; then return 0; fi
+        sleep 0.05
+    done
+    screen_of "$who" >&2
+    die "nothing matching /$2/ appeared on $who's screen within ${TIMEOUT}s"
+}
+
 # say STUDENT TEXT: type TEXT one key at a time (rustyline mishandles several keys
 # arriving in one read), check it is on the input line, then press Enter.
 say() {
@@ -188,8 +201,7 @@ say bob bob
 wait_for bob "Welcome, bob!"
 wait_for alice "bob has joined"
 say carol "carol w"                       # not a valid username: refused, asked again
-wait_for carol "! "
-wait_for carol "username>"
+wait_for_re carol '!.*username>$'         # the error, then a fresh prompt
 say carol carol
 wait_for carol "Welcome, carol!"
 wait_for bob "carol has joined"
@@ -236,11 +248,13 @@ python3 "$SCRIPT_DIR/render_terminal.py" --out "$OUT_DIR/three-clients.png" \
     die "rendering three-clients.png failed"
 
 # --- 7. the grading report -----------------------------------------------------------------
+# Stop the server while alice and carol are still connected: it must record their
+# leaving and flush everything before it exits 0.
 log "stopping chat-server"
-tm kill-server 2>/dev/null || true
 kill -TERM "$SERVER_PID"
-if ! wait "$SERVER_PID"; then
-    status=$?
+status=0
+wait "$SERVER_PID" || status=$?
+if ((status != 0)); then
     cat "$TMP/server.err" >&2
     die "chat-server exited with status $status on SIGTERM (its stderr is above)"
 fi

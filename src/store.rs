@@ -236,7 +236,7 @@ impl Writer {
             Request::Record(event) => self.pending.push(event),
             Request::History { room, limit, reply } => {
                 self.flush();
-                let lines = self.history(&room, limit).unwrap_or_else(|err| {
+                let lines = query_history(&self.conn, &room, limit).unwrap_or_else(|err| {
                     tracing::error!(%err, "history query failed");
                     Vec::new()
                 });
@@ -262,24 +262,30 @@ impl Writer {
         }
         self.pending.clear();
     }
+}
 
-    fn history(&self, room: &str, limit: usize) -> rusqlite::Result<Vec<HistoryLine>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT ts_ms, sender, text FROM events
-             WHERE room = ?1 AND kind = 'chat' ORDER BY id DESC LIMIT ?2",
-        )?;
-        let mut lines = stmt
-            .query_map(params![room, limit as i64], |row| {
-                Ok(HistoryLine {
-                    ts_ms: row.get(0)?,
-                    sender: row.get(1)?,
-                    text: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        lines.reverse();
-        Ok(lines)
-    }
+/// The last `limit` chat lines of `room`, oldest first (an index walk backwards
+/// from the newest line, so its cost does not grow with the table).
+pub fn query_history(
+    conn: &Connection,
+    room: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<HistoryLine>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts_ms, sender, text FROM events
+         WHERE room = ?1 AND kind = 'chat' ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut lines = stmt
+        .query_map(params![room, limit as i64], |row| {
+            Ok(HistoryLine {
+                ts_ms: row.get(0)?,
+                sender: row.get(1)?,
+                text: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    lines.reverse();
+    Ok(lines)
 }
 
 /// Inserts a batch of events in one transaction.

@@ -177,10 +177,13 @@ impl Hub {
                     muted_until: None,
                 },
             );
-            let others = tx.room_size(&room);
-            tx.tell(id, format_args!(
-                "* Welcome, {nick}! You are in #{room} with {others} others. Type /help for commands."
-            ));
+            let others = others(tx.room_size(&room));
+            tx.tell(
+                id,
+                format_args!(
+                    "* Welcome, {nick}! You are in #{room} with {others}. Type /help for commands."
+                ),
+            );
             tx.enter_room(id, &nick, &room);
             Ok(())
         })
@@ -313,11 +316,8 @@ impl Hub {
             if let Some(member) = tx.state.members.get_mut(&id) {
                 member.room = room.clone();
             }
-            let others = tx.room_size(&room);
-            tx.tell(
-                id,
-                format_args!("* You are now in #{room} with {others} others."),
-            );
+            let others = others(tx.room_size(&room));
+            tx.tell(id, format_args!("* You are now in #{room} with {others}."));
             tx.enter_room(id, &nick, &room);
             Ok(())
         })
@@ -401,6 +401,14 @@ impl Hub {
             tx.remove(id, &LeaveReason::TooSlow);
         }
         result
+    }
+}
+
+/// "0 others", "1 other", "2 others".
+fn others(count: usize) -> String {
+    match count {
+        1 => "1 other".to_owned(),
+        n => format!("{n} others"),
     }
 }
 

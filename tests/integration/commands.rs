@@ -83,7 +83,7 @@ async fn join_moves_between_rooms_and_rooms_lists_them() {
 
     alice.send("/join lab").await;
     alice
-        .expect_next("* You are now in #lab with 1 others.")
+        .expect_next("* You are now in #lab with 1 other.")
         .await;
     bob.expect_next("* alice has joined #lab").await;
     alice.send("in the lab").await;
@@ -103,7 +103,7 @@ async fn join_moves_between_rooms_and_rooms_lists_them() {
         .expect_next("* You are now in #lobby with 0 others.")
         .await;
     bob.send("/join lobby").await;
-    bob.expect("* You are now in #lobby with 1 others.").await;
+    bob.expect("* You are now in #lobby with 1 other.").await;
     bob.send("/rooms").await;
     bob.expect("= Rooms: #help-desk (0), #lobby (2)").await;
 }
