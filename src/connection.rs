@@ -51,6 +51,12 @@ enum Step {
     GiveUp(String),
 }
 
+/// Initial read buffer per connection.
+const READ_BUFFER: usize = 256;
+
+/// Buffer bytes a writer may keep while its client is idle.
+const KEEP_WHEN_IDLE: usize = 2048;
+
 /// Lines the writer takes off the queue per wake-up.
 const WRITE_BATCH: usize = 256;
 
@@ -70,7 +76,12 @@ pub async fn serve(
     let dropped = CancellationToken::new();
     let mut conn = Connection {
         id,
-        lines: FramedRead::new(reader, LineCodec::new(config.limits.max_line_bytes)),
+        // A small first buffer: most lines are short, and it grows for long ones.
+        lines: FramedRead::with_capacity(
+            reader,
+            LineCodec::new(config.limits.max_line_bytes),
+            READ_BUFFER,
+        ),
         hub,
         config,
         outbox,
@@ -127,7 +138,7 @@ impl Connection {
     /// in) and the connection should close.
     async fn handshake(&mut self) -> bool {
         let server = &self.config.server;
-        self.say(format_args!("* Welcome to {}.", server.name));
+        self.say(format_args!("* Connected to {}.", server.name));
         if !server.motd.is_empty() {
             self.say(format_args!("* {}", server.motd));
         }
@@ -382,27 +393,47 @@ async fn idle_timer(idle: Option<Duration>) {
 
 /// Writes everything queued for one client, a batch per wake-up, until the queue
 /// closes (the client left) or the socket fails.
+///
+/// A lone line is written straight from its shared bytes. Buffers that grew in a
+/// burst are released when the queue runs dry, so ten thousand idle clients hold
+/// almost nothing.
 async fn write_loop(mut socket: OwnedWriteHalf, mut queue: mpsc::Receiver<Outbound>, clock: Clock) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut batch = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
     while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        for item in batch.drain(..) {
-            match item {
-                Outbound::Line(line) => buf.extend_from_slice(&line),
-                Outbound::Replay { room, history } => {
-                    let lines = history.await.unwrap_or_default();
-                    for line in replay_lines(&clock, &room, &lines) {
-                        buf.extend_from_slice(&line);
-                    }
+        let written = match batch.as_slice() {
+            [Outbound::Line(line)] => socket.write_all(line).await,
+            _ => {
+                for item in batch.drain(..) {
+                    append(&mut buf, item, &clock).await;
                 }
+                socket.write_all(&buf).await
             }
-        }
-        if socket.write_all(&buf).await.is_err() {
+        };
+        if written.is_err() {
             return;
         }
+        batch.clear();
         buf.clear();
+        if queue.is_empty() && buf.capacity() + batch.capacity() * 32 > KEEP_WHEN_IDLE {
+            (batch, buf) = (Vec::new(), Vec::new());
+        }
     }
     let _ = socket.shutdown().await;
+}
+
+/// Adds one queued item to the bytes about to be written; a replay waits for the
+/// store's answer.
+async fn append(buf: &mut Vec<u8>, item: Outbound, clock: &Clock) {
+    match item {
+        Outbound::Line(line) => buf.extend_from_slice(&line),
+        Outbound::Replay { room, history } => {
+            let lines = history.await.unwrap_or_default();
+            for line in replay_lines(clock, &room, &lines) {
+                buf.extend_from_slice(&line);
+            }
+        }
+    }
 }
 
 /// The history block: a header, each line as first delivered, a footer; nothing

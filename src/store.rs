@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -30,9 +31,13 @@ use crate::transcript;
 pub const MIGRATIONS: &[(&str, &str)] =
     &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
 
-/// Most events written in one transaction; bounds the latency of a history request
-/// queued behind a flood.
+/// Most events written in one transaction.
 const MAX_BATCH: usize = 8192;
+
+/// How long the writer gathers events before it commits them: one commit per
+/// interval instead of one per event when the class chats steadily. It is also the
+/// most a `kill -9` can lose.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Why the store could not start.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +178,7 @@ pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
     // NORMAL is durable against a crash of this process in WAL mode; only a power
     // loss can undo the last commits, and it saves an fsync per batch.
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-        .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
+        .and_then(|()| conn.busy_timeout(Duration::from_secs(5)))
         .and_then(|()| migrate(&mut conn))
         .map_err(|source| db_error(path, source))?;
     Ok(conn)
@@ -184,7 +189,7 @@ pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|source| db_error(path, source))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
+    conn.busy_timeout(Duration::from_secs(5))
         .map_err(|source| db_error(path, source))?;
     Ok(conn)
 }
@@ -216,11 +221,20 @@ struct Writer {
 }
 
 impl Writer {
+    /// Collects events for at most [`BATCH_INTERVAL`] after the first of a batch
+    /// (or [`MAX_BATCH`] events), then commits them together. A history request
+    /// does not wait: it commits what came before it and is answered at once.
     fn run(&mut self, requests: mpsc::Receiver<Request>) {
         while let Ok(first) = requests.recv() {
+            let deadline = Instant::now() + BATCH_INTERVAL;
             let mut open = self.handle(first);
-            for request in requests.try_iter().take(MAX_BATCH) {
-                open &= self.handle(request);
+            while open && self.pending.len() < MAX_BATCH {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                match requests.recv_timeout(wait) {
+                    Ok(request) => open = self.handle(request),
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+                }
             }
             self.flush();
             if !open {
