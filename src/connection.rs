@@ -28,9 +28,6 @@ use crate::protocol::{self, Command, CommandError, Inbound, Input, LineCodec, Ni
 /// How long a closing connection may take to flush what is queued for it.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(3);
 
-/// Wrong `/op` passwords a connection may try.
-const MAX_WRONG_PASSWORDS: u32 = 3;
-
 const USERNAME_PROMPT: &str = "* Please enter a username:";
 const CODE_PROMPT: &str = "* This class needs a join code. Please enter the code:";
 
@@ -63,13 +60,18 @@ const WRITE_BATCH: usize = 256;
 type Lines = FramedRead<OwnedReadHalf, LineCodec>;
 
 /// Serves one accepted client until it leaves, is dropped, or the server stops.
+/// `seat` is its place under the connection limits, given back as soon as it is no
+/// longer a member, before the last lines are flushed, so that a client who sees
+/// the connection close can come straight back.
 pub async fn serve(
     socket: TcpStream,
     id: ConnId,
     hub: Arc<Hub>,
     config: Arc<Config>,
     shutdown: CancellationToken,
+    seat: impl Send,
 ) {
+    let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
     let (reader, writer) = socket.into_split();
     let (outbox, queue) = mpsc::channel(config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(writer, queue, hub.clock().clone()));
@@ -87,6 +89,7 @@ pub async fn serve(
         outbox,
         shutdown,
         dropped: dropped.clone(),
+        peer,
     };
     if conn.handshake().await {
         let reason = conn.chat_loop().await;
@@ -100,6 +103,7 @@ pub async fn serve(
     // A full queue means the client stopped reading: nothing more will get through.
     let abandon = conn.outbox.capacity() == 0;
     let lines = conn.into_reader();
+    drop(seat);
     finish_writer(writer, abandon).await;
     drop(lines);
 }
@@ -123,6 +127,8 @@ struct Connection {
     shutdown: CancellationToken,
     /// Cancelled by the hub when it drops this client.
     dropped: CancellationToken,
+    /// The client's address, to limit password guesses per machine.
+    peer: Option<std::net::IpAddr>,
 }
 
 /// What the reader got from the socket.
@@ -165,7 +171,7 @@ impl Connection {
                 Read::Closed | Read::Lost => return false,
                 Read::Line(Inbound::TooLong) => Err(self.too_long()),
                 Read::Line(Inbound::Line(bytes)) => match std::str::from_utf8(&bytes) {
-                    Err(_) => Err(invalid_utf8()),
+                    Err(_) => Err(CommandError::InvalidUtf8.to_string()),
                     Ok(text) => Ok(protocol::sanitize(text).trim().to_owned()),
                 },
             };
@@ -222,7 +228,8 @@ impl Connection {
             return Step::GiveUp("Too many wrong codes; goodbye.".to_owned());
         }
         login.name = Some(name);
-        Step::Retry(format!("Wrong code ({left} attempts left)."))
+        let attempts = if left == 1 { "attempt" } else { "attempts" };
+        Step::Retry(format!("Wrong code ({left} {attempts} left)."))
     }
 
     fn register(&self, login: &mut Login, name: &str) -> Step {
@@ -247,7 +254,6 @@ impl Connection {
         let limits = &self.config.limits;
         let mut limiter = RateLimiter::new(limits.messages_per_sec, limits.burst, Instant::now());
         let idle = limits.idle_timeout();
-        let mut wrong_passwords = 0;
         loop {
             let read = tokio::select! {
                 biased;
@@ -266,21 +272,18 @@ impl Connection {
                 }
                 Read::Line(Inbound::Line(bytes)) => bytes,
             };
-            if !limiter.check(Instant::now()) {
+            let input = match std::str::from_utf8(&bytes) {
+                Ok(text) => protocol::parse(&protocol::sanitize(text)),
+                Err(_) => Err(CommandError::InvalidUtf8),
+            };
+            // Blank lines cost nothing, and leaving is never refused.
+            let free = matches!(input, Ok(Input::Empty | Input::Command(Command::Quit(_))));
+            if !free && !limiter.check(Instant::now()) {
                 let rate = self.config.limits.messages_per_sec;
-                self.hub.tell(
-                    self.id,
-                    format_args!(
-                        "! Slow down (at most {rate} lines a second); that message was not sent."
-                    ),
-                );
+                self.hub
+                    .tell(self.id, format_args!("! {}", CommandError::SlowDown(rate)));
                 continue;
             }
-            let Ok(text) = std::str::from_utf8(&bytes) else {
-                self.hub.tell(self.id, format_args!("! {}", invalid_utf8()));
-                continue;
-            };
-            let input = protocol::parse(&protocol::sanitize(text));
             match input {
                 Ok(Input::Empty) => {}
                 Ok(Input::Chat(text)) => {
@@ -293,7 +296,7 @@ impl Connection {
                     return None;
                 }
                 Ok(Input::Command(Command::Op(password))) => {
-                    if let Err(err) = self.op(password, &mut wrong_passwords).await {
+                    if let Err(err) = self.op(password).await {
                         self.hub.tell(self.id, format_args!("! {err}"));
                     }
                 }
@@ -327,19 +330,17 @@ impl Connection {
     }
 
     /// `/op PASSWORD`. The hash check costs tens of milliseconds of CPU on purpose,
-    /// so it runs on the blocking pool, and a connection gets only a few tries.
-    async fn op(&self, password: String, wrong: &mut u32) -> Result<(), CommandError> {
-        if *wrong >= MAX_WRONG_PASSWORDS {
-            return Err(CommandError::TooManyPasswords);
-        }
+    /// so it runs on the blocking pool, and an address gets only a few wrong tries.
+    async fn op(&self, password: String) -> Result<(), CommandError> {
+        self.hub.may_try_password(self.peer)?;
         self.hub.may_op(self.id)?;
         let hash = self.config.access.instructor_password.clone();
         let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
             .await
             .unwrap_or(false);
         if !verified {
-            *wrong += 1;
-            tracing::warn!(attempt = *wrong, "wrong instructor password");
+            self.hub.password_failed(self.peer);
+            tracing::warn!("wrong instructor password");
             return Err(CommandError::WrongPassword);
         }
         self.hub.op(self.id);
@@ -361,8 +362,7 @@ impl Connection {
     }
 
     fn too_long(&self) -> String {
-        let max = self.config.limits.max_line_bytes;
-        format!("Line too long (max {max} bytes); it was not sent.")
+        CommandError::TooLong(self.config.limits.max_line_bytes).to_string()
     }
 }
 
@@ -370,10 +370,6 @@ impl Connection {
 /// was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn invalid_utf8() -> String {
-    "Invalid UTF-8; the line was not sent.".to_owned()
 }
 
 async fn read_line(lines: &mut Lines) -> Read {

@@ -108,9 +108,7 @@ impl Decoder for LineCodec {
 /// window title, and two-byte escapes). TAB becomes a space. Trailing white space
 /// is trimmed.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    let clean = text
-        .bytes()
-        .all(|b| (b >= 0x20 && b != 0x7f && b != 0xc2) || b == b' ');
+    let clean = text.bytes().all(|b| b >= 0x20 && b != 0x7f && b != 0xc2);
     if clean {
         return Cow::Borrowed(text.trim_end());
     }
@@ -122,6 +120,14 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
             '\u{1b}' => match chars.next() {
                 Some('[') => skip_csi(&mut chars),
                 Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
+                // `ESC ( B` and the like: intermediates, then one final byte.
+                Some('\u{20}'..='\u{2f}') => {
+                    while chars
+                        .next_if(|c| ('\u{20}'..='\u{2f}').contains(c))
+                        .is_some()
+                    {}
+                    chars.next();
+                }
                 _ => {}
             },
             '\u{9b}' => skip_csi(&mut chars),
@@ -226,6 +232,15 @@ pub enum CommandError {
     /// No such command.
     #[error("Unknown command: /{0} (try /help)")]
     Unknown(String),
+    /// A line over `limits.max_line_bytes`.
+    #[error("Line too long (max {0} bytes); it was not sent.")]
+    TooLong(usize),
+    /// A line that is not UTF-8.
+    #[error("Invalid UTF-8; the line was not sent.")]
+    InvalidUtf8,
+    /// More lines than `limits.messages_per_sec` allows.
+    #[error("Slow down (at most {0} lines a second); that message was not sent.")]
+    SlowDown(u32),
     /// A command with missing arguments.
     #[error("Usage: {0}")]
     Usage(&'static str),
@@ -250,9 +265,12 @@ pub enum CommandError {
     /// `/op` with the wrong password.
     #[error("Wrong password")]
     WrongPassword,
-    /// `/op` after too many wrong passwords on this connection.
-    #[error("Too many wrong passwords; /op is disabled for this connection")]
+    /// `/op` after too many wrong passwords from this address.
+    #[error("Too many wrong passwords; /op is disabled for your address")]
     TooManyPasswords,
+    /// `/nick` to the name one already has.
+    #[error("You are already {0}")]
+    SameNick(String),
     /// A line from a muted user; holds the minutes left, if the mute ends.
     #[error("You are muted{}; that message was not sent.", minutes_left(*.0))]
     Muted(Option<u64>),
@@ -485,6 +503,7 @@ mod tests {
         assert_eq!(sanitize("a\tb"), "a b");
         assert_eq!(sanitize("\x1b[31mred\x1b[0m"), "red");
         assert_eq!(sanitize("x\x1b]0;title\x07y"), "xy");
+        assert_eq!(sanitize("a\x1b(Bb\x1b7c"), "abc");
         assert_eq!(sanitize("bell\x07 del\x7f c1\u{85}"), "bell del c1");
         assert_eq!(sanitize("é ünïcode ok"), "é ünïcode ok");
     }

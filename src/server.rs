@@ -126,13 +126,20 @@ impl Server {
             let id = next_id;
             next_id += 1;
             let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
-            let task = connection::serve(socket, id, hub.clone(), config.clone(), stopping.clone());
+            let seats = (seat, address_seat);
+            let task = connection::serve(
+                socket,
+                id,
+                hub.clone(),
+                config.clone(),
+                stopping.clone(),
+                seats,
+            );
             tracker.spawn(
                 async move {
                     tracing::debug!("connected");
                     task.await;
                     tracing::debug!("closed");
-                    drop((seat, address_seat));
                 }
                 .instrument(span),
             );

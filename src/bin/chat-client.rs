@@ -27,7 +27,7 @@ use std::time::Duration;
 use clap::Parser;
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::signal::ctrl_c;
@@ -171,11 +171,13 @@ async fn login(
         code: args.code.clone(),
         sent: None,
         asking: None,
+        name: None,
     };
     if let Some(name) = &args.name {
         // The server takes the name before its greeting, which saves a round trip.
         conn.send(name.trim()).await?;
         login.sent = Some(Ask::Name);
+        login.name = Some(name.trim().to_owned());
     }
     loop {
         tokio::select! {
@@ -203,6 +205,9 @@ struct Login {
     sent: Option<Ask>,
     /// What the user is being asked for.
     asking: Option<Ask>,
+    /// The last username sent: only a welcome of that name ends the login (a
+    /// message of the day may well say "Welcome, class!").
+    name: Option<String>,
 }
 
 impl Login {
@@ -214,7 +219,14 @@ impl Login {
         input: &mut Input,
     ) -> Result<Option<String>, Exit> {
         if let Some(rest) = body.strip_prefix("* Welcome, ") {
-            return Ok(rest.split(['!', ' ', ',']).next().map(str::to_string));
+            let welcomed = rest.split(['!', ' ', ',']).next().unwrap_or("");
+            if self
+                .name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(welcomed))
+            {
+                return Ok(Some(welcomed.to_owned()));
+            }
         }
         if body.starts_with('!') {
             self.sent = None;
@@ -247,6 +259,9 @@ impl Login {
             Typed::Line(answer) => {
                 conn.send(answer.trim()).await?;
                 self.sent = Some(ask);
+                if ask == Ask::Name {
+                    self.name = Some(answer.trim().to_owned());
+                }
             }
             Typed::Eof if !input.interactive => {
                 return Err(Exit::Failed(
@@ -259,9 +274,10 @@ impl Login {
     }
 }
 
-/// Recognises the server's prompts by a key word, so that their wording may change.
+/// Recognises the server's prompts by a key word, so that their wording may change;
+/// a prompt ends with a colon, so a message of the day that mentions "code" is not one.
 fn prompt_kind(body: &str) -> Option<Ask> {
-    let text = body.strip_prefix("* ")?;
+    let text = body.strip_prefix("* ")?.strip_suffix(':')?;
     let has = |word: &str| {
         text.split(|c: char| !c.is_alphanumeric())
             .any(|w| w.eq_ignore_ascii_case(word))
@@ -339,6 +355,9 @@ async fn receive(
 }
 
 /// Server lines, decoded leniently: one bad byte must not cost the user the chat.
+/// The longest server line read in one piece.
+const MAX_LINE: usize = 64 * 1024;
+
 struct LineReader {
     inner: BufReader<OwnedReadHalf>,
     /// Kept across calls so that a read cancelled by `select!` loses nothing.
@@ -354,8 +373,14 @@ impl LineReader {
     }
 
     /// The next line without its line ending, or `None` once the server has closed.
+    /// A line longer than [`MAX_LINE`] comes in pieces, so a hostile server cannot
+    /// make the client grow without limit.
     async fn next(&mut self) -> io::Result<Option<String>> {
-        self.inner.read_until(b'\n', &mut self.buf).await?;
+        let room = MAX_LINE.saturating_sub(self.buf.len()).max(1) as u64;
+        (&mut self.inner)
+            .take(room)
+            .read_until(b'\n', &mut self.buf)
+            .await?;
         if self.buf.is_empty() {
             return Ok(None);
         }

@@ -145,13 +145,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.log_dir {
         config.log.dir = dir;
     }
+    config.validate()?;
     init_diagnostics(&config.log.level);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
+        // Listen for signals before announcing the address: a supervisor that
+        // stops the server right after `listening on` still gets a clean exit.
+        let stop = termination().context("cannot listen for signals")?;
         println!("listening on {}", server.local_addr());
         std::io::stdout().flush().ok();
-        server.run(termination()).await;
+        server.run(stop).await;
         anyhow::Ok(())
     })
 }
@@ -167,14 +171,18 @@ fn init_diagnostics(level: &str) {
         .init();
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-async fn termination() {
+/// A future that completes on the first SIGINT or SIGTERM; the handlers are in
+/// place when this returns.
+fn termination() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
 
 fn hash_password() -> anyhow::Result<()> {

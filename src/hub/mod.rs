@@ -17,6 +17,7 @@ mod moderation;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -94,8 +95,6 @@ struct Member {
     dropped: CancellationToken,
     /// Logged in with `/op`.
     instructor: bool,
-    /// Lines are refused until then.
-    muted_until: Option<Instant>,
 }
 
 struct Room {
@@ -113,6 +112,11 @@ struct State {
     shutting_down: bool,
     /// Only instructors may chat.
     quiet: bool,
+    /// Muted names (lower-cased) and until when. Kept by name, not by connection,
+    /// so reconnecting does not lift a mute.
+    mutes: HashMap<String, Instant>,
+    /// Wrong `/op` passwords per address, so reconnecting does not reset the count.
+    op_failures: HashMap<IpAddr, u32>,
 }
 
 /// The room manager; see the module docs. Shared as `Arc<Hub>`.
@@ -174,7 +178,6 @@ impl Hub {
                     outbox,
                     dropped,
                     instructor: false,
-                    muted_until: None,
                 },
             );
             let others = others(tx.room_size(&room));
@@ -185,6 +188,10 @@ impl Hub {
                 ),
             );
             tx.enter_room(id, &nick, &room);
+            if tx.state.shutting_down {
+                // Got in just as the server stopped: it must hear why it is closed.
+                tx.tell(id, format_args!("* Server is shutting down."));
+            }
             Ok(())
         })
     }
@@ -275,10 +282,14 @@ impl Hub {
             let new_key = new.to_ascii_lowercase();
             match tx.state.nicks.get(&new_key) {
                 Some(&owner) if owner != id => return Err(NickError::Taken(new.to_owned()).into()),
-                _ if *old == *new => return Ok(()),
+                _ if *old == *new => return Err(CommandError::SameNick(old.to_string())),
                 _ => {}
             }
-            tx.state.nicks.remove(&old.to_ascii_lowercase());
+            let old_key = old.to_ascii_lowercase();
+            tx.state.nicks.remove(&old_key);
+            if let Some(until) = tx.state.mutes.remove(&old_key) {
+                tx.state.mutes.insert(new_key.clone(), until);
+            }
             tx.state.nicks.insert(new_key, id);
             let new: Arc<str> = new.into();
             if let Some(member) = tx.state.members.get_mut(&id) {
@@ -308,7 +319,14 @@ impl Hub {
                 return Err(CommandError::AlreadyInRoom(room.to_owned()));
             }
             let max_rooms = self.config.limits.max_rooms;
-            if !tx.state.rooms.contains_key(room) && tx.state.rooms.len() >= max_rooms {
+            // The room being left does not count if it is about to vanish.
+            let old_vanishes = tx
+                .state
+                .rooms
+                .get(&old)
+                .is_some_and(|r| !r.permanent && r.members.len() == 1);
+            let rooms_after = tx.state.rooms.len() - usize::from(old_vanishes);
+            if !tx.state.rooms.contains_key(room) && rooms_after >= max_rooms {
                 return Err(CommandError::TooManyRooms(max_rooms));
             }
             tx.leave_room(id, &nick, &old, &format!("joined #{room}"));
@@ -430,11 +448,12 @@ impl Txn<'_> {
     /// Refuses a line from a muted member, or from a student in quiet mode unless
     /// it is a private message to an instructor.
     fn check_may_talk(&mut self, id: ConnId, to_instructor: bool) -> Result<(), CommandError> {
-        let quiet = self.state.quiet;
-        let Some(member) = self.state.members.get_mut(&id) else {
+        let Some(member) = self.state.members.get(&id) else {
             return Ok(());
         };
-        if let Some(until) = member.muted_until {
+        let key = member.nick.to_ascii_lowercase();
+        let instructor = member.instructor;
+        if let Some(&until) = self.state.mutes.get(&key) {
             let now = Instant::now();
             if until > now {
                 let minutes = (until - now).as_secs().div_ceil(60);
@@ -442,9 +461,9 @@ impl Txn<'_> {
                     (minutes < moderation::FOREVER_MINUTES).then_some(minutes),
                 ));
             }
-            member.muted_until = None;
+            self.state.mutes.remove(&key);
         }
-        if quiet && !member.instructor && !to_instructor {
+        if self.state.quiet && !instructor && !to_instructor {
             return Err(CommandError::QuietMode);
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! What instructors can do: become one with `/op`, and then kick, mute, unmute,
 //! announce and quiet the class. Every action is recorded like any other event.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::{ConnId, Hub, LeaveReason, Txn};
@@ -10,6 +11,9 @@ use crate::protocol::CommandError;
 /// A mute without a duration lasts this long (a year), which reads as "until
 /// `/unmute`".
 pub(super) const FOREVER_MINUTES: u64 = 365 * 24 * 60;
+
+/// Wrong `/op` passwords one address may try while the server runs.
+const MAX_WRONG_PASSWORDS: u32 = 5;
 
 impl Hub {
     /// Whether `id` may try `/op` at all: its current name is one of
@@ -28,6 +32,22 @@ impl Hub {
             return Err(CommandError::PermissionDenied);
         }
         Ok(())
+    }
+
+    /// Whether `/op` may still be tried from this address.
+    pub fn may_try_password(&self, peer: Option<IpAddr>) -> Result<(), CommandError> {
+        let failures = peer.and_then(|ip| self.lock().op_failures.get(&ip).copied());
+        match failures {
+            Some(n) if n >= MAX_WRONG_PASSWORDS => Err(CommandError::TooManyPasswords),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong `/op` password against its address.
+    pub fn password_failed(&self, peer: Option<IpAddr>) {
+        if let Some(ip) = peer {
+            *self.lock().op_failures.entry(ip).or_insert(0) += 1;
+        }
     }
 
     /// Makes `id` an instructor; the password was checked by the caller.
@@ -88,9 +108,10 @@ impl Hub {
             let (nick, room) = tx.require_instructor(id)?;
             let (target_id, target_nick) = tx.find(target)?;
             let length = minutes.map_or(FOREVER_MINUTES as f64 * 60.0, |m| m * 60.0);
-            if let Some(member) = tx.state.members.get_mut(&target_id) {
-                member.muted_until = Some(Instant::now() + Duration::from_secs_f64(length));
-            }
+            let until = Instant::now() + Duration::from_secs_f64(length);
+            tx.state
+                .mutes
+                .insert(target_nick.to_ascii_lowercase(), until);
             let time = minutes
                 .map(|m| format!(" for {m} minutes"))
                 .unwrap_or_default();
@@ -110,12 +131,8 @@ impl Hub {
         self.with_state(|tx| {
             let (nick, room) = tx.require_instructor(id)?;
             let (target_id, target_nick) = tx.find(target)?;
-            let member = tx.state.members.get_mut(&target_id).expect("found above");
-            if member
-                .muted_until
-                .take()
-                .is_none_or(|until| until <= Instant::now())
-            {
+            let until = tx.state.mutes.remove(&target_nick.to_ascii_lowercase());
+            if until.is_none_or(|until| until <= Instant::now()) {
                 return Err(CommandError::NotMuted(target_nick.to_string()));
             }
             tx.tell(

@@ -42,7 +42,7 @@ async fn the_join_code_is_asked_after_the_username() {
     good.expect_next("* This class needs a join code. Please enter the code:")
         .await;
     good.send("CS102").await;
-    good.expect_next("! Wrong code (1 attempts left).").await;
+    good.expect_next("! Wrong code (1 attempt left).").await;
     good.expect_next("* This class needs a join code. Please enter the code:")
         .await;
     good.send("cs101").await;
@@ -53,7 +53,7 @@ async fn the_join_code_is_asked_after_the_username() {
     bad.expect("* This class needs a join code. Please enter the code:")
         .await;
     bad.send("guess1").await;
-    bad.expect_next("! Wrong code (1 attempts left).").await;
+    bad.expect_next("! Wrong code (1 attempt left).").await;
     bad.expect_next("* This class needs a join code. Please enter the code:")
         .await;
     bad.send("guess2").await;
@@ -389,4 +389,26 @@ async fn the_password_never_reaches_the_diagnostics() {
         !stderr.contains(PASSWORD) && !stderr.contains("wrong-password-here"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn reconnecting_does_not_lift_a_mute() {
+    let server = TestServer::start_with(with_instructor).await;
+    let mut prof = instructor(&server).await;
+    let mut loud = server.login("loud").await;
+    prof.send("/mute loud").await;
+    prof.expect("* loud is muted.").await;
+    loud.send("/quit").await;
+    loud.expect_closed().await;
+    let mut again = server.login("LOUD").await;
+    again.send("I'm back").await;
+    again
+        .expect("! You are muted; that message was not sent.")
+        .await;
+    again.send("/nick quiet_one").await;
+    again.expect("* LOUD is now known as quiet_one").await;
+    again.send("still me").await;
+    again
+        .expect_next("! You are muted; that message was not sent.")
+        .await;
 }

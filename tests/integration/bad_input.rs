@@ -154,3 +154,38 @@ async fn an_idle_client_is_timed_out() {
     }
     bodies_idle.await.unwrap();
 }
+
+#[tokio::test]
+async fn bad_bytes_as_a_username_get_an_error_and_the_prompt_again() {
+    let server = TestServer::start_with(|c| c.limits.max_line_bytes = 64).await;
+    let mut client = server.connect().await;
+    client.expect_prefix("* Please enter a username").await;
+    client.send(&"n".repeat(100)).await;
+    client
+        .expect_next("! Line too long (max 64 bytes); it was not sent.")
+        .await;
+    client.expect_next("* Please enter a username:").await;
+    client.send_raw(b"b\xffd\n").await;
+    client
+        .expect_next("! Invalid UTF-8; the line was not sent.")
+        .await;
+    client.expect_next("* Please enter a username:").await;
+    client.send_raw(b"\x1b[1mbob\x1b[0m\n").await;
+    client.expect_prefix("* Welcome, bob!").await;
+}
+
+#[tokio::test]
+async fn blank_lines_and_quit_are_never_rate_limited() {
+    let server = TestServer::start_with(|c| {
+        c.limits.messages_per_sec = 1;
+        c.limits.burst = 1;
+    })
+    .await;
+    let mut watcher = server.login("watcher").await;
+    let mut bob = server.login("bob").await;
+    watcher.expect_next("* bob has joined #lobby").await;
+    bob.send_raw(b"\n\n\n\nonly line\n/quit\n").await;
+    watcher.expect_next("bob: only line").await;
+    watcher.expect_next("* bob has left #lobby (Quit)").await;
+    assert_eq!(bob.expect_closed().await, vec!["* Goodbye, bob."]);
+}

@@ -141,8 +141,6 @@ async fn the_client_binary_exits_non_zero_when_the_server_goes_away() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut watcher = server.login("watcher").await;
-    watcher.send("/who").await;
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let welcome = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
@@ -161,4 +159,84 @@ async fn the_client_binary_exits_non_zero_when_the_server_goes_away() {
         .unwrap()
         .unwrap();
     assert_ne!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn flags_override_the_config_file_and_sigint_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        "[server]\nbind = \"0.0.0.0\"\nport = 1\n[storage]\ndatabase = \"/nonexistent/x.db\"\n[log]\ndir = \"/nonexistent/logs\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(SERVER)
+        .arg("--config")
+        .arg(&config)
+        .args(["--bind", "127.0.0.1", "--port", "0", "--db"])
+        .arg(dir.path().join("flag.db"))
+        .arg("--log-dir")
+        .arg(dir.path().join("flag-logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("listening on 127.0.0.1:"), "{first}");
+    assert!(
+        !first.trim().ends_with(":1") && !first.trim().ends_with(":0"),
+        "{first}"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(dir.path().join("flag.db").exists());
+    assert!(dir.path().join("flag-logs").is_dir());
+}
+
+#[tokio::test]
+async fn the_client_asks_again_after_a_refused_name() {
+    let server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(CLIENT)
+            .args(["--port", &port])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"admin\ndana\n/who\n").unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let bodies: Vec<&str> = stdout.lines().map(body_of).collect();
+    let refused = bodies
+        .iter()
+        .position(|b| *b == "! Username admin is reserved");
+    let welcomed = bodies
+        .iter()
+        .position(|b| b.starts_with("* Welcome, dana!"));
+    assert!(refused.is_some() && welcomed > refused, "{bodies:?}");
+    assert!(bodies.contains(&"= #lobby (1): dana"), "{bodies:?}");
 }

@@ -39,8 +39,7 @@ async fn lines_are_timestamped_and_welcome_names_the_room() {
         welcome,
         "* Welcome, alice! You are in #lobby with 0 others. Type /help for commands."
     );
-    let mut bob = server.login("bob").await;
-    let _ = &mut bob;
+    let _bob = server.login("bob").await;
     alice.expect_next("* bob has joined #lobby").await;
 }
 
@@ -138,4 +137,16 @@ async fn shutdown_tells_every_client_and_closes() {
 #[test]
 fn body_of_strips_the_timestamp() {
     assert_eq!(body_of("[12:00:00] * hi"), "* hi");
+}
+
+#[tokio::test]
+async fn timestamps_can_be_utc() {
+    let server = TestServer::start_with(|c| {
+        c.server.utc = true;
+        c.server.timestamp_format = "%Z".into();
+    })
+    .await;
+    let mut client = server.connect().await;
+    let line = client.next_line().await.unwrap();
+    assert!(line.starts_with("[UTC] "), "{line}");
 }

@@ -156,3 +156,43 @@ async fn unknown_commands_and_the_double_slash_escape() {
     bob.expect_next("alice: trailing").await;
     bob.expect_nothing_pending().await;
 }
+
+#[tokio::test]
+async fn renaming_to_ones_own_name_is_refused_with_a_reason() {
+    let server = TestServer::start().await;
+    let mut bob = server.login("bob").await;
+    bob.send("/nick bob").await;
+    bob.expect_next("! You are already bob").await;
+}
+
+#[tokio::test]
+async fn room_names_are_at_most_32_characters() {
+    let server = TestServer::start().await;
+    let mut alice = server.login("alice").await;
+    let longest = "r".repeat(32);
+    alice.send(&format!("/join {longest}")).await;
+    alice
+        .expect_next(&format!("* You are now in #{longest} with 0 others."))
+        .await;
+    alice.send(&format!("/join {longest}x")).await;
+    alice
+        .expect_next("! Invalid room name: rooms are 1-32 of a-z 0-9 _ -")
+        .await;
+}
+
+#[tokio::test]
+async fn leaving_a_room_that_vanishes_frees_its_place_under_the_limit() {
+    let server = TestServer::start_with(|c| c.limits.max_rooms = 2).await;
+    let mut alice = server.login("alice").await;
+    alice.send("/join one").await;
+    alice
+        .expect_next("* You are now in #one with 0 others.")
+        .await;
+    // #one empties as alice leaves it, so #two fits.
+    alice.send("/join two").await;
+    alice
+        .expect_next("* You are now in #two with 0 others.")
+        .await;
+    alice.send("/rooms").await;
+    alice.expect_next("= Rooms: #lobby (0), #two (1)").await;
+}
