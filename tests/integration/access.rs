@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use classchat::config::Config;
 
-use crate::harness::{TestClient, TestServer};
+use crate::harness::{spawn_listening, TestClient, TestServer, SERVER_BIN};
 use crate::persistence::{stored_events, transcript_lines};
 
 const PASSWORD: &str = "correct horse battery";
@@ -333,7 +333,7 @@ async fn one_address_cannot_take_every_seat() {
 
 #[tokio::test]
 async fn the_password_never_reaches_the_diagnostics() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("server.toml");
@@ -345,24 +345,13 @@ async fn the_password_never_reaches_the_diagnostics() {
         password_hash()
     );
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, addr) = spawn_listening(
+        Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped()),
+    );
     let mut prof = TestClient::connect(addr).await;
     prof.send("prof").await;
     prof.expect_prefix("* Welcome, prof!").await;

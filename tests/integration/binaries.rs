@@ -3,9 +3,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use crate::harness::{body_of, TestClient, TestServer};
+use crate::harness::{body_of, spawn_listening, TestClient, TestServer, SERVER_BIN as SERVER};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
 #[test]
@@ -41,34 +40,22 @@ fn bad_configs_exit_2_naming_the_key_or_file() {
 }
 
 /// Starts the server binary on a free port; returns it and its address.
-fn spawn_server(dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(SERVER)
-        .args(["--port", "0", "--db"])
-        .arg(dir.join("chat.db"))
-        .arg("--log-dir")
-        .arg(dir.join("logs"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
-    assert!(!addr.ends_with(":0"), "the real port is printed: {addr}");
-    (child, addr)
+fn spawn_server(dir: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    spawn_listening(
+        Command::new(SERVER)
+            .args(["--port", "0", "--db"])
+            .arg(dir.join("chat.db"))
+            .arg("--log-dir")
+            .arg(dir.join("logs"))
+            .stderr(Stdio::null()),
+    )
 }
 
 #[tokio::test]
 async fn sigterm_tells_clients_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = spawn_server(dir.path());
-    let mut alice = TestClient::connect(addr.parse().unwrap()).await;
+    let mut alice = TestClient::connect(addr).await;
     alice.send("alice").await;
     alice.expect_prefix("* Welcome, alice!").await;
     let status = Command::new("kill")
@@ -170,26 +157,18 @@ async fn flags_override_the_config_file_and_sigint_exits_0() {
         "[server]\nbind = \"0.0.0.0\"\nport = 1\n[storage]\ndatabase = \"/nonexistent/x.db\"\n[log]\ndir = \"/nonexistent/logs\"\n",
     )
     .unwrap();
-    let mut child = Command::new(SERVER)
-        .arg("--config")
-        .arg(&config)
-        .args(["--bind", "127.0.0.1", "--port", "0", "--db"])
-        .arg(dir.path().join("flag.db"))
-        .arg("--log-dir")
-        .arg(dir.path().join("flag-logs"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.starts_with("listening on 127.0.0.1:"), "{first}");
-    assert!(
-        !first.trim().ends_with(":1") && !first.trim().ends_with(":0"),
-        "{first}"
+    let (mut child, addr) = spawn_listening(
+        Command::new(SERVER)
+            .arg("--config")
+            .arg(&config)
+            .args(["--bind", "127.0.0.1", "--port", "0", "--db"])
+            .arg(dir.path().join("flag.db"))
+            .arg("--log-dir")
+            .arg(dir.path().join("flag-logs"))
+            .stderr(Stdio::null()),
     );
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_ne!(addr.port(), 1);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -228,3 +228,29 @@ pub fn body_of(line: &str) -> &str {
         .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
     &line[end + 2..]
 }
+
+/// The server binary.
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_chat-server");
+
+/// Spawns `command` (the server binary with its arguments; stderr is the caller's
+/// choice), reads its first line, `listening on ADDR:PORT`, and returns the child
+/// and that address.
+pub fn spawn_listening(command: &mut std::process::Command) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .unwrap();
+    assert_ne!(addr.port(), 0, "the real port is printed");
+    (child, addr)
+}

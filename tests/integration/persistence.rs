@@ -8,7 +8,7 @@ use classchat::store;
 use classchat::transcript;
 use rusqlite::Connection;
 
-use crate::harness::{body_of, test_config, TestClient, TestServer};
+use crate::harness::{body_of, spawn_listening, test_config, TestClient, TestServer, SERVER_BIN};
 
 /// Every stored event, in id order.
 pub fn stored_events(db: &Path) -> Vec<Event> {
@@ -371,7 +371,6 @@ async fn minutely_rotation_starts_a_second_file() {
 /// Runs the server binary over `dir` with the rate limit off; returns the child and
 /// its address.
 fn spawn_server_binary(dir: &Path) -> (std::process::Child, std::net::SocketAddr) {
-    use std::io::BufRead;
     let config = dir.join("server.toml");
     let text = format!(
         "[server]\nport = 0\n[limits]\nmessages_per_sec = 0\n[storage]\ndatabase = {:?}\n[log]\ndir = {:?}\n",
@@ -379,24 +378,12 @@ fn spawn_server_binary(dir: &Path) -> (std::process::Child, std::net::SocketAddr
         dir.join("logs")
     );
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, addr)
+    spawn_listening(
+        Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&config)
+            .stderr(Stdio::null()),
+    )
 }
 
 /// Sends 500 chat lines in one write and waits until a listener has every one.
