@@ -1,0 +1,534 @@
+use super::output::{format_duration, CSV_HEADER};
+use super::*;
+use crate::store;
+use serde_json::json;
+
+/// 2026-11-24T19:00:00Z
+const T0: i64 = 1_795_546_800_000;
+const MIN: i64 = 60_000;
+
+fn at(secs: i64) -> i64 {
+    T0 + secs * 1000
+}
+
+/// For a pm, kick, mute or unmute, `text` is `recipient[:text]`.
+fn ev(
+    secs: i64,
+    session: i64,
+    kind: EventKind,
+    room: &str,
+    sender: &str,
+    text: Option<&str>,
+) -> Event {
+    use EventKind::*;
+    let (recipient, text) = match (kind, text) {
+        (Private | Kick | Mute | Unmute, Some(t)) => match t.split_once(':') {
+            Some((to, t)) => (Some(to.into()), Some(t.to_owned())),
+            None => (Some(t.into()), None),
+        },
+        (_, t) => (None, t.map(String::from)),
+    };
+    Event {
+        ts_ms: at(secs),
+        kind,
+        room: room.into(),
+        sender: sender.into(),
+        recipient,
+        text,
+        session,
+    }
+}
+
+/// alice (session 1) renames to Alicia, moves to lab and quits; bob (session 2)
+/// stays in the lobby until Prof (session 4, appended last so that the indexes
+/// above stay put) ops, mutes, unmutes and kicks him, and mutes the gone Alicia;
+/// she comes back as "Alice" (session 3) and times out.
+fn script() -> Vec<Event> {
+    use EventKind::*;
+    vec![
+        ev(0, 1, Join, "lobby", "alice", None),
+        ev(5, 2, Join, "lobby", "bob", None),
+        ev(10, 1, Chat, "lobby", "alice", Some("hello everyone")),
+        ev(15, 2, Chat, "lobby", "bob", Some("hi alice")),
+        ev(20, 1, Nick, "lobby", "alice", Some("Alicia")),
+        ev(30, 1, Chat, "lobby", "Alicia", Some("my new name, same me")),
+        ev(40, 1, Leave, "lobby", "Alicia", Some("joined #lab")),
+        ev(40, 1, Join, "lab", "Alicia", None),
+        ev(50, 1, Chat, "lab", "Alicia", Some("lab time")),
+        ev(60, 1, Private, "lab", "Alicia", Some("bob:psst, bob")),
+        ev(
+            70,
+            2,
+            Private,
+            "lobby",
+            "bob",
+            Some("Alicia:hey \"you\", hi"),
+        ),
+        ev(100, 1, Leave, "lab", "Alicia", Some("Quit: bye")),
+        ev(160, 2, Leave, "lobby", "bob", Some("Kicked: spamming")),
+        ev(3600, 3, Join, "lobby", "Alice", None),
+        ev(
+            3610,
+            3,
+            Chat,
+            "lobby",
+            "Alice",
+            Some("back again, with commas"),
+        ),
+        ev(3725, 3, Leave, "lobby", "Alice", Some("Timed out")),
+        ev(110, 4, Join, "lobby", "Prof", None),
+        ev(115, 4, Op, "lobby", "Prof", None),
+        ev(120, 4, Mute, "lobby", "Prof", Some("BOB:5")),
+        ev(130, 4, Unmute, "lobby", "Prof", Some("bob")),
+        ev(140, 4, Announce, "lobby", "Prof", Some("quiz in five")),
+        ev(150, 4, Quiet, "lobby", "Prof", Some("on")),
+        ev(155, 4, Mute, "lobby", "Prof", Some("alicia")),
+        ev(160, 4, Kick, "lobby", "Prof", Some("bob:spamming")),
+        // Nobody ever spoke as "ghost": an action of Prof's, aimed at no one.
+        ev(165, 4, Kick, "lobby", "Prof", Some("ghost")),
+        ev(170, 4, Quiet, "lobby", "Prof", Some("off")),
+        ev(180, 4, Leave, "lobby", "Prof", Some("Quit: done")),
+    ]
+}
+
+fn db() -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    store::migrate(&mut conn).unwrap();
+    store::insert_events(&mut conn, &script()).unwrap();
+    conn
+}
+
+fn alice() -> StudentRow {
+    StudentRow {
+        name: "Alice".into(),
+        messages: 4,
+        private_messages: 1,
+        words: 15,
+        rooms: vec!["lab".into(), "lobby".into()],
+        first_seen_ms: at(0),
+        last_seen_ms: at(3725),
+        online_ms: 225_000,
+        instructor: false,
+        moderation_actions: 0,
+        kicked: 0,
+        muted: 1,
+        other_names: vec!["Alicia".into()],
+    }
+}
+
+fn bob() -> StudentRow {
+    StudentRow {
+        name: "bob".into(),
+        messages: 1,
+        private_messages: 1,
+        words: 5,
+        rooms: vec!["lobby".into()],
+        first_seen_ms: at(5),
+        last_seen_ms: at(160),
+        online_ms: 155_000,
+        instructor: false,
+        moderation_actions: 0,
+        kicked: 1,
+        muted: 1,
+        other_names: vec![],
+    }
+}
+
+fn prof() -> StudentRow {
+    StudentRow {
+        name: "Prof".into(),
+        messages: 0,
+        private_messages: 0,
+        words: 0,
+        rooms: vec!["lobby".into()],
+        first_seen_ms: at(110),
+        last_seen_ms: at(180),
+        online_ms: 70_000,
+        instructor: true,
+        moderation_actions: 8,
+        kicked: 0,
+        muted: 0,
+        other_names: vec![],
+    }
+}
+
+fn rows(filter: Filter) -> Vec<StudentRow> {
+    student_rows(&db(), &filter).unwrap()
+}
+
+fn output(filter: Filter, format: Option<Format>) -> String {
+    let mut out = Vec::new();
+    match format {
+        Some(format) => write_report(&db(), &filter, format, &mut out).unwrap(),
+        None => write_transcript(&db(), &filter, &mut out).unwrap(),
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn user(name: &str) -> Filter {
+    Filter {
+        user: Some(name.into()),
+        ..Filter::default()
+    }
+}
+
+#[test]
+fn one_row_per_student_across_nicks_and_reconnections() {
+    assert_eq!(rows(Filter::default()), vec![alice(), bob(), prof()]);
+}
+
+#[test]
+fn table_is_aligned_and_readable() {
+    let expected = "\
+name   messages  pms  words  rooms      first seen           last seen            online  moderation             other names
+Alice         4    1     15  lab lobby  2026-11-24 19:00:00  2026-11-24 20:02:05  3m 45s  muted 1                Alicia
+bob           1    1      5  lobby      2026-11-24 19:00:05  2026-11-24 19:02:40  2m 35s  kicked 1, muted 1
+Prof          0    0      0  lobby      2026-11-24 19:01:50  2026-11-24 19:03:00  1m 10s  instructor, 8 actions
+";
+    assert_eq!(output(Filter::default(), Some(Format::Table)), expected);
+}
+
+#[test]
+fn csv_parses_back_with_every_field() {
+    let text = output(Filter::default(), Some(Format::Csv));
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(reader.headers().unwrap(), &CSV_HEADER[..]);
+    let records: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let expected = [
+        [
+            "Alice",
+            "4",
+            "1",
+            "15",
+            "lab lobby",
+            "2026-11-24T19:00:00.000Z",
+            "2026-11-24T20:02:05.000Z",
+            "225",
+            "false",
+            "0",
+            "0",
+            "1",
+            "Alicia",
+        ],
+        [
+            "bob",
+            "1",
+            "1",
+            "5",
+            "lobby",
+            "2026-11-24T19:00:05.000Z",
+            "2026-11-24T19:02:40.000Z",
+            "155",
+            "false",
+            "0",
+            "1",
+            "1",
+            "",
+        ],
+        [
+            "Prof",
+            "0",
+            "0",
+            "0",
+            "lobby",
+            "2026-11-24T19:01:50.000Z",
+            "2026-11-24T19:03:00.000Z",
+            "70",
+            "true",
+            "8",
+            "0",
+            "0",
+            "",
+        ],
+    ];
+    assert_eq!(records, expected.map(|r| r.map(String::from).to_vec()));
+}
+
+#[test]
+fn json_parses_back_with_every_field() {
+    let text = output(Filter::default(), Some(Format::Json));
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let expected = json!([
+        {"name": "Alice", "messages": 4, "private_messages": 1, "words": 15, "rooms": ["lab", "lobby"],
+         "first_seen": "2026-11-24T19:00:00.000Z", "last_seen": "2026-11-24T20:02:05.000Z",
+         "online_secs": 225, "instructor": false, "moderation_actions": 0, "kicked": 0,
+         "muted": 1, "other_names": ["Alicia"]},
+        {"name": "bob", "messages": 1, "private_messages": 1, "words": 5, "rooms": ["lobby"],
+         "first_seen": "2026-11-24T19:00:05.000Z", "last_seen": "2026-11-24T19:02:40.000Z",
+         "online_secs": 155, "instructor": false, "moderation_actions": 0, "kicked": 1,
+         "muted": 1, "other_names": []},
+        {"name": "Prof", "messages": 0, "private_messages": 0, "words": 0, "rooms": ["lobby"],
+         "first_seen": "2026-11-24T19:01:50.000Z", "last_seen": "2026-11-24T19:03:00.000Z",
+         "online_secs": 70, "instructor": true, "moderation_actions": 8, "kicked": 0,
+         "muted": 0, "other_names": []},
+    ]);
+    // The keys come in column order, moderation right before other_names.
+    let first = &text[..text.find('}').unwrap()];
+    let at = |key: &&str| first.find(&format!("\"{key}\":")).unwrap();
+    assert_eq!(value, expected);
+    assert!(CSV_HEADER.iter().map(at).is_sorted(), "{first}");
+}
+
+#[test]
+fn empty_results_in_every_format() {
+    let none = || user("nobody");
+    assert_eq!(
+        output(none(), Some(Format::Table)).lines().nth(1),
+        Some("(no students match)")
+    );
+    assert_eq!(
+        output(none(), Some(Format::Csv)),
+        format!("{}\n", CSV_HEADER.join(","))
+    );
+    assert_eq!(output(none(), Some(Format::Json)), "[]\n");
+    assert_eq!(output(none(), None), "");
+}
+
+#[test]
+fn room_filter_counts_only_that_room() {
+    let lab = StudentRow {
+        messages: 1,
+        words: 4,
+        rooms: vec!["lab".into()],
+        first_seen_ms: at(40),
+        last_seen_ms: at(100),
+        // Prof muted her in the lobby, not in the lab.
+        muted: 0,
+        ..alice()
+    };
+    assert_eq!(
+        rows(Filter {
+            room: Some("#LAB".into()),
+            ..Filter::default()
+        }),
+        vec![lab]
+    );
+    let lobby = StudentRow {
+        messages: 3,
+        private_messages: 0,
+        words: 11,
+        rooms: vec!["lobby".into()],
+        ..alice()
+    };
+    assert_eq!(
+        rows(Filter {
+            room: Some("lobby".into()),
+            ..Filter::default()
+        }),
+        vec![lobby, bob(), prof()]
+    );
+}
+
+#[test]
+fn user_filter_finds_the_student_by_any_name() {
+    assert_eq!(rows(user("ALICIA")), vec![alice()]);
+    assert_eq!(rows(user("alice")), vec![alice()]);
+    // Prof's kick and mute of bob count for bob without listing Prof.
+    assert_eq!(rows(user("Bob")), vec![bob()]);
+    assert_eq!(rows(user("prof")), vec![prof()]);
+    assert_eq!(rows(user("nobody")), vec![]);
+    assert_eq!(rows(user("ghost")), vec![]);
+}
+
+#[test]
+fn moderation_counts_for_the_instructor_and_the_target() {
+    let window = |since, until| Filter {
+        since: Some(at(since)),
+        until: Some(at(until)),
+        ..Filter::default()
+    };
+    // An op, a mute, an unmute and an announcement: no messages, no words.
+    let opped = StudentRow {
+        last_seen_ms: at(140),
+        online_ms: 35_000,
+        moderation_actions: 3,
+        ..prof()
+    };
+    assert_eq!(rows(window(110, 145)), vec![opped]);
+    // Before the op Prof is no instructor yet; the actions still count.
+    let acting = StudentRow {
+        first_seen_ms: at(120),
+        last_seen_ms: at(130),
+        online_ms: 15_000,
+        instructor: false,
+        moderation_actions: 2,
+        ..prof()
+    };
+    // bob, muted at 120 s, has no event of his own in the window: no row, even
+    // when asked for by name.
+    assert_eq!(rows(window(120, 135)), vec![acting]);
+    let bob_then = Filter {
+        user: Some("bob".into()),
+        ..window(120, 135)
+    };
+    assert_eq!(rows(bob_then), vec![]);
+    // The kick and bob's own "Kicked" leave fall in the same window.
+    let kicked = StudentRow {
+        messages: 0,
+        private_messages: 0,
+        words: 0,
+        first_seen_ms: at(160),
+        online_ms: 0,
+        muted: 0,
+        ..bob()
+    };
+    let kicking = StudentRow {
+        first_seen_ms: at(160),
+        last_seen_ms: at(165),
+        online_ms: 6_000,
+        instructor: false,
+        moderation_actions: 2,
+        ..prof()
+    };
+    assert_eq!(rows(window(160, 166)), vec![kicked, kicking]);
+}
+
+#[test]
+fn time_filters_cut_events_and_online_time() {
+    let since = Filter {
+        since: Some(at(3600)),
+        ..Filter::default()
+    };
+    let back = StudentRow {
+        messages: 1,
+        private_messages: 0,
+        words: 4,
+        rooms: vec!["lobby".into()],
+        first_seen_ms: at(3600),
+        online_ms: 125_000,
+        muted: 0,
+        ..alice()
+    };
+    assert_eq!(rows(since), vec![back]);
+    // since is inclusive, until exclusive: bob's join at 5 s is in, his chat at
+    // 15 s is out; both connections count only from 5 s to 15 s.
+    let window = Filter {
+        since: Some(at(5)),
+        until: Some(at(15)),
+        ..Filter::default()
+    };
+    let early = StudentRow {
+        messages: 1,
+        private_messages: 0,
+        words: 2,
+        rooms: vec!["lobby".into()],
+        first_seen_ms: at(10),
+        last_seen_ms: at(10),
+        online_ms: 10_000,
+        muted: 0,
+        ..alice()
+    };
+    let silent = StudentRow {
+        messages: 0,
+        private_messages: 0,
+        words: 0,
+        last_seen_ms: at(5),
+        online_ms: 10_000,
+        kicked: 0,
+        muted: 0,
+        ..bob()
+    };
+    assert_eq!(rows(window), vec![early, silent]);
+}
+
+#[test]
+fn transcript_prints_filtered_lines_in_order() {
+    let lines = |keep: &dyn Fn(usize, &Event) -> bool| -> String {
+        let events = script()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, e)| keep(*i, e));
+        events
+            .map(|(_, e)| transcript::format_line(&e) + "\n")
+            .collect()
+    };
+    assert_eq!(output(Filter::default(), None), lines(&|_, _| true));
+    let to = |e: &Event, names: &[&str]| {
+        let to = e.recipient.as_deref().unwrap_or("");
+        names.iter().any(|n| n.eq_ignore_ascii_case(to))
+    };
+    // bob's own events, and what was aimed at him: Alicia's private message and
+    // Prof's mute, unmute and kick.
+    let bob = output(user("BOB"), None);
+    assert_eq!(bob, lines(&|_, e| e.session == 2 || to(e, &["bob"])));
+    assert!(bob.contains("kick Prof -> bob (spamming)"), "{bob}");
+    // alice under every name, bob's private message to Alicia and Prof's mute.
+    assert_eq!(
+        output(user("alice"), None),
+        lines(&|_, e| matches!(e.session, 1 | 3) || to(e, &["alice", "alicia"]))
+    );
+    // Prof's own events only: the kick of "ghost" is an action, not a target.
+    assert_eq!(output(user("prof"), None), lines(&|_, e| e.session == 4));
+    let lab = Filter {
+        room: Some("lab".into()),
+        ..Filter::default()
+    };
+    assert_eq!(output(lab, None), lines(&|_, e| &*e.room == "lab"));
+    let window = Filter {
+        since: Some(at(10)),
+        until: Some(at(40)),
+        ..Filter::default()
+    };
+    assert_eq!(output(window, None), lines(&|i, _| (2..6).contains(&i)));
+}
+
+#[test]
+fn parse_time_accepts_the_documented_forms() {
+    assert_eq!(parse_time("2026-11-24T19:00:00Z").unwrap(), T0);
+    assert_eq!(parse_time("2026-11-24T20:00:00+01:00").unwrap(), T0);
+    assert_eq!(parse_time("2026-11-24T19:00:00.250Z").unwrap(), T0 + 250);
+    assert_eq!(parse_time("2026-11-24").unwrap(), T0 - 19 * 60 * MIN);
+    assert_eq!(parse_time("2026-11-24 19:05").unwrap(), T0 + 5 * MIN);
+    assert_eq!(parse_time("2026-11-24T19:05").unwrap(), T0 + 5 * MIN);
+    assert_eq!(parse_time(" 2026-11-24 19:05:03 ").unwrap(), at(303));
+    assert_eq!(parse_time("2026-11-24T19:05:03").unwrap(), at(303));
+    for bad in ["yesterday", "2026-13-01", "2026-11-24 25:00", ""] {
+        let err = parse_time(bad).unwrap_err();
+        assert!(
+            matches!(&err, ReportError::BadTime(v) if v == bad.trim()),
+            "{bad}"
+        );
+        assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+    }
+}
+
+#[test]
+fn durations_read_naturally() {
+    assert_eq!(format_duration(0), "0s");
+    assert_eq!(format_duration(12_999), "12s");
+    assert_eq!(format_duration(125_000), "2m 05s");
+    assert_eq!(format_duration(3_723_000), "1h 02m 03s");
+}
+
+struct Closed(io::ErrorKind);
+
+impl Write for Closed {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(self.0.into())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Err(self.0.into())
+    }
+}
+
+#[test]
+fn broken_pipe_is_its_own_error() {
+    let (conn, all) = (db(), Filter::default());
+    for format in [Format::Table, Format::Csv, Format::Json] {
+        let err = write_report(&conn, &all, format, &mut Closed(io::ErrorKind::BrokenPipe));
+        assert!(
+            matches!(err, Err(ReportError::BrokenPipe)),
+            "{format:?}: {err:?}"
+        );
+        let err = write_report(&conn, &all, format, &mut Closed(io::ErrorKind::Other));
+        assert!(
+            matches!(err, Err(ReportError::Io(_))),
+            "{format:?}: {err:?}"
+        );
+    }
+    let err = write_transcript(&conn, &all, &mut Closed(io::ErrorKind::BrokenPipe));
+    assert!(matches!(err, Err(ReportError::BrokenPipe)), "{err:?}");
+}
