@@ -75,7 +75,6 @@ pub async fn serve(
     let (reader, writer) = socket.into_split();
     let (outbox, queue) = mpsc::channel(config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(writer, queue, hub.clock().clone()));
-    let dropped = CancellationToken::new();
     let mut conn = Connection {
         id,
         // A small first buffer: most lines are short, and it grows for long ones.
@@ -88,7 +87,7 @@ pub async fn serve(
         config,
         outbox,
         shutdown,
-        dropped: dropped.clone(),
+        dropped: CancellationToken::new(),
         peer,
     };
     if conn.handshake().await {
@@ -97,11 +96,11 @@ pub async fn serve(
             conn.hub.leave(id, reason);
         }
     }
+    // A full queue means the client stopped reading: nothing more will get through.
+    let abandon = conn.outbox.capacity() == 0;
     // Keep the read half open until the writer has sent its last line: closing a
     // socket with unread input makes the kernel send a reset, which can destroy the
     // goodbye still in flight.
-    // A full queue means the client stopped reading: nothing more will get through.
-    let abandon = conn.outbox.capacity() == 0;
     let lines = conn.into_reader();
     drop(seat);
     finish_writer(writer, abandon).await;
@@ -169,7 +168,9 @@ impl Connection {
             };
             let text = match read {
                 Read::Closed | Read::Lost => return false,
-                Read::Line(Inbound::TooLong) => Err(self.too_long()),
+                Read::Line(Inbound::TooLong) => {
+                    Err(CommandError::TooLong(self.config.limits.max_line_bytes).to_string())
+                }
                 Read::Line(Inbound::Line(bytes)) => match std::str::from_utf8(&bytes) {
                     Err(_) => Err(CommandError::InvalidUtf8.to_string()),
                     Ok(text) => Ok(protocol::sanitize(text).trim().to_owned()),
@@ -203,9 +204,7 @@ impl Connection {
     fn login_step(&self, login: &mut Login, text: String) -> Step {
         let access = &self.config.access;
         let Some(name) = login.name.take() else {
-            let limits = &self.config.limits;
-            let reserved = &self.config.server.reserved_nicks;
-            if let Err(err) = protocol::check_nick(&text, limits.max_nick_len, reserved) {
+            if let Err(err) = self.hub.check_name(&text) {
                 return Step::Retry(err.to_string());
             }
             if access.join_code.is_empty() || login.code_accepted {
@@ -262,55 +261,47 @@ impl Connection {
                 read = read_line(&mut self.lines) => read,
                 _ = idle_timer(idle) => return Some(LeaveReason::TimedOut),
             };
-            let bytes = match read {
+            let input = match read {
                 Read::Closed => return Some(LeaveReason::Closed),
                 Read::Lost => return Some(LeaveReason::Lost),
                 Read::Line(Inbound::TooLong) => {
-                    let message = self.too_long();
-                    self.hub.tell(self.id, format_args!("! {message}"));
-                    continue;
+                    Err(CommandError::TooLong(self.config.limits.max_line_bytes))
                 }
-                Read::Line(Inbound::Line(bytes)) => bytes,
+                Read::Line(Inbound::Line(bytes)) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => protocol::parse(&protocol::sanitize(text)),
+                    Err(_) => Err(CommandError::InvalidUtf8),
+                },
             };
-            let input = match std::str::from_utf8(&bytes) {
-                Ok(text) => protocol::parse(&protocol::sanitize(text)),
-                Err(_) => Err(CommandError::InvalidUtf8),
+            // Blank lines cost nothing and leaving is never refused; everything
+            // else, accepted or not, counts against the rate limit.
+            let quitting = matches!(input, Ok(Input::Command(Command::Quit(_))));
+            let counted = !quitting && !matches!(input, Ok(Input::Empty));
+            let result = if counted && !limiter.check(Instant::now()) {
+                Err(CommandError::SlowDown(self.config.limits.messages_per_sec))
+            } else {
+                self.act(input).await
             };
-            // Blank lines cost nothing, and leaving is never refused.
-            let free = matches!(input, Ok(Input::Empty | Input::Command(Command::Quit(_))));
-            if !free && !limiter.check(Instant::now()) {
-                let rate = self.config.limits.messages_per_sec;
-                self.hub
-                    .tell(self.id, format_args!("! {}", CommandError::SlowDown(rate)));
-                continue;
+            if let Err(err) = result {
+                self.hub.tell(self.id, format_args!("! {err}"));
             }
-            match input {
-                Ok(Input::Empty) => {}
-                Ok(Input::Chat(text)) => {
-                    if let Err(err) = self.hub.chat(self.id, text) {
-                        self.hub.tell(self.id, format_args!("! {err}"));
-                    }
-                }
-                Ok(Input::Command(Command::Quit(reason))) => {
-                    self.hub.quit(self.id, reason);
-                    return None;
-                }
-                Ok(Input::Command(Command::Op(password))) => {
-                    if let Err(err) = self.op(password).await {
-                        self.hub.tell(self.id, format_args!("! {err}"));
-                    }
-                }
-                Ok(Input::Command(command)) => {
-                    if let Err(err) = self.run(command) {
-                        self.hub.tell(self.id, format_args!("! {err}"));
-                    }
-                }
-                Err(err) => self.hub.tell(self.id, format_args!("! {err}")),
+            if quitting {
+                return None;
             }
         }
     }
 
-    fn run(&self, command: Command) -> Result<(), CommandError> {
+    /// Carries out one parsed line.
+    async fn act(&self, input: Result<Input, CommandError>) -> Result<(), CommandError> {
+        let (hub, id) = (&self.hub, self.id);
+        match input? {
+            Input::Empty => {}
+            Input::Chat(text) => hub.chat(id, text)?,
+            Input::Command(command) => self.run(command).await?,
+        }
+        Ok(())
+    }
+
+    async fn run(&self, command: Command) -> Result<(), CommandError> {
         let (hub, id) = (&self.hub, self.id);
         match command {
             Command::Nick(new) => hub.rename(id, &new)?,
@@ -324,7 +315,8 @@ impl Connection {
             Command::Unmute(nick) => hub.unmute(id, &nick)?,
             Command::Announce(text) => hub.announce(id, text)?,
             Command::Quiet(on) => hub.quiet(id, on)?,
-            Command::Quit(_) | Command::Op(_) => unreachable!("handled by the chat loop"),
+            Command::Op(password) => self.op(password).await?,
+            Command::Quit(reason) => hub.quit(id, reason),
         }
         Ok(())
     }
@@ -359,10 +351,6 @@ impl Connection {
         // A client that fills its queue before even choosing a name is not worth
         // keeping; the writer closes when the reader gives up.
         let _ = self.outbox.try_send(Outbound::Line(line));
-    }
-
-    fn too_long(&self) -> String {
-        CommandError::TooLong(self.config.limits.max_line_bytes).to_string()
     }
 }
 
@@ -423,22 +411,30 @@ async fn write_loop(mut socket: OwnedWriteHalf, mut queue: mpsc::Receiver<Outbou
 async fn append(buf: &mut Vec<u8>, item: Outbound, clock: &Clock) {
     match item {
         Outbound::Line(line) => buf.extend_from_slice(&line),
-        Outbound::Replay { room, history } => {
+        Outbound::Replay {
+            ts_ms,
+            room,
+            history,
+        } => {
             let lines = history.await.unwrap_or_default();
-            for line in replay_lines(clock, &room, &lines) {
+            for line in replay_lines(clock, ts_ms, &room, &lines) {
                 buf.extend_from_slice(&line);
             }
         }
     }
 }
 
-/// The history block: a header, each line as first delivered, a footer; nothing
-/// when the room has no history.
-fn replay_lines(clock: &Clock, room: &str, lines: &[crate::store::HistoryLine]) -> Vec<Bytes> {
+/// The history block: a header and footer stamped with the join, each line as
+/// first delivered; nothing when the room has no history.
+fn replay_lines(
+    clock: &Clock,
+    now: i64,
+    room: &str,
+    lines: &[crate::store::HistoryLine],
+) -> Vec<Bytes> {
     if lines.is_empty() {
         return Vec::new();
     }
-    let now = clock.now_ms();
     let mut out = Vec::with_capacity(lines.len() + 2);
     out.push(clock.line(
         now,

@@ -42,6 +42,8 @@ pub enum Outbound {
     /// A room's history, still being read from the store. The writer waits for it,
     /// so the replay stays ahead of every live line queued after the join.
     Replay {
+        /// When the join happened, for the header and footer lines.
+        ts_ms: i64,
         /// The room, for the header line.
         room: Arc<str>,
         /// The store's answer.
@@ -271,10 +273,20 @@ impl Hub {
         });
     }
 
+    /// Checks the form of a username (not whether it is free): the rules of
+    /// [`protocol::check_nick`] with this server's limits and reserved names.
+    pub fn check_name(&self, nick: &str) -> Result<(), NickError> {
+        let server = &self.config.server;
+        protocol::check_nick(
+            nick,
+            self.config.limits.max_nick_len,
+            &server.reserved_nicks,
+        )
+    }
+
     /// `/nick NEW`.
     pub fn rename(&self, id: ConnId, new: &str) -> Result<(), CommandError> {
-        let limits = &self.config.limits;
-        protocol::check_nick(new, limits.max_nick_len, &self.config.server.reserved_nicks)?;
+        self.check_name(new)?;
         self.with_state(|tx| {
             let Some((old, room)) = tx.name_and_room(id) else {
                 return Ok(());
@@ -398,8 +410,8 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves the state consistent enough to go on:
-        // every method finishes its changes before it sends anything.
+        // Nothing under this lock panics on a client's input; should a bug do so, the
+        // chat is better served by going on with the state as it is than by stopping.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -451,8 +463,12 @@ impl Txn<'_> {
         let Some(member) = self.state.members.get(&id) else {
             return Ok(());
         };
-        let key = member.nick.to_ascii_lowercase();
         let instructor = member.instructor;
+        // Every chat line passes here: look a name up only when someone is muted.
+        let key = match self.state.mutes.is_empty() {
+            true => String::new(),
+            false => member.nick.to_ascii_lowercase(),
+        };
         if let Some(&until) = self.state.mutes.get(&key) {
             let now = Instant::now();
             if until > now {
@@ -551,6 +567,7 @@ impl Txn<'_> {
         if replay_lines > 0 {
             let history = self.hub.store.history(room.clone(), replay_lines);
             let replay = Outbound::Replay {
+                ts_ms: self.ts_ms,
                 room: room.clone(),
                 history,
             };

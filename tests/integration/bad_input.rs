@@ -127,6 +127,8 @@ async fn a_reader_that_stalls_is_dropped_and_never_delays_others() {
     assert!(started.elapsed() < Duration::from_secs(60));
     flooder.send("/who").await;
     flooder.expect("= #lobby (2): flooder, third").await;
+    // Exactly one leave notice for the dropped client.
+    third.expect_nothing_pending().await;
     drop(staller);
 }
 
@@ -153,6 +155,8 @@ async fn an_idle_client_is_timed_out() {
         assert!(body.starts_with("= #lobby"), "{body}");
     }
     bodies_idle.await.unwrap();
+    // Exactly one leave notice for the timed-out client.
+    watcher.expect_nothing_pending().await;
 }
 
 #[tokio::test]

@@ -79,20 +79,8 @@ async fn the_client_binary_is_scriptable_through_a_pipe() {
     let server = TestServer::start().await;
     let mut alice = server.login("alice").await;
     let port = server.addr.port().to_string();
-    let client = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(CLIENT)
-            .args(["--host", "127.0.0.1", "--port", &port, "--name", "carol"])
-            .env("TERM", "xterm-256color")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"hello from a pipe\n/who\n").unwrap();
-        drop(stdin);
-        child.wait_with_output().unwrap()
-    });
+    let args = ["--host", "127.0.0.1", "--port", &port, "--name", "carol"].map(String::from);
+    let client = tokio::spawn(run_client(args.to_vec(), b"hello from a pipe\n/who\n"));
     alice.expect_next("* carol has joined #lobby").await;
     alice.expect_next("carol: hello from a pipe").await;
     alice.expect_next("* carol has left #lobby (Quit)").await;
@@ -186,22 +174,8 @@ async fn flags_override_the_config_file_and_sigint_exits_0() {
 #[tokio::test]
 async fn the_client_asks_again_after_a_refused_name() {
     let server = TestServer::start().await;
-    let port = server.addr.port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(CLIENT)
-            .args(["--port", &port])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"admin\ndana\n/who\n").unwrap();
-        drop(stdin);
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let args = vec!["--port".to_owned(), server.addr.port().to_string()];
+    let out = run_client(args, b"admin\ndana\n/who\n").await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -218,4 +192,25 @@ async fn the_client_asks_again_after_a_refused_name() {
         .position(|b| b.starts_with("* Welcome, dana!"));
     assert!(refused.is_some() && welcomed > refused, "{bodies:?}");
     assert!(bodies.contains(&"= #lobby (1): dana"), "{bodies:?}");
+}
+
+/// Runs the client binary with `input` piped to it (as a script would, with a
+/// terminal type set to show that a pipe still gets no escapes) and waits for it.
+async fn run_client(args: Vec<String>, input: &'static [u8]) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(CLIENT)
+            .args(&args)
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
 }

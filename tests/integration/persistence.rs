@@ -480,3 +480,27 @@ async fn after_kill_9_the_database_opens_cleanly_with_every_written_event() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn controls_and_escapes_never_reach_the_database_or_transcript() {
+    let server = TestServer::start().await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    alice.expect_next("* bob has joined #lobby").await;
+    bob.send_raw(b"\x1b[31mred\x1b[0m\tand\x07 bell\n").await;
+    alice.expect_next("bob: red and bell").await;
+    let config = server.config.clone();
+    let _dir = server.stop().await;
+    let chat: Vec<String> = stored_events(&config.storage.database)
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Chat)
+        .filter_map(|e| e.text)
+        .collect();
+    assert_eq!(chat, vec!["red and bell"]);
+    let transcript = transcript_lines(&config.log.dir).join("\n");
+    assert!(
+        transcript.contains(" chat bob: red and bell"),
+        "{transcript}"
+    );
+    assert!(!transcript.contains('\x1b') && !transcript.contains('\x07'));
+}
