@@ -117,18 +117,22 @@ async fn the_client_binary_exits_non_zero_when_the_server_goes_away() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let welcome = tokio::task::spawn_blocking(move || {
+    // Keep reading to the end: a client whose output pipe is gone stops quietly
+    // (like `chat-client | head`), which is not what this test is about.
+    let (welcomed, welcome) = tokio::sync::oneshot::channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut welcomed = Some(welcomed);
         let mut line = String::new();
         while stdout.read_line(&mut line).unwrap() > 0 {
             if line.contains("Welcome, dave!") {
-                return true;
+                welcomed.take().map(|w| w.send(()));
             }
             line.clear();
         }
-        false
     });
-    assert!(welcome.await.unwrap());
+    welcome.await.expect("the client logged in");
     drop(server.stop().await);
+    reader.await.unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
