@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use classchat::clock::Clock;
 use classchat::event::{Event, EventKind};
-use classchat::protocol::{self, LineCodec};
+use classchat::protocol::{self, LineCodec, ServerLine, Stamped};
 use classchat::store;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rusqlite::Connection;
@@ -42,10 +42,14 @@ fn server_line(c: &mut Criterion) {
     for (name, utc) in [("local time", false), ("utc", true)] {
         let clock = Clock::new("%H:%M:%S", utc);
         group.bench_function(name, |b| {
+            let from: Arc<str> = "u17".into();
+            let text: Arc<str> = "bench:17:4242:123456789: has anyone finished part two?".into();
             b.iter(|| {
-                let nick = "u17";
-                let text = "bench:17:4242:123456789: has anyone finished part two?";
-                clock.line(clock.now_ms(), format_args!("{nick}: {text}"))
+                let line = ServerLine::Chat {
+                    from: from.clone(),
+                    text: text.clone(),
+                };
+                Stamped::new(clock.now_ms(), line).wire(&clock).clone()
             });
         });
     }

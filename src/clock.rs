@@ -4,7 +4,6 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Local, TimeZone, Utc};
 
@@ -35,18 +34,8 @@ impl Clock {
         Utc::now().timestamp_millis()
     }
 
-    /// Builds one wire line, `[TIMESTAMP] BODY\n`, for the moment `ts_ms`.
-    pub fn line(&self, ts_ms: i64, body: std::fmt::Arguments<'_>) -> Bytes {
-        let mut text = String::with_capacity(64);
-        text.push('[');
-        self.write_timestamp(&mut text, ts_ms);
-        text.push_str("] ");
-        let _ = text.write_fmt(body);
-        text.push('\n');
-        Bytes::from(text)
-    }
-
-    fn write_timestamp(&self, out: &mut String, ts_ms: i64) {
+    /// Appends the timestamp of the moment `ts_ms` in the configured format.
+    pub fn write_timestamp(&self, out: &mut String, ts_ms: i64) {
         let utc: DateTime<Utc> = Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default();
         let items = self.items.iter();
         let _ = if self.utc {
@@ -66,9 +55,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_a_line() {
+    fn formats_a_timestamp() {
         let clock = Clock::new("%Y-%m-%d %H:%M:%S%.3f", true);
-        let line = clock.line(1_764_011_103_123, format_args!("* hi"));
-        assert_eq!(&line[..], b"[2025-11-24 19:05:03.123] * hi\n");
+        let mut out = String::new();
+        clock.write_timestamp(&mut out, 1_764_011_103_123);
+        assert_eq!(out, "2025-11-24 19:05:03.123");
     }
 }

@@ -237,6 +237,9 @@ pub struct AccessConfig {
     /// Argon2 hash (PHC string) of the instructors' password, made by
     /// `chat-server hash-password`; empty = nobody can `/op`.
     pub instructor_password: String,
+    /// Wrong codes and passwords per address per minute, all connections
+    /// together; 0 = no limit.
+    pub code_attempts_per_minute: u32,
 }
 
 impl Default for AccessConfig {
@@ -246,18 +249,21 @@ impl Default for AccessConfig {
             max_code_attempts: 3,
             instructors: Vec::new(),
             instructor_password: String::new(),
+            code_attempts_per_minute: 20,
         }
     }
 }
 
 impl Config {
     /// Reads and validates a TOML file.
+    /// Reads a TOML file, to be validated once the command line's overrides are
+    /// applied.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|err| match err {
+        Config::from_toml(&text).map_err(|err| match err {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
@@ -267,28 +273,28 @@ impl Config {
     }
 
     /// Parses and validates TOML text.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: err.to_string().trim_end().to_owned(),
-        })?;
-        config.validate()?;
-        Ok(config)
+    pub fn parse(text: &str) -> Result<ValidConfig, ConfigError> {
+        Config::from_toml(text)?.validate()
     }
 
-    /// Checks every value that its type alone does not constrain.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
+    /// Parses TOML text: every key known and of the right type.
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: err.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Checks every value that its type alone does not constrain; only a checked
+    /// configuration can start a server.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         let server = &self.server;
         let limits = &self.limits;
+        wire_text("server.name", &server.name)?;
         if server.name.trim().is_empty() {
             return invalid("server.name", "must not be empty");
         }
+        wire_text("server.motd", &server.motd)?;
         if protocol::normalize_room(&server.default_room).as_deref() != Ok(&server.default_room) {
             return invalid("server.default_room", "rooms are 1-32 of a-z 0-9 _ -");
         }
@@ -303,24 +309,41 @@ impl Config {
         if StrftimeItems::new(&server.timestamp_format).any(|item| matches!(item, Item::Error)) {
             return invalid("server.timestamp_format", "not a valid strftime format");
         }
-        if !(1..=64).contains(&limits.max_nick_len) {
-            return invalid("limits.max_nick_len", "must be between 1 and 64");
-        }
-        if !(64..=65536).contains(&limits.max_line_bytes) {
-            return invalid("limits.max_line_bytes", "must be between 64 and 65536");
-        }
-        if limits.max_clients == 0 {
-            return invalid("limits.max_clients", "must be at least 1");
-        }
-        if limits.burst == 0 {
-            return invalid("limits.burst", "must be at least 1");
-        }
-        if limits.outbound_queue < 16 {
-            return invalid("limits.outbound_queue", "must be at least 16");
-        }
-        if limits.handshake_timeout_secs == 0 {
-            return invalid("limits.handshake_timeout_secs", "must be at least 1");
-        }
+        let mut sample = String::new();
+        crate::clock::Clock::new(&server.timestamp_format, server.utc)
+            .write_timestamp(&mut sample, 1_764_011_103_123);
+        wire_text("server.timestamp_format", &sample)?;
+        in_range("limits.max_clients", limits.max_clients, 1, 1_000_000)?;
+        in_range("limits.max_nick_len", limits.max_nick_len, 1, 64)?;
+        in_range("limits.max_line_bytes", limits.max_line_bytes, 64, 65_536)?;
+        in_range(
+            "limits.messages_per_sec",
+            limits.messages_per_sec,
+            0,
+            1_000_000,
+        )?;
+        in_range("limits.burst", limits.burst, 1, 1_000_000)?;
+        in_range(
+            "limits.outbound_queue",
+            limits.outbound_queue,
+            16,
+            1_000_000,
+        )?;
+        in_range(
+            "limits.idle_timeout_secs",
+            limits.idle_timeout_secs,
+            0,
+            31_536_000,
+        )?;
+        in_range(
+            "limits.handshake_timeout_secs",
+            limits.handshake_timeout_secs,
+            1,
+            3_600,
+        )?;
+        in_range("limits.max_rooms", limits.max_rooms, 1, 100_000)?;
+        in_range("limits.max_per_ip", limits.max_per_ip, 0, 1_000_000)?;
+        in_range("history.replay_lines", self.history.replay_lines, 0, 1_000)?;
         if limits.max_rooms < self.permanent_rooms().len() {
             return invalid(
                 "limits.max_rooms",
@@ -333,13 +356,15 @@ impl Config {
         if self.log.dir.as_os_str().is_empty() {
             return invalid("log.dir", "must not be empty");
         }
-        if self.log.max_files == 0 {
-            return invalid("log.max_files", "must be at least 1");
-        }
+        in_range("log.max_files", self.log.max_files, 1, 100_000)?;
         let access = &self.access;
-        if access.max_code_attempts == 0 {
-            return invalid("access.max_code_attempts", "must be at least 1");
-        }
+        in_range("access.max_code_attempts", access.max_code_attempts, 1, 100)?;
+        in_range(
+            "access.code_attempts_per_minute",
+            access.code_attempts_per_minute,
+            0,
+            100_000,
+        )?;
         if !access.instructor_password.is_empty()
             && argon2::PasswordHash::new(&access.instructor_password).is_err()
         {
@@ -362,7 +387,7 @@ impl Config {
                 "not a valid level or filter (e.g. info, debug)",
             );
         }
-        Ok(())
+        Ok(ValidConfig(self))
     }
 
     /// The rooms that always exist: the default room first, then `server.rooms`.
@@ -377,6 +402,55 @@ impl Config {
     }
 }
 
+/// A configuration that has passed [`Config::validate`]: the only kind a server
+/// can be started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidConfig(Config);
+
+impl ValidConfig {
+    /// The configuration, to change it (and validate it again).
+    pub fn into_inner(self) -> Config {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ValidConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+fn invalid<T>(key: &'static str, reason: &str) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    })
+}
+
+/// Refuses a number outside `lo..=hi`, naming the key and the range.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    lo: T,
+    hi: T,
+) -> Result<(), ConfigError> {
+    if value < lo || value > hi {
+        return invalid(key, &format!("must be between {lo} and {hi}"));
+    }
+    Ok(())
+}
+
+/// Refuses a text that reaches the wire with a control character or line break in
+/// it: it would break the one-line-per-message protocol.
+fn wire_text(key: &'static str, text: &str) -> Result<(), ConfigError> {
+    if text.chars().any(char::is_control) {
+        return invalid(key, "must not contain control characters or line breaks");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,7 +458,7 @@ mod tests {
     #[test]
     fn shipped_file_equals_the_built_in_defaults() {
         let text = include_str!("../config/server.toml");
-        assert_eq!(Config::parse(text).unwrap(), Config::default());
+        assert_eq!(Config::parse(text).unwrap().into_inner(), Config::default());
     }
 
     #[test]
@@ -406,5 +480,36 @@ mod tests {
         );
         let err = Config::parse("[log]\nrotation = \"weekly\"\n").unwrap_err();
         assert!(err.to_string().contains("weekly"), "{err}");
+    }
+
+    #[test]
+    fn every_number_has_a_range() {
+        for (section, key) in [
+            ("limits", "max_clients"),
+            ("limits", "outbound_queue"),
+            ("limits", "handshake_timeout_secs"),
+            ("limits", "idle_timeout_secs"),
+            ("limits", "burst"),
+            ("limits", "messages_per_sec"),
+            ("limits", "max_rooms"),
+            ("history", "replay_lines"),
+            ("log", "max_files"),
+        ] {
+            let text = format!("[{section}]\n{key} = {}\n", i64::MAX);
+            let err = Config::parse(&text).unwrap_err();
+            // Too large for its type is a parse error showing the line; in range for
+            // the type but not for the server, a validation error naming the key.
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn wire_texts_have_no_line_breaks() {
+        let err = Config::parse("[server]\nmotd = \"a\\nb\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.motd"), "{err}");
+        let err = Config::parse("[server]\nname = \"a\\rb\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.name"), "{err}");
+        let err = Config::parse("[server]\ntimestamp_format = \"%H%n\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.timestamp_format"), "{err}");
     }
 }

@@ -96,3 +96,27 @@ pub struct Event {
     /// The connection it came from; unique across server restarts.
     pub session: i64,
 }
+
+/// One chat line of a room's history, as replayed on join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryLine {
+    /// When it was said, UTC milliseconds.
+    pub ts_ms: i64,
+    /// Who said it.
+    pub sender: Arc<str>,
+    /// What was said.
+    pub text: Arc<str>,
+}
+
+/// Where the switchboard records events: the store in a single server. Recording
+/// must never block; a sink that is far behind says so, and the chat refuses new
+/// messages rather than deliver what might never be recorded.
+pub trait EventSink: Send + Sync {
+    /// Queues one event to be recorded.
+    fn record(&self, event: Event);
+
+    /// Whether so many events wait to be recorded that new messages must wait.
+    fn backlogged(&self) -> bool {
+        false
+    }
+}

@@ -1,11 +1,34 @@
 //! classchat: a classroom chat server, its client's protocol and its grading tools.
+//!
+//! # Layout
+//!
+//! A client's bytes arrive at a **front end** ([`front`]): today the line protocol
+//! of `chat-client` and `nc` ([`front::line`]); the IRC listener and the browser's
+//! WebSocket are further front ends of the same kind. A front end decodes its wire
+//! format into an [`protocol::Input`] and calls the [`switchboard`].
+//!
+//! The [`switchboard`] holds the [`hub`] behind one lock. The hub is the room
+//! manager as a pure state machine: given an action and the time, it returns an
+//! [`hub::Outcome`]: which [`protocol::ServerLine`] goes to whom, which
+//! [`event::Event`] is recorded, who is closed. The switchboard queues each line
+//! on its members' bounded outboxes and hands each event to an
+//! [`event::EventSink`]: the [`store`], whose writer thread puts it in SQLite and
+//! the [`transcript`]. Each front end's writer task renders the queued lines in
+//! its own format; the line protocol's wording lives in [`protocol::line`] alone.
+//!
+//! Around them: [`config`] (the TOML file, validated into a
+//! [`config::ValidConfig`]), [`server`] (accept loop, seats, orderly shutdown),
+//! [`access`] and [`limiter`] (limits on guesses and floods), [`clock`]
+//! (timestamps), [`password`] (instructor password hashes) and [`report`] (the
+//! grading report and transcript read back from the database).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod clock;
 pub mod config;
-pub mod connection;
 pub mod event;
+pub mod front;
 pub mod hub;
 pub mod limiter;
 pub mod password;
@@ -13,4 +36,5 @@ pub mod protocol;
 pub mod report;
 pub mod server;
 pub mod store;
+pub mod switchboard;
 pub mod transcript;

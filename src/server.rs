@@ -17,10 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::Config;
-use crate::connection;
-use crate::hub::{ConnId, Hub};
+use crate::access::CodeGuard;
+use crate::clock::Clock;
+use crate::config::ValidConfig;
+use crate::front::line::{self, Context};
+use crate::hub::{ConnId, History, Hub, Settings};
+use crate::protocol::LoginError;
 use crate::store::{Store, StoreError};
+use crate::switchboard::Switchboard;
 
 /// The longest a shutdown waits for connections to close before it stops waiting.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -44,32 +48,34 @@ pub enum ServerError {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
-    config: Arc<Config>,
-    hub: Arc<Hub>,
+    config: Arc<ValidConfig>,
+    board: Arc<Switchboard>,
     store: Store,
     next_id: ConnId,
 }
 
 impl Server {
     /// Opens the store and binds the configured address (port 0 picks a free port).
-    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+    pub async fn bind(config: ValidConfig) -> Result<Server, ServerError> {
         let config = Arc::new(config);
         let store_config = config.clone();
-        let (store, handle, next_id) =
-            tokio::task::spawn_blocking(move || Store::open(&store_config))
-                .await
-                .expect("store open panicked")?;
+        let opened = tokio::task::spawn_blocking(move || Store::open(&store_config))
+            .await
+            .expect("store open panicked")?;
         let addr = SocketAddr::new(config.server.bind, config.server.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let hub = Arc::new(Hub::new(config.clone(), handle));
+        let history = History::loaded(config.history.replay_lines, opened.history);
+        let hub = Hub::new(Settings::from_config(&config), history);
+        let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
+        let board = Arc::new(Switchboard::new(hub, opened.handle, clock));
         Ok(Server {
             listener,
             config,
-            hub,
-            store,
-            next_id,
+            board,
+            store: opened.store,
+            next_id: opened.next_session,
         })
     }
 
@@ -86,11 +92,18 @@ impl Server {
         let Server {
             listener,
             config,
-            hub,
+            board,
             store,
             mut next_id,
         } = self;
         let stopping = CancellationToken::new();
+        let cx = Context {
+            board: board.clone(),
+            config: config.clone(),
+            codes: Arc::new(CodeGuard::new(config.access.code_attempts_per_minute)),
+            shutdown: stopping.clone(),
+        };
+        let clock = board.clock().clone();
         let tracker = TaskTracker::new();
         let seats = Arc::new(Semaphore::new(config.limits.max_clients));
         let per_address = AddressSeats::new(config.limits.max_per_ip);
@@ -111,30 +124,21 @@ impl Server {
             };
             let _ = socket.set_nodelay(true);
             let Ok(seat) = seats.clone().try_acquire_owned() else {
-                let max = config.limits.max_clients;
-                let refusal = format!("Server is full ({max} users); try again later.");
-                tracker.spawn(connection::refuse(socket, hub.clock().clone(), refusal));
+                let refusal = LoginError::Full(config.limits.max_clients);
+                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
                 continue;
             };
             let Some(address_seat) = per_address.take(peer.ip()) else {
-                let max = config.limits.max_per_ip;
                 tracing::warn!(%peer, "too many connections from one address");
-                let refusal = format!("Too many connections from your address (max {max}).");
-                tracker.spawn(connection::refuse(socket, hub.clock().clone(), refusal));
+                let refusal = LoginError::TooManyFromAddress(config.limits.max_per_ip);
+                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
                 continue;
             };
             let id = next_id;
             next_id += 1;
             let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
             let seats = (seat, address_seat);
-            let task = connection::serve(
-                socket,
-                id,
-                hub.clone(),
-                config.clone(),
-                stopping.clone(),
-                seats,
-            );
+            let task = line::serve(socket, id, cx.clone(), seats);
             tracker.spawn(
                 async move {
                     tracing::debug!("connected");
@@ -145,8 +149,8 @@ impl Server {
             );
         }
         drop(listener);
-        tracing::info!(clients = hub.member_count(), "shutting down");
-        hub.shutdown();
+        tracing::info!(clients = board.member_count(), "shutting down");
+        board.shutdown();
         stopping.cancel();
         tracker.close();
         if tokio::time::timeout(CLOSE_GRACE, tracker.wait())
@@ -155,7 +159,7 @@ impl Server {
         {
             tracing::warn!("some connections did not close in time");
         }
-        drop(hub);
+        drop((board, cx));
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
     }

@@ -7,9 +7,8 @@
 //! its consumer is the local disk, not a stranger's socket, and an event must never
 //! be dropped.
 //!
-//! History requests travel on the same queue, behind the events that came before
-//! them, and the writer commits what it holds before answering. So a replay always
-//! includes every message said before the join, even one still on its way to disk.
+//! Replay never reads the database while the server runs: the hub keeps each
+//! room's tail in memory, loaded here at start-up ([`recent_history`]).
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -19,11 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags};
-use tokio::sync::oneshot;
 use tracing_appender::rolling::RollingFileAppender;
 
 use crate::config::Config;
-use crate::event::Event;
+use crate::event::{Event, EventSink, HistoryLine};
 use crate::transcript;
 
 /// The schema, in order. Each entry is applied once; `PRAGMA user_version` counts
@@ -60,25 +58,9 @@ pub enum StoreError {
     },
 }
 
-/// One chat line of a room's history, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryLine {
-    /// When it was said, UTC milliseconds.
-    pub ts_ms: i64,
-    /// Who said it.
-    pub sender: String,
-    /// What was said.
-    pub text: String,
-}
-
 /// What the writer thread is asked to do.
 enum Request {
     Record(Event),
-    History {
-        room: Arc<str>,
-        limit: usize,
-        reply: oneshot::Sender<Vec<HistoryLine>>,
-    },
     /// Write what is queued before this and stop.
     Close,
 }
@@ -96,14 +78,25 @@ impl StoreHandle {
             tracing::error!("store is closed; an event was not recorded");
         }
     }
+}
 
-    /// Asks for the last `limit` chat lines of `room`, oldest first. The answer
-    /// includes every event recorded before this call.
-    pub fn history(&self, room: Arc<str>, limit: usize) -> oneshot::Receiver<Vec<HistoryLine>> {
-        let (reply, answer) = oneshot::channel();
-        let _ = self.queue.send(Request::History { room, limit, reply });
-        answer
+impl EventSink for StoreHandle {
+    fn record(&self, event: Event) {
+        StoreHandle::record(self, event);
     }
+}
+
+/// An open store and what the server reads from it at start-up.
+#[derive(Debug)]
+pub struct Opened {
+    /// The writer thread.
+    pub store: Store,
+    /// Where events are recorded.
+    pub handle: StoreHandle,
+    /// The first session number not yet used in the database.
+    pub next_session: i64,
+    /// Each room's last chat lines, oldest first.
+    pub history: Vec<(Arc<str>, Vec<HistoryLine>)>,
 }
 
 /// The running writer thread. [`Store::close`] waits until everything queued is on disk.
@@ -114,10 +107,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (and creates, and migrates) the database and the transcript, and starts
-    /// the writer thread. Returns the store, its handle, and the first session number
-    /// not yet used in the database.
-    pub fn open(config: &Config) -> Result<(Store, StoreHandle, i64), StoreError> {
+    /// Opens (and creates, and migrates) the database and the transcript, reads
+    /// what the server needs from it, and starts the writer thread.
+    pub fn open(config: &Config) -> Result<Opened, StoreError> {
         let path = &config.storage.database;
         let conn = open_database(path)?;
         let next_session: i64 = conn
@@ -126,6 +118,8 @@ impl Store {
                 [],
                 |r| r.get(0),
             )
+            .map_err(|source| db_error(path, source))?;
+        let history = recent_history(&conn, config.history.replay_lines)
             .map_err(|source| db_error(path, source))?;
         let log = &config.log;
         let transcript =
@@ -152,7 +146,12 @@ impl Store {
             thread,
             queue: queue.clone(),
         };
-        Ok((store, StoreHandle { queue }, next_session))
+        Ok(Opened {
+            store,
+            handle: StoreHandle { queue },
+            next_session,
+            history,
+        })
     }
 
     /// Writes everything queued so far, stops the writer and waits for it. Events
@@ -248,14 +247,6 @@ impl Writer {
         match request {
             Request::Close => return false,
             Request::Record(event) => self.pending.push(event),
-            Request::History { room, limit, reply } => {
-                self.flush();
-                let lines = query_history(&self.conn, &room, limit).unwrap_or_else(|err| {
-                    tracing::error!(%err, "history query failed");
-                    Vec::new()
-                });
-                let _ = reply.send(lines);
-            }
         }
         true
     }
@@ -293,13 +284,35 @@ pub fn query_history(
         .query_map(params![room, limit as i64], |row| {
             Ok(HistoryLine {
                 ts_ms: row.get(0)?,
-                sender: row.get(1)?,
-                text: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                sender: row.get::<_, String>(1)?.into(),
+                text: row.get::<_, Option<String>>(2)?.unwrap_or_default().into(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     lines.reverse();
     Ok(lines)
+}
+
+/// Every room's last `per_room` chat lines, oldest first, for the in-memory
+/// history the hub replays from.
+pub fn recent_history(
+    conn: &Connection,
+    per_room: usize,
+) -> rusqlite::Result<Vec<(Arc<str>, Vec<HistoryLine>)>> {
+    if per_room == 0 {
+        return Ok(Vec::new());
+    }
+    let rooms = conn
+        .prepare("SELECT DISTINCT room FROM events WHERE kind = 'chat'")?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rooms
+        .into_iter()
+        .map(|room| {
+            let lines = query_history(conn, &room, per_room)?;
+            Ok((room.into(), lines))
+        })
+        .collect()
 }
 
 /// Inserts a batch of events in one transaction.

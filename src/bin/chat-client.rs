@@ -15,8 +15,10 @@
 //! ```
 //!
 //! `/quit`, Ctrl-D, Ctrl-C and the end of piped input leave cleanly (exit 0); a lost
-//! server is reported on stderr (exit 1). The client speaks only the line protocol
-//! (SPEC.md section 2) and does not use the `classchat` library, like `nc` would not.
+//! server is reported on stderr (exit 1), and so is a server that closes the
+//! connection on purpose (a shutdown, a kick), with its reason. The client reads the
+//! server's lines through the same types the server renders them with
+//! ([`classchat::protocol::ServerLine`]), so it holds no wording of its own.
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -25,6 +27,8 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
+use classchat::protocol::line::{parse_wire, split_stamp};
+use classchat::protocol::{CodeKind, LineKind, Notice, ServerLine};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -52,8 +56,9 @@ struct Args {
     /// Username to log in with; asked for when omitted or refused.
     #[arg(long)]
     name: Option<String>,
-    /// Join code, for a class that needs one; asked for when needed and omitted.
-    #[arg(long)]
+    /// Join code or personal code, for a class that needs one; asked for (without
+    /// echo) when needed and omitted.
+    #[arg(long, env = "CLASSCHAT_CODE", hide_env_values = true)]
     code: Option<String>,
     /// Never colour the output (colours are also off when NO_COLOR is set).
     #[arg(long)]
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match exit {
         Exit::Clean => return ExitCode::SUCCESS,
+        Exit::Closed(why) => eprintln!("the server at {addr} closed the connection: {why}"),
         Exit::Lost(detail) => eprintln!("connection to {addr} lost{detail}"),
         Exit::Failed(why) => eprintln!("chat-client: {why}"),
     }
@@ -88,6 +94,8 @@ fn main() -> ExitCode {
 /// How a session ended: exit 0, or exit 1 with a message.
 enum Exit {
     Clean,
+    /// The server closed the connection on purpose, and said why.
+    Closed(String),
     /// The server went away; the text says why, if known.
     Lost(String),
     Failed(String),
@@ -157,7 +165,7 @@ impl Conn {
 #[derive(Clone, Copy, PartialEq)]
 enum Ask {
     Name,
-    Code,
+    Code(CodeKind),
 }
 
 /// Logs in and returns the accepted nick.
@@ -184,7 +192,8 @@ async fn login(
             line = conn.reader.next() => {
                 let line = line.map_err(Exit::lost)?.ok_or(Exit::Lost(String::new()))?;
                 screen.show(&line);
-                if let Some(nick) = login.on_line(split_stamp(&line).1, conn, input).await? {
+                let parsed = parse_wire(&line).1.ok();
+                if let Some(nick) = login.on_line(parsed.as_ref(), conn, input).await? {
                     return Ok(nick);
                 }
             }
@@ -214,30 +223,33 @@ impl Login {
     /// Follows a server line; returns our nick once we are in.
     async fn on_line(
         &mut self,
-        body: &str,
+        line: Option<&ServerLine>,
         conn: &mut Conn,
         input: &mut Input,
     ) -> Result<Option<String>, Exit> {
-        if let Some(rest) = body.strip_prefix("* Welcome, ") {
-            let welcomed = rest.split(['!', ' ', ',']).next().unwrap_or("");
-            if self
-                .name
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(welcomed))
-            {
-                return Ok(Some(welcomed.to_owned()));
+        let ask = match line {
+            Some(ServerLine::Notice(Notice::Welcome { nick, .. })) => {
+                if self
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(nick))
+                {
+                    return Ok(Some(nick.to_string()));
+                }
+                return Ok(None);
             }
-        }
-        if body.starts_with('!') {
-            self.sent = None;
-        }
-        let Some(ask) = prompt_kind(body) else {
-            return Ok(None);
+            Some(ServerLine::Error(_)) => {
+                self.sent = None;
+                return Ok(None);
+            }
+            Some(ServerLine::Notice(Notice::AskName)) => Ask::Name,
+            Some(ServerLine::Notice(Notice::AskCode(kind))) => Ask::Code(*kind),
+            _ => return Ok(None),
         };
         if self.sent == Some(ask) || self.asking.is_some() {
             return Ok(None);
         }
-        match self.code.take_if(|_| ask == Ask::Code) {
+        match self.code.take_if(|_| matches!(ask, Ask::Code(_))) {
             Some(code) => {
                 conn.send(code.trim()).await?;
                 self.sent = Some(ask);
@@ -274,37 +286,26 @@ impl Login {
     }
 }
 
-/// Recognises the server's prompts by a key word, so that their wording may change;
-/// a prompt ends with a colon, so a message of the day that mentions "code" is not one.
-fn prompt_kind(body: &str) -> Option<Ask> {
-    let text = body.strip_prefix("* ")?.strip_suffix(':')?;
-    let has = |word: &str| {
-        text.split(|c: char| !c.is_alphanumeric())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    };
-    if has("username") {
-        Some(Ask::Name)
-    } else if has("code") {
-        Some(Ask::Code)
-    } else {
-        None
-    }
-}
-
 /// Sends the user's lines while a task prints the server's, until the user has left
 /// or the server has gone.
 async fn chat(conn: Conn, input: &mut Input, screen: Screen, nick: String) -> Exit {
     let Conn { reader, mut writer } = conn;
     let nick = Arc::new(Mutex::new(nick));
     let mut receiving = tokio::spawn(receive(reader, screen, Arc::clone(&nick)));
+    let mut asking_password = false;
     loop {
-        let prompt = format!("{}> ", nick.lock().unwrap_or_else(PoisonError::into_inner));
-        input.request(prompt, true);
+        if asking_password {
+            input.request("password> ".to_string(), Mode::Secret);
+        } else {
+            let prompt = format!("{}> ", nick.lock().unwrap_or_else(PoisonError::into_inner));
+            input.request(prompt, Mode::Remember);
+        }
         let typed = tokio::select! {
             typed = input.recv() => typed,
             ended = &mut receiving => {
                 return match ended {
-                    Ok(Ok(())) => Exit::Lost(String::new()),
+                    Ok(Ok(Some(farewell))) => Exit::Closed(farewell),
+                    Ok(Ok(None)) => Exit::Lost(String::new()),
                     Ok(Err(err)) => Exit::lost(err),
                     Err(err) => Exit::Lost(format!(": {err}")),
                 };
@@ -312,7 +313,18 @@ async fn chat(conn: Conn, input: &mut Input, screen: Screen, nick: String) -> Ex
             _ = ctrl_c() => Typed::Interrupt,
         };
         let line = match typed {
+            Typed::Line(line) if asking_password => {
+                asking_password = false;
+                if line.is_empty() {
+                    continue;
+                }
+                format!("/op {line}")
+            }
             Typed::Line(line) if line.trim().is_empty() => continue,
+            Typed::Line(line) if line.trim().eq_ignore_ascii_case("/op") => {
+                asking_password = true;
+                continue;
+            }
             Typed::Line(line) => line,
             Typed::Eof | Typed::Interrupt => "/quit".to_string(),
         };
@@ -332,26 +344,34 @@ async fn chat(conn: Conn, input: &mut Input, screen: Screen, nick: String) -> Ex
     Exit::Clean
 }
 
+/// Prints the server's lines until it closes the connection. Returns the last
+/// line that explains a close the server meant (a shutdown, a kick, a refusal), if
+/// that is how it ended.
 async fn receive(
     mut reader: LineReader,
     mut screen: Screen,
     nick: Arc<Mutex<String>>,
-) -> io::Result<()> {
+) -> io::Result<Option<String>> {
+    let mut farewell = None;
     while let Some(line) = reader.next().await? {
-        // Keep the prompt showing our name after a /nick.
-        let renamed = split_stamp(&line)
-            .1
-            .strip_prefix("* ")
-            .and_then(|t| t.split_once(" is now known as "));
-        if let Some((old, new)) = renamed {
-            let mut nick = nick.lock().unwrap_or_else(PoisonError::into_inner);
-            if *nick == old {
-                *nick = new.trim().to_string();
+        let (_, parsed) = parse_wire(&line);
+        match &parsed {
+            // Keep the prompt showing our name after a /nick.
+            Ok(ServerLine::Notice(Notice::Renamed { old, new })) => {
+                let mut nick = nick.lock().unwrap_or_else(PoisonError::into_inner);
+                if **old == *nick {
+                    *nick = new.to_string();
+                }
             }
+            Ok(ServerLine::Notice(
+                notice @ (Notice::ShuttingDown | Notice::Kicked { .. } | Notice::Goodbye { .. }),
+            )) => farewell = Some(notice.to_string()),
+            Ok(ServerLine::Error(text)) => farewell = Some(text.clone()),
+            _ => farewell = None,
         }
         screen.show(&line);
     }
-    Ok(())
+    Ok(farewell)
 }
 
 /// Server lines, decoded leniently: one bad byte must not cost the user the chat.
@@ -396,14 +416,6 @@ fn decode_line(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Splits `[TIMESTAMP] BODY`; a line without a stamp is all body.
-fn split_stamp(line: &str) -> (&str, &str) {
-    match line.find("] ") {
-        Some(end) if line.starts_with('[') => (&line[..=end], &line[end + 2..]),
-        _ => ("", line),
-    }
-}
-
 /// Where server lines go.
 enum Screen {
     /// Verbatim to stdout, for scripts.
@@ -430,22 +442,27 @@ impl Screen {
     }
 }
 
-/// Formats a server line for the terminal.
+/// Formats a server line for the terminal, coloured by its kind.
 fn paint(line: &str, color: bool) -> String {
     let line: String = line.chars().map(printable).collect();
-    let (stamp, body) = split_stamp(&line);
     if !color {
         return format!("{line}\n");
     }
-    let body = match body.chars().next() {
-        Some('*') => format!("\x1b[33m{body}\x1b[0m"),
-        Some('!') => format!("\x1b[1;31m{body}\x1b[0m"),
-        Some('=') => format!("\x1b[36m{body}\x1b[0m"),
-        _ if body.starts_with("[PM ") => format!("\x1b[35m{body}\x1b[0m"),
-        _ => match body.split_once(": ") {
-            Some((nick, text)) => format!("\x1b[1;{}m{nick}:\x1b[0m {text}", nick_color(nick)),
-            None => body.to_string(),
-        },
+    let (stamp, body) = split_stamp(&line);
+    let body = match ServerLine::parse(body) {
+        Ok(ServerLine::Chat { from, text }) => {
+            format!("\x1b[1;{}m{from}:\x1b[0m {text}", nick_color(&from))
+        }
+        Ok(parsed) => {
+            let color = match parsed.kind() {
+                LineKind::Notice => "33",
+                LineKind::Error => "1;31",
+                LineKind::Answer => "36",
+                LineKind::Private | LineKind::Chat => "35",
+            };
+            format!("\x1b[{color}m{body}\x1b[0m")
+        }
+        Err(_) => body.to_string(),
     };
     match stamp {
         "" => format!("{body}\n"),
@@ -472,6 +489,17 @@ fn nick_color(nick: &str) -> u8 {
     PALETTE[hash as usize % PALETTE.len()]
 }
 
+/// How a prompt reads its answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// An ordinary line, kept in the editor's history.
+    Remember,
+    /// A name: not worth a history entry.
+    Forget,
+    /// A code or password: not echoed, never in the history.
+    Secret,
+}
+
 /// What the user did at the prompt.
 enum Typed {
     Line(String),
@@ -483,8 +511,8 @@ enum Typed {
 /// blocks. It reads one line per request, so that nothing is read that is not
 /// wanted (after `/quit`, say) and the prompt can change between lines.
 struct Input {
-    /// A prompt, and whether to keep the answer in the history.
-    requests: std_mpsc::Sender<(String, bool)>,
+    /// A prompt, and how to read its answer.
+    requests: std_mpsc::Sender<(String, Mode)>,
     typed: mpsc::UnboundedReceiver<Typed>,
     /// A request is outstanding; on a terminal, rustyline has it in raw mode.
     busy: bool,
@@ -494,13 +522,13 @@ struct Input {
 impl Input {
     fn spawn(
         interactive: bool,
-        mut read: impl FnMut(&str, bool) -> Typed + Send + 'static,
+        mut read: impl FnMut(&str, Mode) -> Typed + Send + 'static,
     ) -> Input {
-        let (requests, request_rx) = std_mpsc::channel::<(String, bool)>();
+        let (requests, request_rx) = std_mpsc::channel::<(String, Mode)>();
         let (typed_tx, typed) = mpsc::unbounded_channel();
         thread::spawn(move || {
-            for (prompt, remember) in request_rx {
-                if typed_tx.send(read(&prompt, remember)).is_err() {
+            for (prompt, mode) in request_rx {
+                if typed_tx.send(read(&prompt, mode)).is_err() {
                     break;
                 }
             }
@@ -513,18 +541,19 @@ impl Input {
         }
     }
 
-    fn request(&mut self, prompt: String, remember: bool) {
+    fn request(&mut self, prompt: String, mode: Mode) {
         if !self.busy {
-            self.busy = self.requests.send((prompt, remember)).is_ok();
+            self.busy = self.requests.send((prompt, mode)).is_ok();
         }
     }
 
     fn ask(&mut self, ask: Ask) -> Ask {
-        let prompt = match ask {
-            Ask::Name => "username> ",
-            Ask::Code => "code> ",
+        let (prompt, mode) = match ask {
+            Ask::Name => ("username> ", Mode::Forget),
+            Ask::Code(CodeKind::Password) => ("password> ", Mode::Secret),
+            Ask::Code(_) => ("code> ", Mode::Secret),
         };
-        self.request(prompt.to_string(), false);
+        self.request(prompt.to_string(), mode);
         ask
     }
 
@@ -551,10 +580,16 @@ fn tty_input(color: bool) -> rustyline::Result<(Input, Screen, Terminal)> {
     let saved = stty("-g");
     let mut editor = DefaultEditor::new()?;
     let printer = editor.create_external_printer()?;
-    let input = Input::spawn(true, move |prompt, remember| {
+    let input = Input::spawn(true, move |prompt, mode| {
+        if mode == Mode::Secret {
+            return match rpassword::prompt_password(prompt) {
+                Ok(secret) => Typed::Line(secret),
+                Err(_) => Typed::Eof,
+            };
+        }
         match editor.readline(prompt) {
             Ok(line) => {
-                if remember {
+                if mode == Mode::Remember && !holds_password(&line) {
                     let _ = editor.add_history_entry(line.as_str());
                 }
                 Typed::Line(line)
@@ -569,6 +604,13 @@ fn tty_input(color: bool) -> rustyline::Result<(Input, Screen, Terminal)> {
         Screen::Tty { lines, color },
         Terminal { saved, printed },
     ))
+}
+
+/// `/op PASSWORD` typed in full: kept out of the history.
+fn holds_password(line: &str) -> bool {
+    line.trim_start()
+        .get(..4)
+        .is_some_and(|start| start.eq_ignore_ascii_case("/op "))
 }
 
 /// Prints through rustyline on a thread of its own: a print can block until the

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("chat-server: {err:#}");
+            eprintln!("chat-server: {}", describe(&err));
             let usage = err.downcast_ref::<ConfigError>().is_some()
                 || err
                     .downcast_ref::<ReportError>()
@@ -122,6 +122,19 @@ fn main() -> ExitCode {
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes, each said once: most of our errors already name
+/// their cause in their own message.
+fn describe(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
@@ -145,7 +158,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.log_dir {
         config.log.dir = dir;
     }
-    config.validate()?;
+    let config = config.validate()?;
     init_diagnostics(&config.log.level);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {

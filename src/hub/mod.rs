@@ -1,552 +1,655 @@
-//! The room manager: who is connected, under which name, in which room, and the
-//! fan-out of every line to the right queues.
+//! The room manager as a state machine: who is connected, under which name, in
+//! which room, and what each action means for everyone.
 //!
-//! All of it lives in one [`std::sync::Mutex`], not in an actor task and not in a
-//! Tokio mutex: no method awaits while holding it (sending is a non-blocking
-//! `try_send` into each member's bounded queue), so the lock is held for
-//! microseconds, the state can never be seen half-changed, and the order in which
-//! members receive lines is the order in which the events are recorded. An actor
-//! would add a channel hop and a reply per command for the same guarantee.
+//! The hub does no I/O and reads no clock. Each operation takes the time as an
+//! argument and returns an [`Outcome`]: the lines to deliver and to whom, the events
+//! to record, and the members whose connection must close. The
+//! [`Switchboard`](crate::switchboard::Switchboard) applies outcomes (queues the
+//! lines, records the events); front ends never touch the hub directly. So the
+//! hub's rules are tested in microseconds without sockets, threads or a database,
+//! and a cluster node is the same hub with a different switchboard.
 //!
-//! A member whose queue is full is removed on the spot (reason `Too slow`) and its
-//! connection is told to close; nobody else ever waits for it.
-//!
-//! The instructor commands live in [`moderation`]; they change the same state.
+//! The instructor commands live in [`moderation`], the in-memory history in
+//! [`history`].
 
+mod history;
 mod moderation;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::event::{Event, EventKind};
-use crate::protocol::{self, CommandError, NickError};
-use crate::store::{HistoryLine, StoreHandle};
+use crate::event::{Event, EventKind, HistoryLine};
+use crate::protocol::{
+    self, Answer, Command, CommandError, LeaveReason, Name, NickError, Notice, Role, ServerLine,
+    Stamped, WhoEntry,
+};
+
+pub use history::History;
 
 /// Identifies one connection; also its `session` in the database.
 pub type ConnId = i64;
 
-/// What a connection's writer task is asked to send.
-#[derive(Debug)]
-pub enum Outbound {
-    /// One finished line, shared by every recipient.
-    Line(Bytes),
-    /// A room's history, still being read from the store. The writer waits for it,
-    /// so the replay stays ahead of every live line queued after the join.
-    Replay {
-        /// When the join happened, for the header and footer lines.
-        ts_ms: i64,
-        /// The room, for the header line.
-        room: Arc<str>,
-        /// The store's answer.
-        history: oneshot::Receiver<Vec<HistoryLine>>,
-    },
-}
-
-/// The sending side of a member's bounded outgoing queue.
-pub type Outbox = mpsc::Sender<Outbound>;
-
-/// Why a member left, as shown in `* NICK has left #ROOM (REASON)`.
+/// Who gets a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaveReason {
-    /// `/quit`, with the reason given.
-    Quit(Option<String>),
-    /// The client closed the connection.
-    Closed,
-    /// The connection failed (reset, broken pipe).
-    Lost,
-    /// No line within `limits.idle_timeout_secs`.
-    TimedOut,
-    /// Its outgoing queue filled up.
-    TooSlow,
-    /// The server is stopping.
-    Shutdown,
-    /// An instructor removed them, with the reason given.
-    Kicked(Option<String>),
+pub enum Audience {
+    /// One member (or a connection still logging in).
+    One(ConnId),
+    /// Everyone in a room, perhaps but one.
+    Room {
+        /// The room.
+        room: Name,
+        /// The member left out (the sender of a chat line).
+        except: Option<ConnId>,
+    },
+    /// Every member in every room.
+    Everyone,
 }
 
-impl fmt::Display for LeaveReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LeaveReason::Quit(Some(reason)) => write!(f, "Quit: {reason}"),
-            LeaveReason::Quit(None) => f.write_str("Quit"),
-            LeaveReason::Closed => f.write_str("Connection closed"),
-            LeaveReason::Lost => f.write_str("Connection lost"),
-            LeaveReason::TimedOut => f.write_str("Timed out"),
-            LeaveReason::TooSlow => f.write_str("Too slow"),
-            LeaveReason::Shutdown => f.write_str("Server shutting down"),
-            LeaveReason::Kicked(Some(reason)) => write!(f, "Kicked: {reason}"),
-            LeaveReason::Kicked(None) => f.write_str("Kicked"),
+/// One line for an audience.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Who gets it.
+    pub to: Audience,
+    /// The line, stamped with when it happened.
+    pub line: Arc<Stamped>,
+}
+
+/// What an operation did, in the order it happened.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Lines to queue, in this order.
+    pub deliveries: Vec<Delivery>,
+    /// Events to record, in this order.
+    pub events: Vec<Event>,
+    /// Members removed by someone else (kicked): their connections must close.
+    pub closed: Vec<ConnId>,
+}
+
+/// What the hub takes from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where everyone starts.
+    pub default_room: Name,
+    /// Rooms that exist even when empty.
+    pub permanent_rooms: Vec<Name>,
+    /// Rooms at once.
+    pub max_rooms: usize,
+    /// Chat lines replayed on joining a room.
+    pub replay_lines: usize,
+    /// Longest name.
+    pub max_nick_len: usize,
+    /// Names nobody may take.
+    pub reserved_nicks: Vec<String>,
+}
+
+impl Settings {
+    /// The hub's part of a configuration.
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            default_room: config.server.default_room.as_str().into(),
+            permanent_rooms: config
+                .permanent_rooms()
+                .into_iter()
+                .map(|r| r.into())
+                .collect(),
+            max_rooms: config.limits.max_rooms,
+            replay_lines: config.history.replay_lines,
+            max_nick_len: config.limits.max_nick_len,
+            reserved_nicks: config.server.reserved_nicks.clone(),
         }
     }
 }
 
 struct Member {
-    nick: Arc<str>,
-    room: Arc<str>,
-    outbox: Outbox,
-    /// Cancelled when the hub drops this member, so its connection closes too.
-    dropped: CancellationToken,
-    /// Logged in with `/op`.
+    nick: Name,
+    room: Name,
     instructor: bool,
 }
 
 struct Room {
-    /// Outboxes next to ids, so a broadcast needs no lookup per recipient.
-    members: Vec<(ConnId, Outbox)>,
+    members: Vec<ConnId>,
     permanent: bool,
 }
 
-#[derive(Default)]
-struct State {
+/// The room manager; see the module docs.
+pub struct Hub {
+    settings: Settings,
     members: HashMap<ConnId, Member>,
     /// Lower-cased nick to its owner: names are unique case-insensitively.
     nicks: HashMap<String, ConnId>,
-    rooms: BTreeMap<Arc<str>, Room>,
+    rooms: BTreeMap<Name, Room>,
+    history: History,
     shutting_down: bool,
     /// Only instructors may chat.
     quiet: bool,
-    /// Muted names (lower-cased) and until when. Kept by name, not by connection,
-    /// so reconnecting does not lift a mute.
-    mutes: HashMap<String, Instant>,
-    /// Wrong `/op` passwords per address, so reconnecting does not reset the count.
-    op_failures: HashMap<IpAddr, u32>,
-}
-
-/// The room manager; see the module docs. Shared as `Arc<Hub>`.
-pub struct Hub {
-    state: Mutex<State>,
-    store: StoreHandle,
-    clock: Clock,
-    config: Arc<Config>,
+    /// Muted names (lower-cased) and until when (UTC ms). Kept by name, not by
+    /// connection, so reconnecting does not lift a mute.
+    mutes: HashMap<String, i64>,
 }
 
 impl Hub {
-    /// A hub with the permanent rooms of `config`, recording into `store`.
-    pub fn new(config: Arc<Config>, store: StoreHandle) -> Self {
-        let mut state = State::default();
-        for name in config.permanent_rooms() {
-            state.rooms.insert(
-                name.into(),
-                Room {
+    /// A hub with the permanent rooms of `settings` and the history loaded from the
+    /// record.
+    pub fn new(settings: Settings, history: History) -> Hub {
+        let rooms = settings
+            .permanent_rooms
+            .iter()
+            .map(|name| {
+                let room = Room {
                     members: Vec::new(),
                     permanent: true,
-                },
-            );
-        }
+                };
+                (name.clone(), room)
+            })
+            .collect();
         Hub {
-            state: Mutex::new(state),
-            store,
-            clock: Clock::new(&config.server.timestamp_format, config.server.utc),
-            config,
+            settings,
+            members: HashMap::new(),
+            nicks: HashMap::new(),
+            rooms,
+            history,
+            shutting_down: false,
+            quiet: false,
+            mutes: HashMap::new(),
         }
     }
 
-    /// The clock every line is stamped with.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
+    /// The members of `room`, in the order they joined.
+    pub fn room_members(&self, room: &str) -> &[ConnId] {
+        self.rooms.get(room).map_or(&[], |r| &r.members)
     }
 
-    /// Adds a member with a name already checked by [`protocol::check_nick`], puts it
-    /// in the default room, welcomes it, replays the room's history and tells the room.
-    pub fn register(
-        &self,
-        id: ConnId,
-        nick: &str,
-        outbox: Outbox,
-        dropped: CancellationToken,
-    ) -> Result<(), NickError> {
-        self.with_state(|tx| {
-            let key = nick.to_ascii_lowercase();
-            if tx.state.nicks.contains_key(&key) {
-                return Err(NickError::Taken(nick.to_owned()));
-            }
-            let nick: Arc<str> = nick.into();
-            let room: Arc<str> = self.config.server.default_room.as_str().into();
-            tx.state.nicks.insert(key, id);
-            tx.state.members.insert(
-                id,
-                Member {
-                    nick: nick.clone(),
-                    room: room.clone(),
-                    outbox,
-                    dropped,
-                    instructor: false,
-                },
-            );
-            let others = others(tx.room_size(&room));
-            tx.tell(
-                id,
-                format_args!(
-                    "* Welcome, {nick}! You are in #{room} with {others}. Type /help for commands."
-                ),
-            );
-            tx.enter_room(id, &nick, &room);
-            if tx.state.shutting_down {
-                // Got in just as the server stopped: it must hear why it is closed.
-                tx.tell(id, format_args!("* Server is shutting down."));
-            }
-            Ok(())
-        })
+    /// Every member.
+    pub fn member_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.members.keys().copied()
     }
 
-    /// A chat line from `id` to its room.
-    pub fn chat(&self, id: ConnId, text: String) -> Result<(), CommandError> {
-        self.with_state(|tx| {
-            let Some((nick, room)) = tx.name_and_room(id) else {
-                return Ok(());
-            };
-            tx.check_may_talk(id, false)?;
-            let line = tx.line(format_args!("{nick}: {text}"));
-            tx.broadcast(&room, Some(id), &line);
-            tx.record(EventKind::Chat, id, &room, &nick, None, Some(text));
-            Ok(())
-        })
+    /// How many members there are.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
     }
 
-    /// `/msg TO TEXT`.
-    pub fn private(&self, id: ConnId, to: &str, text: String) -> Result<(), CommandError> {
-        self.with_state(|tx| {
-            let Some((nick, room)) = tx.name_and_room(id) else {
-                return Ok(());
-            };
-            let (target, target_nick) = tx.find(to)?;
-            tx.check_may_talk(id, tx.state.members[&target].instructor)?;
-            let incoming = tx.line(format_args!("[PM from {nick}] {text}"));
-            tx.send(target, incoming);
-            tx.tell(id, format_args!("[PM to {target_nick}] {text}"));
-            tx.record(
-                EventKind::Private,
-                id,
-                &room,
-                &nick,
-                Some(target_nick),
-                Some(text),
-            );
-            Ok(())
-        })
+    /// A member's current name.
+    pub fn nick(&self, id: ConnId) -> Option<&Name> {
+        self.members.get(&id).map(|m| &m.nick)
     }
 
-    /// `/who`: the members of `id`'s room, sorted case-insensitively.
-    pub fn who(&self, id: ConnId) {
-        self.with_state(|tx| {
-            let Some((_, room)) = tx.name_and_room(id) else {
-                return;
-            };
-            let mut names: Vec<(Arc<str>, bool)> = tx.state.rooms[&room]
-                .members
-                .iter()
-                .filter_map(|(member, _)| tx.state.members.get(member))
-                .map(|member| (member.nick.clone(), member.instructor))
-                .collect();
-            names.sort_by_key(|(name, _)| name.to_ascii_lowercase());
-            let list: Vec<String> = names
-                .iter()
-                .map(|(name, instructor)| match instructor {
-                    true => format!("{name} [instructor]"),
-                    false => name.to_string(),
-                })
-                .collect();
-            let list = list.join(", ");
-            tx.tell(id, format_args!("= #{room} ({}): {list}", names.len()));
-        });
-    }
-
-    /// `/rooms`: every room with its head count, sorted by name.
-    pub fn rooms(&self, id: ConnId) {
-        self.with_state(|tx| {
-            let list: Vec<String> = tx
-                .state
-                .rooms
-                .iter()
-                .map(|(name, room)| format!("#{name} ({})", room.members.len()))
-                .collect();
-            tx.tell(id, format_args!("= Rooms: {}", list.join(", ")));
-        });
-    }
-
-    /// Checks the form of a username (not whether it is free): the rules of
-    /// [`protocol::check_nick`] with this server's limits and reserved names.
+    /// Checks the form of a username (not whether it is free).
     pub fn check_name(&self, nick: &str) -> Result<(), NickError> {
-        let server = &self.config.server;
         protocol::check_nick(
             nick,
-            self.config.limits.max_nick_len,
-            &server.reserved_nicks,
+            self.settings.max_nick_len,
+            &self.settings.reserved_nicks,
         )
-    }
-
-    /// `/nick NEW`.
-    pub fn rename(&self, id: ConnId, new: &str) -> Result<(), CommandError> {
-        self.check_name(new)?;
-        self.with_state(|tx| {
-            let Some((old, room)) = tx.name_and_room(id) else {
-                return Ok(());
-            };
-            let new_key = new.to_ascii_lowercase();
-            match tx.state.nicks.get(&new_key) {
-                Some(&owner) if owner != id => return Err(NickError::Taken(new.to_owned()).into()),
-                _ if *old == *new => return Err(CommandError::SameNick(old.to_string())),
-                _ => {}
-            }
-            let old_key = old.to_ascii_lowercase();
-            tx.state.nicks.remove(&old_key);
-            if let Some(until) = tx.state.mutes.remove(&old_key) {
-                tx.state.mutes.insert(new_key.clone(), until);
-            }
-            tx.state.nicks.insert(new_key, id);
-            let new: Arc<str> = new.into();
-            if let Some(member) = tx.state.members.get_mut(&id) {
-                member.nick = new.clone();
-            }
-            let line = tx.line(format_args!("* {old} is now known as {new}"));
-            tx.broadcast(&room, None, &line);
-            tx.record(
-                EventKind::Nick,
-                id,
-                &room,
-                &old,
-                None,
-                Some(new.to_string()),
-            );
-            Ok(())
-        })
-    }
-
-    /// `/join ROOM`, with `room` already normalized.
-    pub fn join(&self, id: ConnId, room: &str) -> Result<(), CommandError> {
-        self.with_state(|tx| {
-            let Some((nick, old)) = tx.name_and_room(id) else {
-                return Ok(());
-            };
-            if *old == *room {
-                return Err(CommandError::AlreadyInRoom(room.to_owned()));
-            }
-            let max_rooms = self.config.limits.max_rooms;
-            // The room being left does not count if it is about to vanish.
-            let old_vanishes = tx
-                .state
-                .rooms
-                .get(&old)
-                .is_some_and(|r| !r.permanent && r.members.len() == 1);
-            let rooms_after = tx.state.rooms.len() - usize::from(old_vanishes);
-            if !tx.state.rooms.contains_key(room) && rooms_after >= max_rooms {
-                return Err(CommandError::TooManyRooms(max_rooms));
-            }
-            tx.leave_room(id, &nick, &old, &format!("joined #{room}"));
-            let room: Arc<str> = room.into();
-            if let Some(member) = tx.state.members.get_mut(&id) {
-                member.room = room.clone();
-            }
-            let others = others(tx.room_size(&room));
-            tx.tell(id, format_args!("* You are now in #{room} with {others}."));
-            tx.enter_room(id, &nick, &room);
-            Ok(())
-        })
-    }
-
-    /// `/help`: the commands, and the instructor's too for an instructor.
-    pub fn help(&self, id: ConnId) {
-        self.with_state(|tx| {
-            let instructor = tx.state.members.get(&id).is_some_and(|m| m.instructor);
-            let extra = if instructor {
-                protocol::INSTRUCTOR_HELP
-            } else {
-                &[]
-            };
-            for line in protocol::HELP.iter().chain(extra) {
-                tx.tell(id, format_args!("= {line}"));
-            }
-        });
     }
 
     /// Whether no member has this name, compared case-insensitively.
     pub fn is_name_free(&self, nick: &str) -> bool {
-        !self.lock().nicks.contains_key(&nick.to_ascii_lowercase())
+        !self.nicks.contains_key(&nick.to_ascii_lowercase())
     }
 
-    /// Sends one line to `id` alone: a `!` error, an `=` answer, a `*` notice.
-    pub fn tell(&self, id: ConnId, body: fmt::Arguments<'_>) {
-        self.with_state(|tx| tx.tell(id, body));
+    /// Adds a member under a name already checked by [`Hub::check_name`], puts it in
+    /// the default room, welcomes it, replays the room's history and tells the room.
+    pub fn register(&mut self, id: ConnId, nick: &str, now: i64) -> Result<Outcome, NickError> {
+        self.check_name(nick)?;
+        let key = nick.to_ascii_lowercase();
+        if self.nicks.contains_key(&key) {
+            return Err(NickError::Taken(nick.to_owned()));
+        }
+        let nick: Name = nick.into();
+        let room = self.settings.default_room.clone();
+        self.nicks.insert(key, id);
+        self.members.insert(
+            id,
+            Member {
+                nick: nick.clone(),
+                room: room.clone(),
+                instructor: false,
+            },
+        );
+        let mut out = Step::new(now);
+        let others = self.room_size(&room);
+        out.tell(
+            id,
+            Notice::Welcome {
+                nick: nick.clone(),
+                room: room.clone(),
+                others,
+            },
+        );
+        self.enter_room(&mut out, id, &nick, &room);
+        if self.shutting_down {
+            // Got in just as the server stopped: it must hear why it is closed.
+            out.tell(id, Notice::ShuttingDown);
+        }
+        Ok(out.done())
     }
 
-    /// `/quit`: says goodbye to `id`, then removes it.
-    pub fn quit(&self, id: ConnId, reason: Option<String>) {
-        self.with_state(|tx| {
-            let Some((nick, _)) = tx.name_and_room(id) else {
-                return;
-            };
-            tx.tell(id, format_args!("* Goodbye, {nick}."));
-            tx.remove(id, &LeaveReason::Quit(reason));
-        });
+    /// Carries out one command or chat line from member `id`. `/op` is not handled
+    /// here: its password is checked outside, then [`Hub::op`] is called.
+    pub fn perform(
+        &mut self,
+        id: ConnId,
+        command: Command,
+        now: i64,
+    ) -> Result<Outcome, CommandError> {
+        let mut out = Step::new(now);
+        match command {
+            Command::Nick(new) => self.rename(&mut out, id, &new)?,
+            Command::Msg { to, text } => self.private(&mut out, id, &to, text)?,
+            Command::Who => self.who(&mut out, id),
+            Command::Join(room) => self.join(&mut out, id, &room)?,
+            Command::Rooms => self.rooms(&mut out, id),
+            Command::Help => self.help(&mut out, id),
+            Command::Quit(reason) => self.quit(&mut out, id, reason),
+            Command::Kick { nick, reason } => self.kick(&mut out, id, &nick, reason)?,
+            Command::Mute { nick, minutes } => self.mute(&mut out, id, &nick, minutes)?,
+            Command::Unmute(nick) => self.unmute(&mut out, id, &nick)?,
+            Command::Announce(text) => self.announce(&mut out, id, text)?,
+            Command::Quiet(on) => self.quiet(&mut out, id, on)?,
+            Command::Op(_) => return Err(CommandError::PermissionDenied),
+        }
+        Ok(out.done())
     }
 
-    /// Removes `id` if it is still a member, telling its room why. Safe to call twice:
-    /// every departure produces exactly one leave notice.
-    pub fn leave(&self, id: ConnId, reason: LeaveReason) {
-        self.with_state(|tx| tx.remove(id, &reason));
+    /// A chat line from `id` to its room.
+    pub fn chat(&mut self, id: ConnId, text: &str, now: i64) -> Result<Outcome, CommandError> {
+        let mut out = Step::new(now);
+        let Some((nick, room)) = self.name_and_room(id) else {
+            return Ok(out.done());
+        };
+        self.check_may_talk(id, false, now)?;
+        let text: Arc<str> = text.into();
+        self.history.push(
+            &room,
+            HistoryLine {
+                ts_ms: now,
+                sender: nick.clone(),
+                text: text.clone(),
+            },
+        );
+        let line = ServerLine::Chat {
+            from: nick.clone(),
+            text: text.clone(),
+        };
+        out.for_room(&room, Some(id), line);
+        out.record(
+            EventKind::Chat,
+            id,
+            &room,
+            &nick,
+            None,
+            Some(text.to_string()),
+        );
+        Ok(out.done())
+    }
+
+    /// Removes `id` if it is still a member, telling its room why. Safe to call
+    /// twice: every departure produces exactly one leave notice.
+    pub fn leave(&mut self, id: ConnId, reason: LeaveReason, now: i64) -> Outcome {
+        let mut out = Step::new(now);
+        self.remove(&mut out, id, reason);
+        out.done()
     }
 
     /// Starts a shutdown: every member is told, and from now on departures are
     /// recorded without notices to the others.
-    pub fn shutdown(&self) {
-        self.with_state(|tx| {
-            tx.state.shutting_down = true;
-            tx.tell_everyone(format_args!("* Server is shutting down."));
-        });
+    pub fn shutdown(&mut self, now: i64) -> Outcome {
+        self.shutting_down = true;
+        let mut out = Step::new(now);
+        out.for_everyone(ServerLine::Notice(Notice::ShuttingDown));
+        out.done()
     }
 
-    /// How many members there are now.
-    pub fn member_count(&self) -> usize {
-        self.lock().members.len()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing under this lock panics on a client's input; should a bug do so, the
-        // chat is better served by going on with the state as it is than by stopping.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `f` under the lock, then removes the members found too slow meanwhile.
-    fn with_state<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> R) -> R {
-        let mut state = self.lock();
-        let mut tx = Txn {
-            state: &mut state,
-            hub: self,
-            ts_ms: self.clock.now_ms(),
-            too_slow: Vec::new(),
+    /// `/msg TO TEXT`.
+    fn private(
+        &mut self,
+        out: &mut Step,
+        id: ConnId,
+        to: &str,
+        text: String,
+    ) -> Result<(), CommandError> {
+        let Some((nick, room)) = self.name_and_room(id) else {
+            return Ok(());
         };
-        let result = f(&mut tx);
-        while let Some(id) = tx.too_slow.pop() {
-            tx.remove(id, &LeaveReason::TooSlow);
+        let (target, target_nick) = self.find(to)?;
+        let to_instructor = self.members[&target].instructor;
+        self.check_may_talk(id, to_instructor, out.now)?;
+        let shared: Arc<str> = text.as_str().into();
+        out.for_one(
+            target,
+            ServerLine::PmFrom {
+                from: nick.clone(),
+                text: shared.clone(),
+            },
+        );
+        out.for_one(
+            id,
+            ServerLine::PmTo {
+                to: target_nick.clone(),
+                text: shared,
+            },
+        );
+        out.record(
+            EventKind::Private,
+            id,
+            &room,
+            &nick,
+            Some(target_nick),
+            Some(text),
+        );
+        Ok(())
+    }
+
+    /// `/who`: the members of `id`'s room, sorted case-insensitively.
+    fn who(&self, out: &mut Step, id: ConnId) {
+        let Some((_, room)) = self.name_and_room(id) else {
+            return;
+        };
+        let mut members: Vec<WhoEntry> = self
+            .room_members(&room)
+            .iter()
+            .filter_map(|member| self.members.get(member))
+            .map(|member| WhoEntry {
+                nick: member.nick.clone(),
+                role: member.instructor.then_some(Role::Instructor),
+            })
+            .collect();
+        members.sort_by_cached_key(|entry| entry.nick.to_ascii_lowercase());
+        out.for_one(id, ServerLine::Answer(Answer::Who { room, members }));
+    }
+
+    /// `/rooms`: every room with its head count, sorted by name.
+    fn rooms(&self, out: &mut Step, id: ConnId) {
+        let rooms = self
+            .rooms
+            .iter()
+            .map(|(name, room)| (name.clone(), room.members.len()))
+            .collect();
+        out.for_one(id, ServerLine::Answer(Answer::Rooms(rooms)));
+    }
+
+    /// `/nick NEW`.
+    fn rename(&mut self, out: &mut Step, id: ConnId, new: &str) -> Result<(), CommandError> {
+        self.check_name(new)?;
+        let Some((old, room)) = self.name_and_room(id) else {
+            return Ok(());
+        };
+        let new_key = new.to_ascii_lowercase();
+        match self.nicks.get(&new_key) {
+            Some(&owner) if owner != id => return Err(NickError::Taken(new.to_owned()).into()),
+            _ if *old == *new => return Err(CommandError::SameNick(old.to_string())),
+            _ => {}
         }
-        result
+        let old_key = old.to_ascii_lowercase();
+        self.nicks.remove(&old_key);
+        if let Some(until) = self.mutes.remove(&old_key) {
+            self.mutes.insert(new_key.clone(), until);
+        }
+        self.nicks.insert(new_key, id);
+        let new: Name = new.into();
+        if let Some(member) = self.members.get_mut(&id) {
+            member.nick = new.clone();
+        }
+        out.for_room(
+            &room,
+            None,
+            ServerLine::Notice(Notice::Renamed {
+                old: old.clone(),
+                new: new.clone(),
+            }),
+        );
+        out.record(
+            EventKind::Nick,
+            id,
+            &room,
+            &old,
+            None,
+            Some(new.to_string()),
+        );
+        Ok(())
     }
-}
 
-/// "0 others", "1 other", "2 others".
-fn others(count: usize) -> String {
-    match count {
-        1 => "1 other".to_owned(),
-        n => format!("{n} others"),
+    /// `/join ROOM`, with `room` already normalized.
+    fn join(&mut self, out: &mut Step, id: ConnId, room: &str) -> Result<(), CommandError> {
+        let Some((nick, old)) = self.name_and_room(id) else {
+            return Ok(());
+        };
+        if *old == *room {
+            return Err(CommandError::AlreadyInRoom(room.to_owned()));
+        }
+        let max_rooms = self.settings.max_rooms;
+        // The room being left does not count if it is about to vanish.
+        let old_vanishes = self
+            .rooms
+            .get(&old)
+            .is_some_and(|r| !r.permanent && r.members.len() == 1);
+        let rooms_after = self.rooms.len() - usize::from(old_vanishes);
+        if !self.rooms.contains_key(room) && rooms_after >= max_rooms {
+            return Err(CommandError::TooManyRooms(max_rooms));
+        }
+        let room: Name = room.into();
+        self.leave_room(out, id, &nick, &old, LeaveReason::Moved(room.clone()));
+        if let Some(member) = self.members.get_mut(&id) {
+            member.room = room.clone();
+        }
+        let others = self.room_size(&room);
+        out.tell(
+            id,
+            Notice::Moved {
+                room: room.clone(),
+                others,
+            },
+        );
+        self.enter_room(out, id, &nick, &room);
+        Ok(())
     }
-}
 
-/// One locked change of the hub's state, with its single timestamp.
-struct Txn<'a> {
-    state: &'a mut State,
-    hub: &'a Hub,
-    ts_ms: i64,
-    /// Members whose queue was full; removed before the lock is released.
-    too_slow: Vec<ConnId>,
-}
+    /// `/help`: the commands, and the instructor's too for an instructor.
+    fn help(&self, out: &mut Step, id: ConnId) {
+        let instructor = self.members.get(&id).is_some_and(|m| m.instructor);
+        let extra = if instructor {
+            protocol::line::INSTRUCTOR_HELP
+        } else {
+            &[]
+        };
+        for line in protocol::line::HELP.iter().chain(extra) {
+            out.for_one(id, ServerLine::Answer(Answer::Help((*line).to_owned())));
+        }
+    }
 
-impl Txn<'_> {
-    fn name_and_room(&self, id: ConnId) -> Option<(Arc<str>, Arc<str>)> {
-        let member = self.state.members.get(&id)?;
+    /// `/quit`: says goodbye to `id`, then removes it.
+    fn quit(&mut self, out: &mut Step, id: ConnId, reason: Option<String>) {
+        let Some((nick, _)) = self.name_and_room(id) else {
+            return;
+        };
+        out.tell(id, Notice::Goodbye { nick });
+        self.remove(out, id, LeaveReason::Quit(reason));
+    }
+
+    fn name_and_room(&self, id: ConnId) -> Option<(Name, Name)> {
+        let member = self.members.get(&id)?;
         Some((member.nick.clone(), member.room.clone()))
     }
 
     /// Refuses a line from a muted member, or from a student in quiet mode unless
     /// it is a private message to an instructor.
-    fn check_may_talk(&mut self, id: ConnId, to_instructor: bool) -> Result<(), CommandError> {
-        let Some(member) = self.state.members.get(&id) else {
+    fn check_may_talk(
+        &mut self,
+        id: ConnId,
+        to_instructor: bool,
+        now: i64,
+    ) -> Result<(), CommandError> {
+        let Some(member) = self.members.get(&id) else {
             return Ok(());
         };
         let instructor = member.instructor;
         // Every chat line passes here: look a name up only when someone is muted.
-        let key = match self.state.mutes.is_empty() {
-            true => String::new(),
-            false => member.nick.to_ascii_lowercase(),
-        };
-        if let Some(&until) = self.state.mutes.get(&key) {
-            let now = Instant::now();
-            if until > now {
-                let minutes = (until - now).as_secs().div_ceil(60);
-                return Err(CommandError::Muted(
-                    (minutes < moderation::FOREVER_MINUTES).then_some(minutes),
-                ));
+        if !self.mutes.is_empty() {
+            let key = member.nick.to_ascii_lowercase();
+            if let Some(&until) = self.mutes.get(&key) {
+                if until > now {
+                    let minutes = ((until - now) as u64).div_ceil(60_000);
+                    return Err(CommandError::Muted(
+                        (minutes < moderation::FOREVER_MINUTES).then_some(minutes),
+                    ));
+                }
+                self.mutes.remove(&key);
             }
-            self.state.mutes.remove(&key);
         }
-        if self.state.quiet && !instructor && !to_instructor {
+        if self.quiet && !instructor && !to_instructor {
             return Err(CommandError::QuietMode);
         }
         Ok(())
     }
 
     /// The member called `nick` (any case) and its name as spelled.
-    fn find(&self, nick: &str) -> Result<(ConnId, Arc<str>), CommandError> {
-        self.state
-            .nicks
+    fn find(&self, nick: &str) -> Result<(ConnId, Name), CommandError> {
+        self.nicks
             .get(&nick.to_ascii_lowercase())
-            .and_then(|id| Some((*id, self.state.members.get(id)?.nick.clone())))
+            .and_then(|id| Some((*id, self.members.get(id)?.nick.clone())))
             .ok_or_else(|| CommandError::NoSuchUser(nick.to_owned()))
     }
 
-    fn tell_everyone(&mut self, body: std::fmt::Arguments<'_>) {
-        let line = self.line(body);
-        let ids: Vec<ConnId> = self.state.members.keys().copied().collect();
-        for id in ids {
-            self.send(id, line.clone());
-        }
-    }
-
     fn room_size(&self, room: &str) -> usize {
-        self.state.rooms.get(room).map_or(0, |r| r.members.len())
+        self.room_members(room).len()
     }
 
-    fn line(&self, body: fmt::Arguments<'_>) -> Bytes {
-        self.hub.clock.line(self.ts_ms, body)
-    }
-
-    fn tell(&mut self, id: ConnId, body: fmt::Arguments<'_>) {
-        let line = self.line(body);
-        self.send(id, line);
-    }
-
-    fn send(&mut self, id: ConnId, line: Bytes) {
-        let Some(member) = self.state.members.get(&id) else {
-            return;
-        };
-        if member.outbox.try_send(Outbound::Line(line)).is_err() {
-            self.too_slow.push(id);
-        }
-    }
-
-    /// Sends `line` to everyone in `room` but `except`.
-    fn broadcast(&mut self, room: &str, except: Option<ConnId>, line: &Bytes) {
-        let Some(room) = self.state.rooms.get(room) else {
-            return;
-        };
-        for (id, outbox) in &room.members {
-            if Some(*id) != except && outbox.try_send(Outbound::Line(line.clone())).is_err() {
-                self.too_slow.push(*id);
+    /// Puts `id` into `room` (created if new), announces it and replays the room's
+    /// history to it.
+    fn enter_room(&mut self, out: &mut Step, id: ConnId, nick: &Name, room: &Name) {
+        // Audiences are resolved once the operation is over, when the newcomer is
+        // already a member: leave it out explicitly.
+        out.for_room(
+            room,
+            Some(id),
+            ServerLine::Notice(Notice::Joined {
+                nick: nick.clone(),
+                room: room.clone(),
+            }),
+        );
+        let lines = self.history.last(room, self.settings.replay_lines);
+        if !lines.is_empty() {
+            out.tell(
+                id,
+                Notice::HistoryStart {
+                    room: room.clone(),
+                    count: lines.len(),
+                },
+            );
+            for line in lines {
+                let chat = ServerLine::Chat {
+                    from: line.sender.clone(),
+                    text: line.text.clone(),
+                };
+                out.deliver(Audience::One(id), Stamped::new(line.ts_ms, chat));
             }
+            out.tell(id, Notice::HistoryEnd);
         }
+        self.rooms
+            .entry(room.clone())
+            .or_insert_with(|| Room {
+                members: Vec::new(),
+                permanent: false,
+            })
+            .members
+            .push(id);
+        out.record(EventKind::Join, id, room, nick, None, None);
+    }
+
+    /// Takes `id` out of `room`, tells the others why, and drops the room if it is
+    /// empty and not permanent.
+    fn leave_room(
+        &mut self,
+        out: &mut Step,
+        id: ConnId,
+        nick: &Name,
+        room: &Name,
+        reason: LeaveReason,
+    ) {
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return;
+        };
+        entry.members.retain(|member| *member != id);
+        let text = reason.to_string();
+        if entry.members.is_empty() && !entry.permanent {
+            self.rooms.remove(room);
+        } else if !self.shutting_down {
+            let notice = Notice::Left {
+                nick: nick.clone(),
+                room: room.clone(),
+                reason,
+            };
+            out.for_room(room, None, ServerLine::Notice(notice));
+        }
+        out.record(EventKind::Leave, id, room, nick, None, Some(text));
+    }
+
+    fn remove(&mut self, out: &mut Step, id: ConnId, reason: LeaveReason) {
+        let Some(member) = self.members.remove(&id) else {
+            return;
+        };
+        self.nicks.remove(&member.nick.to_ascii_lowercase());
+        self.leave_room(out, id, &member.nick, &member.room, reason);
+    }
+}
+
+/// An [`Outcome`] being built, with the one timestamp of its operation.
+struct Step {
+    now: i64,
+    outcome: Outcome,
+}
+
+impl Step {
+    fn new(now: i64) -> Step {
+        Step {
+            now,
+            outcome: Outcome::default(),
+        }
+    }
+
+    fn done(self) -> Outcome {
+        self.outcome
+    }
+
+    fn deliver(&mut self, to: Audience, line: Arc<Stamped>) {
+        self.outcome.deliveries.push(Delivery { to, line });
+    }
+
+    fn for_one(&mut self, id: ConnId, line: ServerLine) {
+        self.deliver(Audience::One(id), Stamped::new(self.now, line));
+    }
+
+    fn tell(&mut self, id: ConnId, notice: Notice) {
+        self.for_one(id, ServerLine::Notice(notice));
+    }
+
+    fn for_room(&mut self, room: &Name, except: Option<ConnId>, line: ServerLine) {
+        let to = Audience::Room {
+            room: room.clone(),
+            except,
+        };
+        self.deliver(to, Stamped::new(self.now, line));
+    }
+
+    fn for_everyone(&mut self, line: ServerLine) {
+        self.deliver(Audience::Everyone, Stamped::new(self.now, line));
     }
 
     fn record(
-        &self,
+        &mut self,
         kind: EventKind,
         session: ConnId,
-        room: &Arc<str>,
-        sender: &Arc<str>,
-        recipient: Option<Arc<str>>,
+        room: &Name,
+        sender: &Name,
+        recipient: Option<Name>,
         text: Option<String>,
     ) {
-        self.hub.store.record(Event {
-            ts_ms: self.ts_ms,
+        self.outcome.events.push(Event {
+            ts_ms: self.now,
             kind,
             room: room.clone(),
             sender: sender.clone(),
@@ -554,70 +657,5 @@ impl Txn<'_> {
             text,
             session,
         });
-    }
-
-    /// Puts `id` into `room` (created if new), announces it and queues the replay.
-    fn enter_room(&mut self, id: ConnId, nick: &Arc<str>, room: &Arc<str>) {
-        let line = self.line(format_args!("* {nick} has joined #{room}"));
-        self.broadcast(room, None, &line);
-        let Some(outbox) = self.state.members.get(&id).map(|m| m.outbox.clone()) else {
-            return;
-        };
-        let replay_lines = self.hub.config.history.replay_lines;
-        if replay_lines > 0 {
-            let history = self.hub.store.history(room.clone(), replay_lines);
-            let replay = Outbound::Replay {
-                ts_ms: self.ts_ms,
-                room: room.clone(),
-                history,
-            };
-            if outbox.try_send(replay).is_err() {
-                self.too_slow.push(id);
-            }
-        }
-        self.state
-            .rooms
-            .entry(room.clone())
-            .or_insert_with(|| Room {
-                members: Vec::new(),
-                permanent: false,
-            })
-            .members
-            .push((id, outbox));
-        self.record(EventKind::Join, id, room, nick, None, None);
-    }
-
-    /// Takes `id` out of `room`, tells the others why, and drops the room if it is
-    /// empty and not permanent.
-    fn leave_room(&mut self, id: ConnId, nick: &Arc<str>, room: &Arc<str>, reason: &str) {
-        let Some(entry) = self.state.rooms.get_mut(room) else {
-            return;
-        };
-        entry.members.retain(|(member, _)| *member != id);
-        if entry.members.is_empty() && !entry.permanent {
-            self.state.rooms.remove(room);
-        } else if !self.state.shutting_down {
-            let line = self.line(format_args!("* {nick} has left #{room} ({reason})"));
-            self.broadcast(room, None, &line);
-        }
-        self.record(
-            EventKind::Leave,
-            id,
-            room,
-            nick,
-            None,
-            Some(reason.to_owned()),
-        );
-    }
-
-    fn remove(&mut self, id: ConnId, reason: &LeaveReason) {
-        let Some(member) = self.state.members.remove(&id) else {
-            return;
-        };
-        self.state.nicks.remove(&member.nick.to_ascii_lowercase());
-        self.leave_room(id, &member.nick, &member.room, &reason.to_string());
-        if matches!(reason, LeaveReason::TooSlow | LeaveReason::Kicked(_)) {
-            member.dropped.cancel();
-        }
     }
 }

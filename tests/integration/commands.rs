@@ -128,7 +128,7 @@ async fn help_lists_every_command() {
     let mut alice = server.login("alice").await;
     alice.send("/help").await;
     let mut text = String::new();
-    for _ in 0..classchat::protocol::HELP.len() {
+    for _ in 0..classchat::protocol::line::HELP.len() {
         let body = alice.next_body().await;
         assert!(body.starts_with("= "), "{body}");
         text.push_str(&body);

@@ -53,8 +53,8 @@ impl TestServer {
 
     /// Starts a server on an existing folder (to restart over the same database).
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
-        config.validate().expect("test config is valid");
-        let server = Server::bind(config.clone()).await.expect("server starts");
+        let valid = config.clone().validate().expect("test config is valid");
+        let server = Server::bind(valid).await.expect("server starts");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {

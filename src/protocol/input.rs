@@ -1,107 +1,9 @@
-//! The wire protocol: framing of client lines, their parsing into chat or commands,
-//! the naming rules, and the format of every line the server sends.
-//!
-//! Everything here is pure (no I/O, no shared state), so it is tested without sockets.
+//! What a client's line means: sanitising, parsing into chat or a command, and the
+//! rules for names and rooms.
 
 use std::borrow::Cow;
 
-use bytes::{Buf, BytesMut};
-use tokio_util::codec::Decoder;
-
-/// One framed unit of client input. Recoverable problems are items, not decoder
-/// errors, because a `FramedRead` ends the stream after its decoder's first error.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Inbound {
-    /// A complete line, without `\n` and without a `\r` before it.
-    Line(BytesMut),
-    /// A line longer than the limit; its bytes are discarded up to the next `\n`.
-    TooLong,
-}
-
-/// Splits client bytes into lines of at most `max_len` bytes.
-#[derive(Debug)]
-pub struct LineCodec {
-    max_len: usize,
-    /// Where to resume the search for `\n`, so a slow line is not rescanned.
-    scanned: usize,
-    /// Inside a too-long line: drop bytes until its end.
-    discarding: bool,
-}
-
-impl LineCodec {
-    /// A codec for lines of at most `max_len` bytes (line ending not counted).
-    pub fn new(max_len: usize) -> Self {
-        LineCodec {
-            max_len,
-            scanned: 0,
-            discarding: false,
-        }
-    }
-}
-
-impl Decoder for LineCodec {
-    type Item = Inbound;
-    type Error = std::io::Error;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, std::io::Error> {
-        loop {
-            let newline = buf[self.scanned..].iter().position(|&b| b == b'\n');
-            match (newline, self.discarding) {
-                (Some(offset), true) => {
-                    buf.advance(self.scanned + offset + 1);
-                    self.scanned = 0;
-                    self.discarding = false;
-                }
-                (None, true) => {
-                    buf.clear();
-                    self.scanned = 0;
-                    return Ok(None);
-                }
-                (Some(offset), false) => {
-                    let mut line = buf.split_to(self.scanned + offset + 1);
-                    self.scanned = 0;
-                    line.truncate(line.len() - 1);
-                    if line.last() == Some(&b'\r') {
-                        line.truncate(line.len() - 1);
-                    }
-                    if line.len() > self.max_len {
-                        return Ok(Some(Inbound::TooLong));
-                    }
-                    return Ok(Some(Inbound::Line(line)));
-                }
-                (None, false) => {
-                    // One byte of slack: a line of exactly max_len may still end in "\r\n".
-                    if buf.len() > self.max_len + 1 {
-                        buf.clear();
-                        self.scanned = 0;
-                        self.discarding = true;
-                        return Ok(Some(Inbound::TooLong));
-                    }
-                    self.scanned = buf.len();
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, std::io::Error> {
-        if let Some(item) = self.decode(buf)? {
-            return Ok(Some(item));
-        }
-        // A last line without its `\n` (an `nc` user pressing Ctrl-D mid-line) still counts.
-        self.scanned = 0;
-        if self.discarding || buf.is_empty() {
-            buf.clear();
-            return Ok(None);
-        }
-        let line = buf.split();
-        Ok(Some(if line.len() > self.max_len {
-            Inbound::TooLong
-        } else {
-            Inbound::Line(line)
-        }))
-    }
-}
+use super::error::{CommandError, NickError};
 
 /// Removes what must never reach another terminal or the logs: C0 controls, DEL,
 /// C1 controls and whole escape sequences (CSI such as `ESC [ 31 m`, OSC such as a
@@ -226,93 +128,6 @@ pub enum Command {
     Quiet(bool),
 }
 
-/// Why a line was refused. `Display` is exactly the text after `! `.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    /// No such command.
-    #[error("Unknown command: /{0} (try /help)")]
-    Unknown(String),
-    /// A line over `limits.max_line_bytes`.
-    #[error("Line too long (max {0} bytes); it was not sent.")]
-    TooLong(usize),
-    /// A line that is not UTF-8.
-    #[error("Invalid UTF-8; the line was not sent.")]
-    InvalidUtf8,
-    /// More lines than `limits.messages_per_sec` allows.
-    #[error("Slow down (at most {0} lines a second); that message was not sent.")]
-    SlowDown(u32),
-    /// A command with missing arguments.
-    #[error("Usage: {0}")]
-    Usage(&'static str),
-    /// A `/join` target that is not a room name.
-    #[error("Invalid room name: rooms are 1-32 of a-z 0-9 _ -")]
-    BadRoom,
-    /// `/msg` to someone not on the server.
-    #[error("No such user: {0}")]
-    NoSuchUser(String),
-    /// `/join` beyond `limits.max_rooms`.
-    #[error("Too many rooms (max {0}); join an existing one (see /rooms)")]
-    TooManyRooms(usize),
-    /// `/join` of the room one is in.
-    #[error("You are already in #{0}")]
-    AlreadyInRoom(String),
-    /// A refused name.
-    #[error("{0}")]
-    Nick(#[from] NickError),
-    /// An instructor command from a student.
-    #[error("Permission denied")]
-    PermissionDenied,
-    /// `/op` with the wrong password.
-    #[error("Wrong password")]
-    WrongPassword,
-    /// `/op` after too many wrong passwords from this address.
-    #[error("Too many wrong passwords; /op is disabled for your address")]
-    TooManyPasswords,
-    /// `/nick` to the name one already has.
-    #[error("You are already {0}")]
-    SameNick(String),
-    /// A line from a muted user; holds the minutes left, if the mute ends.
-    #[error("You are muted{}; that message was not sent.", minutes_left(*.0))]
-    Muted(Option<u64>),
-    /// A student's line while quiet mode is on.
-    #[error("The room is in quiet mode; only instructors can talk.")]
-    QuietMode,
-    /// `/unmute` of someone who is not muted.
-    #[error("{0} is not muted")]
-    NotMuted(String),
-}
-
-fn minutes_left(minutes: Option<u64>) -> String {
-    match minutes {
-        None => String::new(),
-        Some(0 | 1) => " for less than a minute more".to_owned(),
-        Some(n) => format!(" for {n} more minutes"),
-    }
-}
-
-/// One line of the `/help` answer per command.
-pub const HELP: &[&str] = &[
-    "Commands:",
-    "/nick NEW          change your name",
-    "/msg NICK TEXT     private message to NICK (any room)",
-    "/who               who is in your room",
-    "/join ROOM         go to ROOM (created if new)",
-    "/rooms             list the rooms",
-    "/help              this list",
-    "/quit [REASON]     leave the server",
-    "Any other line is sent to your room; start it with // to send a line that begins with /.",
-];
-
-/// The extra `/help` lines an instructor sees.
-pub const INSTRUCTOR_HELP: &[&str] = &[
-    "Instructor commands:",
-    "/kick NICK [REASON]    remove NICK from the server",
-    "/mute NICK [MINUTES]   refuse NICK's lines (until /unmute if no minutes)",
-    "/unmute NICK           let NICK talk again",
-    "/announce TEXT         a notice to every room",
-    "/quiet on|off          only instructors can chat while on",
-];
-
 /// The longest mute, in minutes: a week.
 const MAX_MUTE_MINUTES: f64 = 7.0 * 24.0 * 60.0;
 
@@ -422,26 +237,6 @@ pub fn normalize_room(input: &str) -> Result<String, CommandError> {
     }
 }
 
-/// Why a username was refused. `Display` is the text after `! `.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NickError {
-    /// Longer than `limits.max_nick_len`.
-    #[error("Username too long (max {0} characters)")]
-    TooLong(usize),
-    /// Does not start with an ASCII letter.
-    #[error("Username must start with a letter")]
-    BadStart,
-    /// Has a character other than ASCII letters, digits, `_` and `-`.
-    #[error("Username may contain only letters, digits, _ and -")]
-    BadChar,
-    /// One of `server.reserved_nicks`.
-    #[error("Username {0} is reserved")]
-    Reserved(String),
-    /// Someone else has it (compared case-insensitively).
-    #[error("Username {0} is already taken")]
-    Taken(String),
-}
-
 /// Checks the form of a username: 1 to `max_len` ASCII letters, digits, `_` or `-`,
 /// starting with a letter, and not reserved. Uniqueness is the room manager's job.
 pub fn check_nick(name: &str, max_len: usize, reserved: &[String]) -> Result<(), NickError> {
@@ -466,36 +261,6 @@ pub fn check_nick(name: &str, max_len: usize, reserved: &[String]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_all(codec: &mut LineCodec, input: &[u8]) -> Vec<Inbound> {
-        let mut buf = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(item) = codec.decode(&mut buf).unwrap() {
-            out.push(item);
-        }
-        out
-    }
-
-    fn line(s: &str) -> Inbound {
-        Inbound::Line(BytesMut::from(s.as_bytes()))
-    }
-
-    #[test]
-    fn frames_lines_and_drops_cr() {
-        let mut codec = LineCodec::new(8);
-        let items = decode_all(&mut codec, b"a\r\nbb\n\n");
-        assert_eq!(items, vec![line("a"), line("bb"), line("")]);
-    }
-
-    #[test]
-    fn too_long_line_is_reported_once_and_skipped() {
-        let mut codec = LineCodec::new(4);
-        assert_eq!(decode_all(&mut codec, b"abcdefgh"), vec![Inbound::TooLong]);
-        assert_eq!(decode_all(&mut codec, b"ijkl"), vec![]);
-        assert_eq!(decode_all(&mut codec, b"mn\nok\n"), vec![line("ok")]);
-        assert_eq!(decode_all(&mut codec, b"12345\n"), vec![Inbound::TooLong]);
-        assert_eq!(decode_all(&mut codec, b"1234\r\n"), vec![line("1234")]);
-    }
 
     #[test]
     fn strips_controls_and_escapes() {

@@ -1,0 +1,454 @@
+//! The line-protocol front end (SPEC section 2): one TCP connection's handshake, the
+//! reader loop that turns lines into switchboard calls, and the writer task that
+//! drains the outgoing queue.
+//!
+//! Every line to the client, greeting and errors included, goes through one bounded
+//! queue, so the client sees lines in the order they happened. The writer takes
+//! what is queued (up to [`WRITE_BATCH`] lines) and writes it with one syscall, so
+//! a busy room costs one write per wake-up, not one per line.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::ValidConfig;
+use crate::hub::ConnId;
+use crate::limiter::RateLimiter;
+use crate::password;
+use crate::protocol::{
+    self, CodeKind, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError,
+    NickError, Notice, ServerLine, Stamped,
+};
+use crate::switchboard::{Outbox, Switchboard};
+
+/// How long a closing connection may take to flush what is queued for it.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(3);
+
+/// How far a client has got in the handshake.
+#[derive(Default)]
+struct Login {
+    /// A valid, free name waiting for the join code.
+    name: Option<String>,
+    code_accepted: bool,
+    wrong_codes: u32,
+}
+
+/// What the handshake does after a line.
+enum Step {
+    Done,
+    Ask(CodeKind),
+    Retry(LoginError),
+    GiveUp(LoginError),
+}
+
+/// Initial read buffer per connection.
+const READ_BUFFER: usize = 256;
+
+/// Buffer bytes a writer may keep while its client is idle.
+const KEEP_WHEN_IDLE: usize = 2048;
+
+/// Lines the writer takes off the queue per wake-up.
+const WRITE_BATCH: usize = 256;
+
+type Lines = FramedRead<OwnedReadHalf, LineCodec>;
+
+/// What a connection needs from the server around it.
+#[derive(Clone)]
+pub struct Context {
+    /// The room manager's front door.
+    pub board: Arc<Switchboard>,
+    /// The validated configuration.
+    pub config: Arc<ValidConfig>,
+    /// Wrong codes per address.
+    pub codes: Arc<crate::access::CodeGuard>,
+    /// Cancelled when the server stops.
+    pub shutdown: CancellationToken,
+}
+
+/// Serves one accepted client until it leaves, is dropped, or the server stops.
+/// `seat` is its place under the connection limits, given back as soon as it is no
+/// longer a member, before the last lines are flushed, so that a client who sees
+/// the connection close can come straight back.
+pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: impl Send) {
+    let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
+    let (reader, writer) = socket.into_split();
+    let (outbox, queue) = mpsc::channel(cx.config.limits.outbound_queue);
+    let writer = tokio::spawn(write_loop(writer, queue, cx.board.clock().clone()));
+    let mut conn = Connection {
+        id,
+        // A small first buffer: most lines are short, and it grows for long ones.
+        lines: FramedRead::with_capacity(
+            reader,
+            LineCodec::new(cx.config.limits.max_line_bytes),
+            READ_BUFFER,
+        ),
+        cx,
+        outbox,
+        dropped: CancellationToken::new(),
+        peer,
+    };
+    if conn.handshake().await {
+        let reason = conn.chat_loop().await;
+        if let Some(reason) = reason {
+            conn.cx.board.leave(id, reason);
+        }
+    }
+    // A full queue means the client stopped reading: nothing more will get through.
+    let abandon = conn.outbox.capacity() == 0;
+    // Keep the read half open until the writer has sent its last line: closing a
+    // socket with unread input makes the kernel send a reset, which can destroy the
+    // goodbye still in flight.
+    let lines = conn.into_reader();
+    drop(seat);
+    finish_writer(writer, abandon).await;
+    drop(lines);
+}
+
+/// Lets the writer flush what is queued (for at most [`FLUSH_ON_CLOSE`]), unless
+/// the client stopped reading, in which case nothing it is owed can arrive anyway.
+async fn finish_writer(writer: tokio::task::JoinHandle<()>, abandon: bool) {
+    let abort = writer.abort_handle();
+    if abandon || tokio::time::timeout(FLUSH_ON_CLOSE, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+struct Connection {
+    id: ConnId,
+    cx: Context,
+    /// This client's queue, used directly for lines that concern only it.
+    outbox: Outbox,
+    lines: Lines,
+    /// Cancelled by the switchboard when it drops this client.
+    dropped: CancellationToken,
+    /// The client's address, to limit code and password guesses per machine.
+    peer: Option<IpAddr>,
+}
+
+/// What the reader got from the socket.
+enum Read {
+    Line(Inbound),
+    Closed,
+    Lost,
+}
+
+impl Connection {
+    /// Greets the client and reads names (and the join code, if the class has one)
+    /// until one is accepted. `false` means the client is gone (or was never let
+    /// in) and the connection should close.
+    async fn handshake(&mut self) -> bool {
+        let server = &self.cx.config.server;
+        self.notice(Notice::Connected {
+            server: server.name.clone(),
+        });
+        if !server.motd.is_empty() {
+            self.notice(Notice::Text(server.motd.clone()));
+        }
+        self.notice(Notice::Recorded);
+        self.notice(Notice::AskName);
+        let limits = &self.cx.config.limits;
+        let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+        let mut login = Login::default();
+        loop {
+            let read = tokio::select! {
+                read = read_line(&mut self.lines) => read,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let secs = self.cx.config.limits.handshake_timeout_secs;
+                    self.error(LoginError::Timeout(secs));
+                    return false;
+                }
+                _ = self.cx.shutdown.cancelled() => {
+                    self.notice(Notice::ShuttingDown);
+                    return false;
+                }
+            };
+            let step = match read {
+                Read::Closed | Read::Lost => return false,
+                Read::Line(inbound) => match self.decode(inbound) {
+                    Err(error) => Step::Retry(error.into()),
+                    Ok(text) => self.login_step(&mut login, text.trim()),
+                },
+            };
+            match step {
+                Step::Done => return true,
+                Step::Ask(kind) => self.notice(Notice::AskCode(kind)),
+                Step::Retry(error) => {
+                    self.error(error);
+                    match login.name {
+                        Some(_) => self.notice(Notice::AskCode(CodeKind::JoinCode)),
+                        None => self.notice(Notice::AskName),
+                    }
+                }
+                Step::GiveUp(error) => {
+                    self.error(error);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Takes one handshake line: a username, or the join code after it.
+    fn login_step(&self, login: &mut Login, text: &str) -> Step {
+        let access = &self.cx.config.access;
+        let board = &self.cx.board;
+        let Some(name) = login.name.take() else {
+            if let Err(err) = board.check_name(text) {
+                return Step::Retry(err.into());
+            }
+            if access.join_code.is_empty() || login.code_accepted {
+                return self.register(login, text);
+            }
+            if !board.is_name_free(text) {
+                return Step::Retry(NickError::Taken(text.to_owned()).into());
+            }
+            login.name = Some(text.to_owned());
+            return Step::Ask(CodeKind::JoinCode);
+        };
+        if let Some(ip) = self.peer {
+            if let Err(locked) = self.cx.codes.check(ip, Instant::now()) {
+                return Step::GiveUp(LoginError::AddressLocked(locked.retry_secs));
+            }
+        }
+        if codes_match(text, &access.join_code) {
+            login.code_accepted = true;
+            return self.register(login, &name);
+        }
+        login.wrong_codes += 1;
+        if let Some(ip) = self.peer {
+            self.cx.codes.failed(ip, "join code", Instant::now());
+        }
+        let left = access.max_code_attempts.saturating_sub(login.wrong_codes);
+        if left == 0 {
+            return Step::GiveUp(LoginError::TooManyCodes);
+        }
+        login.name = Some(name);
+        Step::Retry(LoginError::WrongCode { left })
+    }
+
+    fn register(&self, login: &mut Login, name: &str) -> Step {
+        let registered =
+            self.cx
+                .board
+                .register(self.id, name, self.outbox.clone(), self.dropped.clone());
+        match registered {
+            Ok(()) => {
+                tracing::Span::current().record("nick", name);
+                Step::Done
+            }
+            Err(err) => {
+                login.name = None;
+                Step::Retry(err.into())
+            }
+        }
+    }
+
+    /// Reads and acts on lines until the client leaves. Returns the reason to record,
+    /// or `None` when the switchboard has already removed the client.
+    async fn chat_loop(&mut self) -> Option<LeaveReason> {
+        let limits = &self.cx.config.limits;
+        let mut limiter = RateLimiter::new(limits.messages_per_sec, limits.burst, Instant::now());
+        let idle = limits.idle_timeout();
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = self.dropped.cancelled() => return None,
+                _ = self.cx.shutdown.cancelled() => return Some(LeaveReason::Shutdown),
+                read = read_line(&mut self.lines) => read,
+                _ = idle_timer(idle) => return Some(LeaveReason::TimedOut),
+            };
+            let input = match read {
+                Read::Closed => return Some(LeaveReason::Closed),
+                Read::Lost => return Some(LeaveReason::Lost),
+                Read::Line(inbound) => self.decode(inbound).and_then(|text| protocol::parse(&text)),
+            };
+            // Blank lines cost nothing and leaving is never refused; everything
+            // else, accepted or not, counts against the rate limit.
+            let quitting = matches!(input, Ok(Input::Command(Command::Quit(_))));
+            let counted = !quitting && !matches!(input, Ok(Input::Empty));
+            let result = match input {
+                _ if counted && !limiter.check(Instant::now()) => Err(CommandError::SlowDown(
+                    self.cx.config.limits.messages_per_sec,
+                )),
+                Ok(input) => self.act(input).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result {
+                self.error(err);
+            }
+            if quitting {
+                return None;
+            }
+        }
+    }
+
+    /// The one decode path for every line, in the handshake and after: the line's
+    /// text, sanitised, or why it cannot be used.
+    fn decode(&self, inbound: Inbound) -> Result<String, CommandError> {
+        match inbound {
+            Inbound::TooLong => Err(CommandError::TooLong(self.cx.config.limits.max_line_bytes)),
+            Inbound::Line(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => Ok(protocol::sanitize(text).into_owned()),
+                Err(_) => Err(CommandError::InvalidUtf8),
+            },
+        }
+    }
+
+    /// Carries out one parsed line.
+    async fn act(&self, input: Input) -> Result<(), CommandError> {
+        let board = &self.cx.board;
+        match input {
+            Input::Empty => Ok(()),
+            Input::Chat(text) => board.chat(self.id, &text),
+            Input::Command(Command::Op(password)) => self.op(password).await,
+            Input::Command(command) => board.perform(self.id, command),
+        }
+    }
+
+    /// `/op PASSWORD`. The hash check costs tens of milliseconds of CPU on purpose,
+    /// so it runs on the blocking pool, and wrong passwords count against the
+    /// address like wrong codes.
+    async fn op(&self, password: String) -> Result<(), CommandError> {
+        if let Some(ip) = self.peer {
+            if let Err(locked) = self.cx.codes.check(ip, Instant::now()) {
+                return Err(CommandError::TooManyCodes(locked.retry_secs));
+            }
+        }
+        let access = &self.cx.config.access;
+        let nick = self.cx.board.nick(self.id).unwrap_or_default();
+        let listed = access
+            .instructors
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(&nick));
+        if !listed || access.instructor_password.is_empty() {
+            return Err(CommandError::PermissionDenied);
+        }
+        let hash = access.instructor_password.clone();
+        let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+            .await
+            .unwrap_or(false);
+        if !verified {
+            if let Some(ip) = self.peer {
+                self.cx
+                    .codes
+                    .failed(ip, "instructor password", Instant::now());
+            }
+            return Err(CommandError::WrongPassword);
+        }
+        self.cx.board.op(self.id);
+        Ok(())
+    }
+
+    /// Drops everything but the read half; with this connection's queue sender gone,
+    /// the writer ends once it has sent what is queued.
+    fn into_reader(self) -> Lines {
+        self.lines
+    }
+
+    /// Queues a line for this client alone.
+    fn say(&self, line: ServerLine) {
+        let stamped = Stamped::new(self.cx.board.clock().now_ms(), line);
+        // A client that fills its queue is being dropped as too slow; an answer to
+        // it would not get through anyway.
+        let _ = self.outbox.try_send(stamped);
+    }
+
+    fn notice(&self, notice: Notice) {
+        self.say(ServerLine::Notice(notice));
+    }
+
+    fn error(&self, error: impl std::fmt::Display) {
+        self.say(ServerLine::Error(error.to_string()));
+    }
+}
+
+/// Compares codes as people say them aloud: ignoring case and surrounding spaces,
+/// and without an early exit, so timing does not tell how much of a guess was
+/// right.
+fn codes_match(given: &str, expected: &str) -> bool {
+    let given = given.trim().to_lowercase();
+    let expected = expected.trim().to_lowercase();
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn read_line(lines: &mut Lines) -> Read {
+    match lines.next().await {
+        Some(Ok(inbound)) => Read::Line(inbound),
+        None => Read::Closed,
+        Some(Err(_)) => Read::Lost,
+    }
+}
+
+async fn idle_timer(idle: Option<Duration>) {
+    match idle {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes everything queued for one client, a batch per wake-up, until the queue
+/// closes (the client left) or the socket fails.
+///
+/// A lone line is written straight from its shared bytes. Buffers that grew in a
+/// burst are released when the queue runs dry, so ten thousand idle clients hold
+/// almost nothing.
+async fn write_loop(
+    mut socket: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Arc<Stamped>>,
+    clock: Clock,
+) {
+    let mut batch = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let written = match batch.as_slice() {
+            [line] => socket.write_all(line.wire(&clock)).await,
+            lines => {
+                for line in lines {
+                    buf.extend_from_slice(line.wire(&clock));
+                }
+                socket.write_all(&buf).await
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+        batch.clear();
+        buf.clear();
+        if queue.is_empty() && buf.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE {
+            (batch, buf) = (Vec::new(), Vec::new());
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+/// Tells a client why it cannot come in (`! REASON`) and closes, without taking a
+/// seat.
+pub async fn refuse(mut socket: TcpStream, clock: Clock, reason: LoginError) {
+    let line = Stamped::new(clock.now_ms(), ServerLine::Error(reason.to_string()));
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = socket.write_all(line.wire(&clock)).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::codes_match;
+
+    #[test]
+    fn codes_match_as_said_aloud() {
+        assert!(codes_match(" owl-42 ", "OWL-42"));
+        assert!(!codes_match("owl-43", "OWL-42"));
+        assert!(!codes_match("owl-4", "OWL-42"));
+    }
+}

@@ -1,0 +1,65 @@
+//! Each room's last chat lines, in memory, for replay on join.
+//!
+//! Loaded from the record at start-up and kept current by the hub as lines are
+//! said, so a replay never waits for the disk and always includes a line said just
+//! before the join, even one still on its way to the database.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::event::HistoryLine;
+use crate::protocol::Name;
+
+/// The tails of every room that has history; see the module docs.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Lines kept per room.
+    keep: usize,
+    rooms: HashMap<Name, VecDeque<HistoryLine>>,
+}
+
+impl History {
+    /// Empty tails of at most `keep` lines each (0 keeps nothing).
+    pub fn new(keep: usize) -> History {
+        History {
+            keep,
+            rooms: HashMap::new(),
+        }
+    }
+
+    /// Tails loaded from the record: each room's lines, oldest first.
+    pub fn loaded(
+        keep: usize,
+        rooms: impl IntoIterator<Item = (Name, Vec<HistoryLine>)>,
+    ) -> History {
+        let mut history = History::new(keep);
+        for (room, lines) in rooms {
+            for line in lines {
+                history.push(&room, line);
+            }
+        }
+        history
+    }
+
+    /// Adds the newest line of `room`, forgetting the oldest beyond the limit.
+    pub fn push(&mut self, room: &Name, line: HistoryLine) {
+        if self.keep == 0 {
+            return;
+        }
+        let tail = self.rooms.entry(room.clone()).or_default();
+        if tail.len() == self.keep {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+
+    /// The last `count` lines of `room`, oldest first.
+    pub fn last(&self, room: &str, count: usize) -> Vec<HistoryLine> {
+        let Some(tail) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        tail.iter()
+            .skip(tail.len().saturating_sub(count))
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,280 @@
+//! The hub's rules, without sockets, threads, a clock or a database.
+
+use super::*;
+use crate::protocol::Command;
+
+const T0: i64 = 1_764_000_000_000;
+
+fn settings() -> Settings {
+    Settings {
+        default_room: "lobby".into(),
+        permanent_rooms: vec!["lobby".into(), "help".into()],
+        max_rooms: 4,
+        replay_lines: 3,
+        max_nick_len: 16,
+        reserved_nicks: vec!["admin".into()],
+    }
+}
+
+fn hub() -> Hub {
+    Hub::new(settings(), History::new(3))
+}
+
+/// The bodies of the lines `id` gets from an outcome, resolving room audiences
+/// against the hub as it is now.
+fn seen(hub: &Hub, outcome: &Outcome, id: ConnId) -> Vec<String> {
+    outcome
+        .deliveries
+        .iter()
+        .filter(|d| match &d.to {
+            Audience::One(one) => *one == id,
+            Audience::Room { room, except } => {
+                *except != Some(id) && hub.room_members(room).contains(&id)
+            }
+            Audience::Everyone => hub.nick(id).is_some(),
+        })
+        .map(|d| d.line.line.to_string())
+        .collect()
+}
+
+fn kinds(outcome: &Outcome) -> Vec<EventKind> {
+    outcome.events.iter().map(|e| e.kind).collect()
+}
+
+fn join(hub: &mut Hub, id: ConnId, nick: &str) -> Outcome {
+    hub.register(id, nick, T0).unwrap()
+}
+
+fn run(hub: &mut Hub, id: ConnId, command: Command, now: i64) -> Result<Outcome, CommandError> {
+    hub.perform(id, command, now)
+}
+
+#[test]
+fn register_welcomes_announces_and_records() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    let out = join(&mut hub, 2, "bob");
+    assert_eq!(
+        seen(&hub, &out, 2)[0],
+        "* Welcome, bob! You are in #lobby with 1 other. Type /help for commands."
+    );
+    assert_eq!(seen(&hub, &out, 1), vec!["* bob has joined #lobby"]);
+    assert_eq!(kinds(&out), vec![EventKind::Join]);
+    assert_eq!(
+        hub.register(3, "BOB", T0).unwrap_err(),
+        NickError::Taken("BOB".into())
+    );
+    assert_eq!(
+        hub.register(3, "admin", T0).unwrap_err(),
+        NickError::Reserved("admin".into())
+    );
+}
+
+#[test]
+fn rooms_live_while_occupied_and_history_outlives_them() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    join(&mut hub, 2, "bob");
+    run(&mut hub, 1, Command::Join("lab".into()), T0).unwrap();
+    assert_eq!(hub.room_members("lab"), &[1]);
+    hub.chat(1, "one", T0 + 1).unwrap();
+    run(&mut hub, 1, Command::Join("lobby".into()), T0 + 2).unwrap();
+    assert!(hub.room_members("lab").is_empty());
+    let out = run(&mut hub, 2, Command::Rooms, T0).unwrap();
+    assert_eq!(seen(&hub, &out, 2), vec!["= Rooms: #help (0), #lobby (2)"]);
+    // The empty room is gone, its history is not.
+    let out = run(&mut hub, 2, Command::Join("lab".into()), T0 + 3).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 2),
+        vec![
+            "* You are now in #lab with 0 others.",
+            "* Last 1 messages in #lab:",
+            "amy: one",
+            "* End of history.",
+        ]
+    );
+    let replayed = out
+        .deliveries
+        .iter()
+        .find(|d| d.line.line.to_string() == "amy: one")
+        .unwrap();
+    assert_eq!(
+        replayed.line.ts_ms,
+        T0 + 1,
+        "replay keeps the original time"
+    );
+}
+
+#[test]
+fn replay_keeps_the_last_lines_and_never_private_ones() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    for i in 0..5 {
+        hub.chat(1, &format!("line {i}"), T0 + i).unwrap();
+    }
+    run(
+        &mut hub,
+        1,
+        Command::Msg {
+            to: "amy".into(),
+            text: "secret".into(),
+        },
+        T0,
+    )
+    .unwrap();
+    let out = join(&mut hub, 2, "bob");
+    let lines = seen(&hub, &out, 2);
+    assert_eq!(
+        lines[1..],
+        [
+            "* Last 3 messages in #lobby:",
+            "amy: line 2",
+            "amy: line 3",
+            "amy: line 4",
+            "* End of history."
+        ]
+    );
+}
+
+#[test]
+fn max_rooms_counts_the_room_about_to_vanish() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    join(&mut hub, 2, "bob");
+    join(&mut hub, 3, "cat");
+    // lobby + help + one + two = 4 = max_rooms.
+    run(&mut hub, 1, Command::Join("one".into()), T0).unwrap();
+    run(&mut hub, 2, Command::Join("two".into()), T0).unwrap();
+    assert_eq!(
+        run(&mut hub, 3, Command::Join("three".into()), T0).unwrap_err(),
+        CommandError::TooManyRooms(4)
+    );
+    // Moving from `one`, which vanishes, to a new room is fine.
+    run(&mut hub, 1, Command::Join("three".into()), T0).unwrap();
+    assert!(hub.room_members("one").is_empty());
+    // Back to a permanent room never counts.
+    run(&mut hub, 2, Command::Join("lobby".into()), T0).unwrap();
+}
+
+#[test]
+fn a_mute_follows_a_rename_and_expires_on_time() {
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    join(&mut hub, 2, "amy");
+    hub.op(1, T0);
+    let mute = Command::Mute {
+        nick: "amy".into(),
+        minutes: Some(2.0),
+    };
+    let out = run(&mut hub, 1, mute, T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 2),
+        vec!["* You have been muted by prof for 2 minutes."]
+    );
+    run(&mut hub, 2, Command::Nick("amelia".into()), T0).unwrap();
+    assert_eq!(
+        hub.chat(2, "hi", T0 + 1_000).unwrap_err(),
+        CommandError::Muted(Some(2))
+    );
+    assert_eq!(
+        hub.chat(2, "hi", T0 + 61_000).unwrap_err(),
+        CommandError::Muted(Some(1))
+    );
+    let out = hub.chat(2, "hi", T0 + 120_000).unwrap();
+    assert_eq!(seen(&hub, &out, 1), vec!["amelia: hi"]);
+}
+
+#[test]
+fn quiet_mode_lets_only_instructors_talk_and_students_reach_them() {
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    join(&mut hub, 2, "amy");
+    join(&mut hub, 3, "bob");
+    assert_eq!(
+        run(&mut hub, 2, Command::Quiet(true), T0).unwrap_err(),
+        CommandError::PermissionDenied
+    );
+    hub.op(1, T0);
+    let out = run(&mut hub, 1, Command::Quiet(true), T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 3),
+        vec!["* Quiet mode is on: only instructors can talk."]
+    );
+    assert_eq!(
+        hub.chat(2, "psst", T0).unwrap_err(),
+        CommandError::QuietMode
+    );
+    let to = |nick: &str| Command::Msg {
+        to: nick.into(),
+        text: "question".into(),
+    };
+    assert_eq!(
+        run(&mut hub, 2, to("bob"), T0).unwrap_err(),
+        CommandError::QuietMode
+    );
+    run(&mut hub, 2, to("prof"), T0).unwrap();
+    hub.chat(1, "listen", T0).unwrap();
+}
+
+#[test]
+fn every_departure_is_one_leave() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    join(&mut hub, 2, "bob");
+    let out = hub.leave(2, LeaveReason::TooSlow, T0);
+    assert_eq!(
+        seen(&hub, &out, 1),
+        vec!["* bob has left #lobby (Too slow)"]
+    );
+    assert_eq!(kinds(&out), vec![EventKind::Leave]);
+    let again = hub.leave(2, LeaveReason::Closed, T0);
+    assert!(again.deliveries.is_empty() && again.events.is_empty());
+    assert!(hub.is_name_free("bob"));
+}
+
+#[test]
+fn a_kick_closes_the_target_with_one_leave() {
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    join(&mut hub, 2, "amy");
+    join(&mut hub, 3, "bob");
+    hub.op(1, T0);
+    let kick = Command::Kick {
+        nick: "amy".into(),
+        reason: Some("spam".into()),
+    };
+    let out = run(&mut hub, 1, kick, T0).unwrap();
+    assert_eq!(out.closed, vec![2]);
+    assert_eq!(
+        seen(&hub, &out, 3),
+        vec!["* amy has left #lobby (Kicked: spam)"]
+    );
+    assert_eq!(kinds(&out), vec![EventKind::Kick, EventKind::Leave]);
+    assert!(hub.leave(2, LeaveReason::Closed, T0).events.is_empty());
+}
+
+#[test]
+fn shutdown_tells_everyone_and_silences_departures() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    join(&mut hub, 2, "bob");
+    let out = hub.shutdown(T0);
+    assert_eq!(seen(&hub, &out, 1), vec!["* Server is shutting down."]);
+    let out = hub.leave(2, LeaveReason::Shutdown, T0);
+    assert!(out.deliveries.is_empty());
+    assert_eq!(kinds(&out), vec![EventKind::Leave]);
+}
+
+#[test]
+fn who_sorts_and_marks_instructors() {
+    let mut hub = hub();
+    join(&mut hub, 1, "zed");
+    join(&mut hub, 2, "Amy");
+    join(&mut hub, 3, "bob");
+    hub.op(1, T0);
+    let out = run(&mut hub, 3, Command::Who, T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 3),
+        vec!["= #lobby (3): Amy, bob, zed [instructor]"]
+    );
+}

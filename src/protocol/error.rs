@@ -1,0 +1,123 @@
+//! Why a client's line was refused. Each `Display` is exactly the text the client
+//! gets after `! `.
+
+/// Why a line was refused. `Display` is exactly the text after `! `.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No such command.
+    #[error("Unknown command: /{0} (try /help)")]
+    Unknown(String),
+    /// A line over `limits.max_line_bytes`.
+    #[error("Line too long (max {0} bytes); it was not sent.")]
+    TooLong(usize),
+    /// A line that is not UTF-8.
+    #[error("Invalid UTF-8; the line was not sent.")]
+    InvalidUtf8,
+    /// More lines than `limits.messages_per_sec` allows.
+    #[error("Slow down (at most {0} lines a second); that message was not sent.")]
+    SlowDown(u32),
+    /// A command with missing arguments.
+    #[error("Usage: {0}")]
+    Usage(&'static str),
+    /// A `/join` target that is not a room name.
+    #[error("Invalid room name: rooms are 1-32 of a-z 0-9 _ -")]
+    BadRoom,
+    /// `/msg` to someone not on the server.
+    #[error("No such user: {0}")]
+    NoSuchUser(String),
+    /// `/join` beyond `limits.max_rooms`.
+    #[error("Too many rooms (max {0}); join an existing one (see /rooms)")]
+    TooManyRooms(usize),
+    /// `/join` of the room one is in.
+    #[error("You are already in #{0}")]
+    AlreadyInRoom(String),
+    /// A refused name.
+    #[error("{0}")]
+    Nick(#[from] NickError),
+    /// An instructor command from a student.
+    #[error("Permission denied")]
+    PermissionDenied,
+    /// `/op` with the wrong password.
+    #[error("Wrong password")]
+    WrongPassword,
+    /// `/op` after too many wrong codes and passwords from this address.
+    #[error("Too many wrong codes from your address; try again in {0} s.")]
+    TooManyCodes(u64),
+    /// `/nick` to the name one already has.
+    #[error("You are already {0}")]
+    SameNick(String),
+    /// A line from a muted user; holds the minutes left, if the mute ends.
+    #[error("You are muted{}; that message was not sent.", minutes_left(*.0))]
+    Muted(Option<u64>),
+    /// A student's line while quiet mode is on.
+    #[error("The room is in quiet mode; only instructors can talk.")]
+    QuietMode,
+    /// The record is too far behind (`storage.max_backlog`): nothing is delivered
+    /// that might never be recorded.
+    #[error("Messages cannot be recorded right now; try again shortly.")]
+    NotRecorded,
+    /// `/unmute` of someone who is not muted.
+    #[error("{0} is not muted")]
+    NotMuted(String),
+}
+
+fn minutes_left(minutes: Option<u64>) -> String {
+    match minutes {
+        None => String::new(),
+        Some(0 | 1) => " for less than a minute more".to_owned(),
+        Some(n) => format!(" for {n} more minutes"),
+    }
+}
+
+/// Why a username was refused. `Display` is the text after `! `.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NickError {
+    /// Longer than `limits.max_nick_len`.
+    #[error("Username too long (max {0} characters)")]
+    TooLong(usize),
+    /// Does not start with an ASCII letter.
+    #[error("Username must start with a letter")]
+    BadStart,
+    /// Has a character other than ASCII letters, digits, `_` and `-`.
+    #[error("Username may contain only letters, digits, _ and -")]
+    BadChar,
+    /// One of `server.reserved_nicks`.
+    #[error("Username {0} is reserved")]
+    Reserved(String),
+    /// Someone else has it (compared case-insensitively).
+    #[error("Username {0} is already taken")]
+    Taken(String),
+}
+
+/// Why a login step was refused, or the connection closed before a login.
+/// `Display` is the text after `! `.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// The line itself was bad (too long, not UTF-8).
+    #[error("{0}")]
+    Line(#[from] CommandError),
+    /// The name was refused.
+    #[error("{0}")]
+    Nick(#[from] NickError),
+    /// A wrong join code, personal code or password.
+    #[error("Wrong code ({left} {} left).", if *.left == 1 { "attempt" } else { "attempts" })]
+    WrongCode {
+        /// Tries left on this connection.
+        left: u32,
+    },
+    /// `access.max_code_attempts` wrong codes on this connection.
+    #[error("Too many wrong codes; goodbye.")]
+    TooManyCodes,
+    /// `access.code_attempts_per_minute` wrong codes from this address.
+    #[error("Too many wrong codes from your address; try again in {0} s.")]
+    AddressLocked(u64),
+    /// No valid name within `limits.handshake_timeout_secs`.
+    #[error("No username given within {0} seconds; goodbye.")]
+    Timeout(u64),
+    /// `limits.max_clients` users are logged in.
+    #[error("Server is full ({0} users); try again later.")]
+    Full(usize),
+    /// `limits.max_per_ip` connections from this address.
+    #[error("Too many connections from your address (max {0}).")]
+    TooManyFromAddress(usize),
+}
