@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::access::CodeGuard;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::front::line::{self, Context};
+use crate::front::{line, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
 use crate::store::{Store, StoreError};

@@ -11,44 +11,28 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::login::{Login, Step};
+use super::Context;
 use crate::clock::Clock;
-use crate::config::ValidConfig;
 use crate::hub::ConnId;
 use crate::limiter::RateLimiter;
 use crate::password;
 use crate::protocol::{
-    self, CodeKind, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError,
-    NickError, Notice, ServerLine, Stamped,
+    self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, Notice,
+    ServerLine, Stamped,
 };
-use crate::switchboard::{Outbox, Switchboard};
+use crate::switchboard::Outbox;
 
 /// How long a closing connection may take to flush what is queued for it.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(3);
-
-/// How far a client has got in the handshake.
-#[derive(Default)]
-struct Login {
-    /// A valid, free name waiting for the join code.
-    name: Option<String>,
-    code_accepted: bool,
-    wrong_codes: u32,
-}
-
-/// What the handshake does after a line.
-enum Step {
-    Done,
-    Ask(CodeKind),
-    Retry(LoginError),
-    GiveUp(LoginError),
-}
 
 /// Initial read buffer per connection.
 const READ_BUFFER: usize = 256;
@@ -59,22 +43,7 @@ const KEEP_WHEN_IDLE: usize = 2048;
 /// Lines the writer takes off the queue per wake-up.
 const WRITE_BATCH: usize = 256;
 
-type Lines = FramedRead<OwnedReadHalf, LineCodec>;
-
-/// What a connection needs from the server around it.
-#[derive(Clone)]
-pub struct Context {
-    /// The room manager's front door.
-    pub board: Arc<Switchboard>,
-    /// The validated configuration.
-    pub config: Arc<ValidConfig>,
-    /// Wrong codes per address.
-    pub codes: Arc<crate::access::CodeGuard>,
-    /// Cancelled when the server stops.
-    pub shutdown: CancellationToken,
-}
-
-/// Serves one accepted client until it leaves, is dropped, or the server stops.
+/// Serves one accepted TCP client until it leaves, is dropped, or the server stops.
 /// `seat` is its place under the connection limits, given back as soon as it is no
 /// longer a member, before the last lines are flushed, so that a client who sees
 /// the connection close can come straight back.
@@ -83,14 +52,49 @@ pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: impl Send) 
     let (reader, writer) = socket.into_split();
     let (outbox, queue) = mpsc::channel(cx.config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(writer, queue, cx.board.clock().clone()));
+    // A small first buffer: most lines are short, and it grows for long ones.
+    let lines = FramedRead::with_capacity(
+        reader,
+        LineCodec::new(cx.config.limits.max_line_bytes),
+        READ_BUFFER,
+    );
+    let transport = Transport {
+        lines,
+        outbox,
+        writer,
+        peer,
+    };
+    run(transport, id, cx, seat).await;
+}
+
+/// A connection that speaks the line protocol, whatever carries it (TCP here, a
+/// WebSocket in the web front end): the client's lines, and the queue drained by
+/// a writer task that renders for the carrier.
+pub struct Transport<R> {
+    /// The client's lines, framed.
+    pub lines: R,
+    /// The client's queue.
+    pub outbox: Outbox,
+    /// The task draining the queue; it ends when every sender is gone.
+    pub writer: tokio::task::JoinHandle<()>,
+    /// The client's address, for the limits per address.
+    pub peer: Option<IpAddr>,
+}
+
+/// Serves one line-protocol client over `transport`; see [`serve`].
+pub async fn run<R>(transport: Transport<R>, id: ConnId, cx: Context, seat: impl Send)
+where
+    R: Stream<Item = std::io::Result<Inbound>> + Unpin,
+{
+    let Transport {
+        lines,
+        outbox,
+        writer,
+        peer,
+    } = transport;
     let mut conn = Connection {
         id,
-        // A small first buffer: most lines are short, and it grows for long ones.
-        lines: FramedRead::with_capacity(
-            reader,
-            LineCodec::new(cx.config.limits.max_line_bytes),
-            READ_BUFFER,
-        ),
+        lines,
         cx,
         outbox,
         dropped: CancellationToken::new(),
@@ -122,12 +126,12 @@ async fn finish_writer(writer: tokio::task::JoinHandle<()>, abandon: bool) {
     }
 }
 
-struct Connection {
+struct Connection<R> {
     id: ConnId,
     cx: Context,
     /// This client's queue, used directly for lines that concern only it.
     outbox: Outbox,
-    lines: Lines,
+    lines: R,
     /// Cancelled by the switchboard when it drops this client.
     dropped: CancellationToken,
     /// The client's address, to limit code and password guesses per machine.
@@ -141,7 +145,10 @@ enum Read {
     Lost,
 }
 
-impl Connection {
+impl<R> Connection<R>
+where
+    R: Stream<Item = std::io::Result<Inbound>> + Unpin,
+{
     /// Greets the client and reads names (and the join code, if the class has one)
     /// until one is accepted. `false` means the client is gone (or was never let
     /// in) and the connection should close.
@@ -175,16 +182,31 @@ impl Connection {
                 Read::Closed | Read::Lost => return false,
                 Read::Line(inbound) => match self.decode(inbound) {
                     Err(error) => Step::Retry(error.into()),
-                    Ok(text) => self.login_step(&mut login, text.trim()),
+                    Ok(text) => login.offer(&self.cx, self.peer, text.trim()),
                 },
             };
+            let step = match step {
+                Step::Admit(admitted) => match self.cx.board.register(
+                    self.id,
+                    &admitted.name,
+                    self.outbox.clone(),
+                    self.dropped.clone(),
+                ) {
+                    Ok(()) => {
+                        tracing::Span::current().record("nick", admitted.name.as_str());
+                        return true;
+                    }
+                    Err(err) => login.refused(err),
+                },
+                other => other,
+            };
             match step {
-                Step::Done => return true,
+                Step::Admit(_) => unreachable!("admitted names are registered above"),
                 Step::Ask(kind) => self.notice(Notice::AskCode(kind)),
                 Step::Retry(error) => {
                     self.error(error);
-                    match login.name {
-                        Some(_) => self.notice(Notice::AskCode(CodeKind::JoinCode)),
+                    match login.asking() {
+                        Some(kind) => self.notice(Notice::AskCode(kind)),
                         None => self.notice(Notice::AskName),
                     }
                 }
@@ -192,61 +214,6 @@ impl Connection {
                     self.error(error);
                     return false;
                 }
-            }
-        }
-    }
-
-    /// Takes one handshake line: a username, or the join code after it.
-    fn login_step(&self, login: &mut Login, text: &str) -> Step {
-        let access = &self.cx.config.access;
-        let board = &self.cx.board;
-        let Some(name) = login.name.take() else {
-            if let Err(err) = board.check_name(text) {
-                return Step::Retry(err.into());
-            }
-            if access.join_code.is_empty() || login.code_accepted {
-                return self.register(login, text);
-            }
-            if !board.is_name_free(text) {
-                return Step::Retry(NickError::Taken(text.to_owned()).into());
-            }
-            login.name = Some(text.to_owned());
-            return Step::Ask(CodeKind::JoinCode);
-        };
-        if let Some(ip) = self.peer {
-            if let Err(locked) = self.cx.codes.check(ip, Instant::now()) {
-                return Step::GiveUp(LoginError::AddressLocked(locked.retry_secs));
-            }
-        }
-        if codes_match(text, &access.join_code) {
-            login.code_accepted = true;
-            return self.register(login, &name);
-        }
-        login.wrong_codes += 1;
-        if let Some(ip) = self.peer {
-            self.cx.codes.failed(ip, "join code", Instant::now());
-        }
-        let left = access.max_code_attempts.saturating_sub(login.wrong_codes);
-        if left == 0 {
-            return Step::GiveUp(LoginError::TooManyCodes);
-        }
-        login.name = Some(name);
-        Step::Retry(LoginError::WrongCode { left })
-    }
-
-    fn register(&self, login: &mut Login, name: &str) -> Step {
-        let registered =
-            self.cx
-                .board
-                .register(self.id, name, self.outbox.clone(), self.dropped.clone());
-        match registered {
-            Ok(()) => {
-                tracing::Span::current().record("nick", name);
-                Step::Done
-            }
-            Err(err) => {
-                login.name = None;
-                Step::Retry(err.into())
             }
         }
     }
@@ -349,7 +316,7 @@ impl Connection {
 
     /// Drops everything but the read half; with this connection's queue sender gone,
     /// the writer ends once it has sent what is queued.
-    fn into_reader(self) -> Lines {
+    fn into_reader(self) -> R {
         self.lines
     }
 
@@ -370,17 +337,10 @@ impl Connection {
     }
 }
 
-/// Compares codes as people say them aloud: ignoring case and surrounding spaces,
-/// and without an early exit, so timing does not tell how much of a guess was
-/// right.
-fn codes_match(given: &str, expected: &str) -> bool {
-    let given = given.trim().to_lowercase();
-    let expected = expected.trim().to_lowercase();
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn read_line(lines: &mut Lines) -> Read {
+async fn read_line<R>(lines: &mut R) -> Read
+where
+    R: Stream<Item = std::io::Result<Inbound>> + Unpin,
+{
     match lines.next().await {
         Some(Ok(inbound)) => Read::Line(inbound),
         None => Read::Closed,
@@ -439,16 +399,4 @@ pub async fn refuse(mut socket: TcpStream, clock: Clock, reason: LoginError) {
         let _ = socket.shutdown().await;
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::codes_match;
-
-    #[test]
-    fn codes_match_as_said_aloud() {
-        assert!(codes_match(" owl-42 ", "OWL-42"));
-        assert!(!codes_match("owl-43", "OWL-42"));
-        assert!(!codes_match("owl-4", "OWL-42"));
-    }
 }

@@ -6,3 +6,25 @@
 //! - [`line`]: the line protocol of SPEC section 2 over TCP (`chat-client`, `nc`).
 
 pub mod line;
+pub mod login;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::access::CodeGuard;
+use crate::config::ValidConfig;
+use crate::switchboard::Switchboard;
+
+/// What a connection needs from the server around it.
+#[derive(Clone)]
+pub struct Context {
+    /// The room manager's front door.
+    pub board: Arc<Switchboard>,
+    /// The validated configuration.
+    pub config: Arc<ValidConfig>,
+    /// Wrong codes per address.
+    pub codes: Arc<CodeGuard>,
+    /// Cancelled when the server stops.
+    pub shutdown: CancellationToken,
+}
