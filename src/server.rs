@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::connection;
 use crate::hub::{ConnId, Hub};
-use crate::store::{Store, StoreError};
+use crate::store::{Closed, Opened, Store, StoreError};
 
 /// The longest a shutdown waits for connections to close before it stops waiting.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -55,10 +55,14 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let config = Arc::new(config);
         let store_config = config.clone();
-        let (store, handle, next_id) =
-            tokio::task::spawn_blocking(move || Store::open(&store_config))
-                .await
-                .expect("store open panicked")?;
+        let Opened {
+            store,
+            handle,
+            next_session: next_id,
+            history: _,
+        } = tokio::task::spawn_blocking(move || Store::open(&store_config))
+            .await
+            .expect("store open panicked")?;
         let addr = SocketAddr::new(config.server.bind, config.server.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -81,8 +85,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then shuts down in order; returns once
-    /// everything is on disk.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// everything is on disk, or saved beside the database if the database still
+    /// refused it when the shutdown grace ran out.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Closed {
         let Server {
             listener,
             config,
@@ -156,8 +161,11 @@ impl Server {
             tracing::warn!("some connections did not close in time");
         }
         drop(hub);
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let closed = tokio::task::spawn_blocking(move || store.close())
+            .await
+            .expect("store close panicked");
         tracing::info!("stopped");
+        closed
     }
 }
 
