@@ -126,6 +126,13 @@ fn replay_query(c: &mut Criterion) {
             lines
         });
     });
+    group.bench_function("last 20 of every room at start-up, 1M rows stored", |b| {
+        b.iter(|| {
+            let rooms = store::recent_history(&conn, 20).unwrap();
+            assert_eq!(rooms.len(), 3);
+            rooms
+        });
+    });
     group.finish();
 }
 

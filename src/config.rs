@@ -175,13 +175,28 @@ impl Default for HistoryConfig {
 pub struct StorageConfig {
     /// The SQLite database file; its folder is created.
     pub database: PathBuf,
+    /// Events waiting for the database past which new chat lines and private
+    /// messages are refused.
+    pub max_backlog: usize,
+    /// Seconds a shutdown keeps retrying a failing database before it saves the
+    /// rest to `DATABASE.unsaved.jsonl`.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             database: PathBuf::from("data/classchat.db"),
+            max_backlog: 100_000,
+            shutdown_grace_secs: 30,
         }
+    }
+}
+
+impl StorageConfig {
+    /// How long a shutdown retries a failing database.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 }
 
@@ -353,6 +368,12 @@ impl Config {
         if self.storage.database.as_os_str().is_empty() {
             return invalid("storage.database", "must not be empty");
         }
+        if !(1..=100_000_000).contains(&self.storage.max_backlog) {
+            return invalid("storage.max_backlog", "must be between 1 and 100000000");
+        }
+        if self.storage.shutdown_grace_secs > 3600 {
+            return invalid("storage.shutdown_grace_secs", "must be between 0 and 3600");
+        }
         if self.log.dir.as_os_str().is_empty() {
             return invalid("log.dir", "must not be empty");
         }
@@ -476,6 +497,13 @@ mod tests {
         let err = Config::parse("[access]\ninstructor_password = \"hunter2\"\n").unwrap_err();
         assert!(
             err.to_string().contains("access.instructor_password"),
+            "{err}"
+        );
+        let err = Config::parse("[storage]\nmax_backlog = 0\n").unwrap_err();
+        assert!(err.to_string().contains("storage.max_backlog"), "{err}");
+        let err = Config::parse("[storage]\nshutdown_grace_secs = 3601\n").unwrap_err();
+        assert!(
+            err.to_string().contains("storage.shutdown_grace_secs"),
             "{err}"
         );
         let err = Config::parse("[log]\nrotation = \"weekly\"\n").unwrap_err();

@@ -6,13 +6,17 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 /// What kind of thing happened. The names are the `kind` column in SQLite and the
-/// word in the transcript line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// word in the transcript line, and in the unsaved-events file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EventKind {
     /// A chat line to a room.
     Chat,
     /// A private message; `recipient` is set.
+    #[serde(rename = "pm")]
     Private,
     /// Someone entered a room (log-in or `/join`).
     Join,
@@ -79,7 +83,7 @@ impl fmt::Display for EventKind {
 
 /// One recorded event. Names are shared (`Arc<str>`) because the room manager
 /// hands the same room and nick to thousands of events.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// When it happened, UTC milliseconds since the Unix epoch.
     pub ts_ms: i64,
@@ -118,5 +122,32 @@ pub trait EventSink: Send + Sync {
     /// Whether so many events wait to be recorded that new messages must wait.
     fn backlogged(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialized_kind_is_the_stored_name() {
+        let kinds = [
+            EventKind::Chat,
+            EventKind::Private,
+            EventKind::Join,
+            EventKind::Leave,
+            EventKind::Nick,
+            EventKind::Op,
+            EventKind::Kick,
+            EventKind::Mute,
+            EventKind::Unmute,
+            EventKind::Announce,
+            EventKind::Quiet,
+        ];
+        for kind in kinds {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), kind);
+        }
     }
 }

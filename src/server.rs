@@ -23,7 +23,7 @@ use crate::config::ValidConfig;
 use crate::front::{line, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
-use crate::store::{Store, StoreError};
+use crate::store::{Closed, Store, StoreError};
 use crate::switchboard::Switchboard;
 
 /// The longest a shutdown waits for connections to close before it stops waiting.
@@ -87,8 +87,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then shuts down in order; returns once
-    /// everything is on disk.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// everything is on disk, or saved beside the database if the database still
+    /// refused it when the shutdown grace ran out.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Closed {
         let Server {
             listener,
             config,
@@ -160,8 +161,11 @@ impl Server {
             tracing::warn!("some connections did not close in time");
         }
         drop((board, cx));
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let closed = tokio::task::spawn_blocking(move || store.close())
+            .await
+            .expect("store close panicked");
         tracing::info!("stopped");
+        closed
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Both use [`format_line`], so the file and the command always agree.
 
-use std::io;
-use std::path::Path;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
@@ -60,4 +61,76 @@ pub fn open(
         .max_log_files(max_files.max(1))
         .build(dir)
         .map_err(io::Error::other)
+}
+
+/// The transcript as the store writes it: a rotating file that is opened again,
+/// its folder created again, when the folder is removed or replaced while the
+/// server runs. The appender alone would keep writing into the unlinked file, or
+/// fail, until its next rotation, which may be a day away.
+pub struct Transcript {
+    dir: PathBuf,
+    rotation: LogRotation,
+    max_files: usize,
+    /// The appender and the identity (device, inode) of the folder it writes in;
+    /// `None` after a failed write, so that the next one starts afresh.
+    appender: Option<(RollingFileAppender, (u64, u64))>,
+}
+
+impl Transcript {
+    /// Opens the transcript in `dir` (created if missing).
+    pub fn open(dir: &Path, rotation: LogRotation, max_files: usize) -> io::Result<Transcript> {
+        let mut transcript = Transcript {
+            dir: dir.to_owned(),
+            rotation,
+            max_files,
+            appender: None,
+        };
+        transcript.reopen_if_moved()?;
+        Ok(transcript)
+    }
+
+    /// Appends `bytes`; returns how many were written, and the error that stopped
+    /// it, if any. The caller keeps the rest and tries again later.
+    pub fn write(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
+        if let Err(err) = self.reopen_if_moved() {
+            return (0, Err(err));
+        }
+        let Some((appender, _)) = self.appender.as_mut() else {
+            return (0, Err(io::Error::other("transcript is not open")));
+        };
+        let mut written = 0;
+        while written < bytes.len() {
+            match appender.write(&bytes[written..]) {
+                Ok(0) => {
+                    self.appender = None;
+                    return (written, Err(io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => written += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.appender = None;
+                    return (written, Err(err));
+                }
+            }
+        }
+        (written, Ok(()))
+    }
+
+    /// One `stat` of the folder per batch: far cheaper than losing a day of lines.
+    fn reopen_if_moved(&mut self) -> io::Result<()> {
+        let current = std::fs::metadata(&self.dir)
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| (m.dev(), m.ino()));
+        if let (Some(current), Some((_, opened))) = (current, &self.appender) {
+            if current == *opened {
+                return Ok(());
+            }
+        }
+        self.appender = None;
+        let appender = open(&self.dir, self.rotation, self.max_files)?;
+        let meta = std::fs::metadata(&self.dir)?;
+        self.appender = Some((appender, (meta.dev(), meta.ino())));
+        Ok(())
+    }
 }

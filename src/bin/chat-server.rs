@@ -6,8 +6,10 @@
 //! chat-server transcript [--config FILE | --db FILE] [filters]
 //! chat-server hash-password
 //! ```
-//! Exit codes: 0 after a clean shutdown, 2 for a bad configuration or arguments,
-//! 1 for anything else.
+//! Exit codes: 0 after a clean shutdown with every event in the database, 3 when
+//! the database still refused some at shutdown (they are saved beside it and
+//! imported at the next start), 2 for a bad configuration or arguments, 1 for
+//! anything else.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -101,12 +103,15 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Report(args)) => query(&args.query, |conn, filter, out| {
             report::write_report(conn, filter, args.format, out)
-        }),
-        Some(Command::Transcript(args)) => query(&args, report::write_transcript),
-        Some(Command::HashPassword) => hash_password(),
+        })
+        .map(|()| ExitCode::SUCCESS),
+        Some(Command::Transcript(args)) => {
+            query(&args, report::write_transcript).map(|()| ExitCode::SUCCESS)
+        }
+        Some(Command::HashPassword) => hash_password().map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             if err
                 .downcast_ref::<ReportError>()
@@ -144,7 +149,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(args.config.as_ref())?;
     if let Some(bind) = args.bind {
         config.server.bind = bind;
@@ -168,8 +173,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let stop = termination().context("cannot listen for signals")?;
         println!("listening on {}", server.local_addr());
         std::io::stdout().flush().ok();
-        server.run(stop).await;
-        anyhow::Ok(())
+        let closed = server.run(stop).await;
+        Ok(match closed.problem() {
+            None => ExitCode::SUCCESS,
+            Some(problem) => {
+                eprintln!("chat-server: {problem}");
+                ExitCode::from(3)
+            }
+        })
     })
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use classchat::config::Config;
 use classchat::server::Server;
+use classchat::store::Closed;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -25,7 +26,7 @@ pub struct TestServer {
     pub config: Config,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Closed>>,
 }
 
 /// A configuration whose files live in `dir` and whose port is free.
@@ -83,14 +84,21 @@ impl TestServer {
     }
 
     /// Shuts the server down as a signal would, waits until it has finished and
-    /// returns the folder with its files.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    /// returns the folder with its files, every event in the database.
+    pub async fn stop(self) -> tempfile::TempDir {
+        let (closed, dir) = self.stop_closed().await;
+        assert_eq!(closed, Closed::AllWritten);
+        dir
+    }
+
+    /// Like [`TestServer::stop`], and tells how the store ended.
+    pub async fn stop_closed(mut self) -> (Closed, tempfile::TempDir) {
         let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task.take().unwrap())
+        let closed = tokio::time::timeout(Duration::from_secs(60), self.task.take().unwrap())
             .await
             .expect("server stops in time")
             .unwrap();
-        self.dir
+        (closed, self.dir)
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -7,6 +7,7 @@ mod bad_input;
 mod binaries;
 mod chat;
 mod commands;
+mod durability;
 mod handshake;
 mod load;
 mod persistence;

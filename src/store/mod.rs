@@ -1,0 +1,531 @@
+//! Persistence: one writer thread owns the SQLite connection and the transcript file.
+//!
+//! The chat never waits on the disk. The room manager hands every [`Event`] to a
+//! [`StoreHandle`], which only pushes it on a queue. The writer thread drains the
+//! queue in batches, inserts each batch in one transaction and appends the same
+//! events, in the same order, to the transcript. This queue is unbounded on purpose:
+//! its consumer is the local disk, not a stranger's socket, and an event must never
+//! be dropped.
+//!
+//! Nothing is lost when the disk misbehaves. A batch the database refuses (locked
+//! by a grader's `sqlite3`, disk full, I/O error) is kept, in order, and retried
+//! with backoff until it is written, while the queue keeps draining behind it; the
+//! transcript is retried the same way, on its own schedule. [`StoreHandle::backlog`]
+//! tells how far the database is behind, so the room manager can stop accepting
+//! messages that might never be recorded. A shutdown keeps retrying for
+//! `storage.shutdown_grace_secs`, then saves what is left to
+//! `DATABASE.unsaved.jsonl`, which the next [`Store::open`] imports first.
+//!
+//! One server per database: [`Store::open`] holds an advisory lock beside it.
+
+mod lock;
+mod unsaved;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::config::Config;
+use crate::event::{Event, EventSink, HistoryLine};
+use crate::transcript::Transcript;
+
+pub use lock::lock_path;
+pub use unsaved::unsaved_path;
+use writer::{Request, Writer};
+
+/// The schema, in order. Each entry is applied once; `PRAGMA user_version` counts
+/// how many already were.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init.sql",
+    include_str!("../../migrations/0001_init.sql"),
+)];
+
+/// How long the writer gathers events before it commits them: one commit per
+/// interval instead of one per event when the class chats steadily. It is also the
+/// most a `kill -9` can lose.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long one write of the writer waits for another connection's lock before it
+/// counts as failed. Short, because a failed batch is kept and retried anyway, and
+/// the writer must get back to its queue and to the transcript.
+const WRITE_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Why the store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused to open, migrate or write.
+    #[error("database {path}: {source}")]
+    Database {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A folder or the transcript file could not be created.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being created.
+        what: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Another server holds the database.
+    #[error("database {path} is in use by another chat-server (pid {pid})")]
+    InUse {
+        /// The database file.
+        path: String,
+        /// The holder's process id, as it wrote it in the lock file.
+        pid: String,
+    },
+}
+
+/// The sending side of the store: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    queue: mpsc::Sender<Request>,
+    backlog: Arc<AtomicUsize>,
+    max_backlog: usize,
+}
+
+impl StoreHandle {
+    /// Queues an event for the database and the transcript.
+    pub fn record(&self, event: Event) {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(Request::Record(event)).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("store is closed; an event was not recorded");
+        }
+    }
+
+    /// Events recorded but not yet committed to the database.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Whether more than `storage.max_backlog` events wait for the database. While
+    /// it is, the room manager refuses new chat lines and private messages with
+    /// `! Messages cannot be recorded right now; try again shortly.`, so that
+    /// nothing is delivered that might never be recorded. One atomic load: cheap
+    /// enough for every line.
+    pub fn over_backlog(&self) -> bool {
+        self.backlog() > self.max_backlog
+    }
+}
+
+impl EventSink for StoreHandle {
+    fn record(&self, event: Event) {
+        StoreHandle::record(self, event);
+    }
+
+    fn backlogged(&self) -> bool {
+        self.over_backlog()
+    }
+}
+
+/// What [`Store::open`] hands the server.
+#[derive(Debug)]
+pub struct Opened {
+    /// The running writer; [`Store::close`] it at shutdown.
+    pub store: Store,
+    /// Where events go.
+    pub handle: StoreHandle,
+    /// The first session number not yet used in the database.
+    pub next_session: i64,
+    /// Each room's last `history.replay_lines` chat lines, oldest first (empty when
+    /// replay is off): the room manager's replay starts from these.
+    pub history: Vec<(Arc<str>, Vec<HistoryLine>)>,
+}
+
+/// How the store ended. Only [`Closed::AllWritten`] means every event is in the
+/// database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closed {
+    /// Every event is in the database.
+    AllWritten,
+    /// The database still refused `count` events when the shutdown grace ran out;
+    /// they are in `path`, and the next start imports them.
+    Unsaved {
+        /// Events in the file from this run.
+        count: usize,
+        /// `DATABASE.unsaved.jsonl`.
+        path: PathBuf,
+    },
+    /// Not even the unsaved-events file could take them: `count` events are lost.
+    Lost {
+        /// Events lost.
+        count: usize,
+        /// The file that could not be written.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+}
+
+impl Closed {
+    /// What to tell the operator when not everything is in the database.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Closed::AllWritten => None,
+            Closed::Unsaved { count, path } => Some(format!(
+                "{count} events could not be written to the database; saved to {}",
+                path.display()
+            )),
+            Closed::Lost { count, path, error } => Some(format!(
+                "{count} events could not be written to the database nor saved to {}: {error}",
+                path.display()
+            )),
+        }
+    }
+}
+
+/// The running writer thread. [`Store::close`] waits until everything queued is on
+/// disk, or the shutdown grace has run out.
+#[derive(Debug)]
+pub struct Store {
+    thread: JoinHandle<Vec<Event>>,
+    queue: mpsc::Sender<Request>,
+    backlog: Arc<AtomicUsize>,
+    unsaved: PathBuf,
+    // Released only after the unsaved events are on disk: a restart waits for them.
+    _lock: lock::DatabaseLock,
+}
+
+impl Store {
+    /// Takes the database's lock, opens (and creates, and migrates) it, imports the
+    /// events a previous run could not write, loads each room's recent history,
+    /// opens the transcript and starts the writer thread.
+    pub fn open(config: &Config) -> Result<Opened, StoreError> {
+        let path = &config.storage.database;
+        create_folder(path)?;
+        let lock = lock::acquire(path)?;
+        let mut conn = open_database(path)?;
+        let unsaved = unsaved_path(path);
+        import_unsaved(&mut conn, path, &unsaved)?;
+        let next_session: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(session), 0) + 1 FROM events",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|source| db_error(path, source))?;
+        let replay_lines = config.history.replay_lines;
+        let history =
+            recent_history(&conn, replay_lines).map_err(|source| db_error(path, source))?;
+        conn.busy_timeout(WRITE_BUSY_TIMEOUT)
+            .map_err(|source| db_error(path, source))?;
+        let log = &config.log;
+        let transcript =
+            Transcript::open(&log.dir, log.rotation, log.max_files).map_err(|source| {
+                StoreError::Io {
+                    what: format!("transcript folder {}", log.dir.display()),
+                    source,
+                }
+            })?;
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let writer = Writer::new(conn, transcript, backlog.clone());
+        let (queue, requests) = mpsc::channel();
+        let grace = config.storage.shutdown_grace();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(requests, grace))
+            .map_err(|source| StoreError::Io {
+                what: "store writer thread".into(),
+                source,
+            })?;
+        let store = Store {
+            thread,
+            queue: queue.clone(),
+            backlog: backlog.clone(),
+            unsaved,
+            _lock: lock,
+        };
+        let handle = StoreHandle {
+            queue,
+            backlog,
+            max_backlog: config.storage.max_backlog,
+        };
+        Ok(Opened {
+            store,
+            handle,
+            next_session,
+            history,
+        })
+    }
+
+    /// Writes everything queued so far, retrying a failing database for at most
+    /// `storage.shutdown_grace_secs`, saves what it still refuses to
+    /// `DATABASE.unsaved.jsonl`, stops the writer and releases the database.
+    /// Events recorded after this are not written (and logged as such).
+    pub fn close(self) -> Closed {
+        let _ = self.queue.send(Request::Close);
+        let left = match self.thread.join() {
+            Ok(left) => left,
+            Err(_) => {
+                return Closed::Lost {
+                    count: self.backlog.load(Ordering::Relaxed),
+                    path: self.unsaved,
+                    error: "the store writer thread panicked".into(),
+                }
+            }
+        };
+        if left.is_empty() {
+            return Closed::AllWritten;
+        }
+        let count = left.len();
+        match unsaved::save(&self.unsaved, &left) {
+            Ok(()) => {
+                tracing::error!(
+                    count,
+                    path = %self.unsaved.display(),
+                    "events the database refused are saved for the next start"
+                );
+                Closed::Unsaved {
+                    count,
+                    path: self.unsaved,
+                }
+            }
+            Err(err) => {
+                tracing::error!(count, %err, "events could be neither written nor saved");
+                Closed::Lost {
+                    count,
+                    path: self.unsaved,
+                    error: err.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// Writes the events a previous run saved in `unsaved` into the database, in one
+/// transaction, and removes the file only once they are committed.
+fn import_unsaved(conn: &mut Connection, path: &Path, unsaved: &Path) -> Result<(), StoreError> {
+    let io_error = |source| StoreError::Io {
+        what: format!("unsaved events {}", unsaved.display()),
+        source,
+    };
+    let events = unsaved::load(unsaved).map_err(io_error)?;
+    if !events.is_empty() {
+        insert_events(conn, &events).map_err(|source| db_error(path, source))?;
+        tracing::info!(
+            count = events.len(),
+            from = %unsaved.display(),
+            "imported the events a previous run could not write"
+        );
+    }
+    if unsaved.exists() {
+        std::fs::remove_file(unsaved).map_err(io_error)?;
+    }
+    Ok(())
+}
+
+fn create_folder(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            what: format!("database folder {}", dir.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Opens the database read-write, creating it and its folder, in WAL mode, with
+/// every migration applied.
+pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
+    create_folder(path)?;
+    let mut conn = Connection::open(path).map_err(|source| db_error(path, source))?;
+    // NORMAL is durable against a crash of this process in WAL mode; only a power
+    // loss can undo the last commits, and it saves an fsync per batch.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .and_then(|()| conn.busy_timeout(Duration::from_secs(5)))
+        .and_then(|()| migrate(&mut conn))
+        .map_err(|source| db_error(path, source))?;
+    Ok(conn)
+}
+
+/// Opens an existing database for reading only (reports), while a server may be
+/// writing it.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| db_error(path, source))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|source| db_error(path, source))?;
+    Ok(conn)
+}
+
+/// Applies the migrations the database has not seen yet, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (version, (_, sql)) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn db_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Database {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The last `limit` chat lines of `room`, oldest first (an index walk backwards
+/// from the newest line, so its cost does not grow with the table).
+pub fn query_history(
+    conn: &Connection,
+    room: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<HistoryLine>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts_ms, sender, text FROM events
+         WHERE room = ?1 AND kind = 'chat' ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut lines = stmt
+        .query_map(params![room, limit as i64], |row| {
+            Ok(HistoryLine {
+                ts_ms: row.get(0)?,
+                sender: row.get::<_, String>(1)?.into(),
+                text: row.get::<_, Option<String>>(2)?.unwrap_or_default().into(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// Each room that has chat lines, with its last `per_room` of them, oldest first;
+/// nothing when `per_room` is 0. The rooms are found by skipping through the
+/// `events_room_chat` index one room at a time, so the cost grows with the
+/// number of rooms, not of rows.
+pub fn recent_history(
+    conn: &Connection,
+    per_room: usize,
+) -> rusqlite::Result<Vec<(Arc<str>, Vec<HistoryLine>)>> {
+    if per_room == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "WITH RECURSIVE rooms(room) AS (
+             SELECT MIN(room) FROM events WHERE kind = 'chat'
+             UNION ALL
+             SELECT (SELECT MIN(room) FROM events WHERE kind = 'chat' AND room > rooms.room)
+             FROM rooms WHERE rooms.room IS NOT NULL
+         )
+         SELECT room FROM rooms WHERE room IS NOT NULL",
+    )?;
+    let rooms = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rooms
+        .into_iter()
+        .map(|room| {
+            let lines = query_history(conn, &room, per_room)?;
+            Ok((room.into(), lines))
+        })
+        .collect()
+}
+
+/// Inserts a batch of events in one transaction.
+pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for e in events {
+            insert.execute(params![
+                e.ts_ms,
+                e.kind.as_str(),
+                &*e.room,
+                &*e.sender,
+                e.recipient.as_deref(),
+                e.text.as_deref(),
+                e.session
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_listed_in_order() {
+        let mut files: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(files, listed);
+    }
+
+    fn chat(id: i64, room: &str, text: &str) -> Event {
+        Event {
+            ts_ms: id,
+            kind: crate::event::EventKind::Chat,
+            room: room.into(),
+            sender: "u".into(),
+            recipient: None,
+            text: Some(text.into()),
+            session: 1,
+        }
+    }
+
+    #[test]
+    fn recent_history_gives_each_room_its_last_lines_oldest_first() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        assert!(recent_history(&conn, 2).unwrap().is_empty());
+        let mut events: Vec<Event> = (0..5)
+            .map(|i| chat(i, ["lab", "lobby"][i as usize % 2], &format!("m{i}")))
+            .collect();
+        events.push(Event {
+            kind: crate::event::EventKind::Join,
+            ..chat(9, "quiet", "")
+        });
+        insert_events(&mut conn, &events).unwrap();
+        let texts = |per_room| -> Vec<(String, Vec<String>)> {
+            recent_history(&conn, per_room)
+                .unwrap()
+                .into_iter()
+                .map(|(room, lines)| {
+                    let texts = lines.into_iter().map(|l| l.text.to_string()).collect();
+                    (room.to_string(), texts)
+                })
+                .collect()
+        };
+        assert_eq!(
+            texts(2),
+            vec![
+                ("lab".into(), vec!["m2".into(), "m4".into()]),
+                ("lobby".into(), vec!["m1".into(), "m3".into()]),
+            ]
+        );
+        assert!(texts(0).is_empty());
+    }
+
+    #[test]
+    fn migrations_apply_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+}
