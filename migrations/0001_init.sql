@@ -4,7 +4,7 @@
 CREATE TABLE events (
     id        INTEGER PRIMARY KEY,
     ts_ms     INTEGER NOT NULL,
-    kind      TEXT    NOT NULL,  -- chat | pm | join | leave | nick
+    kind      TEXT    NOT NULL,  -- chat pm join leave nick op kick mute unmute announce quiet
     room      TEXT    NOT NULL,  -- for pm: the sender's room
     sender    TEXT    NOT NULL,  -- for nick: the old name
     recipient TEXT,              -- pm only

@@ -21,7 +21,6 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 OUT_DIR="$REPO/docs/screenshots"
 FONT_DIR=/usr/share/fonts/truetype/dejavu
 TIMEOUT=${SCREENSHOT_TIMEOUT:-10}   # seconds to wait for any expected line
-KEY_DELAY=${SCREENSHOT_KEY_DELAY:-0.02}
 COLS=200 ROWS=26                    # the tmux window: three panes of 66 x 26
 SOCKET="classchat-shot-$$"          # a private tmux server: never touches the user's
 
@@ -177,17 +176,10 @@ wait_for_re() {
     die "nothing matching /$2/ appeared on $who's screen within ${TIMEOUT}s"
 }
 
-# say STUDENT TEXT: type TEXT one key at a time (rustyline mishandles several keys
-# arriving in one read), check it is on the input line, then press Enter.
+# say STUDENT TEXT: type TEXT and Enter, as a paste would arrive.
 say() {
-    local who=$1 text=$2 i ch
-    for ((i = 0; i < ${#text}; i++)); do
-        ch=${text:i:1}
-        [[ $ch == ";" ]] && ch='\;'   # a lone ";" separates tmux commands
-        tm send-keys -t "${PANE[$who]}" -l -- "$ch"
-        sleep "$KEY_DELAY"
-    done
-    wait_for "$who" "$text"
+    local who=$1 text=$2
+    tm send-keys -t "${PANE[$who]}" -l -- "$text"
     tm send-keys -t "${PANE[$who]}" Enter
 }
 

@@ -257,16 +257,8 @@ where
         }
     }
 
-    /// The one decode path for every line, in the handshake and after: the line's
-    /// text, sanitised, or why it cannot be used.
     fn decode(&self, inbound: Inbound) -> Result<String, CommandError> {
-        match inbound {
-            Inbound::TooLong => Err(CommandError::TooLong(self.cx.config.limits.max_line_bytes)),
-            Inbound::Line(bytes) => match std::str::from_utf8(&bytes) {
-                Ok(text) => Ok(protocol::sanitize(text).into_owned()),
-                Err(_) => Err(CommandError::InvalidUtf8),
-            },
-        }
+        protocol::read_line(inbound, self.cx.config.limits.max_line_bytes)
     }
 
     /// Carries out one parsed line.

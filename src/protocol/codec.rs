@@ -132,4 +132,49 @@ mod tests {
         assert_eq!(decode_all(&mut codec, b"12345\n"), vec![Inbound::TooLong]);
         assert_eq!(decode_all(&mut codec, b"1234\r\n"), vec![line("1234")]);
     }
+
+    use proptest::prelude::*;
+
+    use crate::protocol::{parse, read_line, Input};
+
+    proptest! {
+        /// Whatever a client sends, in whatever pieces: no panic, every line is
+        /// either acted on or answered with one error, and the next good line works.
+        #[test]
+        fn any_bytes_in_any_pieces(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut input = bytes.clone();
+            input.extend_from_slice(b"\nhello\n");
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(input.len())).collect();
+            cuts.sort_unstable();
+            cuts.push(input.len());
+            let mut codec = LineCodec::new(64);
+            let mut buf = BytesMut::new();
+            let mut outcomes = Vec::new();
+            let mut start = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&input[start..cut]);
+                start = cut;
+                while let Some(item) = codec.decode(&mut buf).unwrap() {
+                    outcomes.push(read_line(item, 64).and_then(|text| parse(&text)));
+                }
+            }
+            for outcome in &outcomes {
+                if let Err(err) = outcome {
+                    // One line of error text, never a line break inside it.
+                    let text = err.to_string();
+                    prop_assert!(!text.is_empty() && !text.contains('\n'));
+                }
+            }
+            prop_assert_eq!(
+                outcomes.last(),
+                Some(&Ok(Input::Chat("hello".into())))
+            );
+            // Every line ending ends exactly one line: acted on, or refused once.
+            let lines = input.iter().filter(|&&b| b == b'\n').count();
+            prop_assert_eq!(outcomes.len(), lines);
+        }
+    }
 }

@@ -3,7 +3,20 @@
 
 use std::borrow::Cow;
 
+use super::codec::Inbound;
 use super::error::{CommandError, NickError};
+
+/// The one decode path for a client's line, in the handshake and after: its text,
+/// sanitised, or why it cannot be used.
+pub fn read_line(inbound: Inbound, max_line_bytes: usize) -> Result<String, CommandError> {
+    match inbound {
+        Inbound::TooLong => Err(CommandError::TooLong(max_line_bytes)),
+        Inbound::Line(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(text) => Ok(sanitize(text).into_owned()),
+            Err(_) => Err(CommandError::InvalidUtf8),
+        },
+    }
+}
 
 /// Removes what must never reach another terminal or the logs: C0 controls, DEL,
 /// C1 controls and whole escape sequences (CSI such as `ESC [ 31 m`, OSC such as a

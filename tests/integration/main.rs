@@ -12,3 +12,4 @@ mod handshake;
 mod load;
 mod persistence;
 mod reports;
+mod terminal;
