@@ -1,11 +1,12 @@
-//! Limits per address that survive reconnecting: wrong codes and passwords.
+//! Limits per address that survive reconnecting: new connections and wrong codes,
+//! each counted in a window that slides over the last minute.
 //!
 //! Every wrong join code, personal code or instructor password counts against the
-//! client's address, across all its connections and front ends, in a window that
-//! slides over the last minute. A correct code resets nobody's count, so a student
-//! behind the class's NAT can slow guessing down but cannot lock an instructor out
-//! for longer than a minute. Failures are logged at most once per address per
-//! minute, with the count, so a flood of guesses cannot flood the log.
+//! client's address, across all its connections and front ends. A correct code
+//! resets nobody's count, so a student behind the class's NAT can slow guessing
+//! down but cannot lock an instructor out for longer than a minute. What is refused
+//! is logged at most once per address per minute, with the count, so a flood of
+//! guesses or connections cannot flood the log.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -15,10 +16,12 @@ use std::time::{Duration, Instant};
 /// The window over which wrong codes are counted.
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// Wrong codes per address; see the module docs.
+/// Something counted per address in the last minute; see the module docs.
 #[derive(Debug)]
-pub struct CodeGuard {
-    /// Wrong codes allowed per address in the window; 0 = no limit.
+pub struct AddressWindow {
+    /// What is counted, for the log.
+    what: &'static str,
+    /// Allowed per address in the window; 0 = no limit.
     per_minute: u32,
     state: Mutex<HashMap<IpAddr, Failures>>,
 }
@@ -40,16 +43,41 @@ pub struct Locked {
     pub retry_secs: u64,
 }
 
-impl CodeGuard {
+/// Wrong codes and passwords per address.
+pub type CodeGuard = AddressWindow;
+
+impl AddressWindow {
     /// A guard allowing `per_minute` wrong codes per address (0 = unlimited).
-    pub fn new(per_minute: u32) -> CodeGuard {
-        CodeGuard {
+    pub fn codes(per_minute: u32) -> AddressWindow {
+        AddressWindow::new("wrong code", per_minute)
+    }
+
+    /// A guard allowing `per_minute` new connections per address (0 = unlimited).
+    pub fn connects(per_minute: u32) -> AddressWindow {
+        AddressWindow::new("too many connections", per_minute)
+    }
+
+    fn new(what: &'static str, per_minute: u32) -> AddressWindow {
+        AddressWindow {
+            what,
             per_minute,
             state: Mutex::default(),
         }
     }
 
-    /// Whether `ip` may try a code now.
+    /// Counts one connection from `ip` if it is allowed one more now.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Locked> {
+        if let Err(locked) = self.check(ip, now) {
+            self.failed(ip, self.what, now);
+            return Err(locked);
+        }
+        if self.per_minute > 0 {
+            self.lock().entry(ip).or_default().times.push_back(now);
+        }
+        Ok(())
+    }
+
+    /// Whether `ip` may try now.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Locked> {
         if self.per_minute == 0 {
             return Ok(());
@@ -69,12 +97,18 @@ impl CodeGuard {
         })
     }
 
-    /// Counts one wrong code from `ip`, logging at most once a minute per address.
+    /// Counts one refusal of `ip` (a wrong code, a connection too many), logging
+    /// at most once a minute per address.
     pub fn failed(&self, ip: IpAddr, what: &str, now: Instant) {
         let mut state = self.lock();
         let failures = state.entry(ip).or_default();
         failures.expire(now);
         failures.times.push_back(now);
+        // Only the newest `per_minute` times decide anything: a flood costs no
+        // more memory than the limit, and keeps the address waiting.
+        if failures.times.len() > self.per_minute.max(1) as usize {
+            failures.times.pop_front();
+        }
         failures.unlogged += 1;
         let due = failures
             .logged
@@ -83,7 +117,7 @@ impl CodeGuard {
             tracing::warn!(
                 address = %ip,
                 count = failures.unlogged,
-                "wrong {what} (count since the last such line)"
+                "{what} (count since the last such line)"
             );
             failures.logged = Some(now);
             failures.unlogged = 0;
@@ -120,13 +154,13 @@ mod tests {
 
     #[test]
     fn the_window_slides() {
-        let guard = CodeGuard::new(3);
+        let guard = CodeGuard::codes(3);
         let ip = IpAddr::from([10, 0, 0, 1]);
         let other = IpAddr::from([10, 0, 0, 2]);
         let t0 = Instant::now();
         for i in 0..3 {
             assert_eq!(guard.check(ip, t0), Ok(()));
-            guard.failed(ip, "code", t0 + Duration::from_secs(i * 10));
+            guard.failed(ip, "wrong code", t0 + Duration::from_secs(i * 10));
         }
         let t = t0 + Duration::from_secs(25);
         assert_eq!(guard.check(ip, t), Err(Locked { retry_secs: 35 }));
@@ -138,11 +172,11 @@ mod tests {
 
     #[test]
     fn zero_means_no_limit() {
-        let guard = CodeGuard::new(0);
+        let guard = CodeGuard::codes(0);
         let ip = IpAddr::from([10, 0, 0, 1]);
         let now = Instant::now();
         for _ in 0..100 {
-            guard.failed(ip, "code", now);
+            guard.failed(ip, "wrong code", now);
         }
         assert_eq!(guard.check(ip, now), Ok(()));
     }

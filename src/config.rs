@@ -104,7 +104,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Connections at once; one more is told the server is full.
+    /// Logged-in users at once; one more is told the server is full.
     pub max_clients: usize,
     /// Longest username.
     pub max_nick_len: usize,
@@ -124,6 +124,12 @@ pub struct LimitsConfig {
     pub max_rooms: usize,
     /// Connections at once from one IP address; 0 = no limit.
     pub max_per_ip: usize,
+    /// Connections still logging in, all together; 0 = no limit.
+    pub max_pending: usize,
+    /// Connections still logging in from one address; 0 = no limit.
+    pub max_pending_per_ip: usize,
+    /// New connections per address per minute; 0 = no limit.
+    pub connects_per_minute_per_ip: u32,
 }
 
 impl Default for LimitsConfig {
@@ -139,6 +145,9 @@ impl Default for LimitsConfig {
             handshake_timeout_secs: 30,
             max_rooms: 50,
             max_per_ip: 0,
+            max_pending: 100,
+            max_pending_per_ip: 10,
+            connects_per_minute_per_ip: 120,
         }
     }
 }
@@ -358,6 +367,19 @@ impl Config {
         )?;
         in_range("limits.max_rooms", limits.max_rooms, 1, 100_000)?;
         in_range("limits.max_per_ip", limits.max_per_ip, 0, 1_000_000)?;
+        in_range("limits.max_pending", limits.max_pending, 0, 1_000_000)?;
+        in_range(
+            "limits.max_pending_per_ip",
+            limits.max_pending_per_ip,
+            0,
+            1_000_000,
+        )?;
+        in_range(
+            "limits.connects_per_minute_per_ip",
+            limits.connects_per_minute_per_ip,
+            0,
+            1_000_000,
+        )?;
         in_range("history.replay_lines", self.history.replay_lines, 0, 1_000)?;
         if limits.max_rooms < self.permanent_rooms().len() {
             return invalid(

@@ -1,70 +1,93 @@
-//! Flood control: a token bucket per client.
+//! Flood control: the chat rate of SPEC section 2, kept per login name.
 //!
-//! A client may send `burst` lines at once and `rate` lines a second after that.
-//! The bucket is owned by the client's own reader task, so it needs no lock, and it
-//! takes the time as an argument, so its tests need no clock.
+//! A client may send `burst` lines at once and `messages_per_sec` lines a second
+//! after that. The bucket belongs to the name the client logged in with, not to
+//! its connection, so reconnecting (or renaming) does not refill it. `governor`'s
+//! keyed limiter holds one small cell per name and forgets names whose bucket has
+//! refilled, so memory stays bounded however many names come and go.
 
-use std::time::Instant;
+use std::num::NonZeroU32;
 
-/// A token bucket; see the module docs.
-#[derive(Debug)]
-pub struct RateLimiter {
-    /// Tokens added per second; 0 means unlimited.
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+/// Names checked between two sweeps of refilled buckets.
+const SWEEP_EVERY: u32 = 4096;
+
+type Keyed<C> =
+    RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// The chat rate per login name; see the module docs.
+pub struct ChatRate<C: Clock = DefaultClock> {
+    /// `None` when `messages_per_sec = 0`: no limit.
+    limiter: Option<Keyed<C>>,
+    checks: std::sync::atomic::AtomicU32,
 }
 
-impl RateLimiter {
-    /// A full bucket: `burst` lines may be sent right away. `rate == 0` never refuses.
-    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
-        RateLimiter {
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            tokens: f64::from(burst),
-            last: now,
+impl ChatRate {
+    /// `per_sec` lines a second after a burst of `burst` (`per_sec == 0`: no limit).
+    pub fn new(per_sec: u32, burst: u32) -> ChatRate {
+        ChatRate::with_clock(per_sec, burst, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> ChatRate<C> {
+    /// The same, on a clock of the caller's (tests use a fake one).
+    pub fn with_clock(per_sec: u32, burst: u32, clock: C) -> ChatRate<C> {
+        let limiter = NonZeroU32::new(per_sec).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::dashmap_with_clock(Quota::per_second(rate).allow_burst(burst), clock)
+        });
+        ChatRate {
+            limiter,
+            checks: Default::default(),
         }
     }
 
-    /// Takes one token if there is one; `false` means the line must be refused.
-    pub fn check(&mut self, now: Instant) -> bool {
-        if self.rate == 0.0 {
+    /// Takes one line from `login`'s bucket; `false` means the line must be refused.
+    pub fn check(&self, login: &str) -> bool {
+        let Some(limiter) = &self.limiter else {
             return true;
+        };
+        let checks = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
         }
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        limiter.check_key(&login.to_ascii_lowercase()).is_ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::time::Duration;
 
+    use governor::clock::FakeRelativeClock;
+
+    use super::*;
+
     #[test]
-    fn burst_then_rate() {
-        let start = Instant::now();
-        let mut limiter = RateLimiter::new(5, 10, start);
-        assert!((0..10).all(|_| limiter.check(start)));
-        assert!(!limiter.check(start));
-        assert!(limiter.check(start + Duration::from_millis(200)));
-        assert!(!limiter.check(start + Duration::from_millis(210)));
-        let later = start + Duration::from_secs(60);
-        assert_eq!((0..20).filter(|_| limiter.check(later)).count(), 10);
+    fn burst_then_rate_per_name_across_reconnects() {
+        let clock = FakeRelativeClock::default();
+        let rate = ChatRate::with_clock(5, 10, clock.clone());
+        assert!((0..10).all(|_| rate.check("amy")));
+        assert!(!rate.check("amy"));
+        // Another connection under the same name (any case) shares the bucket.
+        assert!(!rate.check("AMY"));
+        assert!(rate.check("bob"));
+        clock.advance(Duration::from_millis(200));
+        assert!(rate.check("amy"));
+        assert!(!rate.check("amy"));
+        clock.advance(Duration::from_secs(60));
+        assert_eq!((0..20).filter(|_| rate.check("amy")).count(), 10);
     }
 
     #[test]
     fn zero_rate_is_unlimited() {
-        let now = Instant::now();
-        let mut limiter = RateLimiter::new(0, 1, now);
-        assert!((0..1000).all(|_| limiter.check(now)));
+        let rate = ChatRate::new(0, 1);
+        assert!((0..1000).all(|_| rate.check("amy")));
     }
 }

@@ -5,21 +5,20 @@
 //! a test), then stops accepting, tells every client, waits for their connections to
 //! close, and waits for the store to write everything still queued.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::access::CodeGuard;
+use crate::access::AddressWindow;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
+use crate::front::seat::NoSeat;
 use crate::front::{line, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
@@ -98,16 +97,10 @@ impl Server {
             mut next_id,
         } = self;
         let stopping = CancellationToken::new();
-        let cx = Context {
-            board: board.clone(),
-            config: config.clone(),
-            codes: Arc::new(CodeGuard::new(config.access.code_attempts_per_minute)),
-            shutdown: stopping.clone(),
-        };
+        let cx = Context::new(board.clone(), config.clone(), stopping.clone());
         let clock = board.clock().clone();
         let tracker = TaskTracker::new();
-        let seats = Arc::new(Semaphore::new(config.limits.max_clients));
-        let per_address = AddressSeats::new(config.limits.max_per_ip);
+        let connects = AddressWindow::connects(config.limits.connects_per_minute_per_ip);
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -124,22 +117,26 @@ impl Server {
                 },
             };
             let _ = socket.set_nodelay(true);
-            let Ok(seat) = seats.clone().try_acquire_owned() else {
-                let refusal = LoginError::Full(config.limits.max_clients);
-                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
-                continue;
-            };
-            let Some(address_seat) = per_address.take(peer.ip()) else {
-                tracing::warn!(%peer, "too many connections from one address");
-                let refusal = LoginError::TooManyFromAddress(config.limits.max_per_ip);
-                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
-                continue;
+            let seat = connects
+                .admit(peer.ip(), Instant::now())
+                .map_err(|locked| LoginError::TooManyConnects(locked.retry_secs))
+                .and_then(|()| {
+                    cx.seats.connect(peer.ip()).map_err(|no| match no {
+                        NoSeat::Address => LoginError::TooManyFromAddress(config.limits.max_per_ip),
+                        NoSeat::Busy => LoginError::Busy,
+                    })
+                });
+            let seat = match seat {
+                Ok(seat) => seat,
+                Err(refusal) => {
+                    tracker.spawn(line::refuse(socket, clock.clone(), refusal));
+                    continue;
+                }
             };
             let id = next_id;
             next_id += 1;
             let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
-            let seats = (seat, address_seat);
-            let task = line::serve(socket, id, cx.clone(), seats);
+            let task = line::serve(socket, id, cx.clone(), seat);
             tracker.spawn(
                 async move {
                     tracing::debug!("connected");
@@ -166,53 +163,5 @@ impl Server {
             .expect("store close panicked");
         tracing::info!("stopped");
         closed
-    }
-}
-
-/// Connections per IP address, for `limits.max_per_ip`.
-#[derive(Clone)]
-struct AddressSeats {
-    max: usize,
-    taken: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// One connection's place in [`AddressSeats`]; gives it back when dropped.
-struct AddressSeat {
-    seats: AddressSeats,
-    ip: IpAddr,
-}
-
-impl AddressSeats {
-    fn new(max: usize) -> Self {
-        AddressSeats {
-            max,
-            taken: Arc::default(),
-        }
-    }
-
-    /// A seat for `ip`, or `None` if it has `max` already (never with `max == 0`).
-    fn take(&self, ip: IpAddr) -> Option<AddressSeat> {
-        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        let count = taken.entry(ip).or_insert(0);
-        if self.max > 0 && *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSeat {
-            seats: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for AddressSeat {
-    fn drop(&mut self) {
-        let mut taken = self.seats.taken.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = taken.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                taken.remove(&self.ip);
-            }
-        }
     }
 }

@@ -20,10 +20,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::login::{Login, Step};
+use super::seat::Seat;
 use super::Context;
 use crate::clock::Clock;
 use crate::hub::ConnId;
-use crate::limiter::RateLimiter;
 use crate::password;
 use crate::protocol::{
     self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, Notice,
@@ -47,7 +47,7 @@ const WRITE_BATCH: usize = 256;
 /// `seat` is its place under the connection limits, given back as soon as it is no
 /// longer a member, before the last lines are flushed, so that a client who sees
 /// the connection close can come straight back.
-pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: impl Send) {
+pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
     let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
     let (reader, writer) = socket.into_split();
     let (outbox, queue) = mpsc::channel(cx.config.limits.outbound_queue);
@@ -82,7 +82,7 @@ pub struct Transport<R> {
 }
 
 /// Serves one line-protocol client over `transport`; see [`serve`].
-pub async fn run<R>(transport: Transport<R>, id: ConnId, cx: Context, seat: impl Send)
+pub async fn run<R>(transport: Transport<R>, id: ConnId, cx: Context, mut seat: Seat)
 where
     R: Stream<Item = std::io::Result<Inbound>> + Unpin,
 {
@@ -99,8 +99,9 @@ where
         outbox,
         dropped: CancellationToken::new(),
         peer,
+        login: String::new(),
     };
-    if conn.handshake().await {
+    if conn.handshake(&mut seat).await {
         let reason = conn.chat_loop().await;
         if let Some(reason) = reason {
             conn.cx.board.leave(id, reason);
@@ -136,6 +137,8 @@ struct Connection<R> {
     dropped: CancellationToken,
     /// The client's address, to limit code and password guesses per machine.
     peer: Option<IpAddr>,
+    /// The name logged in with, which the chat rate is kept by.
+    login: String,
 }
 
 /// What the reader got from the socket.
@@ -152,7 +155,7 @@ where
     /// Greets the client and reads names (and the join code, if the class has one)
     /// until one is accepted. `false` means the client is gone (or was never let
     /// in) and the connection should close.
-    async fn handshake(&mut self) -> bool {
+    async fn handshake(&mut self, seat: &mut Seat) -> bool {
         let server = &self.cx.config.server;
         self.notice(Notice::Connected {
             server: server.name.clone(),
@@ -186,6 +189,9 @@ where
                 },
             };
             let step = match step {
+                Step::Admit(_) if !self.cx.seats.promote(seat) => {
+                    Step::GiveUp(LoginError::Full(self.cx.config.limits.max_clients))
+                }
                 Step::Admit(admitted) => match self.cx.board.register(
                     self.id,
                     &admitted.name,
@@ -194,6 +200,7 @@ where
                 ) {
                     Ok(()) => {
                         tracing::Span::current().record("nick", admitted.name.as_str());
+                        self.login = admitted.name;
                         return true;
                     }
                     Err(err) => login.refused(err),
@@ -221,9 +228,7 @@ where
     /// Reads and acts on lines until the client leaves. Returns the reason to record,
     /// or `None` when the switchboard has already removed the client.
     async fn chat_loop(&mut self) -> Option<LeaveReason> {
-        let limits = &self.cx.config.limits;
-        let mut limiter = RateLimiter::new(limits.messages_per_sec, limits.burst, Instant::now());
-        let idle = limits.idle_timeout();
+        let idle = self.cx.config.limits.idle_timeout();
         loop {
             let read = tokio::select! {
                 biased;
@@ -242,7 +247,7 @@ where
             let quitting = matches!(input, Ok(Input::Command(Command::Quit(_))));
             let counted = !quitting && !matches!(input, Ok(Input::Empty));
             let result = match input {
-                _ if counted && !limiter.check(Instant::now()) => Err(CommandError::SlowDown(
+                _ if counted && !self.cx.rate.check(&self.login) => Err(CommandError::SlowDown(
                     self.cx.config.limits.messages_per_sec,
                 )),
                 Ok(input) => self.act(input).await,
@@ -298,7 +303,7 @@ where
             if let Some(ip) = self.peer {
                 self.cx
                     .codes
-                    .failed(ip, "instructor password", Instant::now());
+                    .failed(ip, "wrong instructor password", Instant::now());
             }
             return Err(CommandError::WrongPassword);
         }

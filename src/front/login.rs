@@ -93,7 +93,7 @@ impl Login {
         }
         self.wrong_codes += 1;
         if let Some(ip) = peer {
-            cx.codes.failed(ip, "join code", Instant::now());
+            cx.codes.failed(ip, "wrong join code", Instant::now());
         }
         let left = access.max_code_attempts.saturating_sub(self.wrong_codes);
         if left == 0 {

@@ -7,6 +7,7 @@
 
 pub mod line;
 pub mod login;
+pub mod seat;
 
 use std::sync::Arc;
 
@@ -14,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::CodeGuard;
 use crate::config::ValidConfig;
+use crate::limiter::ChatRate;
 use crate::switchboard::Switchboard;
+use seat::Seats;
 
 /// What a connection needs from the server around it.
 #[derive(Clone)]
@@ -25,6 +28,34 @@ pub struct Context {
     pub config: Arc<ValidConfig>,
     /// Wrong codes per address.
     pub codes: Arc<CodeGuard>,
+    /// The chat rate per login name.
+    pub rate: Arc<ChatRate>,
+    /// Places under the connection limits.
+    pub seats: Seats,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// The shared state of every connection of one server.
+    pub fn new(
+        board: Arc<Switchboard>,
+        config: Arc<ValidConfig>,
+        shutdown: CancellationToken,
+    ) -> Context {
+        let limits = &config.limits;
+        Context {
+            codes: Arc::new(CodeGuard::codes(config.access.code_attempts_per_minute)),
+            rate: Arc::new(ChatRate::new(limits.messages_per_sec, limits.burst)),
+            seats: Seats::new(
+                limits.max_clients,
+                limits.max_per_ip,
+                limits.max_pending,
+                limits.max_pending_per_ip,
+            ),
+            board,
+            config,
+            shutdown,
+        }
+    }
 }

@@ -114,6 +114,22 @@ struct Room {
     permanent: bool,
 }
 
+/// Why a member may not talk to the room. A silenced student cannot reach the room
+/// another way either: no `/nick`, no `/quit` reason, no new room names.
+enum Silence {
+    Muted { minutes_left: Option<u64> },
+    Quiet,
+}
+
+impl Silence {
+    fn refusal(&self) -> CommandError {
+        match self {
+            Silence::Muted { .. } => CommandError::MutedNoNick,
+            Silence::Quiet => CommandError::QuietNoNick,
+        }
+    }
+}
+
 /// The room manager; see the module docs.
 pub struct Hub {
     settings: Settings,
@@ -374,6 +390,9 @@ impl Hub {
 
     /// `/nick NEW`.
     fn rename(&mut self, out: &mut Step, id: ConnId, new: &str) -> Result<(), CommandError> {
+        if let Some(silence) = self.silenced(id, out.now) {
+            return Err(silence.refusal());
+        }
         self.check_name(new)?;
         let Some((old, room)) = self.name_and_room(id) else {
             return Ok(());
@@ -384,11 +403,8 @@ impl Hub {
             _ if *old == *new => return Err(CommandError::SameNick(old.to_string())),
             _ => {}
         }
-        let old_key = old.to_ascii_lowercase();
-        self.nicks.remove(&old_key);
-        if let Some(until) = self.mutes.remove(&old_key) {
-            self.mutes.insert(new_key.clone(), until);
-        }
+        // A muted member cannot get here: its mute stays on the name it has.
+        self.nicks.remove(&old.to_ascii_lowercase());
         self.nicks.insert(new_key, id);
         let new: Name = new.into();
         if let Some(member) = self.members.get_mut(&id) {
@@ -428,8 +444,13 @@ impl Hub {
             .get(&old)
             .is_some_and(|r| !r.permanent && r.members.len() == 1);
         let rooms_after = self.rooms.len() - usize::from(old_vanishes);
-        if !self.rooms.contains_key(room) && rooms_after >= max_rooms {
-            return Err(CommandError::TooManyRooms(max_rooms));
+        if !self.rooms.contains_key(room) {
+            if self.silenced(id, out.now).is_some() {
+                return Err(CommandError::NoNewRooms);
+            }
+            if rooms_after >= max_rooms {
+                return Err(CommandError::TooManyRooms(max_rooms));
+            }
         }
         let room: Name = room.into();
         self.leave_room(out, id, &nick, &old, LeaveReason::Moved(room.clone()));
@@ -467,6 +488,7 @@ impl Hub {
             return;
         };
         out.tell(id, Notice::Goodbye { nick });
+        let reason = reason.filter(|_| self.silenced(id, out.now).is_none());
         self.remove(out, id, LeaveReason::Quit(reason));
     }
 
@@ -475,7 +497,7 @@ impl Hub {
         Some((member.nick.clone(), member.room.clone()))
     }
 
-    /// Refuses a line from a muted member, or from a student in quiet mode unless
+    /// Refuses a line from a muted member, or from a student in quiet mode, unless
     /// it is a private message to an instructor.
     fn check_may_talk(
         &mut self,
@@ -483,27 +505,30 @@ impl Hub {
         to_instructor: bool,
         now: i64,
     ) -> Result<(), CommandError> {
-        let Some(member) = self.members.get(&id) else {
-            return Ok(());
-        };
-        let instructor = member.instructor;
+        match self.silenced(id, now) {
+            _ if to_instructor => Ok(()),
+            Some(Silence::Muted { minutes_left }) => Err(CommandError::Muted(minutes_left)),
+            Some(Silence::Quiet) => Err(CommandError::QuietMode),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `id` may not talk to the room now, and why.
+    fn silenced(&mut self, id: ConnId, now: i64) -> Option<Silence> {
+        let member = self.members.get(&id)?;
         // Every chat line passes here: look a name up only when someone is muted.
         if !self.mutes.is_empty() {
             let key = member.nick.to_ascii_lowercase();
             if let Some(&until) = self.mutes.get(&key) {
                 if until > now {
                     let minutes = ((until - now) as u64).div_ceil(60_000);
-                    return Err(CommandError::Muted(
-                        (minutes < moderation::FOREVER_MINUTES).then_some(minutes),
-                    ));
+                    let minutes_left = (minutes < moderation::FOREVER_MINUTES).then_some(minutes);
+                    return Some(Silence::Muted { minutes_left });
                 }
                 self.mutes.remove(&key);
             }
         }
-        if self.quiet && !instructor && !to_instructor {
-            return Err(CommandError::QuietMode);
-        }
-        Ok(())
+        (self.quiet && !member.instructor).then_some(Silence::Quiet)
     }
 
     /// The member called `nick` (any case) and its name as spelled.

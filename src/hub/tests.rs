@@ -157,7 +157,7 @@ fn max_rooms_counts_the_room_about_to_vanish() {
 }
 
 #[test]
-fn a_mute_follows_a_rename_and_expires_on_time() {
+fn a_mute_outlives_a_reconnect_and_expires_on_time() {
     let mut hub = hub();
     join(&mut hub, 1, "prof");
     join(&mut hub, 2, "amy");
@@ -171,17 +171,20 @@ fn a_mute_follows_a_rename_and_expires_on_time() {
         seen(&hub, &out, 2),
         vec!["* You have been muted by prof for 2 minutes."]
     );
-    run(&mut hub, 2, Command::Nick("amelia".into()), T0).unwrap();
+    hub.leave(2, LeaveReason::Closed, T0);
+    hub.register(3, "AMY", T0 + 1_000).unwrap();
     assert_eq!(
-        hub.chat(2, "hi", T0 + 1_000).unwrap_err(),
+        hub.chat(3, "hi", T0 + 1_000).unwrap_err(),
         CommandError::Muted(Some(2))
     );
     assert_eq!(
-        hub.chat(2, "hi", T0 + 61_000).unwrap_err(),
+        hub.chat(3, "hi", T0 + 61_000).unwrap_err(),
         CommandError::Muted(Some(1))
     );
-    let out = hub.chat(2, "hi", T0 + 120_000).unwrap();
-    assert_eq!(seen(&hub, &out, 1), vec!["amelia: hi"]);
+    let out = hub.chat(3, "hi", T0 + 120_000).unwrap();
+    assert_eq!(seen(&hub, &out, 1), vec!["AMY: hi"]);
+    // Once the mute is over, names may change again.
+    run(&mut hub, 3, Command::Nick("amelia".into()), T0 + 120_000).unwrap();
 }
 
 #[test]
@@ -277,4 +280,51 @@ fn who_sorts_and_marks_instructors() {
         seen(&hub, &out, 3),
         vec!["= #lobby (3): Amy, bob, zed [instructor]"]
     );
+}
+
+#[test]
+fn a_silenced_student_reaches_the_room_no_other_way() {
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    join(&mut hub, 2, "amy");
+    join(&mut hub, 3, "bob");
+    hub.op(1, T0);
+    let mute = Command::Mute {
+        nick: "amy".into(),
+        minutes: None,
+    };
+    run(&mut hub, 1, mute, T0).unwrap();
+    assert_eq!(
+        run(&mut hub, 2, Command::Nick("hey_all".into()), T0).unwrap_err(),
+        CommandError::MutedNoNick
+    );
+    assert_eq!(
+        run(&mut hub, 2, Command::Join("look-at-me".into()), T0).unwrap_err(),
+        CommandError::NoNewRooms
+    );
+    // An existing room is fine, and so is a word to the instructor.
+    run(&mut hub, 2, Command::Join("help".into()), T0).unwrap();
+    let to_prof = Command::Msg {
+        to: "prof".into(),
+        text: "may I speak?".into(),
+    };
+    run(&mut hub, 2, to_prof, T0).unwrap();
+    let quit = Command::Quit(Some("everyone read this".into()));
+    let out = run(&mut hub, 2, quit, T0).unwrap();
+    assert!(out
+        .events
+        .iter()
+        .all(|e| e.text.as_deref() != Some("Quit: everyone read this")));
+    assert_eq!(
+        out.events.last().unwrap().text.as_deref(),
+        Some("Quit"),
+        "the reason is not shown"
+    );
+    // Quiet mode: the same for students, not for instructors.
+    run(&mut hub, 1, Command::Quiet(true), T0).unwrap();
+    assert_eq!(
+        run(&mut hub, 3, Command::Nick("loud".into()), T0).unwrap_err(),
+        CommandError::QuietNoNick
+    );
+    run(&mut hub, 1, Command::Nick("professor".into()), T0).unwrap();
 }

@@ -49,6 +49,15 @@ pub enum CommandError {
     /// A line from a muted user; holds the minutes left, if the mute ends.
     #[error("You are muted{}; that message was not sent.", minutes_left(*.0))]
     Muted(Option<u64>),
+    /// `/nick` while muted.
+    #[error("You are muted.")]
+    MutedNoNick,
+    /// A student's `/nick` while quiet mode is on.
+    #[error("The room is in quiet mode.")]
+    QuietNoNick,
+    /// `/join` of a new room while muted or in quiet mode.
+    #[error("New rooms cannot be made now; join an existing one (see /rooms)")]
+    NoNewRooms,
     /// A student's line while quiet mode is on.
     #[error("The room is in quiet mode; only instructors can talk.")]
     QuietMode,
@@ -117,6 +126,13 @@ pub enum LoginError {
     /// `limits.max_clients` users are logged in.
     #[error("Server is full ({0} users); try again later.")]
     Full(usize),
+    /// The handshake budget (`limits.max_pending`, `limits.max_pending_per_ip`) is
+    /// spent.
+    #[error("Server is busy; try again shortly.")]
+    Busy,
+    /// `limits.connects_per_minute_per_ip` new connections from this address.
+    #[error("Too many connections from your address; try again in {0} s.")]
+    TooManyConnects(u64),
     /// `limits.max_per_ip` connections from this address.
     #[error("Too many connections from your address (max {0}).")]
     TooManyFromAddress(usize),

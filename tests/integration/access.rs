@@ -394,8 +394,9 @@ async fn reconnecting_does_not_lift_a_mute() {
     again
         .expect("! You are muted; that message was not sent.")
         .await;
+    // SPEC 6: a muted student keeps the name the mute is on.
     again.send("/nick quiet_one").await;
-    again.expect("* LOUD is now known as quiet_one").await;
+    again.expect_next("! You are muted.").await;
     again.send("still me").await;
     again
         .expect_next("! You are muted; that message was not sent.")

@@ -123,6 +123,22 @@ impl TestClient {
         }
     }
 
+    /// Connects from another loopback address (127.0.0.2, ...), as a second
+    /// machine would: limits per address tell them apart.
+    pub async fn connect_from(addr: SocketAddr, from: [u8; 4]) -> TestClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("binds a loopback address");
+        let stream = socket.connect(addr).await.expect("connects");
+        stream.set_nodelay(true).unwrap();
+        let (reader, writer) = stream.into_split();
+        TestClient {
+            reader: BufReader::new(reader),
+            writer,
+        }
+    }
+
     /// Sends one line (a `\n` is added).
     pub async fn send(&mut self, line: &str) {
         self.send_raw(format!("{line}\n").as_bytes()).await;

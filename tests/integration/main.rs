@@ -9,6 +9,7 @@ mod chat;
 mod commands;
 mod durability;
 mod handshake;
+mod limits;
 mod load;
 mod persistence;
 mod reports;
