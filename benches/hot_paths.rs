@@ -71,6 +71,7 @@ fn event(i: i64, room: &Arc<str>, sender: &Arc<str>) -> Event {
             "bench:{i}: has anyone finished part two of the lab yet?"
         )),
         session: i % 300,
+        account: None,
     }
 }
 

@@ -264,6 +264,8 @@ pub struct AccessConfig {
     /// Wrong codes and passwords per address per minute, all connections
     /// together; 0 = no limit.
     pub code_attempts_per_minute: u32,
+    /// In a rostered class, names not on the roster may join as guests.
+    pub guests: bool,
 }
 
 impl Default for AccessConfig {
@@ -274,6 +276,7 @@ impl Default for AccessConfig {
             instructors: Vec::new(),
             instructor_password: String::new(),
             code_attempts_per_minute: 20,
+            guests: false,
         }
     }
 }

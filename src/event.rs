@@ -99,6 +99,9 @@ pub struct Event {
     pub text: Option<String>,
     /// The connection it came from; unique across server restarts.
     pub session: i64,
+    /// The roster account of whoever did it; `None` without a roster.
+    #[serde(default)]
+    pub account: Option<Arc<str>>,
 }
 
 /// One chat line of a room's history, as replayed on join.

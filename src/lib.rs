@@ -34,6 +34,7 @@ pub mod limiter;
 pub mod password;
 pub mod protocol;
 pub mod report;
+pub mod roster;
 pub mod server;
 pub mod store;
 pub mod switchboard;

@@ -22,6 +22,7 @@ use crate::front::seat::NoSeat;
 use crate::front::{line, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
+use crate::roster::Roster;
 use crate::store::{Closed, Store, StoreError};
 use crate::switchboard::Switchboard;
 
@@ -42,6 +43,33 @@ pub enum ServerError {
         /// What the operating system said.
         source: std::io::Error,
     },
+}
+
+/// How often the server reads the roster table again, so that `chat-server
+/// roster` commands take effect while it runs.
+const ROSTER_EVERY: Duration = Duration::from_secs(2);
+
+/// Reads the roster on the blocking pool; on failure keeps the last one read.
+async fn reload_roster(cx: &Context, database: std::path::PathBuf) {
+    let read = tokio::task::spawn_blocking(move || {
+        let conn = crate::store::open_read_only(&database).map_err(|e| e.to_string())?;
+        Roster::load(&conn).map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(Ok(roster)) => cx.roster.replace(roster),
+        Ok(Err(err)) => tracing::warn!(%err, "cannot read the roster; keeping the last one"),
+        Err(err) => tracing::warn!(%err, "cannot read the roster; keeping the last one"),
+    }
+}
+
+async fn keep_roster_current(cx: Context, database: std::path::PathBuf) {
+    loop {
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ROSTER_EVERY) => reload_roster(&cx, database.clone()).await,
+        }
+    }
 }
 
 /// A bound, not yet running server.
@@ -100,6 +128,9 @@ impl Server {
         let cx = Context::new(board.clone(), config.clone(), stopping.clone());
         let clock = board.clock().clone();
         let tracker = TaskTracker::new();
+        let database = config.storage.database.clone();
+        reload_roster(&cx, database.clone()).await;
+        tracker.spawn(keep_roster_current(cx.clone(), database));
         let connects = AddressWindow::connects(config.limits.connects_per_minute_per_ip);
         tokio::pin!(shutdown);
         loop {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::event::EventSink;
-use crate::hub::{Audience, ConnId, Hub, Outcome};
+use crate::hub::{Audience, ConnId, Hub, Identity, Outcome};
 use crate::protocol::{Command, CommandError, LeaveReason, Name, NickError, Stamped};
 
 /// The sending side of a connection's bounded outgoing queue. Every front end
@@ -89,12 +89,13 @@ impl Switchboard {
         &self,
         id: ConnId,
         nick: &str,
+        identity: Identity,
         outbox: Outbox,
         dropped: CancellationToken,
     ) -> Result<(), NickError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        let outcome = inner.hub.register(id, nick, now)?;
+        let outcome = inner.hub.register(id, nick, identity, now)?;
         inner.members.insert(id, Member { outbox, dropped });
         self.apply(&mut inner, outcome, now);
         Ok(())

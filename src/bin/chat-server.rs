@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use classchat::config::{Config, ConfigError};
 use classchat::password;
 use classchat::report::{self, Filter, Format, ReportError};
+use classchat::roster;
 use classchat::server::Server;
 use classchat::store;
 
@@ -43,6 +44,52 @@ enum Command {
     /// Reads a password (from the terminal without echo, or one line of standard
     /// input) and prints the hash to put in `access.instructor_password`.
     HashPassword,
+    /// The class roster: names bound to people by personal codes. Works while the
+    /// server runs (it reads the roster again within seconds).
+    Roster(RosterArgs),
+}
+
+#[derive(Args)]
+struct RosterArgs {
+    #[command(subcommand)]
+    action: RosterAction,
+    /// Configuration whose storage.database to use.
+    #[arg(long, value_name = "FILE", conflicts_with = "db", global = true)]
+    config: Option<PathBuf>,
+    /// Database to use (default: storage.database of the configuration).
+    #[arg(long, value_name = "FILE", global = true)]
+    db: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RosterAction {
+    /// Adds people; prints `name,code` for each, once (only a hash is kept).
+    Add {
+        /// Usernames to add.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Add them as instructors (no /op needed).
+        #[arg(long)]
+        instructor: bool,
+    },
+    /// Adds everyone in a CSV class list (header row; columns `name`, optional
+    /// `role` = student|instructor and `full_name`); prints `name,code` for each.
+    Import {
+        /// The CSV file (`-` for standard input).
+        file: PathBuf,
+    },
+    /// Lists the roster (never the codes).
+    List,
+    /// Takes a name off the roster.
+    Remove {
+        /// The username.
+        name: String,
+    },
+    /// Gives a name a new code (the old one stops working); prints `name,code`.
+    Reissue {
+        /// The username.
+        name: String,
+    },
 }
 
 /// Running the server (the default).
@@ -109,6 +156,7 @@ fn main() -> ExitCode {
             query(&args, report::write_transcript).map(|()| ExitCode::SUCCESS)
         }
         Some(Command::HashPassword) => hash_password().map(|()| ExitCode::SUCCESS),
+        Some(Command::Roster(args)) => roster_command(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -224,6 +272,78 @@ fn hash_password() -> anyhow::Result<()> {
     let hash = password::hash(&password).map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
     println!("{hash}");
     Ok(())
+}
+
+fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let max_nick_len = config.limits.max_nick_len;
+    let path = args.db.clone().unwrap_or(config.storage.database);
+    let mut conn = store::open_database(&path)?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut out = std::io::stdout().lock();
+    let print_codes = |out: &mut dyn Write, codes: &[(String, String)]| -> std::io::Result<()> {
+        writeln!(out, "name,code")?;
+        for (name, code) in codes {
+            writeln!(out, "{name},{code}")?;
+        }
+        Ok(())
+    };
+    match args.action {
+        RosterAction::Add { names, instructor } => {
+            let role = match instructor {
+                true => roster::RosterRole::Instructor,
+                false => roster::RosterRole::Student,
+            };
+            let people: Vec<roster::NewMember> = names
+                .into_iter()
+                .map(|name| roster::NewMember {
+                    name,
+                    role,
+                    full_name: None,
+                })
+                .collect();
+            let codes = roster::add(&mut conn, &people, max_nick_len, now_ms)?;
+            print_codes(&mut out, &codes)?;
+        }
+        RosterAction::Import { file } => {
+            let people = if file.as_os_str() == "-" {
+                roster::read_csv(std::io::stdin().lock())?
+            } else {
+                let input = std::fs::File::open(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                roster::read_csv(input)?
+            };
+            let codes = roster::add(&mut conn, &people, max_nick_len, now_ms)?;
+            print_codes(&mut out, &codes)?;
+        }
+        RosterAction::List => {
+            writeln!(out, "name,role,full_name")?;
+            for member in roster::list(&conn)? {
+                let role = match member.role {
+                    roster::RosterRole::Instructor => "instructor",
+                    roster::RosterRole::Student => "student",
+                };
+                let full_name = member.full_name.unwrap_or_default();
+                writeln!(out, "{},{role},{}", member.name, csv_cell(&full_name))?;
+            }
+        }
+        RosterAction::Remove { name } => roster::remove(&conn, &name)?,
+        RosterAction::Reissue { name } => {
+            let code = roster::reissue(&conn, &name)?;
+            print_codes(&mut out, &[code])?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A CSV cell: quoted when it holds a comma or a quote.
+fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 fn query(

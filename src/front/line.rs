@@ -185,7 +185,7 @@ where
                 Read::Closed | Read::Lost => return false,
                 Read::Line(inbound) => match self.decode(inbound) {
                     Err(error) => Step::Retry(error.into()),
-                    Ok(text) => login.offer(&self.cx, self.peer, text.trim()),
+                    Ok(text) => login.offer(&self.cx, self.peer, text.trim()).await,
                 },
             };
             let step = match step {
@@ -195,6 +195,7 @@ where
                 Step::Admit(admitted) => match self.cx.board.register(
                     self.id,
                     &admitted.name,
+                    admitted.identity,
                     self.outbox.clone(),
                     self.dropped.clone(),
                 ) {

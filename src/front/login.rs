@@ -4,12 +4,23 @@
 //! answer in turn and says what comes next. It decides only; the front end asks
 //! in its own way (a `*` prompt, an IRC numeric) and registers the admitted name
 //! with the switchboard, which has the last word on whether it is free.
+//!
+//! - With a roster (SPEC 6) a roster name needs its personal code, and is an
+//!   instructor or a student as the roster says; another name is refused, or
+//!   comes in as a guest where `access.guests` allows (and gives the join code if
+//!   there is one).
+//! - Without one, a name in `access.instructors` needs the instructor password,
+//!   so nobody else can take it; other names give the join code if there is one.
+//!
+//! Every wrong code counts against the address ([`crate::access`]).
 
 use std::net::IpAddr;
 use std::time::Instant;
 
 use super::Context;
+use crate::hub::Identity;
 use crate::protocol::{CodeKind, LoginError, NickError};
+use crate::roster::{self, RosterRole};
 
 /// What comes after an answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,43 +35,52 @@ pub enum Step {
     GiveUp(LoginError),
 }
 
-/// A name that may come in.
+/// A name that may come in, and who it is.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Admitted {
-    /// The name, as given.
+    /// The name, as given (or as on the roster).
     pub name: String,
+    /// Who the member is.
+    pub identity: Identity,
+}
+
+/// A name waiting for its code.
+#[derive(Debug)]
+struct Waiting {
+    name: String,
+    kind: CodeKind,
+    /// What to check the code against: the roster's hash, the instructor
+    /// password's hash, or the join code itself.
+    expected: String,
+    identity: Identity,
 }
 
 /// One connection's login; see the module docs.
 #[derive(Debug, Default)]
 pub struct Login {
-    /// A valid, free name waiting for its code.
-    name: Option<String>,
-    /// The code being asked for.
-    code: Option<CodeKind>,
+    waiting: Option<Waiting>,
     /// The join code was right once: a refused name need not give it again.
-    code_accepted: bool,
+    join_code_accepted: bool,
     wrong_codes: u32,
 }
 
 impl Login {
     /// What the client is being asked for: a code of some kind, or else a name.
     pub fn asking(&self) -> Option<CodeKind> {
-        self.code
+        self.waiting.as_ref().map(|w| w.kind)
     }
 
     /// Takes the client's next answer: a name, or the code asked for after it.
-    pub fn offer(&mut self, cx: &Context, peer: Option<IpAddr>, text: &str) -> Step {
-        match self.name.take() {
+    pub async fn offer(&mut self, cx: &Context, peer: Option<IpAddr>, text: &str) -> Step {
+        match self.waiting.take() {
             None => self.name(cx, text),
-            Some(name) => self.code(cx, peer, name, text),
+            Some(waiting) => self.code(cx, peer, waiting, text).await,
         }
     }
 
     /// The switchboard refused an admitted name (someone took it meanwhile).
     pub fn refused(&mut self, error: NickError) -> Step {
-        self.name = None;
-        self.code = None;
+        self.waiting = None;
         Step::Retry(error.into())
     }
 
@@ -68,45 +88,135 @@ impl Login {
         if let Err(err) = cx.board.check_name(text) {
             return Step::Retry(err.into());
         }
-        if cx.config.access.join_code.is_empty() || self.code_accepted {
-            return admit(text);
-        }
         if !cx.board.is_name_free(text) {
             return Step::Retry(NickError::Taken(text.to_owned()).into());
         }
-        self.name = Some(text.to_owned());
-        self.code = Some(CodeKind::JoinCode);
-        Step::Ask(CodeKind::JoinCode)
+        let access = &cx.config.access;
+        let roster = cx.roster.current();
+        if !roster.is_empty() {
+            if let Some(member) = roster.get(text) {
+                return self.ask(Waiting {
+                    name: member.name.clone(),
+                    kind: CodeKind::Personal,
+                    expected: member.code_hash.clone(),
+                    identity: Identity {
+                        account: Some(member.name.as_str().into()),
+                        instructor: member.role == RosterRole::Instructor,
+                        guest: false,
+                        rostered: true,
+                    },
+                });
+            }
+            if !access.guests {
+                return Step::Retry(LoginError::NotOnRoster(text.to_owned()));
+            }
+            let guest = Identity {
+                guest: true,
+                rostered: true,
+                ..Identity::default()
+            };
+            return self.join_code(cx, text, guest);
+        }
+        let reserved = access
+            .instructors
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(text));
+        if reserved {
+            if access.instructor_password.is_empty() {
+                return Step::Retry(NickError::Reserved(text.to_owned()).into());
+            }
+            return self.ask(Waiting {
+                name: text.to_owned(),
+                kind: CodeKind::Password,
+                expected: access.instructor_password.clone(),
+                identity: Identity {
+                    instructor: true,
+                    ..Identity::default()
+                },
+            });
+        }
+        self.join_code(cx, text, Identity::default())
     }
 
-    fn code(&mut self, cx: &Context, peer: Option<IpAddr>, name: String, text: &str) -> Step {
+    /// Admits `name` now, or first asks for the join code if the class has one.
+    fn join_code(&mut self, cx: &Context, name: &str, identity: Identity) -> Step {
+        let join_code = &cx.config.access.join_code;
+        if join_code.is_empty() || self.join_code_accepted {
+            return admit(name, identity);
+        }
+        self.ask(Waiting {
+            name: name.to_owned(),
+            kind: CodeKind::JoinCode,
+            expected: join_code.clone(),
+            identity,
+        })
+    }
+
+    fn ask(&mut self, waiting: Waiting) -> Step {
+        let kind = waiting.kind;
+        self.waiting = Some(waiting);
+        Step::Ask(kind)
+    }
+
+    async fn code(
+        &mut self,
+        cx: &Context,
+        peer: Option<IpAddr>,
+        waiting: Waiting,
+        text: &str,
+    ) -> Step {
         if let Some(ip) = peer {
             if let Err(locked) = cx.codes.check(ip, Instant::now()) {
                 return Step::GiveUp(LoginError::AddressLocked(locked.retry_secs));
             }
         }
-        let access = &cx.config.access;
-        if codes_match(text, &access.join_code) {
-            self.code_accepted = true;
-            self.code = None;
-            return admit(&name);
+        if matches(waiting.kind, text, &waiting.expected).await {
+            if waiting.kind == CodeKind::JoinCode {
+                self.join_code_accepted = true;
+            }
+            return admit(&waiting.name, waiting.identity);
         }
         self.wrong_codes += 1;
         if let Some(ip) = peer {
-            cx.codes.failed(ip, "wrong join code", Instant::now());
+            let what = match waiting.kind {
+                CodeKind::JoinCode => "wrong join code",
+                CodeKind::Personal => "wrong personal code",
+                CodeKind::Password => "wrong instructor password",
+            };
+            cx.codes.failed(ip, what, Instant::now());
         }
-        let left = access.max_code_attempts.saturating_sub(self.wrong_codes);
+        let left = cx
+            .config
+            .access
+            .max_code_attempts
+            .saturating_sub(self.wrong_codes);
         if left == 0 {
             return Step::GiveUp(LoginError::TooManyCodes);
         }
-        self.name = Some(name);
+        self.waiting = Some(waiting);
         Step::Retry(LoginError::WrongCode { left })
     }
 }
 
-fn admit(name: &str) -> Step {
+/// Checks a code; the hashed kinds cost an argon2 check each, on purpose, so
+/// they run on the blocking pool, away from everyone else's chat.
+async fn matches(kind: CodeKind, given: &str, expected: &str) -> bool {
+    if kind == CodeKind::JoinCode {
+        return codes_match(given, expected);
+    }
+    let (given, expected) = (given.to_owned(), expected.to_owned());
+    tokio::task::spawn_blocking(move || match kind {
+        CodeKind::Personal => roster::verify(&given, &expected),
+        _ => crate::password::verify(&given, &expected),
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn admit(name: &str, identity: Identity) -> Step {
     Step::Admit(Admitted {
         name: name.to_owned(),
+        identity,
     })
 }
 

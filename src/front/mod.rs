@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::CodeGuard;
 use crate::config::ValidConfig;
 use crate::limiter::ChatRate;
+use crate::roster::LiveRoster;
 use crate::switchboard::Switchboard;
 use seat::Seats;
 
@@ -32,6 +33,8 @@ pub struct Context {
     pub rate: Arc<ChatRate>,
     /// Places under the connection limits.
     pub seats: Seats,
+    /// The class roster, kept current by the server.
+    pub roster: Arc<LiveRoster>,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
 }
@@ -53,6 +56,7 @@ impl Context {
                 limits.max_pending,
                 limits.max_pending_per_ip,
             ),
+            roster: Arc::default(),
             board,
             config,
             shutdown,

@@ -107,6 +107,25 @@ struct Member {
     nick: Name,
     room: Name,
     instructor: bool,
+    guest: bool,
+    /// The roster account; `None` without a roster.
+    account: Option<Name>,
+    /// Logged in to a rostered class: names come from the roster.
+    rostered: bool,
+}
+
+/// Who a new member is, as the login found out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The roster account (the roster name), if the class has a roster.
+    pub account: Option<Name>,
+    /// An instructor from log-in: on the roster as one, or a reserved
+    /// instructor name whose password was given.
+    pub instructor: bool,
+    /// Not on the roster of a rostered class.
+    pub guest: bool,
+    /// The class has a roster: names come from it, `/nick` is refused.
+    pub rostered: bool,
 }
 
 struct Room {
@@ -209,7 +228,13 @@ impl Hub {
 
     /// Adds a member under a name already checked by [`Hub::check_name`], puts it in
     /// the default room, welcomes it, replays the room's history and tells the room.
-    pub fn register(&mut self, id: ConnId, nick: &str, now: i64) -> Result<Outcome, NickError> {
+    pub fn register(
+        &mut self,
+        id: ConnId,
+        nick: &str,
+        identity: Identity,
+        now: i64,
+    ) -> Result<Outcome, NickError> {
         self.check_name(nick)?;
         let key = nick.to_ascii_lowercase();
         if self.nicks.contains_key(&key) {
@@ -217,13 +242,17 @@ impl Hub {
         }
         let nick: Name = nick.into();
         let room = self.settings.default_room.clone();
+        let identity_instructor = identity.instructor;
         self.nicks.insert(key, id);
         self.members.insert(
             id,
             Member {
                 nick: nick.clone(),
                 room: room.clone(),
-                instructor: false,
+                instructor: identity.instructor,
+                guest: identity.guest,
+                account: identity.account,
+                rostered: identity.rostered,
             },
         );
         let mut out = Step::new(now);
@@ -237,6 +266,10 @@ impl Hub {
             },
         );
         self.enter_room(&mut out, id, &nick, &room);
+        if identity_instructor {
+            // Recorded as an `/op` would be, so the report marks the instructor.
+            self.record(&mut out, EventKind::Op, id, &room, &nick, None, None);
+        }
         if self.shutting_down {
             // Got in just as the server stopped: it must hear why it is closed.
             out.tell(id, Notice::ShuttingDown);
@@ -292,7 +325,8 @@ impl Hub {
             text: text.clone(),
         };
         out.for_room(&room, Some(id), line);
-        out.record(
+        self.record(
+            &mut out,
             EventKind::Chat,
             id,
             &room,
@@ -349,7 +383,8 @@ impl Hub {
                 text: shared,
             },
         );
-        out.record(
+        self.record(
+            out,
             EventKind::Private,
             id,
             &room,
@@ -371,7 +406,11 @@ impl Hub {
             .filter_map(|member| self.members.get(member))
             .map(|member| WhoEntry {
                 nick: member.nick.clone(),
-                role: member.instructor.then_some(Role::Instructor),
+                role: match (member.instructor, member.guest) {
+                    (true, _) => Some(Role::Instructor),
+                    (false, true) => Some(Role::Guest),
+                    (false, false) => None,
+                },
             })
             .collect();
         members.sort_by_cached_key(|entry| entry.nick.to_ascii_lowercase());
@@ -390,6 +429,9 @@ impl Hub {
 
     /// `/nick NEW`.
     fn rename(&mut self, out: &mut Step, id: ConnId, new: &str) -> Result<(), CommandError> {
+        if self.members.get(&id).is_some_and(|m| m.rostered) {
+            return Err(CommandError::RosterNames);
+        }
         if let Some(silence) = self.silenced(id, out.now) {
             return Err(silence.refusal());
         }
@@ -418,7 +460,8 @@ impl Hub {
                 new: new.clone(),
             }),
         );
-        out.record(
+        self.record(
+            out,
             EventKind::Nick,
             id,
             &room,
@@ -582,7 +625,7 @@ impl Hub {
             })
             .members
             .push(id);
-        out.record(EventKind::Join, id, room, nick, None, None);
+        self.record(out, EventKind::Join, id, room, nick, None, None);
     }
 
     /// Takes `id` out of `room`, tells the others why, and drops the room if it is
@@ -610,15 +653,42 @@ impl Hub {
             };
             out.for_room(room, None, ServerLine::Notice(notice));
         }
-        out.record(EventKind::Leave, id, room, nick, None, Some(text));
+        self.record(out, EventKind::Leave, id, room, nick, None, Some(text));
     }
 
     fn remove(&mut self, out: &mut Step, id: ConnId, reason: LeaveReason) {
-        let Some(member) = self.members.remove(&id) else {
+        let Some((nick, room)) = self.name_and_room(id) else {
             return;
         };
-        self.nicks.remove(&member.nick.to_ascii_lowercase());
-        self.leave_room(out, id, &member.nick, &member.room, reason);
+        // Recorded while still a member, so the leave carries its account.
+        self.leave_room(out, id, &nick, &room, reason);
+        self.members.remove(&id);
+        self.nicks.remove(&nick.to_ascii_lowercase());
+    }
+
+    /// Adds an event done by member `id` (its account looked up here).
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        out: &mut Step,
+        kind: EventKind,
+        session: ConnId,
+        room: &Name,
+        sender: &Name,
+        recipient: Option<Name>,
+        text: Option<String>,
+    ) {
+        let account = self.members.get(&session).and_then(|m| m.account.clone());
+        out.outcome.events.push(Event {
+            ts_ms: out.now,
+            kind,
+            room: room.clone(),
+            sender: sender.clone(),
+            recipient,
+            text,
+            session,
+            account,
+        });
     }
 }
 
@@ -662,25 +732,5 @@ impl Step {
 
     fn for_everyone(&mut self, line: ServerLine) {
         self.deliver(Audience::Everyone, Stamped::new(self.now, line));
-    }
-
-    fn record(
-        &mut self,
-        kind: EventKind,
-        session: ConnId,
-        room: &Name,
-        sender: &Name,
-        recipient: Option<Name>,
-        text: Option<String>,
-    ) {
-        self.outcome.events.push(Event {
-            ts_ms: self.now,
-            kind,
-            room: room.clone(),
-            sender: sender.clone(),
-            recipient,
-            text,
-            session,
-        });
     }
 }

@@ -18,7 +18,7 @@ impl Hub {
                 member.instructor = true;
             }
             out.tell(id, Notice::NowInstructor);
-            out.record(EventKind::Op, id, &room, &nick, None, None);
+            self.record(&mut out, EventKind::Op, id, &room, &nick, None, None);
         }
         out.done()
     }
@@ -41,7 +41,8 @@ impl Hub {
                 reason: reason.clone(),
             },
         );
-        out.record(
+        self.record(
+            out,
             EventKind::Kick,
             id,
             &room,
@@ -88,7 +89,15 @@ impl Hub {
             },
         );
         let text = minutes.map(|m| m.to_string());
-        out.record(EventKind::Mute, id, &room, &nick, Some(target_nick), text);
+        self.record(
+            out,
+            EventKind::Mute,
+            id,
+            &room,
+            &nick,
+            Some(target_nick),
+            text,
+        );
         Ok(())
     }
 
@@ -112,7 +121,15 @@ impl Hub {
                 nick: target_nick.clone(),
             },
         );
-        out.record(EventKind::Unmute, id, &room, &nick, Some(target_nick), None);
+        self.record(
+            out,
+            EventKind::Unmute,
+            id,
+            &room,
+            &nick,
+            Some(target_nick),
+            None,
+        );
         Ok(())
     }
 
@@ -128,7 +145,7 @@ impl Hub {
             from: nick.clone(),
             text: text.clone(),
         }));
-        out.record(EventKind::Announce, id, &room, &nick, None, Some(text));
+        self.record(out, EventKind::Announce, id, &room, &nick, None, Some(text));
         Ok(())
     }
 
@@ -143,7 +160,8 @@ impl Hub {
         self.quiet = on;
         out.for_everyone(ServerLine::Notice(Notice::Quiet(on)));
         let text = if on { "on" } else { "off" };
-        out.record(
+        self.record(
+            out,
             EventKind::Quiet,
             id,
             &room,

@@ -42,7 +42,7 @@ fn kinds(outcome: &Outcome) -> Vec<EventKind> {
 }
 
 fn join(hub: &mut Hub, id: ConnId, nick: &str) -> Outcome {
-    hub.register(id, nick, T0).unwrap()
+    hub.register(id, nick, Identity::default(), T0).unwrap()
 }
 
 fn run(hub: &mut Hub, id: ConnId, command: Command, now: i64) -> Result<Outcome, CommandError> {
@@ -61,11 +61,12 @@ fn register_welcomes_announces_and_records() {
     assert_eq!(seen(&hub, &out, 1), vec!["* bob has joined #lobby"]);
     assert_eq!(kinds(&out), vec![EventKind::Join]);
     assert_eq!(
-        hub.register(3, "BOB", T0).unwrap_err(),
+        hub.register(3, "BOB", Identity::default(), T0).unwrap_err(),
         NickError::Taken("BOB".into())
     );
     assert_eq!(
-        hub.register(3, "admin", T0).unwrap_err(),
+        hub.register(3, "admin", Identity::default(), T0)
+            .unwrap_err(),
         NickError::Reserved("admin".into())
     );
 }
@@ -172,7 +173,8 @@ fn a_mute_outlives_a_reconnect_and_expires_on_time() {
         vec!["* You have been muted by prof for 2 minutes."]
     );
     hub.leave(2, LeaveReason::Closed, T0);
-    hub.register(3, "AMY", T0 + 1_000).unwrap();
+    hub.register(3, "AMY", Identity::default(), T0 + 1_000)
+        .unwrap();
     assert_eq!(
         hub.chat(3, "hi", T0 + 1_000).unwrap_err(),
         CommandError::Muted(Some(2))

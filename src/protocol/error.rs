@@ -49,6 +49,9 @@ pub enum CommandError {
     /// A line from a muted user; holds the minutes left, if the mute ends.
     #[error("You are muted{}; that message was not sent.", minutes_left(*.0))]
     Muted(Option<u64>),
+    /// `/nick` in a rostered class.
+    #[error("Names come from the class roster.")]
+    RosterNames,
     /// `/nick` while muted.
     #[error("You are muted.")]
     MutedNoNick,
@@ -126,6 +129,9 @@ pub enum LoginError {
     /// `limits.max_clients` users are logged in.
     #[error("Server is full ({0} users); try again later.")]
     Full(usize),
+    /// A name not on the roster of a class without guests.
+    #[error("{0} is not on the class roster.")]
+    NotOnRoster(String),
     /// The handshake budget (`limits.max_pending`, `limits.max_pending_per_ip`) is
     /// spent.
     #[error("Server is busy; try again shortly.")]

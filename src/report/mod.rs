@@ -261,6 +261,7 @@ fn event_from_row(row: &Row<'_>) -> Result<Event, ReportError> {
         recipient: row.get::<_, Option<String>>(4)?.map(Into::into),
         text: row.get(5)?,
         session: row.get(6)?,
+        account: None,
     })
 }
 

@@ -36,6 +36,7 @@ fn ev(
         recipient,
         text,
         session,
+        account: None,
     }
 }
 

@@ -41,10 +41,16 @@ use writer::{Request, Writer};
 
 /// The schema, in order. Each entry is applied once; `PRAGMA user_version` counts
 /// how many already were.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_roster.sql",
+        include_str!("../../migrations/0002_roster.sql"),
+    ),
+];
 
 /// How long the writer gathers events before it commits them: one commit per
 /// interval instead of one per event when the class chats steadily. It is also the
@@ -438,8 +444,8 @@ pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Resul
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session, account)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for e in events {
             insert.execute(params![
@@ -449,7 +455,8 @@ pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Resul
                 &*e.sender,
                 e.recipient.as_deref(),
                 e.text.as_deref(),
-                e.session
+                e.session,
+                e.account.as_deref()
             ])?;
         }
     }
@@ -482,6 +489,7 @@ mod tests {
             recipient: None,
             text: Some(text.into()),
             session: 1,
+            account: None,
         }
     }
 

@@ -80,6 +80,7 @@ mod tests {
                 recipient: Some("bob".into()),
                 text: Some("a \"quoted\"\nline".into()),
                 session: 7,
+                account: None,
             },
             Event {
                 ts_ms: 2,
@@ -89,6 +90,7 @@ mod tests {
                 recipient: None,
                 text: None,
                 session: 8,
+                account: None,
             },
         ];
         save(&path, &events[..1]).unwrap();

@@ -21,11 +21,17 @@ fn with_instructor(config: &mut Config) {
     config.limits.messages_per_sec = 0;
 }
 
+/// Logs in as the instructor: a reserved name asks for the password as its code
+/// (SPEC 6), and is an instructor from then on.
 async fn instructor(server: &TestServer) -> TestClient {
-    let mut prof = server.login("prof").await;
-    prof.send(&format!("/op {PASSWORD}")).await;
-    prof.expect("* You are now an instructor. Type /help for your commands.")
-        .await;
+    let mut prof = server.connect().await;
+    prof.send("prof").await;
+    prof.expect(
+        "* This name is an instructor's. Please enter the instructor password as your code:",
+    )
+    .await;
+    prof.send(PASSWORD).await;
+    prof.expect_prefix("* Welcome, prof!").await;
     prof
 }
 
@@ -85,16 +91,17 @@ async fn students_cannot_use_instructor_commands() {
         student.send(command).await;
         student.expect_next("! Permission denied").await;
     }
-    // The instructor's name with the wrong password.
-    let mut fake = server.login("prof").await;
-    fake.send("/op not-it").await;
-    fake.expect_next("! Wrong password").await;
-    fake.send("/kick student").await;
-    fake.expect_next("! Permission denied").await;
-    fake.send("/help").await;
-    let help = fake.expect_prefix("= Any other line").await;
+    // The instructor's name with the wrong password does not get in (SPEC 6).
+    let mut fake = server.connect().await;
+    fake.send("prof").await;
+    fake.expect_prefix("* This name is an instructor's.").await;
+    fake.send("not-it").await;
+    fake.expect_next("! Wrong code (2 attempts left).").await;
+    // /op cannot make a student an instructor either.
+    student.send("/help").await;
+    let help = student.expect_prefix("= Any other line").await;
     assert!(!help.contains("/kick"));
-    fake.expect_nothing_pending().await;
+    student.expect_nothing_pending().await;
 }
 
 #[tokio::test]
@@ -354,11 +361,11 @@ async fn the_password_never_reaches_the_diagnostics() {
     );
     let mut prof = TestClient::connect(addr).await;
     prof.send("prof").await;
+    prof.expect_prefix("* This name is an instructor's.").await;
+    prof.send("wrong-password-here").await;
+    prof.expect_prefix("! Wrong code").await;
+    prof.send(PASSWORD).await;
     prof.expect_prefix("* Welcome, prof!").await;
-    prof.send("/op wrong-password-here").await;
-    prof.expect("! Wrong password").await;
-    prof.send(&format!("/op {PASSWORD}")).await;
-    prof.expect_prefix("* You are now an instructor").await;
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -424,6 +424,7 @@ fn chat(i: usize) -> Event {
         recipient: None,
         text: Some(format!("b{i}")),
         session: 1,
+        account: None,
     }
 }
 

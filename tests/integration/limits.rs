@@ -129,9 +129,11 @@ async fn a_muted_student_cannot_reach_the_room_by_name_room_or_quit_reason() {
         c.access.instructor_password = hash;
     })
     .await;
-    let mut prof = server.login("prof").await;
-    prof.send("/op pw-for-tests").await;
-    prof.expect_prefix("* You are now an instructor").await;
+    let mut prof = server.connect().await;
+    prof.send("prof").await;
+    prof.expect_prefix("* This name is an instructor's.").await;
+    prof.send("pw-for-tests").await;
+    prof.expect_prefix("* Welcome, prof!").await;
     let mut amy = server.login("amy").await;
     prof.expect("* amy has joined #lobby").await;
     prof.send("/mute amy").await;

@@ -13,4 +13,5 @@ mod limits;
 mod load;
 mod persistence;
 mod reports;
+mod roster;
 mod terminal;

@@ -15,7 +15,8 @@ pub fn stored_events(db: &Path) -> Vec<Event> {
     let conn = store::open_read_only(db).unwrap();
     let mut stmt = conn
         .prepare(
-            "SELECT ts_ms, kind, room, sender, recipient, text, session FROM events ORDER BY id",
+            "SELECT ts_ms, kind, room, sender, recipient, text, session, account
+             FROM events ORDER BY id",
         )
         .unwrap();
     stmt.query_map([], |row| {
@@ -27,6 +28,7 @@ pub fn stored_events(db: &Path) -> Vec<Event> {
             recipient: row.get::<_, Option<String>>(4)?.map(Into::into),
             text: row.get(5)?,
             session: row.get(6)?,
+            account: row.get::<_, Option<String>>(7)?.map(Into::into),
         })
     })
     .unwrap()

@@ -109,7 +109,7 @@ async fn keys_typed_together_are_sent_at_once_and_the_prompt_follows_nick() {
 }
 
 #[tokio::test]
-async fn op_alone_asks_for_the_password_without_echo() {
+async fn codes_and_passwords_are_asked_without_echo() {
     let hash = classchat::password::hash("owl-secret-7").unwrap();
     let server = TestServer::start_with(|c| {
         c.access.instructors = vec!["prof".into()];
@@ -120,7 +120,13 @@ async fn op_alone_asks_for_the_password_without_echo() {
     let Some(tmux) = Tmux::start(&client_command(server.addr.port(), "prof", home.path())) else {
         return;
     };
+    // The instructor's reserved name asks for the password at log-in.
+    tmux.wait_for("password>").await;
+    tmux.type_line("owl-secret-7");
+    let screen = tmux.wait_for("Welcome, prof!").await;
+    assert!(!screen.contains("owl-secret-7"), "{screen}");
     tmux.wait_for("prof>").await;
+    // And `/op` typed alone asks for it the same way.
     tmux.type_line("/op");
     tmux.wait_for("password>").await;
     tmux.type_line("owl-secret-7");

@@ -1,0 +1,361 @@
+//! The class roster: each name bound to one person by a personal code.
+//!
+//! `chat-server roster add|import|reissue` make codes and print them once, as
+//! `name,code` CSV for a mail merge; the database keeps only an argon2 hash of
+//! each. Codes are 12 characters from an alphabet without look-alikes (no `0 O 1 l
+//! I`), about 59 bits, compared as said aloud (case, spaces and dashes ignored).
+//!
+//! The running server reads the roster table again every few seconds, so the
+//! commands work while it runs.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::password;
+
+/// Characters a code is made of: lower case only (codes ignore case), no `0 o 1 l i`.
+const ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
+
+/// Characters in a code, shown in groups of four.
+const CODE_LEN: usize = 12;
+
+/// A roster member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RosterRole {
+    /// A student.
+    Student,
+    /// An instructor: one from log-in, no `/op` needed.
+    Instructor,
+}
+
+impl RosterRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            RosterRole::Student => "student",
+            RosterRole::Instructor => "instructor",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RosterRole> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "student" => Some(RosterRole::Student),
+            "instructor" => Some(RosterRole::Instructor),
+            _ => None,
+        }
+    }
+}
+
+/// One person on the roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The name, as added.
+    pub name: String,
+    /// Student or instructor.
+    pub role: RosterRole,
+    /// The full name, if given.
+    pub full_name: Option<String>,
+    /// The argon2 hash of the code.
+    pub code_hash: String,
+}
+
+/// Why a roster command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    /// The database refused.
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A name that is not a valid username.
+    #[error("'{0}' is not a valid username")]
+    BadName(String),
+    /// A name already on the roster.
+    #[error("{0} is already on the roster")]
+    Exists(String),
+    /// A name not on the roster.
+    #[error("{0} is not on the roster")]
+    Missing(String),
+    /// A CSV file that cannot be read.
+    #[error("{0}")]
+    Csv(String),
+    /// Hashing failed.
+    #[error("cannot hash a code: {0}")]
+    Hash(String),
+}
+
+/// The roster as the server holds it, by lower-cased name.
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    members: HashMap<String, Member>,
+}
+
+impl Roster {
+    /// Reads the whole roster.
+    pub fn load(conn: &Connection) -> rusqlite::Result<Roster> {
+        let members = list(conn)?
+            .into_iter()
+            .map(|m| (m.name.to_ascii_lowercase(), m))
+            .collect();
+        Ok(Roster { members })
+    }
+
+    /// Whether the class is rostered.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The member called `name`, compared ignoring case.
+    pub fn get(&self, name: &str) -> Option<&Member> {
+        self.members.get(&name.to_ascii_lowercase())
+    }
+}
+
+/// A fresh random code, e.g. `k7dm-x3qa-9fpw`.
+pub fn new_code() -> String {
+    let mut code = String::with_capacity(CODE_LEN + CODE_LEN / 4);
+    while code.len() < CODE_LEN + CODE_LEN / 4 - 1 {
+        let mut byte = [0u8; 1];
+        OsRng.fill_bytes(&mut byte);
+        // Rejection keeps every character equally likely.
+        let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+        if byte[0] >= limit {
+            continue;
+        }
+        if code.len() % 5 == 4 {
+            code.push('-');
+        }
+        code.push(ALPHABET[byte[0] as usize % ALPHABET.len()] as char);
+    }
+    code
+}
+
+/// A code as compared: lower case, letters and digits only.
+fn normalize(code: &str) -> String {
+    code.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether `given` is the code whose hash is `hash`. Costs an argon2 check: run it
+/// off the async runtime.
+pub fn verify(given: &str, hash: &str) -> bool {
+    password::verify(&normalize(given), hash)
+}
+
+fn hash_code(code: &str) -> Result<String, RosterError> {
+    password::hash(&normalize(code)).map_err(|e| RosterError::Hash(e.to_string()))
+}
+
+/// Every member, sorted by name.
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Member>> {
+    let mut stmt =
+        conn.prepare("SELECT name, role, full_name, code_hash FROM roster ORDER BY name")?;
+    let rows = stmt.query_map([], |row| {
+        let role: String = row.get(1)?;
+        Ok(Member {
+            name: row.get(0)?,
+            role: RosterRole::parse(&role).unwrap_or(RosterRole::Student),
+            full_name: row.get(2)?,
+            code_hash: row.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One person to add.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    /// The username.
+    pub name: String,
+    /// Student or instructor.
+    pub role: RosterRole,
+    /// The full name, if known.
+    pub full_name: Option<String>,
+}
+
+/// Adds people in one transaction (all or none); returns each name with its new
+/// code, to be printed once.
+pub fn add(
+    conn: &mut Connection,
+    people: &[NewMember],
+    max_nick_len: usize,
+    now_ms: i64,
+) -> Result<Vec<(String, String)>, RosterError> {
+    for person in people {
+        if crate::protocol::check_nick(&person.name, max_nick_len, &[]).is_err() {
+            return Err(RosterError::BadName(person.name.clone()));
+        }
+    }
+    // Immediate: the server writes events all the time, and a read transaction
+    // could not be promoted to a write after one of its commits.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut codes = Vec::with_capacity(people.len());
+    for person in people {
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT name FROM roster WHERE name = ?1",
+                [&person.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_some() {
+            return Err(RosterError::Exists(person.name.clone()));
+        }
+        let code = new_code();
+        tx.execute(
+            "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                person.name,
+                person.role.as_str(),
+                person.full_name,
+                hash_code(&code)?,
+                now_ms
+            ],
+        )?;
+        codes.push((person.name.clone(), code));
+    }
+    tx.commit()?;
+    Ok(codes)
+}
+
+/// Reads a class list: a header row with `name`, optional `role` and `full_name`.
+pub fn read_csv(input: impl Read) -> Result<Vec<NewMember>, RosterError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let headers = reader
+        .headers()
+        .map_err(|e| RosterError::Csv(e.to_string()))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let name_at = column("name").ok_or_else(|| RosterError::Csv("no `name` column".into()))?;
+    let (role_at, full_at) = (column("role"), column("full_name"));
+    let mut people = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| RosterError::Csv(e.to_string()))?;
+        let cell = |at: Option<usize>| at.and_then(|i| record.get(i)).unwrap_or("");
+        let role = RosterRole::parse(cell(role_at)).ok_or_else(|| {
+            RosterError::Csv(format!(
+                "row {}: role must be student or instructor",
+                line + 2
+            ))
+        })?;
+        let full_name = Some(cell(full_at).to_owned()).filter(|f| !f.is_empty());
+        people.push(NewMember {
+            name: cell(Some(name_at)).to_owned(),
+            role,
+            full_name,
+        });
+    }
+    Ok(people)
+}
+
+/// Takes `name` off the roster.
+pub fn remove(conn: &Connection, name: &str) -> Result<(), RosterError> {
+    match conn.execute("DELETE FROM roster WHERE name = ?1", [name])? {
+        0 => Err(RosterError::Missing(name.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+/// Gives `name` a new code (the old one stops working); returns it.
+pub fn reissue(conn: &Connection, name: &str) -> Result<(String, String), RosterError> {
+    let code = new_code();
+    let stored: Option<String> = conn
+        .query_row("SELECT name FROM roster WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let stored = stored.ok_or_else(|| RosterError::Missing(name.to_owned()))?;
+    conn.execute(
+        "UPDATE roster SET code_hash = ?1 WHERE name = ?2",
+        params![hash_code(&code)?, stored],
+    )?;
+    Ok((stored, code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn student(name: &str) -> NewMember {
+        NewMember {
+            name: name.into(),
+            role: RosterRole::Student,
+            full_name: None,
+        }
+    }
+
+    #[test]
+    fn codes_have_no_look_alikes_and_enough_bits() {
+        let code = new_code();
+        assert_eq!(code.len(), 14, "{code}");
+        assert!(code
+            .chars()
+            .all(|c| c == '-' || ALPHABET.contains(&(c as u8))));
+        assert!(!code.contains(['0', 'o', 'O', '1', 'l', 'I', 'i']));
+        let bits = (ALPHABET.len() as f64).log2() * CODE_LEN as f64;
+        assert!(bits >= 50.0, "{bits}");
+        assert_ne!(new_code(), new_code());
+    }
+
+    #[test]
+    fn add_verify_reissue_remove() {
+        let mut conn = db();
+        let codes = add(&mut conn, &[student("amy"), student("bob")], 16, 0).unwrap();
+        let roster = Roster::load(&conn).unwrap();
+        let amy = roster.get("AMY").unwrap();
+        assert!(verify(&codes[0].1, &amy.code_hash));
+        assert!(verify(
+            &codes[0].1.to_uppercase().replace('-', " "),
+            &amy.code_hash
+        ));
+        assert!(!verify(&codes[1].1, &amy.code_hash));
+        assert!(matches!(
+            add(&mut conn, &[student("Amy")], 16, 0),
+            Err(RosterError::Exists(_))
+        ));
+        let (_, fresh) = reissue(&conn, "amy").unwrap();
+        let amy = Roster::load(&conn).unwrap().get("amy").unwrap().clone();
+        assert!(verify(&fresh, &amy.code_hash) && !verify(&codes[0].1, &amy.code_hash));
+        remove(&conn, "bob").unwrap();
+        assert!(matches!(remove(&conn, "bob"), Err(RosterError::Missing(_))));
+        assert_eq!(list(&conn).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_class_list_in_csv() {
+        let text = "Name,Role,Full_Name\namy,,Amy Pond\nprof,instructor,\n";
+        let people = read_csv(text.as_bytes()).unwrap();
+        assert_eq!(people.len(), 2);
+        assert_eq!(people[0].full_name.as_deref(), Some("Amy Pond"));
+        assert_eq!(people[1].role, RosterRole::Instructor);
+        assert!(read_csv("who\namy\n".as_bytes()).is_err());
+        assert!(read_csv("name,role\namy,teacher\n".as_bytes()).is_err());
+    }
+}
+
+/// The roster the server holds, replaced whole when the table changes.
+#[derive(Debug, Default)]
+pub struct LiveRoster(std::sync::RwLock<std::sync::Arc<Roster>>);
+
+impl LiveRoster {
+    /// The roster as last read.
+    pub fn current(&self) -> std::sync::Arc<Roster> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts a newly read roster in place.
+    pub fn replace(&self, roster: Roster) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(roster);
+    }
+}
