@@ -4,15 +4,20 @@
 //! until the future it is given completes (SIGINT/SIGTERM in the binary, anything in
 //! a test), then stops accepting, tells every client, waits for their connections to
 //! close, and waits for the store to write everything still queued.
+//!
+//! With `[web] enabled` a second listener serves HTTP ([`crate::front::web`]); its
+//! WebSocket clients take their ids and seats from the same counters as the line
+//! port's, so the limits hold across both.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -20,7 +25,7 @@ use tracing::Instrument;
 use crate::access::CodeGuard;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::front::{line, Context};
+use crate::front::{line, web, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
 use crate::store::{Store, StoreError};
@@ -48,6 +53,8 @@ pub enum ServerError {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The HTTP listener, when `[web]` is enabled.
+    web: Option<TcpListener>,
     config: Arc<ValidConfig>,
     board: Arc<Switchboard>,
     store: Store,
@@ -66,12 +73,23 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let web = match config.web.enabled {
+            true => {
+                let addr = config.web_addr();
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                Some(listener)
+            }
+            false => None,
+        };
         let history = History::loaded(config.history.replay_lines, opened.history);
         let hub = Hub::new(Settings::from_config(&config), history);
         let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
         let board = Arc::new(Switchboard::new(hub, opened.handle, clock));
         Ok(Server {
             listener,
+            web,
             config,
             board,
             store: opened.store,
@@ -86,15 +104,23 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The address the web listener actually bound, when `[web]` is enabled.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web
+            .as_ref()
+            .map(|web| web.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Serves until `shutdown` completes, then shuts down in order; returns once
     /// everything is on disk.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
             listener,
+            web,
             config,
             board,
             store,
-            mut next_id,
+            next_id,
         } = self;
         let stopping = CancellationToken::new();
         let cx = Context {
@@ -105,8 +131,12 @@ impl Server {
         };
         let clock = board.clock().clone();
         let tracker = TaskTracker::new();
-        let seats = Arc::new(Semaphore::new(config.limits.max_clients));
-        let per_address = AddressSeats::new(config.limits.max_per_ip);
+        let seats = Seats::new(config.limits.max_clients, config.limits.max_per_ip);
+        let ids = Arc::new(AtomicI64::new(next_id));
+        if let Some(listener) = web {
+            let web = web::Web::new(cx.clone(), seats.clone(), ids.clone(), tracker.clone());
+            tracker.spawn(web::serve(listener, web));
+        }
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -123,22 +153,16 @@ impl Server {
                 },
             };
             let _ = socket.set_nodelay(true);
-            let Ok(seat) = seats.clone().try_acquire_owned() else {
-                let refusal = LoginError::Full(config.limits.max_clients);
-                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
-                continue;
+            let seat = match seats.take(peer.ip()) {
+                Ok(seat) => seat,
+                Err(refusal) => {
+                    tracker.spawn(line::refuse(socket, clock.clone(), refusal));
+                    continue;
+                }
             };
-            let Some(address_seat) = per_address.take(peer.ip()) else {
-                tracing::warn!(%peer, "too many connections from one address");
-                let refusal = LoginError::TooManyFromAddress(config.limits.max_per_ip);
-                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
-                continue;
-            };
-            let id = next_id;
-            next_id += 1;
+            let id = ids.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
-            let seats = (seat, address_seat);
-            let task = line::serve(socket, id, cx.clone(), seats);
+            let task = line::serve(socket, id, cx.clone(), seat);
             tracker.spawn(
                 async move {
                     tracing::debug!("connected");
@@ -162,6 +186,46 @@ impl Server {
         drop((board, cx));
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
+    }
+}
+
+/// The places under `limits.max_clients` and `limits.max_per_ip`, shared by every
+/// listener.
+#[derive(Clone)]
+pub(crate) struct Seats {
+    total: Arc<Semaphore>,
+    max_clients: usize,
+    per_address: AddressSeats,
+}
+
+/// One connection's places; given back when dropped.
+pub(crate) struct Seat {
+    _total: OwnedSemaphorePermit,
+    _address: AddressSeat,
+}
+
+impl Seats {
+    fn new(max_clients: usize, max_per_ip: usize) -> Seats {
+        Seats {
+            total: Arc::new(Semaphore::new(max_clients)),
+            max_clients,
+            per_address: AddressSeats::new(max_per_ip),
+        }
+    }
+
+    /// A seat for a client from `ip`, or why it cannot come in.
+    pub(crate) fn take(&self, ip: IpAddr) -> Result<Seat, LoginError> {
+        let Ok(total) = self.total.clone().try_acquire_owned() else {
+            return Err(LoginError::Full(self.max_clients));
+        };
+        let Some(address) = self.per_address.take(ip) else {
+            tracing::warn!(%ip, "too many connections from one address");
+            return Err(LoginError::TooManyFromAddress(self.per_address.max));
+        };
+        Ok(Seat {
+            _total: total,
+            _address: address,
+        })
     }
 }
 

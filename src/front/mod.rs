@@ -4,9 +4,12 @@
 //! its client in its own format.
 //!
 //! - [`line`]: the line protocol of SPEC section 2 over TCP (`chat-client`, `nc`).
+//! - [`web`]: the same line protocol over a WebSocket for the browser's chat page,
+//!   and the instructor page (SPEC section 8).
 
 pub mod line;
 pub mod login;
+pub mod web;
 
 use std::sync::Arc;
 

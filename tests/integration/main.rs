@@ -11,3 +11,4 @@ mod handshake;
 mod load;
 mod persistence;
 mod reports;
+mod web;
