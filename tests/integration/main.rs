@@ -5,6 +5,7 @@ mod harness;
 mod access;
 mod bad_input;
 mod binaries;
+mod browser;
 mod chat;
 mod commands;
 mod handshake;
