@@ -526,3 +526,41 @@ async fn downloads_are_the_very_bytes_of_the_report_command() {
         .sum();
     assert_eq!(total, 2, "{timeline}");
 }
+
+#[tokio::test]
+async fn the_binary_prints_the_web_address_after_the_chat_address() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    let db = dir.path().join("chat.db");
+    let logs = dir.path().join("logs");
+    let text = format!(
+        "[server]\nport = 0\n[storage]\ndatabase = {db:?}\n[log]\ndir = {logs:?}\n\
+         [web]\nenabled = true\nport = 0\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut command = std::process::Command::new(SERVER_BIN);
+    command
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null());
+    let (mut child, chat) = crate::harness::spawn_listening(&mut command);
+    let mut second = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut second)
+        .unwrap();
+    let web: SocketAddr = second
+        .trim()
+        .strip_prefix("web listening on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected second line {second:?}"))
+        .parse()
+        .unwrap();
+    assert_eq!(web.ip(), chat.ip());
+    assert_ne!(web.port(), 0);
+    let page = http(web, "GET", "/", &[], "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("/chat.js"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
