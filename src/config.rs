@@ -58,6 +58,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[access]`: join code and instructors.
     pub access: AccessConfig,
+    /// `[web]`: the browser chat page and the instructor page.
+    pub web: WebConfig,
 }
 
 /// `[server]`.
@@ -281,8 +283,35 @@ impl Default for AccessConfig {
     }
 }
 
+/// `[web]`: one HTTP listener for the chat page, its WebSocket and the instructor
+/// page (SPEC section 8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Whether to open the HTTP listener at all.
+    pub enabled: bool,
+    /// Address to listen on; `None` = `server.bind`.
+    pub bind: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: false,
+            bind: None,
+            port: 8080,
+        }
+    }
+}
+
 impl Config {
-    /// Reads and validates a TOML file.
+    /// The address the web listener binds: `web.bind`, else `server.bind`.
+    pub fn web_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.web.bind.unwrap_or(self.server.bind), self.web.port)
+    }
+
     /// Reads a TOML file, to be validated once the command line's overrides are
     /// applied.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -427,6 +456,13 @@ impl Config {
                 );
             }
         }
+        let chat_addr = std::net::SocketAddr::new(server.bind, server.port);
+        if self.web.enabled && self.web.port != 0 && self.web_addr() == chat_addr {
+            return invalid(
+                "web.port",
+                "must differ from server.port on the same address",
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",
@@ -554,6 +590,18 @@ mod tests {
             // the type but not for the server, a validation error naming the key.
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn web_defaults_to_the_chat_address_and_may_not_share_its_port() {
+        let config = Config::parse("[web]\nenabled = true\nport = 9000\n").unwrap();
+        assert_eq!(config.web_addr().to_string(), "127.0.0.1:9000");
+        let config = Config::parse("[web]\nbind = \"0.0.0.0\"\n").unwrap();
+        assert_eq!(config.web_addr().to_string(), "0.0.0.0:8080");
+        let err = Config::parse("[web]\nenabled = true\nport = 5555\n").unwrap_err();
+        assert!(err.to_string().contains("web.port"), "{err}");
+        let err = Config::parse("[web]\nbind = \"nowhere\"\n").unwrap_err();
+        assert!(err.to_string().contains("bind"), "{err}");
     }
 
     #[test]

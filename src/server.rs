@@ -4,24 +4,26 @@
 //! until the future it is given completes (SIGINT/SIGTERM in the binary, anything in
 //! a test), then stops accepting, tells every client, waits for their connections to
 //! close, and waits for the store to write everything still queued.
+//!
+//! With `[web] enabled` a second listener serves HTTP ([`crate::front::web`]); its
+//! WebSocket clients take their ids and seats from the same counters as the line
+//! port's, so the limits hold across both.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::access::AddressWindow;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::front::seat::NoSeat;
-use crate::front::{line, Context};
+use crate::front::{line, web, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
-use crate::protocol::LoginError;
 use crate::roster::Roster;
 use crate::store::{Closed, Store, StoreError};
 use crate::switchboard::Switchboard;
@@ -75,6 +77,8 @@ async fn keep_roster_current(cx: Context, database: std::path::PathBuf) {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The HTTP listener, when `[web]` is enabled.
+    web: Option<TcpListener>,
     config: Arc<ValidConfig>,
     board: Arc<Switchboard>,
     store: Store,
@@ -93,12 +97,23 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let web = match config.web.enabled {
+            true => {
+                let addr = config.web_addr();
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                Some(listener)
+            }
+            false => None,
+        };
         let history = History::loaded(config.history.replay_lines, opened.history);
         let hub = Hub::new(Settings::from_config(&config), history);
         let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
         let board = Arc::new(Switchboard::new(hub, opened.handle, clock));
         Ok(Server {
             listener,
+            web,
             config,
             board,
             store: opened.store,
@@ -113,16 +128,24 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The address the web listener actually bound, when `[web]` is enabled.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web
+            .as_ref()
+            .map(|web| web.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Serves until `shutdown` completes, then shuts down in order; returns once
     /// everything is on disk, or saved beside the database if the database still
     /// refused it when the shutdown grace ran out.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Closed {
         let Server {
             listener,
+            web,
             config,
             board,
             store,
-            mut next_id,
+            next_id,
         } = self;
         let stopping = CancellationToken::new();
         let cx = Context::new(board.clone(), config.clone(), stopping.clone());
@@ -131,7 +154,11 @@ impl Server {
         let database = config.storage.database.clone();
         reload_roster(&cx, database.clone()).await;
         tracker.spawn(keep_roster_current(cx.clone(), database));
-        let connects = AddressWindow::connects(config.limits.connects_per_minute_per_ip);
+        let ids = Arc::new(AtomicI64::new(next_id));
+        if let Some(listener) = web {
+            let web = web::Web::new(cx.clone(), ids.clone(), tracker.clone());
+            tracker.spawn(web::serve(listener, web));
+        }
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -148,24 +175,14 @@ impl Server {
                 },
             };
             let _ = socket.set_nodelay(true);
-            let seat = connects
-                .admit(peer.ip(), Instant::now())
-                .map_err(|locked| LoginError::TooManyConnects(locked.retry_secs))
-                .and_then(|()| {
-                    cx.seats.connect(peer.ip()).map_err(|no| match no {
-                        NoSeat::Address => LoginError::TooManyFromAddress(config.limits.max_per_ip),
-                        NoSeat::Busy => LoginError::Busy,
-                    })
-                });
-            let seat = match seat {
+            let seat = match cx.admit(peer.ip()) {
                 Ok(seat) => seat,
                 Err(refusal) => {
                     tracker.spawn(line::refuse(socket, clock.clone(), refusal));
                     continue;
                 }
             };
-            let id = next_id;
-            next_id += 1;
+            let id = ids.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
             let task = line::serve(socket, id, cx.clone(), seat);
             tracker.spawn(

@@ -84,6 +84,11 @@ impl Switchboard {
         self.lock().hub.member_count()
     }
 
+    /// Every room and who is in it; see [`Hub::rooms_snapshot`].
+    pub fn rooms_snapshot(&self) -> Vec<(Name, Vec<(Name, bool)>)> {
+        self.lock().hub.rooms_snapshot()
+    }
+
     /// Makes connection `id` a member called `nick`, reached through `outbox`.
     pub fn register(
         &self,

@@ -4,21 +4,27 @@
 //! its client in its own format.
 //!
 //! - [`line`]: the line protocol of SPEC section 2 over TCP (`chat-client`, `nc`).
+//! - [`web`]: the same line protocol over a WebSocket for the browser's chat page,
+//!   and the instructor page (SPEC section 8).
 
 pub mod line;
 pub mod login;
 pub mod seat;
+pub mod web;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::access::CodeGuard;
+use crate::access::{AddressWindow, CodeGuard};
 use crate::config::ValidConfig;
 use crate::limiter::ChatRate;
+use crate::protocol::LoginError;
 use crate::roster::LiveRoster;
 use crate::switchboard::Switchboard;
-use seat::Seats;
+use seat::{NoSeat, Seat, Seats};
 
 /// What a connection needs from the server around it.
 #[derive(Clone)]
@@ -35,11 +41,25 @@ pub struct Context {
     pub seats: Seats,
     /// The class roster, kept current by the server.
     pub roster: Arc<LiveRoster>,
+    /// New connections per address per minute.
+    pub connects: Arc<AddressWindow>,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
 }
 
 impl Context {
+    /// The places of a new connection from `ip` on any front end, or why it
+    /// cannot come in: the limits per address and the handshake budget.
+    pub fn admit(&self, ip: IpAddr) -> Result<Seat, LoginError> {
+        self.connects
+            .admit(ip, Instant::now())
+            .map_err(|locked| LoginError::TooManyConnects(locked.retry_secs))?;
+        self.seats.connect(ip).map_err(|no| match no {
+            NoSeat::Address => LoginError::TooManyFromAddress(self.config.limits.max_per_ip),
+            NoSeat::Busy => LoginError::Busy,
+        })
+    }
+
     /// The shared state of every connection of one server.
     pub fn new(
         board: Arc<Switchboard>,
@@ -57,6 +77,7 @@ impl Context {
                 limits.max_pending_per_ip,
             ),
             roster: Arc::default(),
+            connects: Arc::new(AddressWindow::connects(limits.connects_per_minute_per_ip)),
             board,
             config,
             shutdown,

@@ -202,6 +202,24 @@ impl Hub {
         self.members.keys().copied()
     }
 
+    /// Every room with its members' names and whether each is an instructor, rooms
+    /// sorted by name and members in the order they joined: what the instructor
+    /// page shows as live presence.
+    pub fn rooms_snapshot(&self) -> Vec<(Name, Vec<(Name, bool)>)> {
+        self.rooms
+            .iter()
+            .map(|(name, room)| {
+                let members = room
+                    .members
+                    .iter()
+                    .filter_map(|id| self.members.get(id))
+                    .map(|m| (m.nick.clone(), m.instructor))
+                    .collect();
+                (name.clone(), members)
+            })
+            .collect()
+    }
+
     /// How many members there are.
     pub fn member_count(&self) -> usize {
         self.members.len()

@@ -330,3 +330,33 @@ fn a_silenced_student_reaches_the_room_no_other_way() {
     );
     run(&mut hub, 1, Command::Nick("professor".into()), T0).unwrap();
 }
+
+#[test]
+fn rooms_snapshot_lists_every_room_with_its_members_in_join_order() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    join(&mut hub, 2, "bob");
+    hub.op(2, T0);
+    run(&mut hub, 1, Command::Join("lab".into()), T0).unwrap();
+    join(&mut hub, 3, "cy");
+    let snapshot: Vec<(String, Vec<(String, bool)>)> = hub
+        .rooms_snapshot()
+        .into_iter()
+        .map(|(room, members)| {
+            let members = members.into_iter().map(|(n, i)| (n.to_string(), i));
+            (room.to_string(), members.collect())
+        })
+        .collect();
+    let entry = |n: &str, i| (n.to_owned(), i);
+    assert_eq!(
+        snapshot,
+        vec![
+            ("help".to_owned(), vec![]),
+            ("lab".to_owned(), vec![entry("amy", false)]),
+            (
+                "lobby".to_owned(),
+                vec![entry("bob", true), entry("cy", false)]
+            ),
+        ]
+    );
+}

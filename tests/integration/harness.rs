@@ -23,6 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A running server and the folder holding its files.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP listener's address, when `[web]` is enabled (see [`enable_web`]).
+    pub web: Option<SocketAddr>,
     pub config: Config,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -36,6 +38,12 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.storage.database = dir.join("data/chat.db");
     config.log.dir = dir.join("logs");
     config
+}
+
+/// A config tweak: the web listener on a free port of the chat's address.
+pub fn enable_web(config: &mut Config) {
+    config.web.enabled = true;
+    config.web.port = 0;
 }
 
 impl TestServer {
@@ -57,12 +65,14 @@ impl TestServer {
         let valid = config.clone().validate().expect("test config is valid");
         let server = Server::bind(valid).await.expect("server starts");
         let addr = server.local_addr();
+        let web = server.web_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            web,
             config,
             dir,
             stop: Some(stop),

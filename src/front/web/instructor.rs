@@ -1,0 +1,426 @@
+//! The instructor page: a login form, sessions kept by cookie, live presence, and
+//! the grading report as JSON and CSV (the very bytes of `chat-server report`) plus
+//! a timeline of the class's messages for the page's charts.
+//!
+//! A session is a random 128-bit token in an `HttpOnly`, `SameSite=Strict` cookie
+//! scoped to `/instructor`: page scripts cannot read it and other sites cannot make
+//! the browser send it. Tokens live in memory only, so a restart logs everyone out,
+//! which is the safe direction.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::{Deserialize, Serialize};
+
+use super::{same_origin, Web, HTML};
+use crate::front::Context;
+use crate::password;
+use crate::report::{self, Filter, Format, ReportError};
+use crate::store;
+
+const COOKIE_NAME: &str = "classchat_session";
+
+/// How long a login lasts: a school day.
+const SESSION_TTL: Duration = Duration::from_secs(10 * 3600);
+
+const LOGIN_PAGE: &str = include_str!("static/login.html");
+const DASHBOARD: &str = include_str!("static/instructor.html");
+
+/// The login page's error paragraph, filled in by [`login_page`].
+const ERROR_SLOT: &str = r#"<p class="error" id="error" hidden></p>"#;
+
+/// Logged-in instructors by session token.
+#[derive(Default)]
+pub(super) struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+struct Session {
+    name: String,
+    expires: Instant,
+}
+
+impl Sessions {
+    fn create(&self, name: String) -> String {
+        let mut bytes = [0u8; 16];
+        OsRng.fill_bytes(&mut bytes);
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let now = Instant::now();
+        let mut map = self.lock();
+        map.retain(|_, session| session.expires > now);
+        let expires = now + SESSION_TTL;
+        map.insert(token.clone(), Session { name, expires });
+        token
+    }
+
+    /// The instructor whose live session the request's cookie names.
+    fn find(&self, headers: &HeaderMap) -> Option<String> {
+        let token = cookie(headers, COOKIE_NAME)?;
+        let map = self.lock();
+        let session = map.get(token)?;
+        (session.expires > Instant::now()).then(|| session.name.clone())
+    }
+
+    fn remove(&self, headers: &HeaderMap) {
+        if let Some(token) = cookie(headers, COOKIE_NAME) {
+            self.lock().remove(token);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+/// A request from a logged-in instructor; any other gets 401.
+pub(super) struct Instructor;
+
+impl FromRequestParts<Arc<Web>> for Instructor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
+        match web.sessions.find(&parts.headers) {
+            Some(_) => Ok(Instructor),
+            None => Err(unauthorized()),
+        }
+    }
+}
+
+fn unauthorized() -> Response {
+    let body = "Not logged in: open /instructor to log in.\n";
+    (StatusCode::UNAUTHORIZED, body).into_response()
+}
+
+/// Who may open the instructor page: a name in `access.instructors` with the
+/// instructors' password. The one place to extend when instructors get codes of
+/// their own. The hash check costs real CPU on purpose, so it runs on the blocking
+/// pool.
+async fn authenticate(cx: &Context, name: &str, password: String) -> Option<String> {
+    let access = &cx.config.access;
+    let listed = access
+        .instructors
+        .iter()
+        .find(|listed| listed.eq_ignore_ascii_case(name.trim()))?
+        .clone();
+    if access.instructor_password.is_empty() {
+        return None;
+    }
+    let hash = access.instructor_password.clone();
+    let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        .await
+        .unwrap_or(false);
+    verified.then_some(listed)
+}
+
+/// `GET /instructor`: the page for a logged-in instructor, else the login form.
+pub(super) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    match web.sessions.find(&headers) {
+        Some(_) => ([(CONTENT_TYPE, HTML)], DASHBOARD).into_response(),
+        None => login_page(StatusCode::OK, None),
+    }
+}
+
+/// The login form, with a fixed message where one is due (never request text).
+fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+    let page = match error {
+        Some(error) => LOGIN_PAGE.replace(
+            ERROR_SLOT,
+            &format!(r#"<p class="error" id="error">{error}</p>"#),
+        ),
+        None => LOGIN_PAGE.to_owned(),
+    };
+    (status, [(CONTENT_TYPE, HTML)], page).into_response()
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    name: String,
+    password: String,
+}
+
+/// `POST /instructor/login`. Wrong passwords count against the address in the same
+/// [`CodeGuard`](crate::access::CodeGuard) as codes on the chat ports, so the web
+/// form is no faster a way to guess.
+pub(super) async fn login(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "Log in from the instructor page.\n").into_response();
+    }
+    let ip = peer.ip();
+    if let Err(locked) = web.cx.codes.check(ip, Instant::now()) {
+        let wait = locked.retry_secs;
+        let text = format!("Too many wrong passwords from your address; try again in {wait} s.");
+        return login_page(StatusCode::TOO_MANY_REQUESTS, Some(&text));
+    }
+    let Some(name) = authenticate(&web.cx, &form.name, form.password).await else {
+        web.cx
+            .codes
+            .failed(ip, "instructor password", Instant::now());
+        return login_page(StatusCode::UNAUTHORIZED, Some("Wrong name or password."));
+    };
+    tracing::info!(%peer, instructor = %name, "instructor logged in on the web page");
+    let token = web.sessions.create(name);
+    let cookie = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [(SET_COOKIE, cookie), (LOCATION, "/instructor".to_owned())],
+    )
+        .into_response()
+}
+
+/// `POST /instructor/logout`.
+pub(super) async fn logout(
+    _: Instructor,
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+) -> Response {
+    web.sessions.remove(&headers);
+    let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age=0");
+    (
+        StatusCode::SEE_OTHER,
+        [(SET_COOKIE, cookie), (LOCATION, "/instructor".to_owned())],
+    )
+        .into_response()
+}
+
+/// Any other path under `/instructor/`: 401 without a session, 404 with one.
+pub(super) async fn unknown(_: Instructor) -> StatusCode {
+    StatusCode::NOT_FOUND
+}
+
+#[derive(Serialize)]
+pub(super) struct Live {
+    rooms: Vec<LiveRoom>,
+}
+
+#[derive(Serialize)]
+struct LiveRoom {
+    room: String,
+    members: Vec<LiveMember>,
+}
+
+#[derive(Serialize)]
+struct LiveMember {
+    nick: String,
+    instructor: bool,
+}
+
+/// `GET /instructor/api/live`: every room and who is in it now.
+pub(super) async fn live(_: Instructor, State(web): State<Arc<Web>>) -> Json<Live> {
+    let rooms = web
+        .cx
+        .board
+        .rooms_snapshot()
+        .into_iter()
+        .map(|(room, members)| LiveRoom {
+            room: room.to_string(),
+            members: members
+                .into_iter()
+                .map(|(nick, instructor)| LiveMember {
+                    nick: nick.to_string(),
+                    instructor,
+                })
+                .collect(),
+        })
+        .collect();
+    Json(Live { rooms })
+}
+
+/// The report's filters as query parameters, named as the CLI's flags. Empty
+/// values (an empty form field) mean no filter.
+#[derive(Deserialize, Default)]
+pub(super) struct Params {
+    since: Option<String>,
+    until: Option<String>,
+    room: Option<String>,
+    user: Option<String>,
+}
+
+impl Params {
+    fn filter(self) -> Result<Filter, ReportError> {
+        let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let time = |value: Option<String>| given(value).map(|v| report::parse_time(&v)).transpose();
+        Ok(Filter {
+            since: time(self.since)?,
+            until: time(self.until)?,
+            room: given(self.room),
+            user: given(self.user),
+        })
+    }
+}
+
+/// `GET /instructor/report.csv`.
+pub(super) async fn report_csv(
+    _: Instructor,
+    State(web): State<Arc<Web>>,
+    Query(params): Query<Params>,
+) -> Response {
+    report(
+        &web,
+        params,
+        Format::Csv,
+        "text/csv; charset=utf-8",
+        "report.csv",
+    )
+    .await
+}
+
+/// `GET /instructor/report.json`.
+pub(super) async fn report_json(
+    _: Instructor,
+    State(web): State<Arc<Web>>,
+    Query(params): Query<Params>,
+) -> Response {
+    let json = "application/json; charset=utf-8";
+    report(&web, params, Format::Json, json, "report.json").await
+}
+
+/// The report as `chat-server report --format FORMAT` prints it, read from the
+/// database on the blocking pool on a connection of its own, as the CLI does.
+async fn report(
+    web: &Web,
+    params: Params,
+    format: Format,
+    content_type: &'static str,
+    file_name: &str,
+) -> Response {
+    let filter = match params.filter() {
+        Ok(filter) => filter,
+        Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+    };
+    let path = web.cx.config.storage.database.clone();
+    let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+        let conn = store::open_read_only(&path)?;
+        let mut out = Vec::new();
+        report::write_report(&conn, &filter, format, &mut out)?;
+        Ok(out)
+    })
+    .await;
+    match made {
+        Ok(Ok(bytes)) => {
+            let disposition = format!("attachment; filename=\"{file_name}\"");
+            let headers = [
+                (CONTENT_TYPE, content_type.to_owned()),
+                (CONTENT_DISPOSITION, disposition),
+            ];
+            (headers, bytes).into_response()
+        }
+        Ok(Err(err)) => server_error(&err.to_string()),
+        Err(err) => server_error(&err.to_string()),
+    }
+}
+
+fn server_error(err: &str) -> Response {
+    tracing::error!(err, "instructor page: report failed");
+    let body = "The report could not be read; see the server's log.\n";
+    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+}
+
+/// The class's chat messages over time, counted per bucket.
+#[derive(Serialize)]
+pub(super) struct Timeline {
+    /// Bucket width in milliseconds: a minute, an hour or a day, chosen so that the
+    /// range makes a readable chart.
+    bucket_ms: i64,
+    /// `[bucket start (UTC ms), messages]`, buckets without messages left out.
+    points: Vec<(i64, i64)>,
+}
+
+/// `GET /instructor/api/timeline`: chat lines per minute, hour or day, for the
+/// range and room of the report (the whole class, so `user` is ignored).
+pub(super) async fn timeline(
+    _: Instructor,
+    State(web): State<Arc<Web>>,
+    Query(params): Query<Params>,
+) -> Response {
+    let filter = match params.filter() {
+        Ok(filter) => filter,
+        Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+    };
+    let path = web.cx.config.storage.database.clone();
+    let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Timeline> {
+        let conn = store::open_read_only(&path)?;
+        Ok(count_timeline(&conn, &filter)?)
+    })
+    .await;
+    match made {
+        Ok(Ok(timeline)) => Json(timeline).into_response(),
+        Ok(Err(err)) => server_error(&err.to_string()),
+        Err(err) => server_error(&err.to_string()),
+    }
+}
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+fn count_timeline(conn: &rusqlite::Connection, filter: &Filter) -> rusqlite::Result<Timeline> {
+    let room = filter.room.as_deref().map(|room| {
+        let room = room.trim();
+        room.strip_prefix('#').unwrap_or(room).to_ascii_lowercase()
+    });
+    let mut clause = String::from(" WHERE kind = 'chat' AND ts_ms >= ?1 AND ts_ms < ?2");
+    if room.is_some() {
+        clause.push_str(" AND room = ?3");
+    }
+    let since = filter.since.unwrap_or(i64::MIN);
+    let until = filter.until.unwrap_or(i64::MAX);
+    use rusqlite::types::Value;
+    let mut values = vec![Value::Integer(since), Value::Integer(until)];
+    values.extend(room.map(Value::Text));
+    let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
+        &format!("SELECT MIN(ts_ms), MAX(ts_ms) FROM events{clause}"),
+        rusqlite::params_from_iter(&values),
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(Timeline {
+            bucket_ms: MINUTE,
+            points: Vec::new(),
+        });
+    };
+    let span = last - first;
+    let bucket_ms = match span {
+        s if s <= 6 * HOUR => MINUTE,
+        s if s <= 14 * DAY => HOUR,
+        _ => DAY,
+    };
+    let sql = format!(
+        "SELECT (ts_ms / {bucket_ms}) * {bucket_ms} AS bucket, COUNT(*) FROM events{clause} \
+         GROUP BY bucket ORDER BY bucket"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let points = stmt
+        .query_map(rusqlite::params_from_iter(&values), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Timeline { bucket_ms, points })
+}

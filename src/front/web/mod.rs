@@ -1,0 +1,172 @@
+//! The web front end (SPEC section 8): one HTTP listener serving the chat page, its
+//! WebSocket ([`ws`]) and the instructor page ([`instructor`]).
+//!
+//! The pages are plain HTML, CSS and JavaScript compiled into the binary, so the
+//! server needs no files beside it and no build step, and the browser loads nothing
+//! from another host. The Content-Security-Policy allows scripts and styles from
+//! this origin only: no inline script can run, so text that slipped into the page
+//! as markup still could not execute (the pages insert user text as text anyway).
+
+mod instructor;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use super::Context;
+
+/// Same origin only, no inline script or style, never framed.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                   connect-src 'self'; img-src 'self' data:; object-src 'none'; \
+                   base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// What every request handler shares.
+pub(crate) struct Web {
+    cx: Context,
+    /// Connection ids, shared with the line port's accept loop so they stay unique.
+    ids: Arc<AtomicI64>,
+    /// The server's connections; WebSocket clients join it so shutdown waits for them.
+    tracker: TaskTracker,
+    sessions: instructor::Sessions,
+}
+
+impl Web {
+    pub(crate) fn new(cx: Context, ids: Arc<AtomicI64>, tracker: TaskTracker) -> Web {
+        Web {
+            cx,
+            ids,
+            tracker,
+            sessions: instructor::Sessions::default(),
+        }
+    }
+}
+
+/// Serves HTTP on `listener` until the server's shutdown token is cancelled.
+pub(crate) async fn serve(listener: TcpListener, web: Web) {
+    let stopping = web.cx.shutdown.clone();
+    let app = router(Arc::new(web)).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stopping.cancelled_owned())
+        .await;
+    if let Err(err) = served {
+        tracing::error!(%err, "web listener failed");
+    }
+}
+
+fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/", get(|| asset(HTML, include_str!("static/chat.html"))))
+        .route(
+            "/chat.js",
+            get(|| asset(JS, include_str!("static/chat.js"))),
+        )
+        .route(
+            "/style.css",
+            get(|| asset(CSS, include_str!("static/style.css"))),
+        )
+        .route(
+            "/instructor.js",
+            get(|| asset(JS, include_str!("static/instructor.js"))),
+        )
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/ws", get(ws::upgrade))
+        .route("/instructor", get(instructor::page))
+        .route("/instructor/login", post(instructor::login))
+        .route("/instructor/logout", post(instructor::logout))
+        .route("/instructor/api/live", get(instructor::live))
+        .route("/instructor/api/timeline", get(instructor::timeline))
+        .route("/instructor/report.csv", get(instructor::report_csv))
+        .route("/instructor/report.json", get(instructor::report_json))
+        .route("/instructor/", any(instructor::unknown))
+        .route("/instructor/{*rest}", any(instructor::unknown))
+        .layer(axum::middleware::map_response(secure))
+        .with_state(web)
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Headers on every response. Nothing is cached: the pages are small, and the
+/// instructor's answers hold student data that must not outlive the session.
+async fn secure(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: under it browsers post forms with `Origin: null`, which
+    // the login's origin check must refuse.
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Whether the request's `Origin` is this server as the browser addressed it
+/// (`Host`). Browsers always send `Origin` on WebSocket handshakes and form posts
+/// from another site, so a missing or foreign one is refused.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let (Some(origin), Some(host)) = (text(ORIGIN), text(HOST)) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            headers.insert(ORIGIN, origin.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn only_the_pages_own_origin_is_accepted() {
+        assert!(same_origin(&headers(
+            Some("http://127.0.0.1:8080"),
+            "127.0.0.1:8080"
+        )));
+        assert!(same_origin(&headers(
+            Some("https://Chat.School.example"),
+            "chat.school.example"
+        )));
+        assert!(!same_origin(&headers(
+            Some("http://evil.example"),
+            "127.0.0.1:8080"
+        )));
+        assert!(!same_origin(&headers(
+            Some("http://127.0.0.1:8081"),
+            "127.0.0.1:8080"
+        )));
+        assert!(!same_origin(&headers(Some("null"), "127.0.0.1:8080")));
+        assert!(!same_origin(&headers(None, "127.0.0.1:8080")));
+    }
+}

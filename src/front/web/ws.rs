@@ -1,0 +1,145 @@
+//! The chat page's WebSocket: the line protocol of SPEC section 2 with one text
+//! frame per line, run by the same code as a TCP client ([`line::run`]), so the
+//! handshake, limits, commands and log are the same by construction.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures_util::stream::SplitSink;
+use futures_util::{future, SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::{same_origin, Web};
+use crate::clock::Clock;
+use crate::front::line::{self, Transport};
+use crate::protocol::{Inbound, LoginError, ServerLine, Stamped};
+
+/// Lines the writer takes off the queue before it flushes.
+const WRITE_BATCH: usize = 256;
+
+/// `GET /ws`. Refused with 403 before the upgrade unless the page that opens it is
+/// this server's own: otherwise any site a student visits could chat in their name.
+pub(super) async fn upgrade(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !same_origin(&headers) {
+        tracing::warn!(%peer, "WebSocket from another origin refused");
+        return (
+            StatusCode::FORBIDDEN,
+            "This WebSocket is for the chat page only.\n",
+        )
+            .into_response();
+    }
+    // Frames a little past the line limit still get the protocol's "Line too long"
+    // answer; only far larger ones end the connection at the WebSocket layer.
+    let max_frame = (web.cx.config.limits.max_line_bytes * 4).max(64 * 1024);
+    upgrade
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| {
+            let tracker = web.tracker.clone();
+            tracker.track_future(serve(socket, peer, web))
+        })
+}
+
+async fn serve(socket: WebSocket, peer: SocketAddr, web: Arc<Web>) {
+    let cx = web.cx.clone();
+    let clock = cx.board.clock().clone();
+    let (sink, stream) = socket.split();
+    let seat = match cx.admit(peer.ip()) {
+        Ok(seat) => seat,
+        Err(refusal) => return refuse(sink, &clock, refusal).await,
+    };
+    let id = web.ids.fetch_add(1, Ordering::Relaxed);
+    let (outbox, queue) = mpsc::channel(cx.config.limits.outbound_queue);
+    let writer = tokio::spawn(write_loop(sink, queue, clock));
+    let max = cx.config.limits.max_line_bytes;
+    let lines = stream
+        .take_while(|message| future::ready(!matches!(message, Ok(Message::Close(_)))))
+        .filter_map(move |message| future::ready(inbound(message, max)));
+    let transport = Transport {
+        lines: Box::pin(lines),
+        outbox,
+        writer,
+        peer: Some(peer.ip()),
+    };
+    let span = tracing::info_span!("ws", id, %peer, nick = tracing::field::Empty);
+    async move {
+        tracing::debug!("connected");
+        line::run(transport, id, cx, seat).await;
+        tracing::debug!("closed");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// One frame as one line. A binary frame is taken as the line's bytes, so invalid
+/// UTF-8 gets the protocol's own error rather than a dropped connection; pings and
+/// pongs are the WebSocket's business and carry no line.
+fn inbound(message: Result<Message, axum::Error>, max: usize) -> Option<io::Result<Inbound>> {
+    let message = match message {
+        Ok(message) => message,
+        Err(err) => return Some(Err(io::Error::other(err))),
+    };
+    let bytes = match &message {
+        Message::Text(text) => text.as_str().as_bytes(),
+        Message::Binary(bytes) => &bytes[..],
+        _ => return None,
+    };
+    // A page may send the line ending a terminal would; it is not part of the line.
+    let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some(Ok(match line.len() > max {
+        true => Inbound::TooLong,
+        false => Inbound::Line(BytesMut::from(line)),
+    }))
+}
+
+/// Sends each queued line as one text frame, flushing once per batch, until the
+/// queue closes (the client left) or the socket fails; then closes the WebSocket.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Arc<Stamped>>,
+    clock: Clock,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        for line in batch.drain(..) {
+            if sink.feed(frame(&line, &clock)).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// The line protocol's text of a line, without its `\n`: a frame is already one line.
+fn frame(line: &Stamped, clock: &Clock) -> Message {
+    let wire = line.wire(clock);
+    let text = String::from_utf8_lossy(wire.strip_suffix(b"\n").unwrap_or(wire));
+    Message::Text(text.into_owned().into())
+}
+
+/// Tells a client why it cannot come in (`! REASON`) and closes, without a seat.
+async fn refuse(mut sink: SplitSink<WebSocket, Message>, clock: &Clock, reason: LoginError) {
+    let line = Stamped::new(clock.now_ms(), ServerLine::Error(reason.to_string()));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let _ = sink.send(frame(&line, clock)).await;
+        let _ = sink.close().await;
+    })
+    .await;
+}
