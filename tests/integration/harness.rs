@@ -263,6 +263,22 @@ pub fn body_of(line: &str) -> &str {
     &line[end + 2..]
 }
 
+/// The next line the child printed, read a byte at a time: a buffered reader
+/// would swallow the lines after it, which a later read then never sees.
+pub fn stdout_line(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let stdout = child.stdout.as_mut().expect("stdout is piped");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap() == 1 {
+        line.push(byte[0]);
+        if byte[0] == b'\n' {
+            break;
+        }
+    }
+    String::from_utf8(line).unwrap()
+}
+
 /// The server binary.
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 
@@ -270,15 +286,11 @@ pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 /// choice), reads its first line, `listening on ADDR:PORT`, and returns the child
 /// and that address.
 pub fn spawn_listening(command: &mut std::process::Command) -> (std::process::Child, SocketAddr) {
-    use std::io::BufRead;
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = stdout_line(&mut child);
     let addr: SocketAddr = first
         .trim()
         .strip_prefix("listening on ")

@@ -532,7 +532,6 @@ async fn downloads_are_the_very_bytes_of_the_report_command() {
 
 #[tokio::test]
 async fn the_binary_prints_the_web_address_after_the_chat_address() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("server.toml");
     let db = dir.path().join("chat.db");
@@ -548,10 +547,7 @@ async fn the_binary_prints_the_web_address_after_the_chat_address() {
         .arg(&config)
         .stderr(std::process::Stdio::null());
     let (mut child, chat) = crate::harness::spawn_listening(&mut command);
-    let mut second = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut second)
-        .unwrap();
+    let second = crate::harness::stdout_line(&mut child);
     let web: SocketAddr = second
         .trim()
         .strip_prefix("web listening on http://")
