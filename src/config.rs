@@ -58,6 +58,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[access]`: join code and instructors.
     pub access: AccessConfig,
+    /// `[irc]`: the IRC listener.
+    pub irc: IrcConfig,
 }
 
 /// `[server]`.
@@ -254,7 +256,37 @@ impl Default for AccessConfig {
     }
 }
 
+/// `[irc]`: a second listener for IRC clients (SPEC section 7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IrcConfig {
+    /// Whether to listen for IRC clients at all.
+    pub enabled: bool,
+    /// Address to listen on; `None` means the same as `server.bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        IrcConfig {
+            enabled: false,
+            bind: None,
+            port: 6667,
+        }
+    }
+}
+
 impl Config {
+    /// The IRC listener's address, when it is enabled.
+    pub fn irc_addr(&self) -> Option<std::net::SocketAddr> {
+        self.irc.enabled.then(|| {
+            std::net::SocketAddr::new(self.irc.bind.unwrap_or(self.server.bind), self.irc.port)
+        })
+    }
+
     /// Reads and validates a TOML file.
     /// Reads a TOML file, to be validated once the command line's overrides are
     /// applied.
@@ -381,6 +413,16 @@ impl Config {
                 );
             }
         }
+        if self.irc.enabled
+            && self.irc.port != 0
+            && self.irc.port == server.port
+            && self.irc.bind.unwrap_or(server.bind) == server.bind
+        {
+            return invalid(
+                "irc.port",
+                "must differ from server.port on the same address",
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",
@@ -478,6 +520,10 @@ mod tests {
             err.to_string().contains("access.instructor_password"),
             "{err}"
         );
+        let err = Config::parse("[irc]\nenabled = true\nport = 5555\n").unwrap_err();
+        assert!(err.to_string().contains("irc.port"), "{err}");
+        let err = Config::parse("[irc]\nbind = \"nowhere\"\n").unwrap_err();
+        assert!(err.to_string().contains("bind"), "{err}");
         let err = Config::parse("[log]\nrotation = \"weekly\"\n").unwrap_err();
         assert!(err.to_string().contains("weekly"), "{err}");
     }
