@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::access::CodeGuard;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::front::{line, Context};
+use crate::front::{irc, line, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
 use crate::store::{Store, StoreError};
@@ -48,6 +48,8 @@ pub enum ServerError {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The IRC listener, when `irc.enabled`.
+    irc: Option<TcpListener>,
     config: Arc<ValidConfig>,
     board: Arc<Switchboard>,
     store: Store,
@@ -66,12 +68,21 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let irc = match config.irc_addr() {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let history = History::loaded(config.history.replay_lines, opened.history);
         let hub = Hub::new(Settings::from_config(&config), history);
         let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
         let board = Arc::new(Switchboard::new(hub, opened.handle, clock));
         Ok(Server {
             listener,
+            irc,
             config,
             board,
             store: opened.store,
@@ -86,11 +97,19 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The address the IRC listener actually bound, when it is enabled.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Serves until `shutdown` completes, then shuts down in order; returns once
     /// everything is on disk.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
             listener,
+            irc: irc_listener,
             config,
             board,
             store,
@@ -109,46 +128,51 @@ impl Server {
         let per_address = AddressSeats::new(config.limits.max_per_ip);
         tokio::pin!(shutdown);
         loop {
-            let (socket, peer) = tokio::select! {
+            let (front, accepted) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // Usually out of file descriptors: wait for some to free up
-                        // instead of ending the server.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                accepted = listener.accept() => (Front::Line, accepted),
+                accepted = accept(irc_listener.as_ref()) => (Front::Irc, accepted),
+            };
+            let (socket, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Usually out of file descriptors: wait for some to free up
+                    // instead of ending the server.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let _ = socket.set_nodelay(true);
             let Ok(seat) = seats.clone().try_acquire_owned() else {
                 let refusal = LoginError::Full(config.limits.max_clients);
-                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
+                front.refuse(&tracker, socket, &clock, refusal);
                 continue;
             };
             let Some(address_seat) = per_address.take(peer.ip()) else {
                 tracing::warn!(%peer, "too many connections from one address");
                 let refusal = LoginError::TooManyFromAddress(config.limits.max_per_ip);
-                tracker.spawn(line::refuse(socket, clock.clone(), refusal));
+                front.refuse(&tracker, socket, &clock, refusal);
                 continue;
             };
             let id = next_id;
             next_id += 1;
             let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
             let seats = (seat, address_seat);
-            let task = line::serve(socket, id, cx.clone(), seats);
+            let cx = cx.clone();
             tracker.spawn(
                 async move {
-                    tracing::debug!("connected");
-                    task.await;
+                    tracing::debug!(?front, "connected");
+                    match front {
+                        Front::Line => line::serve(socket, id, cx, seats).await,
+                        Front::Irc => irc::serve(socket, id, cx, seats).await,
+                    }
                     tracing::debug!("closed");
                 }
                 .instrument(span),
             );
         }
-        drop(listener);
+        drop((listener, irc_listener));
         tracing::info!(clients = board.member_count(), "shutting down");
         board.shutdown();
         stopping.cancel();
@@ -162,6 +186,31 @@ impl Server {
         drop((board, cx));
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy)]
+enum Front {
+    Line,
+    Irc,
+}
+
+impl Front {
+    /// Turns a client away in its own protocol, without taking a seat.
+    fn refuse(self, tracker: &TaskTracker, socket: TcpStream, clock: &Clock, reason: LoginError) {
+        match self {
+            Front::Line => tracker.spawn(line::refuse(socket, clock.clone(), reason)),
+            Front::Irc => tracker.spawn(irc::refuse(socket, reason)),
+        };
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -167,6 +167,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // stops the server right after `listening on` still gets a clean exit.
         let stop = termination().context("cannot listen for signals")?;
         println!("listening on {}", server.local_addr());
+        if let Some(irc) = server.irc_addr() {
+            println!("irc listening on {irc}");
+        }
         std::io::stdout().flush().ok();
         server.run(stop).await;
         anyhow::Ok(())

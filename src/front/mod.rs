@@ -4,7 +4,9 @@
 //! its client in its own format.
 //!
 //! - [`line`]: the line protocol of SPEC section 2 over TCP (`chat-client`, `nc`).
+//! - [`irc`]: IRC (SPEC section 7) for irssi, WeeChat and HexChat.
 
+pub mod irc;
 pub mod line;
 pub mod login;
 

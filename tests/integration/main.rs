@@ -8,6 +8,7 @@ mod binaries;
 mod chat;
 mod commands;
 mod handshake;
+mod irc;
 mod load;
 mod persistence;
 mod reports;
