@@ -3,8 +3,8 @@
 //! # Layout
 //!
 //! A client's bytes arrive at a **front end** ([`front`]): today the line protocol
-//! of `chat-client` and `nc` ([`front::line`]); the IRC listener and the browser's
-//! WebSocket are further front ends of the same kind. A front end decodes its wire
+//! of `chat-client` and `nc` ([`front::line`]) and IRC ([`front::irc`]); the
+//! browser's WebSocket is a further front end of the same kind. A front end decodes its wire
 //! format into an [`protocol::Input`] and calls the [`switchboard`].
 //!
 //! The [`switchboard`] holds the [`hub`] behind one lock. The hub is the room

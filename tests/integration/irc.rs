@@ -629,3 +629,50 @@ async fn irssi_chats_with_a_line_user() {
     tmux.keys("/quit bye");
     bob.expect("* ann has left #lobby (Quit: bye)").await;
 }
+
+/// `chat-server` prints the IRC address after its first line, and serves it.
+#[tokio::test]
+async fn the_binary_prints_and_serves_the_irc_address() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, "[irc]\nenabled = true\nport = 0\n").unwrap();
+    let mut child = std::process::Command::new(crate::harness::SERVER_BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--port", "0", "--db"])
+        .arg(dir.path().join("chat.db"))
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut first, mut second) = (String::new(), String::new());
+    stdout.read_line(&mut first).unwrap();
+    stdout.read_line(&mut second).unwrap();
+    assert!(first.starts_with("listening on 127.0.0.1:"), "{first}");
+    let irc: std::net::SocketAddr = second
+        .trim()
+        .strip_prefix("irc listening on ")
+        .unwrap_or_else(|| panic!("unexpected second line {second:?}"))
+        .parse()
+        .unwrap();
+    assert_ne!(irc.port(), 0);
+    let mut ann = IrcClient::connect(irc).await;
+    ann.send("NICK ann").await;
+    ann.send("USER ann 0 * :Ann").await;
+    ann.expect_verb("366").await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(ann.expect_closed().await.last().unwrap().verb, "ERROR");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
