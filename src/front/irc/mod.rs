@@ -914,7 +914,7 @@ async fn write_loop(
     mut view: View,
 ) {
     let mut batch = Vec::new();
-    let mut out = String::new();
+    let mut out = Vec::new();
     let (mut queue_open, mut directs_open) = (true, true);
     while queue_open || directs_open {
         tokio::select! {
@@ -939,17 +939,17 @@ async fn write_loop(
             }
         }
         if !out.is_empty() {
-            if socket.write_all(out.as_bytes()).await.is_err() {
+            if socket.write_all(&out).await.is_err() {
                 return;
             }
             out.clear();
             if out.capacity() > 4096 {
-                out = String::new();
+                out = Vec::new();
             }
         }
     }
-    let mut rest = String::new();
+    let mut rest = Vec::new();
     view.flush(&mut rest);
-    let _ = socket.write_all(rest.as_bytes()).await;
+    let _ = socket.write_all(&rest).await;
     let _ = socket.shutdown().await;
 }

@@ -100,9 +100,9 @@ impl View {
     }
 
     /// Takes one message from the reader.
-    pub fn direct(&mut self, direct: Direct, out: &mut String) {
+    pub fn direct(&mut self, direct: Direct, out: &mut Vec<u8>) {
         match direct {
-            Direct::Raw(text) => out.push_str(&text),
+            Direct::Raw(text) => out.extend_from_slice(text.as_bytes()),
             Direct::ServerTime(on) => self.server_time = on,
             Direct::Registered => {
                 if self.gate == Gate::Registration {
@@ -115,7 +115,7 @@ impl View {
 
     /// Takes one line queued by the hub; `out` gets the bytes to send, now or
     /// once what it waits behind has arrived.
-    pub fn feed(&mut self, line: Arc<Stamped>, out: &mut String) {
+    pub fn feed(&mut self, line: Arc<Stamped>, out: &mut Vec<u8>) {
         self.held.push_back(line);
         if self.held.len() > MAX_HELD {
             // The answer it waits for is not coming (the member was removed
@@ -126,12 +126,12 @@ impl View {
     }
 
     /// Renders whatever is held, e.g. when the connection closes.
-    pub fn flush(&mut self, out: &mut String) {
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
         self.gate = Gate::Open;
         self.pump(out);
     }
 
-    fn pump(&mut self, out: &mut String) {
+    fn pump(&mut self, out: &mut Vec<u8>) {
         loop {
             let next = match self.gate {
                 Gate::Open => self.held.pop_front(),
@@ -162,24 +162,30 @@ impl View {
     }
 
     /// Appends the shared rendering of a broadcast line.
-    fn shared(&self, stamped: &Stamped, out: &mut String, render: impl FnOnce(&mut String)) {
-        let bytes = stamped.irc_wire(self.server_time, || {
+    fn shared(&self, stamped: &Stamped, bytes: &mut Vec<u8>, render: impl FnOnce(&mut String)) {
+        let cached = stamped.irc_wire(self.server_time, || {
             let mut text = String::with_capacity(96);
             render(&mut text);
             Bytes::from(text)
         });
-        // The cache holds only text this module wrote.
-        out.push_str(std::str::from_utf8(bytes).unwrap_or_default());
+        bytes.extend_from_slice(cached);
     }
 
-    fn render(&mut self, stamped: &Stamped, out: &mut String) {
+    /// Renders one line: a broadcast from the shared cache straight into `bytes`,
+    /// anything else into a text of its own first.
+    fn render(&mut self, stamped: &Stamped, bytes: &mut Vec<u8>) {
+        let mut out = String::new();
+        self.render_line(stamped, bytes, &mut out);
+        bytes.extend_from_slice(out.as_bytes());
+    }
+
+    fn render_line(&mut self, stamped: &Stamped, bytes: &mut Vec<u8>, out: &mut String) {
         let time = self.time(stamped.ts_ms);
-        let me = self.nick.clone();
-        let me: &str = &me;
+        let me: &str = &self.nick;
         match &stamped.line {
             ServerLine::Chat { from, text } => {
-                let channel = self.room_channel();
                 if self.in_history && !self.server_time {
+                    let channel = self.room_channel();
                     let mut line = String::with_capacity(text.len() + 32);
                     line.push('[');
                     self.clock.write_timestamp(&mut line, stamped.ts_ms);
@@ -189,7 +195,8 @@ impl View {
                     line.push_str(text);
                     message::write_text(out, None, Source::Server, "NOTICE", &channel, &line);
                 } else {
-                    self.shared(stamped, out, |buf| {
+                    self.shared(stamped, bytes, |buf| {
+                        let channel = self.room_channel();
                         let from = Source::User(from);
                         message::write_text(buf, time, from, "PRIVMSG", &channel, text);
                     });
@@ -200,7 +207,7 @@ impl View {
             }
             // IRC clients show what they send themselves.
             ServerLine::PmTo { .. } => {}
-            ServerLine::Notice(notice) => self.notice(stamped, notice, out),
+            ServerLine::Notice(notice) => self.notice(stamped, notice, bytes, out),
             ServerLine::Answer(answer) => self.answer(time, answer, out),
             ServerLine::Error(text) => {
                 message::write(out, time, Source::Server, "NOTICE", &[me, text]);
@@ -208,12 +215,18 @@ impl View {
         }
     }
 
-    fn notice(&mut self, stamped: &Stamped, notice: &Notice, out: &mut String) {
+    fn notice(
+        &mut self,
+        stamped: &Stamped,
+        notice: &Notice,
+        bytes: &mut Vec<u8>,
+        out: &mut String,
+    ) {
         let time = self.time(stamped.ts_ms);
         let me = self.nick.clone();
         let me: &str = &me;
         match notice {
-            Notice::Joined { nick, room } => self.shared(stamped, out, |buf| {
+            Notice::Joined { nick, room } => self.shared(stamped, bytes, |buf| {
                 message::write(
                     buf,
                     time,
@@ -222,7 +235,7 @@ impl View {
                     &[&format!("#{room}")],
                 );
             }),
-            Notice::Left { nick, room, reason } => self.shared(stamped, out, |buf| {
+            Notice::Left { nick, room, reason } => self.shared(stamped, bytes, |buf| {
                 let reason_text = reason.to_string();
                 match reason {
                     LeaveReason::Moved(_) => {
@@ -237,7 +250,7 @@ impl View {
                 if old.eq_ignore_ascii_case(&self.nick) {
                     self.nick = new.clone();
                 }
-                self.shared(stamped, out, |buf| {
+                self.shared(stamped, bytes, |buf| {
                     message::write(buf, time, Source::User(old), "NICK", &[new]);
                 });
             }
@@ -374,7 +387,7 @@ mod tests {
     fn view() -> (View, mpsc::Sender<AnswerAs>) {
         let (purpose, purposes) = mpsc::channel(4);
         let mut view = View::new(Clock::new("%H:%M:%S", true), purposes);
-        view.direct(Direct::ServerTime(true), &mut String::new());
+        view.direct(Direct::ServerTime(true), &mut Vec::new());
         (view, purpose)
     }
 
@@ -385,7 +398,7 @@ mod tests {
     #[test]
     fn join_names_come_before_the_history_they_were_queued_after() {
         let (mut view, purpose) = view();
-        let mut out = String::new();
+        let mut out = Vec::new();
         purpose.try_send(AnswerAs::JoinNames).unwrap();
         view.feed(
             stamped(ServerLine::Notice(Notice::Welcome {
@@ -402,11 +415,12 @@ mod tests {
             }),
             &mut out,
         );
-        assert!(out.is_empty(), "nothing before registration: {out}");
+        assert!(out.is_empty(), "nothing before registration");
         view.direct(Direct::Registered, &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
         assert!(
-            out.contains("JOIN :#lobby") && !out.contains("earlier"),
-            "{out}"
+            text.contains("JOIN :#lobby") && !text.contains("earlier"),
+            "{text}"
         );
         view.feed(
             stamped(ServerLine::Answer(Answer::Who {
@@ -418,6 +432,7 @@ mod tests {
             })),
             &mut out,
         );
+        let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[1].ends_with(" 353 ann = #lobby :ann"), "{out}");
         assert!(lines[2].contains(" 366 ann #lobby "), "{out}");
@@ -434,10 +449,10 @@ mod tests {
             room: "lobby".into(),
         }));
         let (mut tagged, _) = view();
-        tagged.flush(&mut String::new());
-        let mut a = String::new();
+        tagged.flush(&mut Vec::new());
+        let mut a = Vec::new();
         tagged.feed(line.clone(), &mut a);
-        let mut b = String::new();
+        let mut b = Vec::new();
         tagged.feed(line.clone(), &mut b);
         assert_eq!(a, b);
         assert!(std::ptr::eq(
@@ -445,7 +460,7 @@ mod tests {
             line.irc_wire(true, || unreachable!()).as_ptr()
         ));
         assert_eq!(
-            a,
+            String::from_utf8(a).unwrap(),
             "@time=2025-11-24T19:05:03.123Z :bob!bob@classchat JOIN :#lobby\r\n"
         );
     }
