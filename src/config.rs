@@ -60,6 +60,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[web]`: the browser chat page and the instructor page.
     pub web: WebConfig,
+    /// `[irc]`: the IRC listener.
+    pub irc: IrcConfig,
 }
 
 /// `[server]`.
@@ -306,10 +308,40 @@ impl Default for WebConfig {
     }
 }
 
+/// `[irc]`: a second listener for IRC clients (SPEC section 7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IrcConfig {
+    /// Whether to listen for IRC clients at all.
+    pub enabled: bool,
+    /// Address to listen on; `None` means the same as `server.bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        IrcConfig {
+            enabled: false,
+            bind: None,
+            port: 6667,
+        }
+    }
+}
+
 impl Config {
     /// The address the web listener binds: `web.bind`, else `server.bind`.
     pub fn web_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.web.bind.unwrap_or(self.server.bind), self.web.port)
+    }
+
+    /// The IRC listener's address, when it is enabled.
+    pub fn irc_addr(&self) -> Option<std::net::SocketAddr> {
+        self.irc.enabled.then(|| {
+            std::net::SocketAddr::new(self.irc.bind.unwrap_or(self.server.bind), self.irc.port)
+        })
     }
 
     /// Reads a TOML file, to be validated once the command line's overrides are
@@ -463,6 +495,15 @@ impl Config {
                 "must differ from server.port on the same address",
             );
         }
+        if self
+            .irc_addr()
+            .is_some_and(|irc| irc.port() != 0 && irc == chat_addr)
+        {
+            return invalid(
+                "irc.port",
+                "must differ from server.port on the same address",
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",
@@ -567,6 +608,10 @@ mod tests {
             err.to_string().contains("storage.shutdown_grace_secs"),
             "{err}"
         );
+        let err = Config::parse("[irc]\nenabled = true\nport = 5555\n").unwrap_err();
+        assert!(err.to_string().contains("irc.port"), "{err}");
+        let err = Config::parse("[irc]\nbind = \"nowhere\"\n").unwrap_err();
+        assert!(err.to_string().contains("bind"), "{err}");
         let err = Config::parse("[log]\nrotation = \"weekly\"\n").unwrap_err();
         assert!(err.to_string().contains("weekly"), "{err}");
     }

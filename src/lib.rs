@@ -3,9 +3,9 @@
 //! # Layout
 //!
 //! A client's bytes arrive at a **front end** ([`front`]): today the line protocol
-//! of `chat-client` and `nc` ([`front::line`]), and the same protocol over the
-//! browser's WebSocket ([`front::web`], which also serves the instructor page); the
-//! IRC listener is a further front end of the same kind. A front end decodes its wire
+//! of `chat-client` and `nc` ([`front::line`]), IRC ([`front::irc`]), and the same
+//! line protocol over the browser's WebSocket ([`front::web`], which also serves the
+//! instructor page). A front end decodes its wire
 //! format into an [`protocol::Input`] and calls the [`switchboard`].
 //!
 //! The [`switchboard`] holds the [`hub`] behind one lock. The hub is the room

@@ -15,15 +15,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::front::{line, web, Context};
+use crate::front::{irc, line, web, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
+use crate::protocol::LoginError;
 use crate::roster::Roster;
 use crate::store::{Closed, Store, StoreError};
 use crate::switchboard::Switchboard;
@@ -79,6 +80,8 @@ pub struct Server {
     listener: TcpListener,
     /// The HTTP listener, when `[web]` is enabled.
     web: Option<TcpListener>,
+    /// The IRC listener, when `irc.enabled`.
+    irc: Option<TcpListener>,
     config: Arc<ValidConfig>,
     board: Arc<Switchboard>,
     store: Store,
@@ -107,6 +110,14 @@ impl Server {
             }
             false => None,
         };
+        let irc = match config.irc_addr() {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let history = History::loaded(config.history.replay_lines, opened.history);
         let hub = Hub::new(Settings::from_config(&config), history);
         let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
@@ -114,6 +125,7 @@ impl Server {
         Ok(Server {
             listener,
             web,
+            irc,
             config,
             board,
             store: opened.store,
@@ -135,6 +147,13 @@ impl Server {
             .map(|web| web.local_addr().expect("a bound listener has an address"))
     }
 
+    /// The address the IRC listener actually bound, when it is enabled.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Serves until `shutdown` completes, then shuts down in order; returns once
     /// everything is on disk, or saved beside the database if the database still
     /// refused it when the shutdown grace ran out.
@@ -142,6 +161,7 @@ impl Server {
         let Server {
             listener,
             web,
+            irc: irc_listener,
             config,
             board,
             store,
@@ -161,40 +181,45 @@ impl Server {
         }
         tokio::pin!(shutdown);
         loop {
-            let (socket, peer) = tokio::select! {
+            let (front, accepted) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // Usually out of file descriptors: wait for some to free up
-                        // instead of ending the server.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                accepted = listener.accept() => (Front::Line, accepted),
+                accepted = accept(irc_listener.as_ref()) => (Front::Irc, accepted),
+            };
+            let (socket, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Usually out of file descriptors: wait for some to free up
+                    // instead of ending the server.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let _ = socket.set_nodelay(true);
             let seat = match cx.admit(peer.ip()) {
                 Ok(seat) => seat,
                 Err(refusal) => {
-                    tracker.spawn(line::refuse(socket, clock.clone(), refusal));
+                    front.refuse(&tracker, socket, &clock, refusal);
                     continue;
                 }
             };
             let id = ids.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
-            let task = line::serve(socket, id, cx.clone(), seat);
+            let cx = cx.clone();
             tracker.spawn(
                 async move {
-                    tracing::debug!("connected");
-                    task.await;
+                    tracing::debug!(?front, "connected");
+                    match front {
+                        Front::Line => line::serve(socket, id, cx, seat).await,
+                        Front::Irc => irc::serve(socket, id, cx, seat).await,
+                    }
                     tracing::debug!("closed");
                 }
                 .instrument(span),
             );
         }
-        drop(listener);
+        drop((listener, irc_listener));
         tracing::info!(clients = board.member_count(), "shutting down");
         board.shutdown();
         stopping.cancel();
@@ -211,5 +236,30 @@ impl Server {
             .expect("store close panicked");
         tracing::info!("stopped");
         closed
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy)]
+enum Front {
+    Line,
+    Irc,
+}
+
+impl Front {
+    /// Turns a client away in its own protocol, without taking a seat.
+    fn refuse(self, tracker: &TaskTracker, socket: TcpStream, clock: &Clock, reason: LoginError) {
+        match self {
+            Front::Line => tracker.spawn(line::refuse(socket, clock.clone(), reason)),
+            Front::Irc => tracker.spawn(irc::refuse(socket, reason)),
+        };
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }

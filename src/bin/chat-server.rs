@@ -220,6 +220,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // stops the server right after `listening on` still gets a clean exit.
         let stop = termination().context("cannot listen for signals")?;
         println!("listening on {}", server.local_addr());
+        if let Some(irc) = server.irc_addr() {
+            println!("irc listening on {irc}");
+        }
         if let Some(web) = server.web_addr() {
             println!("web listening on http://{web}/");
         }

@@ -120,7 +120,7 @@ where
 
 /// Lets the writer flush what is queued (for at most [`FLUSH_ON_CLOSE`]), unless
 /// the client stopped reading, in which case nothing it is owed can arrive anyway.
-async fn finish_writer(writer: tokio::task::JoinHandle<()>, abandon: bool) {
+pub(super) async fn finish_writer(writer: tokio::task::JoinHandle<()>, abandon: bool) {
     let abort = writer.abort_handle();
     if abandon || tokio::time::timeout(FLUSH_ON_CLOSE, writer).await.is_err() {
         abort.abort();
@@ -142,9 +142,12 @@ struct Connection<R> {
 }
 
 /// What the reader got from the socket.
-enum Read {
+pub(super) enum Read {
+    /// A framed line.
     Line(Inbound),
+    /// The client closed the connection.
     Closed,
+    /// The connection failed.
     Lost,
 }
 
@@ -278,38 +281,8 @@ where
         }
     }
 
-    /// `/op PASSWORD`. The hash check costs tens of milliseconds of CPU on purpose,
-    /// so it runs on the blocking pool, and wrong passwords count against the
-    /// address like wrong codes.
     async fn op(&self, password: String) -> Result<(), CommandError> {
-        if let Some(ip) = self.peer {
-            if let Err(locked) = self.cx.codes.check(ip, Instant::now()) {
-                return Err(CommandError::TooManyCodes(locked.retry_secs));
-            }
-        }
-        let access = &self.cx.config.access;
-        let nick = self.cx.board.nick(self.id).unwrap_or_default();
-        let listed = access
-            .instructors
-            .iter()
-            .any(|name| name.eq_ignore_ascii_case(&nick));
-        if !listed || access.instructor_password.is_empty() {
-            return Err(CommandError::PermissionDenied);
-        }
-        let hash = access.instructor_password.clone();
-        let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
-            .await
-            .unwrap_or(false);
-        if !verified {
-            if let Some(ip) = self.peer {
-                self.cx
-                    .codes
-                    .failed(ip, "wrong instructor password", Instant::now());
-            }
-            return Err(CommandError::WrongPassword);
-        }
-        self.cx.board.op(self.id);
-        Ok(())
+        op(&self.cx, self.peer, self.id, password).await
     }
 
     /// Drops everything but the read half; with this connection's queue sender gone,
@@ -335,7 +308,45 @@ where
     }
 }
 
-async fn read_line<R>(lines: &mut R) -> Read
+/// `/op PASSWORD` for member `id`, from any front end. The hash check costs tens
+/// of milliseconds of CPU on purpose, so it runs on the blocking pool, and wrong
+/// passwords count against the address like wrong codes.
+pub(super) async fn op(
+    cx: &Context,
+    peer: Option<IpAddr>,
+    id: ConnId,
+    password: String,
+) -> Result<(), CommandError> {
+    if let Some(ip) = peer {
+        if let Err(locked) = cx.codes.check(ip, Instant::now()) {
+            return Err(CommandError::TooManyCodes(locked.retry_secs));
+        }
+    }
+    let access = &cx.config.access;
+    let nick = cx.board.nick(id).unwrap_or_default();
+    let listed = access
+        .instructors
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(&nick));
+    if !listed || access.instructor_password.is_empty() {
+        return Err(CommandError::PermissionDenied);
+    }
+    let hash = access.instructor_password.clone();
+    let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !verified {
+        if let Some(ip) = peer {
+            cx.codes
+                .failed(ip, "wrong instructor password", Instant::now());
+        }
+        return Err(CommandError::WrongPassword);
+    }
+    cx.board.op(id);
+    Ok(())
+}
+
+pub(super) async fn read_line<R>(lines: &mut R) -> Read
 where
     R: Stream<Item = std::io::Result<Inbound>> + Unpin,
 {
@@ -346,7 +357,7 @@ where
     }
 }
 
-async fn idle_timer(idle: Option<Duration>) {
+pub(super) async fn idle_timer(idle: Option<Duration>) {
     match idle {
         Some(limit) => tokio::time::sleep(limit).await,
         None => std::future::pending().await,

@@ -4,9 +4,11 @@
 //! its client in its own format.
 //!
 //! - [`line`]: the line protocol of SPEC section 2 over TCP (`chat-client`, `nc`).
+//! - [`irc`]: IRC (SPEC section 7) for irssi, WeeChat and HexChat.
 //! - [`web`]: the same line protocol over a WebSocket for the browser's chat page,
 //!   and the instructor page (SPEC section 8).
 
+pub mod irc;
 pub mod line;
 pub mod login;
 pub mod seat;

@@ -742,6 +742,9 @@ pub struct Stamped {
     /// What it says.
     pub line: ServerLine,
     line_wire: OnceLock<Bytes>,
+    /// IRC bytes without and with the `@time=` tag: clients that asked for
+    /// server-time and clients that did not share a broadcast.
+    irc_wire: [OnceLock<Bytes>; 2],
 }
 
 impl Stamped {
@@ -751,7 +754,16 @@ impl Stamped {
             ts_ms,
             line,
             line_wire: OnceLock::new(),
+            irc_wire: [OnceLock::new(), OnceLock::new()],
         })
+    }
+
+    /// The IRC front end's bytes for this line, rendered by `render` on first use
+    /// and shared by every recipient after that, one copy `tagged` with `@time=`
+    /// and one without. Only for lines whose IRC form is the same for everyone
+    /// they are queued for; the caller decides which those are.
+    pub fn irc_wire(&self, tagged: bool, render: impl FnOnce() -> Bytes) -> &Bytes {
+        self.irc_wire[usize::from(tagged)].get_or_init(render)
     }
 
     /// `[TIMESTAMP] BODY\n`, the line protocol's bytes.

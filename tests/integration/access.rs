@@ -7,10 +7,10 @@ use classchat::config::Config;
 use crate::harness::{spawn_listening, TestClient, TestServer, SERVER_BIN};
 use crate::persistence::{stored_events, transcript_lines};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// One hash for every test: hashing is slow on purpose.
-fn password_hash() -> &'static str {
+pub(crate) fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| classchat::password::hash(PASSWORD).unwrap())
 }

@@ -25,6 +25,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The HTTP listener's address, when `[web]` is enabled (see [`enable_web`]).
     pub web: Option<SocketAddr>,
+    /// The IRC listener's address, when the configuration enables it.
+    pub irc_addr: Option<SocketAddr>,
     pub config: Config,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -66,6 +68,7 @@ impl TestServer {
         let server = Server::bind(valid).await.expect("server starts");
         let addr = server.local_addr();
         let web = server.web_addr();
+        let irc_addr = server.irc_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -73,6 +76,7 @@ impl TestServer {
         TestServer {
             addr,
             web,
+            irc_addr,
             config,
             dir,
             stop: Some(stop),
@@ -90,6 +94,21 @@ impl TestServer {
         let mut client = self.connect().await;
         client.send(name).await;
         client.expect_prefix(&format!("* Welcome, {name}!")).await;
+        client
+    }
+
+    /// Connects a raw IRC client (not registered).
+    pub async fn irc(&self) -> IrcClient {
+        IrcClient::connect(self.irc_addr.expect("IRC is enabled")).await
+    }
+
+    /// Connects an IRC client and registers it as `nick` without CAP, reading up
+    /// to the end of its first room's names.
+    pub async fn irc_login(&self, nick: &str) -> IrcClient {
+        let mut client = self.irc().await;
+        client.send(&format!("NICK {nick}")).await;
+        client.send(&format!("USER {nick} 0 * :{nick}")).await;
+        client.expect_verb("366").await;
         client
     }
 
@@ -113,6 +132,160 @@ impl TestServer {
 
     pub fn db_path(&self) -> PathBuf {
         self.config.storage.database.clone()
+    }
+}
+
+/// Turns the IRC listener on, on a free port.
+pub fn enable_irc(config: &mut Config) {
+    config.irc.enabled = true;
+    config.irc.port = 0;
+}
+
+/// One IRC line from the server, taken apart.
+#[derive(Debug, Clone)]
+pub struct IrcLine {
+    /// The whole line, without `\r\n`.
+    pub raw: String,
+    /// The `@time=` tag's value, if any.
+    pub time: Option<String>,
+    pub source: Option<String>,
+    pub verb: String,
+    pub params: Vec<String>,
+}
+
+impl IrcLine {
+    fn parse(raw: &str) -> IrcLine {
+        let (tags, rest) = match raw.strip_prefix('@') {
+            Some(tagged) => tagged.split_once(' ').expect("tags end with a space"),
+            None => ("", raw),
+        };
+        let time = tags
+            .split(';')
+            .find_map(|tag| tag.strip_prefix("time="))
+            .map(str::to_owned);
+        let message = classchat::front::irc::message::parse(rest)
+            .expect("the server's lines parse")
+            .expect("the server sends no blank lines");
+        IrcLine {
+            raw: raw.to_owned(),
+            time,
+            source: message.source.map(str::to_owned),
+            verb: message.verb.to_owned(),
+            params: message.params.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// The last parameter: the text of a message or numeric.
+    pub fn text(&self) -> &str {
+        self.params.last().map_or("", String::as_str)
+    }
+
+    /// The nick part of the source.
+    pub fn nick(&self) -> &str {
+        let source = self.source.as_deref().unwrap_or("");
+        source.split('!').next().unwrap_or(source)
+    }
+}
+
+/// A client speaking raw IRC over TCP.
+pub struct IrcClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl IrcClient {
+    pub async fn connect(addr: SocketAddr) -> IrcClient {
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        stream.set_nodelay(true).unwrap();
+        let (reader, writer) = stream.into_split();
+        IrcClient {
+            reader: BufReader::new(reader),
+            writer,
+        }
+    }
+
+    /// Sends one line (`\r\n` is added).
+    pub async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("send");
+    }
+
+    /// The next line, or `None` at EOF. Panics after [`WAIT`].
+    pub async fn next(&mut self) -> Option<IrcLine> {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(WAIT, self.reader.read_until(b'\n', &mut buf))
+            .await
+            .expect("timed out waiting for an IRC line");
+        match read {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                let line = String::from_utf8(buf).expect("server sends UTF-8");
+                let line = line
+                    .strip_suffix("\r\n")
+                    .unwrap_or_else(|| panic!("line without CRLF: {line:?}"));
+                assert!(line.len() <= 512 + 8191, "overlong line {line:?}");
+                Some(IrcLine::parse(line))
+            }
+        }
+    }
+
+    /// The next line; the connection must stay open.
+    pub async fn next_line(&mut self) -> IrcLine {
+        self.next().await.expect("connection closed")
+    }
+
+    /// Reads until a line matches; returns it and the lines skipped.
+    pub async fn expect_where(
+        &mut self,
+        what: &str,
+        mut matches: impl FnMut(&IrcLine) -> bool,
+    ) -> (IrcLine, Vec<String>) {
+        let mut skipped = Vec::new();
+        loop {
+            let Some(line) = self.next().await else {
+                panic!("connection closed while waiting for {what}; got {skipped:#?}");
+            };
+            if matches(&line) {
+                return (line, skipped);
+            }
+            skipped.push(line.raw);
+        }
+    }
+
+    /// Reads until a line with this verb or numeric.
+    pub async fn expect_verb(&mut self, verb: &str) -> IrcLine {
+        self.expect_where(verb, |l| l.verb == verb).await.0
+    }
+
+    /// The very next line must have this verb; returns it.
+    pub async fn expect_next(&mut self, verb: &str) -> IrcLine {
+        let line = self.next_line().await;
+        assert_eq!(line.verb, verb, "{}", line.raw);
+        line
+    }
+
+    /// Proves nothing else was queued for this client: a `PING` whose `PONG` must
+    /// be the very next line.
+    pub async fn expect_nothing_pending(&mut self) {
+        self.send("PING :sync").await;
+        let line = self.next_line().await;
+        assert!(
+            line.verb == "PONG" && line.text() == "sync",
+            "expected only the PONG, got {}",
+            line.raw
+        );
+    }
+
+    /// Reads until the server closes; returns the lines read.
+    pub async fn expect_closed(&mut self) -> Vec<IrcLine> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.next().await {
+            lines.push(line);
+        }
+        lines
     }
 }
 

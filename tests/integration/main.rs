@@ -10,6 +10,7 @@ mod chat;
 mod commands;
 mod durability;
 mod handshake;
+mod irc;
 mod limits;
 mod load;
 mod persistence;

@@ -1,0 +1,965 @@
+//! The IRC front end (SPEC section 7): irssi, WeeChat, HexChat and friends in the
+//! same rooms as `chat-client` users. A room `lobby` is the channel `#lobby`; a
+//! user is in one channel at a time, as everywhere in classchat.
+//!
+//! The reader (this module) turns IRC verbs into the same switchboard calls the
+//! line protocol makes, under the same login rules ([`Login`]), rate limit,
+//! sanitising and queue limits, so the record and the report cannot tell the
+//! two apart. It answers what only concerns its client (numerics, `PONG`) itself;
+//! the writer ([`render`]) renders what the hub queues. Both reach the socket
+//! through the writer task, in order (see [`render::Direct`]).
+//!
+//! - [`message`]: IRC lines read and written.
+//! - [`render`]: hub lines as IRC.
+//! - [`numerics`]: the numeric replies.
+
+pub mod message;
+pub mod numerics;
+pub mod render;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use self::message::{Message, Refusal, Source};
+use self::numerics::*;
+use self::render::{AnswerAs, Direct, View};
+use super::line::{finish_writer, idle_timer, read_line, Read};
+use super::login::{Login, Step};
+use super::seat::Seat;
+use super::Context;
+use crate::hub::ConnId;
+use crate::protocol::{
+    self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, NickError,
+    Notice, Stamped,
+};
+use crate::switchboard::Outbox;
+
+/// Lines the writer takes off the queue per wake-up.
+const WRITE_BATCH: usize = 256;
+
+/// Initial read buffer per connection.
+const READ_BUFFER: usize = 512;
+
+/// The only capability offered: the others change nothing classchat can show.
+const CAPS: &str = "server-time";
+
+type Lines = FramedRead<OwnedReadHalf, LineCodec>;
+
+/// Serves one accepted IRC client until it leaves, is dropped, or the server
+/// stops; `seat` as in [`line::serve`](super::line::serve).
+pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
+    let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
+    let (reader, writer) = socket.into_split();
+    let capacity = cx.config.limits.outbound_queue;
+    let (outbox, queue) = mpsc::channel(capacity);
+    let (direct, directs) = mpsc::channel(capacity);
+    let (purpose, purposes) = mpsc::channel(capacity);
+    let view = View::new(cx.board.clock().clone(), purposes);
+    let writer = tokio::spawn(write_loop(writer, queue, directs, view));
+    let lines = FramedRead::with_capacity(reader, LineCodec::new(message::MAX_LINE), READ_BUFFER);
+    let mut conn = Connection {
+        id,
+        cx,
+        outbox,
+        direct,
+        purpose,
+        dropped: CancellationToken::new(),
+        peer,
+        nick: None,
+        room: String::new(),
+        server_time: false,
+        login: String::new(),
+        seat,
+    };
+    let mut lines = lines;
+    if conn.handshake(&mut lines).await {
+        let reason = conn.chat_loop(&mut lines).await;
+        if let Some(reason) = reason {
+            conn.cx.board.leave(id, reason);
+        }
+    }
+    let abandon = conn.outbox.capacity() == 0 || conn.direct.capacity() == 0;
+    // As on the line port: keep reading open until the last line is out, so the
+    // kernel does not reset the connection under it.
+    drop(conn);
+    finish_writer(writer, abandon).await;
+    drop(lines);
+}
+
+/// Tells a client why it cannot come in (`ERROR`) and closes, without taking a
+/// seat.
+pub async fn refuse(mut socket: TcpStream, reason: LoginError) {
+    let mut line = String::new();
+    message::write(
+        &mut line,
+        None,
+        Source::Server,
+        "ERROR",
+        &[&reason.to_string()],
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = socket.write_all(line.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
+}
+
+struct Connection {
+    id: ConnId,
+    cx: Context,
+    outbox: Outbox,
+    direct: mpsc::Sender<Direct>,
+    /// What the next room answer of the hub is for (see [`render`]).
+    purpose: mpsc::Sender<AnswerAs>,
+    dropped: CancellationToken,
+    peer: Option<IpAddr>,
+    /// The nick given (before registration) or held (after).
+    nick: Option<String>,
+    /// The room this client is in; only its own joins change it.
+    room: String,
+    server_time: bool,
+    /// The name logged in with, which the chat rate is kept by.
+    login: String,
+    /// Places under the connection limits, given back when the connection ends.
+    seat: Seat,
+}
+
+/// What a registration step leads to.
+enum Flow {
+    Wait,
+    Registered,
+    Close,
+}
+
+/// The state of registration, before `001`.
+#[derive(Default)]
+struct Registration {
+    login: Login,
+    pass: Option<String>,
+    user: bool,
+    /// Between `CAP LS`/`REQ` and `CAP END`, no welcome.
+    negotiating: bool,
+}
+
+impl Connection {
+    fn me(&self) -> &str {
+        self.nick.as_deref().unwrap_or("*")
+    }
+
+    /// Hands the writer one message. A writer that cannot keep up with its own
+    /// client's answers has a client that does not read: it goes as too slow.
+    fn send(&self, direct: Direct) -> bool {
+        self.direct.try_send(direct).is_ok()
+    }
+
+    /// Says what the next room answer is for; call right before asking.
+    fn expect(&self, purpose: AnswerAs) {
+        let _ = self.purpose.try_send(purpose);
+    }
+
+    fn stamp(&self) -> Option<i64> {
+        self.server_time.then(|| self.cx.board.clock().now_ms())
+    }
+
+    /// Sends one line from the server to this client alone.
+    fn reply(&self, verb: &str, params: &[&str]) {
+        let mut line = String::new();
+        message::write(&mut line, self.stamp(), Source::Server, verb, params);
+        self.send(Direct::Raw(line));
+    }
+
+    /// A numeric: `:classchat NNN me params...`.
+    fn numeric(&self, code: &str, params: &[&str]) {
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(self.me());
+        all.extend_from_slice(params);
+        self.reply(code, &all);
+    }
+
+    fn notice(&self, text: &str) {
+        self.reply("NOTICE", &[self.me(), text]);
+    }
+
+    /// Reads lines until the client is registered and in its first room. `false`
+    /// means it is gone (or was never let in).
+    async fn handshake(&mut self, lines: &mut Lines) -> bool {
+        let deadline = tokio::time::Instant::now() + self.cx.config.limits.handshake_timeout();
+        let mut reg = Registration::default();
+        loop {
+            let read = tokio::select! {
+                read = read_line(lines) => read,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let secs = self.cx.config.limits.handshake_timeout_secs;
+                    self.reply("ERROR", &[&LoginError::Timeout(secs).to_string()]);
+                    return false;
+                }
+                _ = self.cx.shutdown.cancelled() => {
+                    self.reply("ERROR", &[&Notice::ShuttingDown.to_string()]);
+                    return false;
+                }
+            };
+            let bytes = match read {
+                Read::Closed | Read::Lost => return false,
+                Read::Line(Inbound::TooLong) => {
+                    self.refusal(Refusal::TooLong);
+                    continue;
+                }
+                Read::Line(Inbound::Line(bytes)) => bytes,
+            };
+            let text = match clean_line(&bytes) {
+                Ok(text) => text,
+                Err(refusal) => {
+                    self.refusal(refusal);
+                    continue;
+                }
+            };
+            let message = match message::parse(&text) {
+                Ok(Some(message)) => message,
+                Ok(None) => continue,
+                Err(refusal) => {
+                    self.refusal(refusal);
+                    continue;
+                }
+            };
+            let flow = self.register_step(&mut reg, &message).await;
+            match flow {
+                Flow::Wait => {}
+                Flow::Registered => return true,
+                Flow::Close => return false,
+            }
+        }
+    }
+
+    async fn register_step(&mut self, reg: &mut Registration, message: &Message<'_>) -> Flow {
+        let verb = message.verb.to_ascii_uppercase();
+        match verb.as_str() {
+            "CAP" => {
+                match message.word(0).map(str::to_ascii_uppercase).as_deref() {
+                    Some("LS" | "REQ") => reg.negotiating = true,
+                    Some("END") => reg.negotiating = false,
+                    _ => {}
+                }
+                self.cap(message);
+            }
+            "PASS" => {
+                let Some(pass) = message.word(0) else {
+                    self.numeric(ERR_NEEDMOREPARAMS, &["PASS", "Not enough parameters"]);
+                    return Flow::Wait;
+                };
+                if reg.login.asking().is_some() {
+                    let step = reg.login.offer(&self.cx, self.peer, pass).await;
+                    return self.login_step(reg, step).await;
+                }
+                reg.pass = Some(pass.to_owned());
+                return Flow::Wait;
+            }
+            "NICK" => {
+                let Some(nick) = message.word(0) else {
+                    self.numeric(ERR_NONICKNAMEGIVEN, &["No nickname given"]);
+                    return Flow::Wait;
+                };
+                if reg.login.asking().is_some() {
+                    // A new name while a code is asked for: the pending name is
+                    // given up, the count of wrong codes kept.
+                    let _ = reg.login.refused(NickError::Taken(String::new()));
+                }
+                self.nick = Some(nick.to_owned());
+            }
+            "USER" => {
+                if message.params.len() < 4 {
+                    self.numeric(ERR_NEEDMOREPARAMS, &["USER", "Not enough parameters"]);
+                    return Flow::Wait;
+                }
+                reg.user = true;
+            }
+            "PING" => self.pong(message),
+            "PONG" => {}
+            "QUIT" => {
+                self.reply("ERROR", &["Closing link (Quit)"]);
+                return Flow::Close;
+            }
+            _ => {
+                let verb = clean_word(message.verb);
+                self.numeric(ERR_NOTREGISTERED, &[&verb, "You have not registered"]);
+                return Flow::Wait;
+            }
+        }
+        if reg.negotiating || !reg.user || reg.login.asking().is_some() {
+            return Flow::Wait;
+        }
+        let Some(nick) = self.nick.clone() else {
+            return Flow::Wait;
+        };
+        let step = reg.login.offer(&self.cx, self.peer, &nick).await;
+        self.login_step(reg, step).await
+    }
+
+    /// Carries a login step through: asks for what is missing, refuses with the
+    /// matching numeric, or registers.
+    async fn login_step(&mut self, reg: &mut Registration, mut step: Step) -> Flow {
+        loop {
+            step = match step {
+                Step::Ask(kind) => match reg.pass.take() {
+                    Some(pass) => reg.login.offer(&self.cx, self.peer, &pass).await,
+                    None => {
+                        let text = format!(
+                            "{} Send it with PASS (in irssi: /quote PASS CODE, or /connect HOST PORT CODE).",
+                            Notice::AskCode(kind)
+                        );
+                        self.numeric(ERR_PASSWDMISMATCH, &[&text]);
+                        return Flow::Wait;
+                    }
+                },
+                Step::Retry(error) => {
+                    self.login_error(error);
+                    return Flow::Wait;
+                }
+                Step::GiveUp(error) => {
+                    self.reply("ERROR", &[&error.to_string()]);
+                    return Flow::Close;
+                }
+                Step::Admit(_) if !self.cx.seats.promote(&mut self.seat) => {
+                    let full = LoginError::Full(self.cx.config.limits.max_clients);
+                    self.reply("ERROR", &[&full.to_string()]);
+                    return Flow::Close;
+                }
+                Step::Admit(admitted) => {
+                    // Checked before the welcome, which names the nick for good.
+                    if !self.cx.board.is_name_free(&admitted.name) {
+                        reg.login.refused(NickError::Taken(admitted.name))
+                    } else {
+                        self.nick = Some(admitted.name.clone());
+                        self.welcome();
+                        let registered = self.cx.board.register(
+                            self.id,
+                            &admitted.name,
+                            admitted.identity,
+                            self.outbox.clone(),
+                            self.dropped.clone(),
+                        );
+                        if let Err(error) = registered {
+                            // Taken between the check and here: too late to refuse
+                            // the nick after 001.
+                            self.reply("ERROR", &[&error.to_string()]);
+                            return Flow::Close;
+                        }
+                        tracing::Span::current().record("nick", admitted.name.as_str());
+                        self.login = admitted.name;
+                        self.room = self.cx.config.server.default_room.clone();
+                        self.send(Direct::Registered);
+                        self.join_names();
+                        return Flow::Registered;
+                    }
+                }
+            };
+        }
+    }
+
+    fn login_error(&self, error: LoginError) {
+        match error {
+            LoginError::Nick(error) => self.nick_error(error),
+            LoginError::WrongCode { .. } => {
+                self.numeric(ERR_PASSWDMISMATCH, &[&error.to_string()]);
+            }
+            LoginError::Line(error) => self.notice(&error.to_string()),
+            other => self.notice(&other.to_string()),
+        }
+    }
+
+    fn nick_error(&self, error: NickError) {
+        let text = error.to_string();
+        match &error {
+            NickError::Taken(nick) => {
+                let nick = clean_word(nick);
+                self.numeric(ERR_NICKNAMEINUSE, &[&nick, &text]);
+            }
+            _ => {
+                let nick = clean_word(self.nick.as_deref().unwrap_or("*"));
+                self.numeric(ERR_ERRONEUSNICKNAME, &[&nick, &text]);
+            }
+        }
+    }
+
+    /// `001`–`005` and the message of the day.
+    fn welcome(&self) {
+        let config = &self.cx.config;
+        let me = self.me();
+        let network: String = config
+            .server
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { '-' })
+            .collect();
+        let version = concat!("classchat-", env!("CARGO_PKG_VERSION"));
+        let welcome = format!("Welcome to {}, {me}", config.server.name);
+        self.numeric(RPL_WELCOME, &[&welcome]);
+        let host = format!("Your host is {}, running {version}", message::HOST);
+        self.numeric(RPL_YOURHOST, &[&host]);
+        self.numeric(RPL_CREATED, &[&format!("This server speaks {version}")]);
+        self.numeric(RPL_MYINFO, &[message::HOST, version, "i", "nt"]);
+        let isupport = [
+            "CHANTYPES=#".to_owned(),
+            "CASEMAPPING=ascii".to_owned(),
+            format!("NICKLEN={}", config.limits.max_nick_len),
+            "CHANNELLEN=33".to_owned(),
+            "CHANLIMIT=#:1".to_owned(),
+            "PREFIX=(o)@".to_owned(),
+            "CHANMODES=,,,nt".to_owned(),
+            format!("NETWORK={network}"),
+        ];
+        let mut params: Vec<&str> = isupport.iter().map(String::as_str).collect();
+        params.push("are supported by this server");
+        self.numeric(RPL_ISUPPORT, &params);
+        let start = format!("- {} Message of the Day -", config.server.name);
+        self.numeric(RPL_MOTDSTART, &[&start]);
+        if !config.server.motd.is_empty() {
+            self.numeric(RPL_MOTD, &[&format!("- {}", config.server.motd)]);
+        }
+        self.numeric(RPL_MOTD, &[&format!("- {}", Notice::Recorded)]);
+        self.numeric(RPL_ENDOFMOTD, &["End of /MOTD command."]);
+    }
+
+    /// `CAP LS`, `REQ`, `LIST`, `END`.
+    fn cap(&mut self, message: &Message<'_>) {
+        let sub = message.word(0).unwrap_or("").to_ascii_uppercase();
+        let me = self.me().to_owned();
+        match sub.as_str() {
+            "LS" => self.reply("CAP", &[&me, "LS", CAPS]),
+            "LIST" => {
+                let on = if self.server_time { CAPS } else { "" };
+                self.reply("CAP", &[&me, "LIST", on]);
+            }
+            "REQ" => {
+                let wanted = message.param(1).unwrap_or("");
+                let mut server_time = self.server_time;
+                let known = wanted.split(' ').filter(|c| !c.is_empty()).all(|cap| {
+                    match cap.strip_prefix('-') {
+                        Some(CAPS) => server_time = false,
+                        None if cap == CAPS => server_time = true,
+                        _ => return false,
+                    }
+                    true
+                });
+                if known {
+                    self.server_time = server_time;
+                    self.send(Direct::ServerTime(server_time));
+                    self.reply("CAP", &[&me, "ACK", wanted]);
+                } else {
+                    self.reply("CAP", &[&me, "NAK", wanted]);
+                }
+            }
+            "END" => {}
+            _ => {
+                let sub = clean_word(&sub);
+                self.numeric(ERR_INVALIDCAPCMD, &[&sub, "Invalid CAP command"]);
+            }
+        }
+    }
+
+    fn pong(&self, message: &Message<'_>) {
+        let token = message.param(0).unwrap_or("");
+        self.reply("PONG", &[message::HOST, token]);
+    }
+
+    fn refusal(&self, refusal: Refusal) {
+        match refusal {
+            Refusal::TooLong => self.numeric(ERR_INPUTTOOLONG, &["Input line was too long"]),
+            Refusal::InvalidUtf8 => self.notice(&CommandError::InvalidUtf8.to_string()),
+        }
+    }
+
+    /// Asks the hub for the room's members, shown as `353`/`366` after a join.
+    fn join_names(&self) {
+        self.expect(AnswerAs::JoinNames);
+        let _ = self.cx.board.perform(self.id, Command::Who);
+    }
+
+    /// Reads and acts on messages until the client leaves. Returns the reason to
+    /// record, or `None` when the switchboard has already removed the client.
+    async fn chat_loop(&mut self, lines: &mut Lines) -> Option<LeaveReason> {
+        let idle = self.cx.config.limits.idle_timeout();
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = self.dropped.cancelled() => return None,
+                _ = self.cx.shutdown.cancelled() => return Some(LeaveReason::Shutdown),
+                read = read_line(lines) => read,
+                _ = idle_timer(idle) => return Some(LeaveReason::TimedOut),
+            };
+            let bytes = match read {
+                Read::Closed => return Some(LeaveReason::Closed),
+                Read::Lost => return Some(LeaveReason::Lost),
+                Read::Line(Inbound::TooLong) => {
+                    self.refusal(Refusal::TooLong);
+                    continue;
+                }
+                Read::Line(Inbound::Line(bytes)) => bytes,
+            };
+            let text = match clean_line(&bytes) {
+                Ok(text) => text,
+                Err(refusal) => {
+                    self.refusal(refusal);
+                    continue;
+                }
+            };
+            let message = match message::parse(&text) {
+                Ok(Some(message)) => message,
+                Ok(None) => continue,
+                Err(refusal) => {
+                    self.refusal(refusal);
+                    continue;
+                }
+            };
+            let verb = message.verb.to_ascii_uppercase();
+            if verb == "QUIT" {
+                let reason = message.param(0).map(clean_text).filter(|r| !r.is_empty());
+                let _ = self.cx.board.perform(self.id, Command::Quit(reason));
+                return None;
+            }
+            // Keep-alives and capability talk cost nothing; every other line counts
+            // against the rate limit, as on the line port.
+            let free = matches!(verb.as_str(), "PING" | "PONG" | "CAP");
+            if !free && !self.cx.rate.check(&self.login) {
+                let limit = self.cx.config.limits.messages_per_sec;
+                self.command_error(&verb, "", CommandError::SlowDown(limit));
+                continue;
+            }
+            if self.dropped.is_cancelled() || self.direct.capacity() == 0 {
+                return Some(LeaveReason::TooSlow);
+            }
+            self.act(&verb, &message).await;
+        }
+    }
+
+    /// Carries out one registered client's message.
+    async fn act(&mut self, verb: &str, message: &Message<'_>) {
+        let result = match verb {
+            "PRIVMSG" | "NOTICE" => return self.privmsg(verb, message),
+            "JOIN" => return self.join(message),
+            "PART" => return self.part(message),
+            "NICK" => match message.word(0) {
+                None => {
+                    self.numeric(ERR_NONICKNAMEGIVEN, &["No nickname given"]);
+                    return;
+                }
+                Some(new) => self.perform(Command::Nick(new.to_owned())).map(|()| {
+                    self.nick = Some(new.to_owned());
+                }),
+            },
+            "NAMES" => return self.room_query(message, AnswerAs::Names),
+            "WHO" => return self.room_query(message, AnswerAs::Who),
+            "LIST" => {
+                self.expect(AnswerAs::List);
+                self.perform(Command::Rooms)
+            }
+            "TOPIC" => return self.topic(message),
+            "MODE" => return self.mode(message),
+            "WHOIS" => return self.whois(message),
+            "ISON" => return self.ison(message),
+            "AWAY" => {
+                match message.word(0) {
+                    Some(_) => self.numeric(RPL_NOWAWAY, &["You have been marked as away"]),
+                    None => self.numeric(RPL_UNAWAY, &["You are no longer marked as away"]),
+                }
+                return;
+            }
+            "PING" => return self.pong(message),
+            "PONG" => return,
+            "CAP" => return self.cap(message),
+            "USER" | "PASS" => {
+                self.numeric(ERR_ALREADYREGISTERED, &["You may not reregister"]);
+                return;
+            }
+            "KICK" => {
+                let (Some(channel), Some(nick)) = (message.word(0), message.word(1)) else {
+                    self.numeric(ERR_NEEDMOREPARAMS, &["KICK", "Not enough parameters"]);
+                    return;
+                };
+                let reason = message.param(2).map(clean_text).filter(|r| !r.is_empty());
+                let kick = Command::Kick {
+                    nick: nick.to_owned(),
+                    reason,
+                };
+                let channel = clean_word(channel);
+                if let Err(error) = self.perform(kick) {
+                    self.command_error("KICK", &channel, error);
+                }
+                return;
+            }
+            "OP" => {
+                let password = message.params.join(" ");
+                if password.is_empty() {
+                    self.numeric(ERR_NEEDMOREPARAMS, &["OP", "Not enough parameters"]);
+                    return;
+                }
+                super::line::op(&self.cx, self.peer, self.id, password).await
+            }
+            "MUTE" | "UNMUTE" | "ANNOUNCE" | "QUIET" | "ROOMS" | "HELP" => {
+                // The line protocol's own parser, so the arguments mean the same.
+                let line = format!(
+                    "/{} {}",
+                    verb.to_ascii_lowercase(),
+                    message.params.join(" ")
+                );
+                match protocol::parse(&protocol::sanitize(&line)) {
+                    Ok(Input::Command(command)) => {
+                        if matches!(command, Command::Rooms) {
+                            self.expect(AnswerAs::Notice);
+                        }
+                        self.perform(command)
+                    }
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }
+            _ => {
+                let verb = clean_word(message.verb);
+                self.numeric(ERR_UNKNOWNCOMMAND, &[&verb, "Unknown command"]);
+                return;
+            }
+        };
+        if let Err(error) = result {
+            self.command_error(verb, "", error);
+        }
+    }
+
+    fn perform(&self, command: Command) -> Result<(), CommandError> {
+        self.cx.board.perform(self.id, command)
+    }
+
+    /// A refused line, as the matching numeric, else as a `NOTICE` with the line
+    /// protocol's text. `about` is the channel or nick concerned, if any.
+    fn command_error(&self, verb: &str, about: &str, error: CommandError) {
+        let text = error.to_string();
+        match error {
+            CommandError::AlreadyInRoom(_) | CommandError::SameNick(_) => {}
+            CommandError::TooLong(_) => self.numeric(ERR_INPUTTOOLONG, &[&text]),
+            CommandError::Usage(_) => self.numeric(ERR_NEEDMOREPARAMS, &[verb, &text]),
+            CommandError::Unknown(verb) => {
+                self.numeric(ERR_UNKNOWNCOMMAND, &[&clean_word(&verb), &text]);
+            }
+            CommandError::BadRoom => self.numeric(ERR_BADCHANNAME, &[about, &text]),
+            CommandError::NoSuchUser(nick) => {
+                self.numeric(
+                    ERR_NOSUCHNICK,
+                    &[&clean_word(&nick), "No such nick/channel"],
+                );
+            }
+            CommandError::TooManyRooms(_) => self.numeric(ERR_TOOMANYCHANNELS, &[about, &text]),
+            CommandError::Nick(error) => self.nick_error(error),
+            CommandError::PermissionDenied if about.starts_with('#') => {
+                self.numeric(ERR_CHANOPRIVSNEEDED, &[about, &text]);
+            }
+            CommandError::PermissionDenied => self.numeric(ERR_NOPRIVILEGES, &[&text]),
+            CommandError::WrongPassword => self.numeric(ERR_PASSWDMISMATCH, &[&text]),
+            CommandError::Muted(_) | CommandError::QuietMode | CommandError::SlowDown(_)
+                if about.starts_with('#') =>
+            {
+                self.numeric(ERR_CANNOTSENDTOCHAN, &[about, &text]);
+            }
+            _ => self.notice(&text),
+        }
+    }
+
+    /// `PRIVMSG`/`NOTICE #yourroom :text` is chat; to a nick, a private message.
+    fn privmsg(&mut self, verb: &str, message: &Message<'_>) {
+        let Some(target) = message.word(0) else {
+            self.numeric(ERR_NORECIPIENT, &[&format!("No recipient given ({verb})")]);
+            return;
+        };
+        // Several targets at once would be several lines; the first is enough.
+        let target = target.split(',').next().unwrap_or(target);
+        let Some(text) = message.param(1).and_then(ctcp).map(|t| clean_text(&t)) else {
+            // Other CTCP requests (VERSION, PING) have nobody to answer them.
+            if message.param(1).is_some_and(|t| t.starts_with('\u{1}')) {
+                return;
+            }
+            self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
+            return;
+        };
+        if text.is_empty() {
+            self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
+            return;
+        }
+        if text.len() > self.cx.config.limits.max_line_bytes {
+            let limit = self.cx.config.limits.max_line_bytes;
+            self.command_error(verb, "", CommandError::TooLong(limit));
+            return;
+        }
+        if target.starts_with('#') {
+            let channel = clean_word(target);
+            if protocol::normalize_room(target).ok().as_deref() != Some(&self.room) {
+                let text = format!("Cannot send to channel: you are in #{}", self.room);
+                self.numeric(ERR_CANNOTSENDTOCHAN, &[&channel, &text]);
+                return;
+            }
+            if let Err(error) = self.cx.board.chat(self.id, &text) {
+                self.command_error(verb, &channel, error);
+            }
+            return;
+        }
+        let pm = Command::Msg {
+            to: target.to_owned(),
+            text,
+        };
+        if let Err(error) = self.perform(pm) {
+            self.command_error(verb, target, error);
+        }
+    }
+
+    /// `JOIN #room`: `/join`. One room at a time, so only the first channel counts.
+    fn join(&mut self, message: &Message<'_>) {
+        let Some(channels) = message.word(0) else {
+            self.numeric(ERR_NEEDMOREPARAMS, &["JOIN", "Not enough parameters"]);
+            return;
+        };
+        let channel = channels.split(',').next().unwrap_or(channels);
+        if channel == "0" {
+            return;
+        }
+        let channel_shown = clean_word(channel);
+        let room = match protocol::normalize_room(channel) {
+            Ok(room) => room,
+            Err(error) => return self.command_error("JOIN", &channel_shown, error),
+        };
+        self.go_to(room, &channel_shown);
+    }
+
+    fn go_to(&mut self, room: String, channel: &str) {
+        if room == self.room {
+            return;
+        }
+        match self.perform(Command::Join(room.clone())) {
+            Ok(()) => {
+                self.room = room;
+                self.join_names();
+            }
+            Err(error) => self.command_error("JOIN", channel, error),
+        }
+    }
+
+    /// `PART` of your room takes you to the default room; there is no leaving it.
+    fn part(&mut self, message: &Message<'_>) {
+        let Some(channels) = message.word(0) else {
+            self.numeric(ERR_NEEDMOREPARAMS, &["PART", "Not enough parameters"]);
+            return;
+        };
+        let ours = channels
+            .split(',')
+            .any(|c| protocol::normalize_room(c).ok().as_deref() == Some(&self.room));
+        if !ours {
+            let channel = clean_word(channels);
+            self.numeric(ERR_NOTONCHANNEL, &[&channel, "You're not on that channel"]);
+            return;
+        }
+        let default = self.cx.config.server.default_room.clone();
+        if self.room == default {
+            let text = format!("#{default} is where everyone is when not in another room; join another channel to leave it.");
+            self.notice(&text);
+            return;
+        }
+        self.go_to(default.clone(), &format!("#{default}"));
+    }
+
+    /// `NAMES`/`WHO`: the hub answers for your room; other rooms are not shown.
+    fn room_query(&self, message: &Message<'_>, purpose: AnswerAs) {
+        let target = message.word(0);
+        let ours =
+            target.is_none_or(|t| protocol::normalize_room(t).ok().as_deref() == Some(&self.room));
+        if ours {
+            self.expect(purpose);
+            let _ = self.perform(Command::Who);
+            return;
+        }
+        let target = clean_word(target.unwrap_or("*"));
+        let mut line = String::new();
+        if purpose == AnswerAs::Names {
+            render::end_of_names(&mut line, self.stamp(), self.me(), &target);
+            self.send(Direct::Raw(line));
+        } else {
+            self.numeric(RPL_ENDOFWHO, &[&target, "End of /WHO list."]);
+        }
+    }
+
+    fn topic(&self, message: &Message<'_>) {
+        let Some(channel) = message.word(0) else {
+            self.numeric(ERR_NEEDMOREPARAMS, &["TOPIC", "Not enough parameters"]);
+            return;
+        };
+        let channel = clean_word(channel);
+        if message.params.len() > 1 {
+            self.numeric(
+                ERR_CHANOPRIVSNEEDED,
+                &[&channel, "Topics are not used here"],
+            );
+        } else {
+            self.numeric(RPL_NOTOPIC, &[&channel, "No topic is set"]);
+        }
+    }
+
+    fn mode(&self, message: &Message<'_>) {
+        let Some(target) = message.word(0) else {
+            self.numeric(ERR_NEEDMOREPARAMS, &["MODE", "Not enough parameters"]);
+            return;
+        };
+        let target = clean_word(target);
+        if target.starts_with('#') {
+            match message.param(1).map(|m| m.trim_start_matches('+')) {
+                None => self.numeric(RPL_CHANNELMODEIS, &[&target, "+nt"]),
+                Some("b") => self.numeric(RPL_ENDOFBANLIST, &[&target, "End of ban list"]),
+                Some("e") => self.numeric(RPL_ENDOFEXCEPTLIST, &[&target, "End of list"]),
+                Some("I") => self.numeric(RPL_ENDOFINVITELIST, &[&target, "End of list"]),
+                Some(_) => self.numeric(
+                    ERR_CHANOPRIVSNEEDED,
+                    &[&target, "Channel modes are fixed here"],
+                ),
+            }
+        } else if target.eq_ignore_ascii_case(self.me()) {
+            self.numeric(RPL_UMODEIS, &["+"]);
+        } else {
+            self.numeric(ERR_USERSDONTMATCH, &["Can't change mode for other users"]);
+        }
+    }
+
+    fn whois(&self, message: &Message<'_>) {
+        let Some(nick) = message.params.iter().rev().find(|p| !p.is_empty()) else {
+            self.numeric(ERR_NONICKNAMEGIVEN, &["No nickname given"]);
+            return;
+        };
+        let nick = clean_word(nick);
+        if self.cx.board.is_name_free(&nick) {
+            self.numeric(ERR_NOSUCHNICK, &[&nick, "No such nick/channel"]);
+        } else {
+            self.numeric(RPL_WHOISUSER, &[&nick, &nick, message::HOST, "*", &nick]);
+            let server = &self.cx.config.server.name;
+            self.numeric(RPL_WHOISSERVER, &[&nick, message::HOST, server]);
+        }
+        self.numeric(RPL_ENDOFWHOIS, &[&nick, "End of /WHOIS list."]);
+    }
+
+    fn ison(&self, message: &Message<'_>) {
+        let online: Vec<&str> = message
+            .params
+            .iter()
+            .flat_map(|p| p.split(' '))
+            .filter(|n| !n.is_empty() && !self.cx.board.is_name_free(n))
+            .collect();
+        self.numeric(RPL_ISON, &[&online.join(" ")]);
+    }
+}
+
+/// The line as text: `\r` and NUL, which would end or cut an IRC line wherever
+/// it is echoed, are dropped; the rest is cleaned per parameter.
+fn clean_line(bytes: &[u8]) -> Result<String, Refusal> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Refusal::InvalidUtf8)?;
+    Ok(text.replace(['\r', '\0'], ""))
+}
+
+/// A nick or channel echoed back in a numeric: one word, no control characters.
+fn clean_word(word: &str) -> String {
+    protocol::sanitize(word)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Text for others to read: IRC formatting (bold, colours) removed, then the
+/// line protocol's sanitising.
+fn clean_text(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // Colour: up to two digits, then optionally a comma and two more.
+            '\u{3}' => {
+                for _ in 0..2 {
+                    chars.next_if(char::is_ascii_digit);
+                }
+                if chars.peek() == Some(&',') {
+                    let mut ahead = chars.clone();
+                    ahead.next();
+                    if ahead.peek().is_some_and(char::is_ascii_digit) {
+                        chars.next();
+                        for _ in 0..2 {
+                            chars.next_if(char::is_ascii_digit);
+                        }
+                    }
+                }
+            }
+            '\u{2}' | '\u{f}' | '\u{11}' | '\u{16}' | '\u{1d}' | '\u{1e}' | '\u{1f}' => {}
+            c => plain.push(c),
+        }
+    }
+    protocol::sanitize(&plain).into_owned()
+}
+
+/// A message's text with CTCP taken apart: `ACTION waves` becomes `*waves*`;
+/// any other CTCP request is `None`, and so is a missing text.
+fn ctcp(text: &str) -> Option<String> {
+    let Some(inner) = text.strip_prefix('\u{1}') else {
+        return Some(text.to_owned());
+    };
+    let inner = inner.strip_suffix('\u{1}').unwrap_or(inner);
+    let action = inner.strip_prefix("ACTION ")?;
+    Some(format!("*{}*", action.trim()))
+}
+
+/// Writes what the hub queues and what the reader sends, a batch per wake-up,
+/// until both are closed or the socket fails. A reader's message comes after
+/// every line queued before it was sent: an answer never overtakes the `JOIN`
+/// it is about.
+async fn write_loop(
+    mut socket: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Arc<Stamped>>,
+    mut directs: mpsc::Receiver<Direct>,
+    mut view: View,
+) {
+    let mut batch = Vec::new();
+    let mut out = Vec::new();
+    let (mut queue_open, mut directs_open) = (true, true);
+    while queue_open || directs_open {
+        tokio::select! {
+            biased;
+            count = queue.recv_many(&mut batch, WRITE_BATCH), if queue_open => {
+                if count == 0 {
+                    queue_open = false;
+                }
+                for line in batch.drain(..) {
+                    view.feed(line, &mut out);
+                }
+            }
+            direct = directs.recv(), if directs_open => {
+                // Lines queued between the two polls were queued first.
+                while let Ok(line) = queue.try_recv() {
+                    view.feed(line, &mut out);
+                }
+                match direct {
+                    Some(direct) => view.direct(direct, &mut out),
+                    None => directs_open = false,
+                }
+            }
+        }
+        if !out.is_empty() {
+            if socket.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+            if out.capacity() > 4096 {
+                out = Vec::new();
+            }
+        }
+    }
+    let mut rest = Vec::new();
+    view.flush(&mut rest);
+    let _ = socket.write_all(&rest).await;
+    let _ = socket.shutdown().await;
+}
