@@ -86,6 +86,10 @@ struct Args {
     /// Bytes of padding added to each message text.
     #[arg(long, default_value_t = 0)]
     pad: usize,
+    /// Extra clients that log in and then never read (not counted in the results):
+    /// they show whether one stalled reader slows the others down.
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
     /// Connections in their handshake at the same time.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -309,6 +313,14 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
         "chat-load: {connected}/{} connected in {connect_wall:.2} s",
         args.clients
     );
+    let stalled = connect_stalled(&args, addr, &shared, &plan_rx, &stop_rx).await;
+    if args.stalled > 0 {
+        eprintln!(
+            "chat-load: {} of {} stalled clients in",
+            stalled.len(),
+            args.stalled
+        );
+    }
 
     let mut out = json!({
         "addr": addr.to_string(),
@@ -333,6 +345,7 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
         out["server_rss_kb"]["before"] = before.into();
     }
     let _ = stop_tx.send(true);
+    drop(stalled);
     let mut latencies = Vec::new();
     for (reader, writer) in running {
         writer.abort();
@@ -345,6 +358,35 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
         out["latency_ms"] = summary_us(&mut latencies);
     }
     out
+}
+
+/// Logs in `--stalled` clients after the others (numbered after them) and keeps
+/// their sockets without ever reading them.
+async fn connect_stalled(
+    args: &Args,
+    addr: SocketAddr,
+    shared: &Arc<Shared>,
+    plan: &watch::Receiver<Option<Plan>>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<Streams> {
+    let mut held = Vec::new();
+    for id in args.clients..args.clients + args.stalled {
+        let client = Client {
+            id,
+            addr,
+            args: args.clone(),
+            rate: None,
+            senders: 0,
+            shared: shared.clone(),
+            plan: plan.clone(),
+            stop: stop.clone(),
+        };
+        let limit = Duration::from_secs_f64(args.handshake_timeout);
+        if let Ok(Ok(streams)) = tokio::time::timeout(limit, client.connect()).await {
+            held.push(streams);
+        }
+    }
+    held
 }
 
 async fn measure_chat(
