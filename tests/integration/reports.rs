@@ -117,5 +117,10 @@ fn report_refuses_a_bad_time_and_a_missing_database() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.db"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no database at /nonexistent/x.db"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--db FILE or --config FILE"), "{stderr}");
 }
