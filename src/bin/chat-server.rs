@@ -35,6 +35,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Per-student participation: messages, words, rooms, time online.
+    ///
+    /// One row per student: everyone with an event of their own, or online, within
+    /// the filters. With --room, counts are of that room's events and "online" is
+    /// the time spent in that room (from joining it to leaving it), not the whole
+    /// connection. With --since/--until, counts are of events in the window and
+    /// "online" is cut to it; "first seen" and "last seen" are the first and last
+    /// moment of an event or of being online there, so online time never exceeds
+    /// last minus first seen. Overlapping connections count once. "instructor"
+    /// marks a student who used /op on a connection that counts, even if the /op
+    /// itself was before the window or in another room.
     Report(ReportArgs),
     /// Every stored event, one transcript line each.
     Transcript(QueryArgs),
