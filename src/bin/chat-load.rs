@@ -620,8 +620,11 @@ impl Client {
             let period = Duration::from_secs_f64(1.0 / rate);
             let offset = period.mul_f64(self.id as f64 / self.senders.max(1) as f64);
             let mut t = tokio::time::interval_at((plan.start + offset).into(), period);
-            // Falling behind shows up as a lower sent rate, not as a later burst.
-            t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            // A sender held up (by the scheduler, or by a server slow to take its
+            // bytes) catches up afterwards: the offered load stays the rate asked
+            // for, and the hold-up shows in the latencies instead of vanishing
+            // with the messages skipped.
+            t.set_missed_tick_behavior(MissedTickBehavior::Burst);
             t
         });
         let prefix = match self.args.proto {
