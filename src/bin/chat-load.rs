@@ -23,7 +23,7 @@ use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,9 @@ struct Shared {
     last_arrival_ns: AtomicU64,
     sent_in_window: AtomicU64,
     disconnects: AtomicU64,
+    /// Set before the connections are dropped, so that closing them is not
+    /// counted as the server disconnecting anyone.
+    stopping: AtomicBool,
     connect_errors: Mutex<BTreeMap<String, u64>>,
     handshake_ms: Mutex<Vec<f64>>,
 }
@@ -248,11 +251,11 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
         last_arrival_ns: AtomicU64::new(0),
         sent_in_window: AtomicU64::new(0),
         disconnects: AtomicU64::new(0),
+        stopping: AtomicBool::new(false),
         connect_errors: Mutex::new(BTreeMap::new()),
         handshake_ms: Mutex::new(Vec::new()),
     });
     let (plan_tx, plan_rx) = watch::channel(None::<Plan>);
-    let (stop_tx, stop_rx) = watch::channel(false);
     let server = args.server_pid.map(ProcStat::new);
     let rss_before = server.as_ref().and_then(ProcStat::rss_kb);
 
@@ -274,7 +277,6 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
             senders,
             shared: shared.clone(),
             plan: plan_rx.clone(),
-            stop: stop_rx.clone(),
         };
         let gate = gate.clone();
         clients.push(tokio::spawn(async move {
@@ -314,7 +316,7 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
         "chat-load: {connected}/{} connected in {connect_wall:.2} s",
         args.clients
     );
-    let stalled = connect_stalled(&args, addr, &shared, &plan_rx, &stop_rx).await;
+    let stalled = connect_stalled(&args, addr, &shared, &plan_rx).await;
     if args.stalled > 0 {
         eprintln!(
             "chat-load: {} of {} stalled clients in",
@@ -345,14 +347,13 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
     if let Some(before) = rss_before {
         out["server_rss_kb"]["before"] = before.into();
     }
-    let _ = stop_tx.send(true);
+    shared.stopping.store(true, Ordering::Relaxed);
     drop(stalled);
     let mut latencies = Vec::new();
-    for (reader, writer) in running {
+    for (reader, writer, lat) in running {
+        reader.abort();
         writer.abort();
-        if let Ok(Ok(mut lat)) = tokio::time::timeout(Duration::from_secs(2), reader).await {
-            latencies.append(&mut lat);
-        }
+        latencies.append(&mut lat.lock().unwrap());
     }
     out["disconnects"] = shared.disconnects.load(Ordering::Relaxed).into();
     if args.scenario == Scenario::Chat {
@@ -368,7 +369,6 @@ async fn connect_stalled(
     addr: SocketAddr,
     shared: &Arc<Shared>,
     plan: &watch::Receiver<Option<Plan>>,
-    stop: &watch::Receiver<bool>,
 ) -> Vec<Streams> {
     let mut held = Vec::new();
     for id in args.clients..args.clients + args.stalled {
@@ -380,7 +380,6 @@ async fn connect_stalled(
             senders: 0,
             shared: shared.clone(),
             plan: plan.clone(),
-            stop: stop.clone(),
         };
         let limit = Duration::from_secs_f64(args.handshake_timeout);
         if let Ok(Ok(streams)) = tokio::time::timeout(limit, client.connect()).await {
@@ -533,10 +532,13 @@ struct Client {
     senders: usize,
     shared: Arc<Shared>,
     plan: watch::Receiver<Option<Plan>>,
-    stop: watch::Receiver<bool>,
 }
 
 type Streams = (BufReader<OwnedReadHalf>, OwnedWriteHalf);
+
+/// A connected client's reader and writer tasks, and the latencies (µs) its
+/// reader measured.
+type Running = (JoinHandle<()>, JoinHandle<()>, Arc<Mutex<Vec<u32>>>);
 
 impl Client {
     fn failed(&self, why: &str) {
@@ -592,18 +594,20 @@ impl Client {
 
     /// Starts reading at once (a line server sends every later join to everyone,
     /// and a client that stopped reading would be dropped as too slow); the writer
-    /// waits for the plan.
-    fn start(self, (rd, wr): Streams) -> (JoinHandle<Vec<u32>>, JoinHandle<()>) {
+    /// waits for the plan. Both run until aborted; the latencies stay behind in
+    /// the returned vector.
+    fn start(self, (rd, wr): Streams) -> Running {
         let (pong_tx, pong_rx) = mpsc::channel(16);
+        let latencies = Arc::new(Mutex::new(Vec::new()));
         let reader = tokio::spawn(read_loop(
             rd,
             self.id,
             self.shared.clone(),
             pong_tx,
-            self.stop.clone(),
+            latencies.clone(),
         ));
         let writer = tokio::spawn(self.write_loop(wr, pong_rx));
-        (reader, writer)
+        (reader, writer, latencies)
     }
 
     async fn write_loop(mut self, mut wr: OwnedWriteHalf, mut pongs: mpsc::Receiver<Vec<u8>>) {
@@ -643,7 +647,6 @@ impl Client {
         loop {
             let sending = ticks.is_some() && Instant::now() < plan.end;
             tokio::select! {
-                _ = self.stop.changed() => return,
                 pong = pongs.recv() => match pong {
                     Some(pong) => if wr.write_all(&pong).await.is_err() { return },
                     None => return,
@@ -722,22 +725,20 @@ async fn read_loop(
     me: usize,
     shared: Arc<Shared>,
     pongs: mpsc::Sender<Vec<u8>>,
-    mut stop: watch::Receiver<bool>,
-) -> Vec<u32> {
-    let mut latencies_us = Vec::new();
+    latencies_us: Arc<Mutex<Vec<u32>>>,
+) {
+    // Only this task locks it until the end, so the lock is uncontended; the task
+    // is aborted rather than told to stop, which spares every read a race against
+    // a stop signal.
     let mut buf = Vec::with_capacity(256);
     loop {
         buf.clear();
-        let read = tokio::select! {
-            _ = stop.changed() => return latencies_us,
-            read = rd.read_until(b'\n', &mut buf) => read,
-        };
-        match read {
+        match rd.read_until(b'\n', &mut buf).await {
             Ok(0) | Err(_) => {
-                if !*stop.borrow() {
+                if !shared.stopping.load(Ordering::Relaxed) {
                     shared.disconnects.fetch_add(1, Ordering::Relaxed);
                 }
-                return latencies_us;
+                return;
             }
             Ok(_) => {}
         }
@@ -757,7 +758,10 @@ async fn read_loop(
         shared.received.fetch_add(1, Ordering::Relaxed);
         shared.last_arrival_ns.store(now, Ordering::Relaxed);
         let us = now.saturating_sub(sent_ns) / 1000;
-        latencies_us.push(us.min(u32::MAX as u64) as u32);
+        latencies_us
+            .lock()
+            .unwrap()
+            .push(us.min(u32::MAX as u64) as u32);
     }
 }
 
