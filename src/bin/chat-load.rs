@@ -103,7 +103,8 @@ struct Args {
     /// Seconds the whole connect phase (every connection and handshake) may take.
     #[arg(long, default_value_t = 60.0)]
     handshake_timeout: f64,
-    /// The server's process id, to report its CPU and memory from /proc.
+    /// The server's process id, to report its memory and its CPU over the measured
+    /// window (chat) or the last 2 s of the hold (connect-only), from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Free text copied into the JSON output.
@@ -136,8 +137,6 @@ struct Shared {
     epoch: Instant,
     /// The measured window, in nanoseconds since `epoch`; set once sending is planned.
     window: OnceLock<(u64, u64)>,
-    received: AtomicU64,
-    last_arrival_ns: AtomicU64,
     sent_in_window: AtomicU64,
     disconnects: AtomicU64,
     /// Set before the connections are dropped, so that closing them is not
@@ -247,8 +246,6 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
         window: OnceLock::new(),
-        received: AtomicU64::new(0),
-        last_arrival_ns: AtomicU64::new(0),
         sent_in_window: AtomicU64::new(0),
         disconnects: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
@@ -337,10 +334,7 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
     });
     match args.scenario {
         Scenario::Chat => {
-            measure_chat(
-                &args, &shared, server, senders, plan_tx, connected, &mut out,
-            )
-            .await
+            measure_chat(&args, &shared, server, senders, plan_tx, &running, &mut out).await
         }
         Scenario::ConnectOnly => measure_hold(&args, server, rss_before, connected, &mut out).await,
     }
@@ -353,7 +347,7 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
     for (reader, writer, lat) in running {
         reader.abort();
         writer.abort();
-        latencies.append(&mut lat.lock().unwrap());
+        latencies.append(&mut lat.latencies_us.lock().unwrap());
     }
     out["disconnects"] = shared.disconnects.load(Ordering::Relaxed).into();
     if args.scenario == Scenario::Chat {
@@ -395,9 +389,10 @@ async fn measure_chat(
     mut server: Option<ProcStat>,
     senders: usize,
     plan_tx: watch::Sender<Option<Plan>>,
-    connected: usize,
+    running: &[Running],
     out: &mut Value,
 ) {
+    let connected = running.len();
     let start = Instant::now() + Duration::from_secs_f64(args.settle);
     let window_start = start + Duration::from_secs_f64(args.warmup);
     let end = window_start + Duration::from_secs_f64(args.duration);
@@ -419,16 +414,13 @@ async fn measure_chat(
     let expected = sent * connected.saturating_sub(1) as u64;
     let drain_end = end + Duration::from_secs_f64(args.drain);
     loop {
-        let received = shared.received.load(Ordering::Relaxed);
-        let quiet_ns = shared
-            .now_ns()
-            .saturating_sub(shared.last_arrival_ns.load(Ordering::Relaxed));
+        let (received, quiet_ns) = received(running, shared.now_ns());
         if received >= expected || quiet_ns >= 1_000_000_000 || Instant::now() >= drain_end {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let received = shared.received.load(Ordering::Relaxed);
+    let (received, _) = received(running, shared.now_ns());
     let loss = if expected == 0 {
         0.0
     } else {
@@ -536,9 +528,27 @@ struct Client {
 
 type Streams = (BufReader<OwnedReadHalf>, OwnedWriteHalf);
 
-/// A connected client's reader and writer tasks, and the latencies (µs) its
-/// reader measured.
-type Running = (JoinHandle<()>, JoinHandle<()>, Arc<Mutex<Vec<u32>>>);
+/// A connected client's reader and writer tasks, and what its reader received.
+type Running = (JoinHandle<()>, JoinHandle<()>, Arc<Deliveries>);
+
+/// What one client received of the measured messages. Kept per client rather
+/// than in `Shared`: a hundred readers adding to one counter would fight over
+/// its cache line a hundred thousand times a second.
+#[derive(Default)]
+struct Deliveries {
+    count: AtomicU64,
+    last_ns: AtomicU64,
+    /// Only the client's reader locks it until the end.
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+/// Received so far by everyone, and how long ago the last one arrived.
+fn received(all: &[Running], now_ns: u64) -> (u64, u64) {
+    all.iter().fold((0, u64::MAX), |(sum, quiet), (_, _, d)| {
+        let since_last = now_ns.saturating_sub(d.last_ns.load(Ordering::Relaxed));
+        (sum + d.count.load(Ordering::Relaxed), quiet.min(since_last))
+    })
+}
 
 impl Client {
     fn failed(&self, why: &str) {
@@ -598,16 +608,16 @@ impl Client {
     /// the returned vector.
     fn start(self, (rd, wr): Streams) -> Running {
         let (pong_tx, pong_rx) = mpsc::channel(16);
-        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let deliveries = Arc::new(Deliveries::default());
         let reader = tokio::spawn(read_loop(
             rd,
             self.id,
             self.shared.clone(),
             pong_tx,
-            latencies.clone(),
+            deliveries.clone(),
         ));
         let writer = tokio::spawn(self.write_loop(wr, pong_rx));
-        (reader, writer, latencies)
+        (reader, writer, deliveries)
     }
 
     async fn write_loop(mut self, mut wr: OwnedWriteHalf, mut pongs: mpsc::Receiver<Vec<u8>>) {
@@ -725,11 +735,10 @@ async fn read_loop(
     me: usize,
     shared: Arc<Shared>,
     pongs: mpsc::Sender<Vec<u8>>,
-    latencies_us: Arc<Mutex<Vec<u32>>>,
+    got: Arc<Deliveries>,
 ) {
-    // Only this task locks it until the end, so the lock is uncontended; the task
-    // is aborted rather than told to stop, which spares every read a race against
-    // a stop signal.
+    // The task is aborted rather than told to stop, which spares every read a
+    // race against a stop signal.
     let mut buf = Vec::with_capacity(256);
     loop {
         buf.clear();
@@ -755,10 +764,10 @@ async fn read_loop(
         if sender == me || !(from..to).contains(&sent_ns) {
             continue;
         }
-        shared.received.fetch_add(1, Ordering::Relaxed);
-        shared.last_arrival_ns.store(now, Ordering::Relaxed);
+        got.count.fetch_add(1, Ordering::Relaxed);
+        got.last_ns.store(now, Ordering::Relaxed);
         let us = now.saturating_sub(sent_ns) / 1000;
-        latencies_us
+        got.latencies_us
             .lock()
             .unwrap()
             .push(us.min(u32::MAX as u64) as u32);
