@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Runs the shared chat benchmark (../shared/bench) against classchat and the anchors
-that can run here, in one session, on 127.0.0.1 only.
+"""Runs the shared chat benchmark driver (../shared/bench, not in this repository)
+against classchat and the anchors that can run here, in one session, on 127.0.0.1 only.
+For classchat alone, bench/scenario.sh needs nothing outside the repository.
 
 Usage: python3 bench/run.py SERVER SCENARIO [--runs N]
   SERVER:   classchat | python | ngircd   (ngircd: `apt-get install ngircd`)
   SCENARIO: s1 | s1max | s2 | s3
-Needs `cargo build --release` here and in ../shared/bench/chatload (or CHATLOAD=path).
+Needs `cargo build --release`. The load generator is this repository's chat-load
+(same flags and JSON as the shared chatload); CHATLOAD=path picks another one.
 Results are appended to $BENCH_RESULTS (default /tmp/classchat-bench/results).
 """
 import os
@@ -54,8 +56,8 @@ def main():
     ngircd_dir.mkdir(parents=True, exist_ok=True)
     (ngircd_dir / "ngircd.conf").write_text(NGIRCD_CONF.format(dir=ngircd_dir))
     bench.SERVERS["ngircd"]["cmd"] = ["ngircd", "-n", "-f", str(ngircd_dir / "ngircd.conf")]
-    if "CHATLOAD" not in os.environ and not Path(bench.CHATLOAD).exists():
-        bench.CHATLOAD = str(Path("/tmp/chatload/target/release/chatload"))
+    if "CHATLOAD" not in os.environ:
+        bench.CHATLOAD = str(ROOT / "target/release/chat-load")
     # A fresh database and transcript for every invocation.
     for old in WORK.glob("bench.db*"):
         old.unlink()

@@ -12,8 +12,8 @@
 //! anything else.
 
 use std::io::Write;
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -38,6 +38,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Per-student participation: messages, words, rooms, time online.
+    ///
+    /// One row per student: everyone with an event of their own, or online, within
+    /// the filters. With --room, counts are of that room's events and "online" is
+    /// the time spent in that room (from joining it to leaving it), not the whole
+    /// connection. With --since/--until, counts are of events in the window and
+    /// "online" is cut to it; "first seen" and "last seen" are the first and last
+    /// moment of an event or of being online there, so online time never exceeds
+    /// last minus first seen. Overlapping connections count once. "instructor"
+    /// marks a student who used /op on a connection that counts, even if the /op
+    /// itself was before the window or in another room.
     Report(ReportArgs),
     /// Every stored event, one transcript line each.
     Transcript(QueryArgs),
@@ -213,18 +223,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let config = config.validate()?;
     init_diagnostics(&config.log.level);
+    let database = absolute(&config.storage.database);
+    let transcripts = absolute(&config.log.dir);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         // Listen for signals before announcing the address: a supervisor that
         // stops the server right after `listening on` still gets a clean exit.
         let stop = termination().context("cannot listen for signals")?;
+        // Scripts and tests read the address from the first line; the rest is for
+        // the instructor at the console.
         println!("listening on {}", server.local_addr());
         if let Some(irc) = server.irc_addr() {
             println!("irc listening on {irc}");
         }
         if let Some(web) = server.web_addr() {
             println!("web listening on http://{web}/");
+        }
+        println!("database: {}", database.display());
+        println!("transcripts: {}", transcripts.display());
+        for line in where_to_connect(server.local_addr()) {
+            println!("{line}");
         }
         std::io::stdout().flush().ok();
         let closed = server.run(stop).await;
@@ -236,6 +255,71 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         })
     })
+}
+
+/// The path as the operator will look for it, whatever folder the server was
+/// started from.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// What to tell students: with a wildcard bind the listening address is no use to
+/// them, so list this machine's own addresses.
+fn where_to_connect(listening: SocketAddr) -> Vec<String> {
+    let (ip, port) = (listening.ip(), listening.port());
+    if ip.is_loopback() {
+        return vec![format!(
+            "only this machine can connect (server.bind = \"{ip}\"); \
+             bind = \"0.0.0.0\" opens it to the network"
+        )];
+    }
+    let addresses = if ip.is_unspecified() {
+        interface_addresses(ip.is_ipv6())
+    } else {
+        vec![ip]
+    };
+    if addresses.is_empty() {
+        return vec!["no network address found: only this machine can connect".to_owned()];
+    }
+    addresses
+        .into_iter()
+        .map(|a| {
+            let host = if a.is_ipv6() {
+                format!("[{a}]")
+            } else {
+                a.to_string()
+            };
+            format!("students connect to {host}:{port}: chat-client --host {a} --port {port}")
+        })
+        .collect()
+}
+
+/// Addresses of this machine that others can reach: not loopback, and not IPv6
+/// link-local, which would need an interface name that students cannot know.
+/// IPv6 ones only when the server listens on `::`.
+fn interface_addresses(with_ipv6: bool) -> Vec<IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut found: Vec<IpAddr> = interfaces
+        .filter_map(|i| i.address)
+        .filter_map(|a| {
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+            IpAddr::V6(v6) => {
+                with_ipv6 && !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80
+            }
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Diagnostics go to stderr, filtered by `RUST_LOG` if set, else by `log.level`.
@@ -367,7 +451,10 @@ fn query(
         None => load_config(args.config.as_ref())?.storage.database,
     };
     if !path.exists() {
-        anyhow::bail!("no database at {}", path.display());
+        anyhow::bail!(
+            "no database at {} (use --db FILE or --config FILE to point at the server's database)",
+            path.display()
+        );
     }
     let conn = store::open_read_only(&path)?;
     let stdout = std::io::stdout();
@@ -375,4 +462,26 @@ fn query(
     write(&conn, &filter, &mut out)?;
     out.flush().map_err(ReportError::from)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn students_are_told_an_address_they_can_reach() {
+        let local = where_to_connect("127.0.0.1:5555".parse().unwrap());
+        assert!(local[0].starts_with("only this machine"), "{local:?}");
+        let one = where_to_connect("10.1.2.3:5555".parse().unwrap());
+        assert_eq!(
+            one,
+            ["students connect to 10.1.2.3:5555: chat-client --host 10.1.2.3 --port 5555"]
+        );
+        for line in where_to_connect("0.0.0.0:5555".parse().unwrap()) {
+            assert!(
+                !line.contains("0.0.0.0") && !line.contains("127."),
+                "{line}"
+            );
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::tally::{Tally, Where};
+use super::tally::{room_of, Tally, Where};
 use super::{text, Filter, ReportError, StudentRow};
 
 /// Every student in the database, with the sessions and names that make them up.
@@ -23,8 +23,20 @@ pub(super) struct Student {
     name: String,
     other_names: Vec<String>,
     lower_names: Vec<String>,
-    /// (session, first event ms, last event ms)
-    sessions: Vec<(i64, i64, i64)>,
+    sessions: Vec<SessionSpan>,
+}
+
+/// One connection of a student, as far as time online and the role go.
+struct SessionSpan {
+    id: i64,
+    /// First and last event of the connection, UTC milliseconds.
+    first: i64,
+    last: i64,
+    /// Whether the student became an instructor during this connection.
+    opped: bool,
+    /// Each stay in a room: (room, joined, left), left being the connection's last
+    /// event when no leave was recorded.
+    stays: Vec<(String, i64, i64)>,
 }
 
 /// When a spelling of a name was last used: (ts, id, 1 if it is a nick's new name).
@@ -53,7 +65,7 @@ impl Student {
     /// names. Literal session ids are safe (they are integers) and spare SQLite
     /// thousands of parameters for a student who reconnected a lot.
     pub(super) fn push_user_clause(&self, sql: &mut Where) {
-        let ids: Vec<String> = self.sessions.iter().map(|s| s.0.to_string()).collect();
+        let ids: Vec<String> = self.sessions.iter().map(|s| s.id.to_string()).collect();
         let marks = vec!["?"; self.lower_names.len()].join(", ");
         let clause = format!(
             "(session IN ({}) OR (kind IN ('pm', 'kick', 'mute', 'unmute') \
@@ -63,32 +75,98 @@ impl Student {
         sql.push(clause, self.lower_names.iter().cloned().map(Value::Text));
     }
 
-    pub(super) fn row(&self, tally: Tally, filter: &Filter) -> StudentRow {
+    /// Whether the student was online at all within the filter, which lists them
+    /// even if they said nothing.
+    pub(super) fn was_online(&self, filter: &Filter) -> bool {
+        !online(&self.sessions, filter).is_empty()
+    }
+
+    /// The rooms the student stayed in for a while within the filter.
+    fn rooms_online<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = String> + 'a {
         let (since, until) = (
             filter.since.unwrap_or(i64::MIN),
             filter.until.unwrap_or(i64::MAX),
         );
-        let online_ms = self
-            .sessions
+        let room = room_of(filter);
+        self.sessions
             .iter()
-            .map(|&(_, first, last)| (last.min(until) - first.max(since)).max(0))
-            .sum();
+            .flat_map(|s| &s.stays)
+            .filter(move |(r, from, to)| {
+                room.as_ref().is_none_or(|room| room == r) && (*from).max(since) < (*to).min(until)
+            })
+            .map(|(r, _, _)| r.clone())
+    }
+
+    pub(super) fn row(&self, tally: Tally, filter: &Filter) -> StudentRow {
+        let spans = online(&self.sessions, filter);
+        let online_ms = spans.iter().map(|(from, to)| to - from).sum();
+        // Seen = an event of theirs or a moment online, so online time always fits
+        // between first and last seen.
+        let first_seen_ms = spans
+            .first()
+            .map_or(tally.first_ms, |s| s.0.min(tally.first_ms));
+        let last_seen_ms = spans
+            .last()
+            .map_or(tally.last_ms, |s| s.1.max(tally.last_ms));
+        // A role lasts for the whole connection: an /op before the window (or
+        // in another room) still marks what the student did within it.
+        let counted = |s: &SessionSpan| {
+            tally.sessions.contains(&s.id) || !online(std::slice::from_ref(s), filter).is_empty()
+        };
+        let instructor = tally.instructor || self.sessions.iter().any(|s| s.opped && counted(s));
+        let mut rooms = tally.rooms;
+        rooms.extend(self.rooms_online(filter));
         StudentRow {
             name: self.name.clone(),
             messages: tally.messages,
             private_messages: tally.private_messages,
             words: tally.words,
-            rooms: tally.rooms.into_iter().collect(),
-            first_seen_ms: tally.first_ms,
-            last_seen_ms: tally.last_ms,
+            rooms: rooms.into_iter().collect(),
+            first_seen_ms,
+            last_seen_ms,
             online_ms,
-            instructor: tally.instructor,
+            instructor,
             moderation_actions: tally.moderation_actions,
             kicked: tally.kicked,
             muted: tally.muted,
             other_names: self.other_names.clone(),
         }
     }
+}
+
+/// The stretches online within the filter, merged where connections overlap.
+/// Without a room a stretch is a whole connection (its first to its last event);
+/// with a room, each stay in that room (its join to its leave). The window cuts
+/// them.
+fn online(sessions: &[SessionSpan], filter: &Filter) -> Vec<(i64, i64)> {
+    let (since, until) = (
+        filter.since.unwrap_or(i64::MIN),
+        filter.until.unwrap_or(i64::MAX),
+    );
+    let room = room_of(filter);
+    let mut spans: Vec<(i64, i64)> = sessions
+        .iter()
+        .flat_map(|s| match &room {
+            None => vec![(s.first, s.last)],
+            Some(room) => s
+                .stays
+                .iter()
+                .filter(|(r, _, _)| r == room)
+                .map(|&(_, from, to)| (from, to))
+                .collect(),
+        })
+        .map(|(from, to)| (from.max(since), to.min(until)))
+        .filter(|(from, to)| from < to)
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+    for (from, to) in spans {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
 }
 
 /// Groups sessions and names into students, from one pass over the table.
@@ -118,8 +196,17 @@ pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportErr
     };
     for (&session, seen) in &sessions {
         let student = student_of(Node::Session(session), &mut ids);
-        let span = (session, seen.first, seen.last);
-        ids.students[student].sessions.push(span);
+        let mut stays = seen.stays.clone();
+        for stay in stays.iter_mut().filter(|stay| stay.2 == i64::MIN) {
+            stay.2 = seen.last;
+        }
+        ids.students[student].sessions.push(SessionSpan {
+            id: session,
+            first: seen.first,
+            last: seen.last,
+            opped: seen.opped,
+            stays,
+        });
         ids.by_session.insert(session, student);
     }
     let mut names: Vec<Vec<(Recency, &str)>> = vec![Vec::new(); ids.students.len()];
@@ -141,6 +228,9 @@ struct SessionSeen {
     first: i64,
     last: i64,
     names: Vec<(String, Recency)>,
+    opped: bool,
+    /// (room, joined, left); left is `i64::MIN` while no leave has been seen.
+    stays: Vec<(String, i64, i64)>,
 }
 
 impl SessionSeen {
@@ -155,7 +245,8 @@ impl SessionSeen {
 /// Reads the whole table once, in storage order and without sorting, keeping only
 /// a few names per session: much faster than a `GROUP BY` at a million rows.
 fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportError> {
-    let mut stmt = conn.prepare("SELECT session, ts_ms, id, sender, kind, text FROM events")?;
+    let mut stmt =
+        conn.prepare("SELECT session, ts_ms, id, sender, kind, text, room FROM events")?;
     let mut sessions: HashMap<i64, SessionSeen> = HashMap::new();
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
@@ -164,12 +255,27 @@ fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportE
             first: ts,
             last: ts,
             names: Vec::new(),
+            opped: false,
+            stays: Vec::new(),
         });
         (seen.first, seen.last) = (seen.first.min(ts), seen.last.max(ts));
         seen.saw(text(row, 3)?.unwrap_or(""), (ts, id, 0));
-        if let (Some("nick"), Some(new_name)) = (text(row, 4)?, text(row, 5)?) {
-            // The new name outranks the old one at the same instant.
-            seen.saw(new_name, (ts, id, 1));
+        let room = text(row, 6)?.unwrap_or("");
+        match (text(row, 4)?, text(row, 5)?) {
+            (Some("nick"), Some(new_name)) => {
+                // The new name outranks the old one at the same instant.
+                seen.saw(new_name, (ts, id, 1));
+            }
+            (Some("op"), _) => seen.opped = true,
+            (Some("join"), _) => seen.stays.push((room.to_owned(), ts, i64::MIN)),
+            (Some("leave"), _) => {
+                // A session's events are stored in order, so the open stay is its last.
+                let mut open = seen.stays.iter_mut().rev();
+                if let Some(stay) = open.find(|s| s.2 == i64::MIN && s.0 == room) {
+                    stay.2 = ts;
+                }
+            }
+            _ => {}
         }
     }
     Ok(sessions)

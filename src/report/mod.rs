@@ -12,6 +12,15 @@
 //!
 //! Room and time filters go into SQL `WHERE` clauses and the events are streamed, so a
 //! report over a million rows holds only one entry per session and per name.
+//!
+//! What the filters mean, so that the columns agree with each other: counts
+//! (messages, words, moderation) are of events inside the room and window; time
+//! online is the time the student was there, in the room with `--room` (from each
+//! join of it to the matching leave) and cut to the window with `--since`/`--until`,
+//! overlapping connections counted once; first and last seen are the first and last
+//! moment of either, so time online never exceeds last minus first seen. A role is
+//! a property of the connection: an `/op` outside the filter still marks what the
+//! student did inside it as an instructor's.
 
 mod identity;
 mod output;
@@ -31,7 +40,7 @@ use crate::transcript;
 
 use identity::load_identities;
 use output::{write_csv, write_table};
-use tally::{tally_events, Where};
+use tally::{add_targeted, tally_events, Tally, Where};
 
 /// Why a report or transcript could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -143,24 +152,27 @@ pub enum Format {
 pub struct StudentRow {
     /// The name the student used last.
     pub name: String,
-    /// Chat lines sent (in the room, if filtered).
+    /// Chat lines sent (in the room and window, if filtered).
     pub messages: u64,
     /// Private messages sent (from the room, if filtered).
     pub private_messages: u64,
     /// Whitespace-separated words in those chat lines and private messages.
     pub words: u64,
-    /// The rooms the student was seen in, sorted.
+    /// The rooms the student sent something in or stayed in within the filter, sorted.
     pub rooms: Vec<String>,
-    /// Time of the student's first matching event, UTC milliseconds.
+    /// The first moment the student was seen within the filter (a matching event
+    /// or being online), UTC milliseconds.
     #[serde(rename = "first_seen", serialize_with = "output::serialize_time")]
     pub first_seen_ms: i64,
-    /// Time of the student's last matching event, UTC milliseconds.
+    /// The last moment the student was seen within the filter, UTC milliseconds.
     #[serde(rename = "last_seen", serialize_with = "output::serialize_time")]
     pub last_seen_ms: i64,
-    /// Sum of the student's connections' durations, cut to `since..until`.
+    /// Time online: the student's connections (with a room filter: their stays in
+    /// that room), cut to `since..until`, overlaps counted once.
     #[serde(rename = "online_secs", serialize_with = "output::serialize_secs")]
     pub online_ms: i64,
-    /// Whether the student became an instructor (`/op`) among the matching events.
+    /// Whether the student was an instructor (`/op`) on a connection that counts in
+    /// the filter, even if the `/op` itself was outside it.
     pub instructor: bool,
     /// Kicks, mutes, unmutes, announcements and quiet switches the student sent.
     pub moderation_actions: u64,
@@ -172,11 +184,10 @@ pub struct StudentRow {
     pub other_names: Vec<String>,
 }
 
-/// One row per student seen by the filter, sorted by name case-insensitively.
-/// Room filters narrow what is counted and who is listed; online time always counts
-/// the student's whole connections (within `since..until`), not only the room.
-/// Only students with a matching event of their own are listed: being kicked or
-/// muted adds to a row but does not make one.
+/// One row per student seen by the filter, sorted by name case-insensitively: those
+/// with a matching event of their own and those online within it (in the room, in
+/// the window), so a student who listened without a word still shows. Being kicked
+/// or muted adds to a row but does not make one.
 pub fn student_rows(conn: &Connection, filter: &Filter) -> Result<Vec<StudentRow>, ReportError> {
     let _snapshot = snapshot(conn)?;
     let ids = load_identities(conn)?;
@@ -189,9 +200,16 @@ pub fn student_rows(conn: &Connection, filter: &Filter) -> Result<Vec<StudentRow
         ids.students[student].push_user_clause(&mut sql);
         only = Some(student);
     }
-    let mut tallies = tally_events(conn, &sql, &ids)?;
+    let (mut tallies, targeted) = tally_events(conn, &sql, &ids)?;
     // The user clause also reads others' events aimed at the user: not their rows.
     tallies.retain(|&student, _| only.is_none_or(|only| only == student));
+    // Being there counts for attendance, even without a word said.
+    for (student, s) in ids.students.iter().enumerate() {
+        if only.is_none_or(|only| only == student) && s.was_online(filter) {
+            tallies.entry(student).or_insert_with(Tally::empty);
+        }
+    }
+    add_targeted(&mut tallies, targeted);
     let mut rows: Vec<StudentRow> = tallies
         .into_iter()
         .map(|(student, tally)| ids.students[student].row(tally, filter))

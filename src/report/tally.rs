@@ -10,6 +10,12 @@ use super::identity::Identities;
 use super::{text, Filter, ReportError};
 use crate::event::EventKind;
 
+/// The room of a filter as it is stored: `#Lab` and `lab` are both `lab`.
+pub(super) fn room_of(filter: &Filter) -> Option<String> {
+    let room = filter.room.as_deref()?.trim();
+    Some(room.strip_prefix('#').unwrap_or(room).to_ascii_lowercase())
+}
+
 /// A `WHERE` clause under construction and its `?` parameters, in order.
 #[derive(Default)]
 pub(super) struct Where {
@@ -21,9 +27,7 @@ impl Where {
     /// The room and time conditions of a filter; these can use the indexes.
     pub(super) fn window(filter: &Filter) -> Where {
         let mut sql = Where::default();
-        if let Some(room) = &filter.room {
-            let room = room.trim();
-            let room = room.strip_prefix('#').unwrap_or(room).to_ascii_lowercase();
+        if let Some(room) = room_of(filter) {
             sql.push("room = ?", [Value::Text(room)]);
         }
         if let Some(since) = filter.since {
@@ -52,8 +56,10 @@ impl Where {
     }
 }
 
+/// Something counted for each student, by index into `Identities::students`.
+pub(super) type PerStudent<T> = HashMap<usize, T>;
+
 /// What one student did among the filtered events.
-#[derive(Default)]
 pub(super) struct Tally {
     pub(super) messages: u64,
     pub(super) private_messages: u64,
@@ -65,9 +71,30 @@ pub(super) struct Tally {
     pub(super) moderation_actions: u64,
     pub(super) kicked: u64,
     pub(super) muted: u64,
+    /// The sessions these events came from: the role an `/op` gave holds for the
+    /// whole session, so these decide the `instructor` mark.
+    pub(super) sessions: BTreeSet<i64>,
 }
 
 impl Tally {
+    /// Nothing counted yet: first and last seen at the far ends, so that the first
+    /// event or stretch online sets both.
+    pub(super) fn empty() -> Tally {
+        Tally {
+            messages: 0,
+            private_messages: 0,
+            words: 0,
+            rooms: BTreeSet::new(),
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+            instructor: false,
+            moderation_actions: 0,
+            kicked: 0,
+            muted: 0,
+            sessions: BTreeSet::new(),
+        }
+    }
+
     /// Counts one event the student sent; `kind` is `None` for a kind this version
     /// does not know, which still counts as being seen.
     fn sent(&mut self, ts: i64, room: &str, kind: Option<EventKind>, text: Option<&str>) {
@@ -92,7 +119,7 @@ impl Tally {
 
 /// Kicks and mutes aimed at one student, counted apart from what they sent.
 #[derive(Default)]
-struct Targeted {
+pub(super) struct Targeted {
     kicked: u64,
     muted: u64,
 }
@@ -117,13 +144,13 @@ impl Targeted {
 }
 
 /// Streams the filtered events and counts them per student; students without a
-/// matching event of their own get no tally, hence no row, even if they were
-/// kicked or muted.
+/// matching event of their own get no tally. Kicks and mutes come back apart, to
+/// be added with [`add_targeted`] once every row is known.
 pub(super) fn tally_events(
     conn: &Connection,
     sql: &Where,
     ids: &Identities,
-) -> Result<HashMap<usize, Tally>, ReportError> {
+) -> Result<(PerStudent<Tally>, PerStudent<Targeted>), ReportError> {
     let query = format!(
         "SELECT ts_ms, kind, room, session, text, recipient FROM events{}",
         sql.clause()
@@ -141,17 +168,22 @@ pub(super) fn tally_events(
         let Some(&student) = ids.by_session.get(&row.get::<_, i64>(3)?) else {
             continue;
         };
-        let tally = tallies.entry(student).or_insert_with(|| Tally {
-            first_ms: ts,
-            last_ms: ts,
-            ..Tally::default()
-        });
+        let tally = tallies.entry(student).or_insert_with(Tally::empty);
+        tally.sessions.insert(row.get(3)?);
         tally.sent(ts, text(row, 2)?.unwrap_or(""), kind, text(row, 4)?);
     }
+    Ok((tallies, targeted))
+}
+
+/// Kicks and mutes count on the rows there are; being kicked or muted alone does
+/// not make a row.
+pub(super) fn add_targeted(
+    tallies: &mut HashMap<usize, Tally>,
+    targeted: HashMap<usize, Targeted>,
+) {
     for (student, targeted) in targeted {
         if let Some(tally) = tallies.get_mut(&student) {
             (tally.kicked, tally.muted) = (targeted.kicked, targeted.muted);
         }
     }
-    Ok(tallies)
 }

@@ -290,12 +290,15 @@ fn empty_results_in_every_format() {
 
 #[test]
 fn room_filter_counts_only_that_room() {
+    // Time online in #lab is her stay there, from her join at 40 s to her /quit
+    // at 100 s, not her whole connection.
     let lab = StudentRow {
         messages: 1,
         words: 4,
         rooms: vec!["lab".into()],
         first_seen_ms: at(40),
         last_seen_ms: at(100),
+        online_ms: 60_000,
         // Prof muted her in the lobby, not in the lab.
         muted: 0,
         ..alice()
@@ -307,11 +310,13 @@ fn room_filter_counts_only_that_room() {
         }),
         vec![lab]
     );
+    // 0-40 s before she moved to #lab, then 3600-3725 s on her second connection.
     let lobby = StudentRow {
         messages: 3,
         private_messages: 0,
         words: 11,
         rooms: vec!["lobby".into()],
+        online_ms: 165_000,
         ..alice()
     };
     assert_eq!(
@@ -341,32 +346,53 @@ fn moderation_counts_for_the_instructor_and_the_target() {
         until: Some(at(until)),
         ..Filter::default()
     };
-    // An op, a mute, an unmute and an announcement: no messages, no words.
+    // An op, a mute, an unmute and an announcement: no messages, no words. Both
+    // were online until the window's end, so they were last seen there.
     let opped = StudentRow {
-        last_seen_ms: at(140),
+        last_seen_ms: at(145),
         online_ms: 35_000,
         moderation_actions: 3,
         ..prof()
     };
-    assert_eq!(rows(window(110, 145)), vec![opped]);
-    // Before the op Prof is no instructor yet; the actions still count.
+    // bob said nothing in the window but was there: listed, with the mute aimed
+    // at him.
+    let present = StudentRow {
+        messages: 0,
+        private_messages: 0,
+        words: 0,
+        first_seen_ms: at(110),
+        last_seen_ms: at(145),
+        online_ms: 35_000,
+        kicked: 0,
+        ..bob()
+    };
+    assert_eq!(rows(window(110, 145)), vec![present, opped]);
+    // Prof's /op at 115 s is before this window: he is still the instructor in it.
     let acting = StudentRow {
         first_seen_ms: at(120),
-        last_seen_ms: at(130),
+        last_seen_ms: at(135),
         online_ms: 15_000,
-        instructor: false,
         moderation_actions: 2,
         ..prof()
     };
-    // bob, muted at 120 s, has no event of his own in the window: no row, even
-    // when asked for by name.
-    assert_eq!(rows(window(120, 135)), vec![acting]);
+    let muted_then = StudentRow {
+        messages: 0,
+        private_messages: 0,
+        words: 0,
+        first_seen_ms: at(120),
+        last_seen_ms: at(135),
+        online_ms: 15_000,
+        kicked: 0,
+        ..bob()
+    };
+    assert_eq!(rows(window(120, 135)), vec![muted_then.clone(), acting]);
     let bob_then = Filter {
         user: Some("bob".into()),
         ..window(120, 135)
     };
-    assert_eq!(rows(bob_then), vec![]);
-    // The kick and bob's own "Kicked" leave fall in the same window.
+    assert_eq!(rows(bob_then), vec![muted_then]);
+    // The kick and bob's own "Kicked" leave fall in the same window; his
+    // connection ends at the leave, so no time online is left in it.
     let kicked = StudentRow {
         messages: 0,
         private_messages: 0,
@@ -378,13 +404,73 @@ fn moderation_counts_for_the_instructor_and_the_target() {
     };
     let kicking = StudentRow {
         first_seen_ms: at(160),
-        last_seen_ms: at(165),
+        last_seen_ms: at(166),
         online_ms: 6_000,
-        instructor: false,
         moderation_actions: 2,
         ..prof()
     };
     assert_eq!(rows(window(160, 166)), vec![kicked, kicking]);
+}
+
+#[test]
+fn the_instructor_mark_follows_the_connection_not_the_filter() {
+    // The /op was in the lobby at 115 s; a window after it, or a room filter that
+    // leaves the op out, still shows Prof as the instructor he was.
+    let after = Filter {
+        since: Some(at(170)),
+        ..Filter::default()
+    };
+    let rows_after = rows(after);
+    assert!(rows_after.iter().any(|r| r.name == "Prof" && r.instructor));
+    // Nobody else ever used /op.
+    assert!(rows(Filter::default())
+        .iter()
+        .all(|r| r.instructor == (r.name == "Prof")));
+}
+
+#[test]
+fn online_time_fits_between_first_and_last_seen_under_every_filter() {
+    let mut filters = vec![Filter::default()];
+    for room in [None, Some("lobby"), Some("lab")] {
+        for (since, until) in [(0, 15), (5, 15), (45, 3650), (110, 145), (3600, 4000)] {
+            filters.push(Filter {
+                room: room.map(String::from),
+                since: Some(at(since)),
+                until: Some(at(until)),
+                ..Filter::default()
+            });
+        }
+    }
+    for filter in filters {
+        for row in rows(filter.clone()) {
+            let seen = row.last_seen_ms - row.first_seen_ms;
+            assert!(row.online_ms <= seen, "{filter:?}: {row:?}");
+            if let Some(since) = filter.since {
+                assert!(row.first_seen_ms >= since, "{filter:?}: {row:?}");
+            }
+            if let Some(until) = filter.until {
+                assert!(row.last_seen_ms <= until, "{filter:?}: {row:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn overlapping_connections_count_once() {
+    use EventKind::*;
+    let mut conn = Connection::open_in_memory().unwrap();
+    store::migrate(&mut conn).unwrap();
+    // carol logs in from a laptop at 0 s and from a phone at 30 s; both end at 60 s.
+    let events = vec![
+        ev(0, 1, Join, "lobby", "carol", None),
+        ev(30, 2, Join, "lobby", "carol", None),
+        ev(60, 1, Leave, "lobby", "carol", Some("Quit")),
+        ev(60, 2, Leave, "lobby", "carol", Some("Quit")),
+    ];
+    store::insert_events(&mut conn, &events).unwrap();
+    let rows = student_rows(&conn, &Filter::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].online_ms, 60_000);
 }
 
 #[test]
@@ -405,7 +491,8 @@ fn time_filters_cut_events_and_online_time() {
     };
     assert_eq!(rows(since), vec![back]);
     // since is inclusive, until exclusive: bob's join at 5 s is in, his chat at
-    // 15 s is out; both connections count only from 5 s to 15 s.
+    // 15 s is out; both connections count only from 5 s to 15 s, and both
+    // students were there, so seen, for the whole window.
     let window = Filter {
         since: Some(at(5)),
         until: Some(at(15)),
@@ -416,8 +503,8 @@ fn time_filters_cut_events_and_online_time() {
         private_messages: 0,
         words: 2,
         rooms: vec!["lobby".into()],
-        first_seen_ms: at(10),
-        last_seen_ms: at(10),
+        first_seen_ms: at(5),
+        last_seen_ms: at(15),
         online_ms: 10_000,
         muted: 0,
         ..alice()
@@ -426,7 +513,7 @@ fn time_filters_cut_events_and_online_time() {
         messages: 0,
         private_messages: 0,
         words: 0,
-        last_seen_ms: at(5),
+        last_seen_ms: at(15),
         online_ms: 10_000,
         kicked: 0,
         muted: 0,

@@ -51,6 +51,33 @@ fn spawn_server(dir: &std::path::Path) -> (std::process::Child, std::net::Socket
     )
 }
 
+#[test]
+fn the_server_says_where_its_database_and_transcripts_are() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = spawn_server(dir.path());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut next = || {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line
+    };
+    let (database, transcripts, reach) = (next(), next(), next());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let db = dir.path().join("chat.db");
+    assert_eq!(database.trim_end(), format!("database: {}", db.display()));
+    let logs = dir.path().join("logs");
+    assert_eq!(
+        transcripts.trim_end(),
+        format!("transcripts: {}", logs.display())
+    );
+    assert!(
+        reach.starts_with("only this machine can connect"),
+        "{reach}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_tells_clients_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();

@@ -117,5 +117,92 @@ fn report_refuses_a_bad_time_and_a_missing_database() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.db"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no database at /nonexistent/x.db"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--db FILE or --config FILE"), "{stderr}");
+}
+
+/// One class, stored directly so that its times are minutes apart: prof joins
+/// at 10:00 and types /op at 10:01; dana is in #lobby 10:00-10:10, in #lab
+/// 10:10-10:40, back in #lobby until she quits at 10:50.
+fn class_of_minutes(db: &std::path::Path) {
+    use classchat::event::{Event, EventKind::*};
+    let t0 = classchat::report::parse_time("2026-11-24 10:00").unwrap();
+    let ev = |min: i64, session, kind, room: &str, sender: &str, text: Option<&str>| Event {
+        ts_ms: t0 + min * 60_000,
+        kind,
+        room: room.into(),
+        sender: sender.into(),
+        recipient: None,
+        text: text.map(String::from),
+        session,
+        account: None,
+    };
+    let events = [
+        ev(0, 1, Join, "lobby", "prof", None),
+        ev(0, 2, Join, "lobby", "dana", None),
+        ev(1, 1, Op, "lobby", "prof", None),
+        ev(10, 2, Leave, "lobby", "dana", Some("joined #lab")),
+        ev(10, 2, Join, "lab", "dana", None),
+        ev(20, 2, Chat, "lab", "dana", Some("question about part 2")),
+        ev(40, 2, Leave, "lab", "dana", Some("joined #lobby")),
+        ev(40, 2, Join, "lobby", "dana", None),
+        ev(45, 1, Chat, "lobby", "prof", Some("five minutes left")),
+        ev(50, 2, Leave, "lobby", "dana", Some("Quit")),
+        ev(55, 1, Leave, "lobby", "prof", Some("Quit")),
+    ];
+    let mut conn = classchat::store::open_database(db).unwrap();
+    classchat::store::migrate(&mut conn).unwrap();
+    classchat::store::insert_events(&mut conn, &events).unwrap();
+}
+
+fn report_json(db: &str, filters: &[&str]) -> serde_json::Value {
+    let mut args = vec!["report", "--db", db, "--format", "json"];
+    args.extend_from_slice(filters);
+    serde_json::from_str(&run(&args)).unwrap()
+}
+
+#[test]
+fn filters_define_what_online_and_instructor_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("class.db");
+    class_of_minutes(&path);
+    let db = path.to_str().unwrap();
+    let row = |json: &serde_json::Value, name: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {json}"))
+            .clone()
+    };
+
+    let all = report_json(db, &[]);
+    assert_eq!(row(&all, "dana")["online_secs"], 50 * 60);
+
+    // --room: the time spent in that room, not the whole connection.
+    let lab = report_json(db, &["--room", "lab"]);
+    assert_eq!(row(&lab, "dana")["online_secs"], 30 * 60);
+    assert_eq!(row(&lab, "dana")["first_seen"], "2026-11-24T10:10:00.000Z");
+    assert_eq!(row(&lab, "dana")["last_seen"], "2026-11-24T10:40:00.000Z");
+    let lobby = report_json(db, &["--room", "#lobby"]);
+    assert_eq!(row(&lobby, "dana")["online_secs"], 20 * 60);
+
+    // --since/--until: cut to the window, and seen within it.
+    let window = ["--since", "2026-11-24 10:30", "--until", "2026-11-24 10:45"];
+    let late = report_json(db, &window);
+    let dana = row(&late, "dana");
+    assert_eq!(dana["online_secs"], 15 * 60);
+    assert_eq!(dana["first_seen"], "2026-11-24T10:30:00.000Z");
+    assert_eq!(dana["last_seen"], "2026-11-24T10:45:00.000Z");
+
+    // The /op at 10:01 is before the window; prof is still the instructor in it,
+    // and a silent instructor is listed for having been there.
+    let prof = row(&late, "prof");
+    assert_eq!(prof["instructor"], true, "{late}");
+    assert_eq!(prof["messages"], 0);
+    assert_eq!(row(&late, "dana")["instructor"], false);
 }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs one scenario of docs/PERFORMANCE.md against classchat with the in-repo load
+# generator, starting a fresh server (new database and transcript folder) per run.
+#
+#   cargo build --release
+#   bench/scenario.sh s1 [RUNS]       100 clients all sending, 1,000 msg/s total, 10 s
+#   bench/scenario.sh s1max           s1 stepped up until loss, p99 > 100 ms or the rate is missed
+#   bench/scenario.sh s2 [RUNS]       1,000 clients, 10 senders x 10 msg/s
+#   bench/scenario.sh s3 [RUNS]       10,000 clients connect and hold (CLIENTS=1000 for fewer)
+#   bench/scenario.sh stalled [RUNS]  s1 plus one client that never reads
+#
+# Results: one JSON line per run appended to $BENCH_RESULTS/SCENARIO.jsonl
+# (default /tmp/classchat-bench/results), a summary of each run on stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario=${1:?usage: bench/scenario.sh s1|s1max|s2|s3|stalled [RUNS]}
+runs=${2:-1}
+work=${BENCH_WORK:-/tmp/classchat-bench}
+results=${BENCH_RESULTS:-$work/results}
+server=target/release/chat-server
+load=target/release/chat-load
+[ -x "$server" ] && [ -x "$load" ] || { echo "run cargo build --release first" >&2; exit 1; }
+mkdir -p "$results"
+
+# Prints one chat-load JSON line for a freshly started server, then stops it.
+run_once() {
+  local label=$1; shift
+  local dir
+  dir=$(mktemp -d "$work/run.XXXXXX")
+  "$server" --config bench/classchat.toml --port 0 --db "$dir/bench.db" --log-dir "$dir/logs" \
+    >"$dir/server.out" 2>"$dir/server.err" &
+  local pid=$!
+  for _ in $(seq 100); do
+    grep -q '^listening on' "$dir/server.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  local addr
+  addr=$(sed -n '1s/^listening on //p' "$dir/server.out")
+  [ -n "$addr" ] || { cat "$dir/server.err" >&2; kill "$pid"; exit 1; }
+  local status=0
+  "$load" --proto line --ready Welcome --addr "$addr" --server-pid "$pid" \
+    --label "classchat/$label" --json-out "$results/$label.jsonl" "$@" || status=$?
+  kill -TERM "$pid"
+  wait "$pid" || true
+  rm -rf "$dir"
+  return $status
+}
+
+s1=(--clients 100 --rate 1000 --duration 10 --warmup 2)
+case $scenario in
+  s1) for _ in $(seq "$runs"); do run_once s1 "${s1[@]}"; done ;;
+  stalled) for _ in $(seq "$runs"); do run_once stalled "${s1[@]}" --stalled 1; done ;;
+  s2)
+    for _ in $(seq "$runs"); do
+      run_once s2 --clients 1000 --senders 10 --per-sender-rate 10 --duration 10 --warmup 2 \
+        --settle 3 --handshake-timeout 120
+    done ;;
+  s3)
+    for _ in $(seq "$runs"); do
+      run_once s3 --scenario connect-only --clients "${CLIENTS:-10000}" --hold 10 --hold-max 240 \
+        --connect-concurrency 100 --handshake-timeout 300
+    done ;;
+  s1max)
+    # A step passes with no loss, p99 within 100 ms and at least 98 % of the rate sent.
+    for rate in 1000 2000 3000 5000 7500 10000 15000 20000 30000 40000 50000; do
+      line=$(run_once s1max --clients 100 --rate "$rate" --duration 5 --warmup 1) || true
+      loss=$(sed -n 's/.*"loss_pct":\([0-9.]*\).*/\1/p' <<<"$line")
+      p99=$(sed -n 's/.*"latency_ms":{[^}]*"p99":\([0-9.]*\).*/\1/p' <<<"$line")
+      sent=$(sed -n 's/.*"sent_rate":\([0-9.]*\).*/\1/p' <<<"$line")
+      if awk -v l="${loss:-1}" -v p="${p99:-1e9}" -v s="${sent:-0}" -v r="$rate" \
+        'BEGIN { exit !(l == 0 && p <= 100 && s >= 0.98 * r) }'; then
+        echo "rate $rate: pass (p99 $p99 ms)" >&2
+      else
+        echo "rate $rate: fail (loss ${loss:-?} %, p99 ${p99:-?} ms, sent ${sent:-?}/s)" >&2
+        break
+      fi
+    done ;;
+  *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
