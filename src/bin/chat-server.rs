@@ -151,7 +151,28 @@ struct ReportArgs {
     query: QueryArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    format: FormatArg,
+}
+
+/// `--format`: the report's formats, as the command line names them.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    /// Aligned columns with a header.
+    Table,
+    /// Comma-separated values with a header row (formula-like cells quoted).
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+impl From<FormatArg> for Format {
+    fn from(arg: FormatArg) -> Format {
+        match arg {
+            FormatArg::Table => Format::Table,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Json => Format::Json,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -159,7 +180,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Report(args)) => query(&args.query, |conn, filter, out| {
-            report::write_report(conn, filter, args.format, out)
+            report::write_report(conn, filter, args.format.into(), out)
         })
         .map(|()| ExitCode::SUCCESS),
         Some(Command::Transcript(args)) => {

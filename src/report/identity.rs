@@ -1,12 +1,15 @@
-//! Who is who: one pass over the events finds each session's names, and a
-//! union-find over sessions and lower-cased names groups them into students.
+//! Who is who: one pass over the events finds each session's names, and groups
+//! sessions into students (SPEC 3): by roster account where the class has a
+//! roster, else by the name given at log-in. A name taken later by someone else,
+//! with `/nick` or a new connection, never merges two students; the names a
+//! student went by are listed as their other names.
 
 use std::collections::HashMap;
 
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::tally::{room_of, Tally, Where};
+use super::tally::{room_of, Students, Tally, Where};
 use super::{text, Filter, ReportError, StudentRow};
 
 /// Every student in the database, with the sessions and names that make them up.
@@ -48,16 +51,34 @@ impl Identities {
     }
 }
 
+impl Students for Identities {
+    fn of_session(&self, session: i64) -> Option<usize> {
+        self.by_session.get(&session).copied()
+    }
+
+    fn named(&self, name: &str) -> Option<usize> {
+        self.find(name)
+    }
+}
+
 impl Student {
-    /// Takes the most recent spelling as the name and the others, sorted, as
-    /// other names.
-    fn name_from(&mut self, mut names: Vec<(Recency, &str)>) {
-        names.sort_by_key(|n| std::cmp::Reverse(n.0));
-        let mut names = names.into_iter().map(|(_, name)| name.to_owned());
-        self.name = names.next().unwrap_or_default();
-        self.other_names = names.collect();
-        self.other_names
-            .sort_by_cached_key(|n| (n.to_ascii_lowercase(), n.clone()));
+    /// Takes the student's key (account or login name, lower-cased) in its most
+    /// recent spelling as the name, and every other name used, sorted, as other
+    /// names.
+    fn name_from(&mut self, names: HashMap<String, (Recency, &str)>, key: &str) {
+        let mut others = Vec::new();
+        for (lower, (_, spelling)) in names {
+            if lower == key {
+                self.name = spelling.to_owned();
+            } else {
+                others.push(spelling.to_owned());
+            }
+        }
+        if self.name.is_empty() {
+            self.name = key.to_owned();
+        }
+        others.sort_by_cached_key(|n| (n.to_ascii_lowercase(), n.clone()));
+        self.other_names = others;
     }
 
     /// Keeps the student's own events (from any of their sessions) and the events
@@ -169,33 +190,27 @@ fn online(sessions: &[SessionSpan], filter: &Filter) -> Vec<(i64, i64)> {
     merged
 }
 
-/// Groups sessions and names into students, from one pass over the table.
+/// Groups sessions into students, from one pass over the table.
 pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportError> {
     let sessions = scan_sessions(conn)?;
-    let mut sets = UnionFind::default();
-    let mut spellings: HashMap<String, (Recency, &str)> = HashMap::new();
-    for (&session, seen) in &sessions {
-        for (name, when) in &seen.names {
-            let lower = name.to_ascii_lowercase();
-            sets.union(Node::Session(session), Node::Name(lower.clone()));
-            let used = spellings.entry(lower).or_insert((*when, name));
-            if *when > used.0 {
-                *used = (*when, name);
-            }
-        }
-    }
     let mut ids = Identities::default();
-    let mut by_root: HashMap<usize, usize> = HashMap::new();
-    let mut student_of = |node: Node, ids: &mut Identities| {
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    // Per student: each lower-cased name it used, with its most recent spelling.
+    let mut spellings: Vec<HashMap<String, (Recency, &str)>> = Vec::new();
+    let mut order: Vec<(&i64, &SessionSeen)> = sessions.iter().collect();
+    order.sort_unstable_by_key(|(session, _)| **session);
+    for (&session, seen) in order {
+        let key = seen
+            .account
+            .as_deref()
+            .unwrap_or(&seen.login)
+            .to_ascii_lowercase();
         let next = ids.students.len();
-        let student = *by_root.entry(sets.find(node)).or_insert(next);
+        let student = *by_key.entry(key).or_insert(next);
         if student == next {
             ids.students.push(Student::default());
+            spellings.push(HashMap::new());
         }
-        student
-    };
-    for (&session, seen) in &sessions {
-        let student = student_of(Node::Session(session), &mut ids);
         let mut stays = seen.stays.clone();
         for stay in stays.iter_mut().filter(|stay| stay.2 == i64::MIN) {
             stay.2 = seen.last;
@@ -208,25 +223,51 @@ pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportErr
             stays,
         });
         ids.by_session.insert(session, student);
+        if let Some(account) = &seen.account {
+            // The roster's spelling names the student, above any later nick.
+            let newest = (i64::MAX, i64::MAX, u8::MAX);
+            spellings[student].insert(account.to_ascii_lowercase(), (newest, account));
+        }
+        for (name, when) in &seen.names {
+            let used = spellings[student]
+                .entry(name.to_ascii_lowercase())
+                .or_insert((*when, name));
+            if *when > used.0 {
+                *used = (*when, name);
+            }
+        }
     }
-    let mut names: Vec<Vec<(Recency, &str)>> = vec![Vec::new(); ids.students.len()];
-    for (lower, used) in spellings {
-        let student = student_of(Node::Name(lower.clone()), &mut ids);
-        names[student].push(used);
-        ids.students[student].lower_names.push(lower.clone());
-        ids.by_name.insert(lower, student);
+    // `--user` finds a student by the name they are counted under first, then by
+    // any other name they went by.
+    for (student, names) in spellings.iter().enumerate() {
+        for lower in names.keys() {
+            ids.students[student].lower_names.push(lower.clone());
+            if !by_key.contains_key(lower) {
+                ids.by_name.entry(lower.clone()).or_insert(student);
+            }
+        }
     }
-    for (student, names) in ids.students.iter_mut().zip(names) {
-        student.name_from(names);
+    let mut keys = vec![String::new(); ids.students.len()];
+    for (key, student) in by_key {
+        ids.by_name.insert(key.clone(), student);
+        keys[student] = key;
+    }
+    for ((student, names), key) in ids.students.iter_mut().zip(spellings).zip(keys) {
+        student.name_from(names, &key);
     }
     Ok(ids)
 }
 
-/// One session as the identity pass saw it: its first and last event, and each
-/// spelling used in it with when it was last used.
+/// One session as the identity pass saw it: its first and last event, its
+/// log-in name and account, and each spelling used in it with when it was last
+/// used.
 struct SessionSeen {
     first: i64,
     last: i64,
+    /// The name given at log-in: the sender of the session's first event.
+    login: String,
+    /// The roster account, where the class had a roster.
+    account: Option<String>,
     names: Vec<(String, Recency)>,
     opped: bool,
     /// (room, joined, left); left is `i64::MIN` while no leave has been seen.
@@ -243,23 +284,31 @@ impl SessionSeen {
 }
 
 /// Reads the whole table once, in storage order and without sorting, keeping only
-/// a few names per session: much faster than a `GROUP BY` at a million rows.
+/// a few names per session: much faster than a `GROUP BY` at a million rows. A
+/// session's events are stored in the order they happened, so its first row is
+/// its log-in.
 fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportError> {
     let mut stmt =
-        conn.prepare("SELECT session, ts_ms, id, sender, kind, text, room FROM events")?;
+        conn.prepare("SELECT session, ts_ms, id, sender, kind, text, room, account FROM events")?;
     let mut sessions: HashMap<i64, SessionSeen> = HashMap::new();
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let (session, ts, id): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let sender = text(row, 3)?.unwrap_or("");
         let seen = sessions.entry(session).or_insert_with(|| SessionSeen {
             first: ts,
             last: ts,
+            login: sender.to_owned(),
+            account: None,
             names: Vec::new(),
             opped: false,
             stays: Vec::new(),
         });
         (seen.first, seen.last) = (seen.first.min(ts), seen.last.max(ts));
-        seen.saw(text(row, 3)?.unwrap_or(""), (ts, id, 0));
+        if seen.account.is_none() {
+            seen.account = text(row, 7)?.filter(|a| !a.is_empty()).map(str::to_owned);
+        }
+        seen.saw(sender, (ts, id, 0));
         let room = text(row, 6)?.unwrap_or("");
         match (text(row, 4)?, text(row, 5)?) {
             (Some("nick"), Some(new_name)) => {
@@ -279,37 +328,4 @@ fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportE
         }
     }
     Ok(sessions)
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Node {
-    Session(i64),
-    Name(String),
-}
-
-/// Disjoint sets of sessions and lower-cased names.
-#[derive(Default)]
-struct UnionFind {
-    parent: Vec<usize>,
-    index: HashMap<Node, usize>,
-}
-
-impl UnionFind {
-    fn find(&mut self, node: Node) -> usize {
-        let next = self.parent.len();
-        let mut x = *self.index.entry(node).or_insert(next);
-        if x == next {
-            self.parent.push(next);
-        }
-        while self.parent[x] != x {
-            self.parent[x] = self.parent[self.parent[x]];
-            x = self.parent[x];
-        }
-        x
-    }
-
-    fn union(&mut self, a: Node, b: Node) {
-        let (a, b) = (self.find(a), self.find(b));
-        self.parent[a] = b;
-    }
 }

@@ -135,7 +135,7 @@ pub fn parse_time(s: &str) -> Result<i64, ReportError> {
 
 /// How [`write_report`] prints: `table` for people, `csv` for spreadsheets, `json`
 /// for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns with a header.
     Table,
@@ -257,7 +257,7 @@ pub fn write_transcript(
         ids.students[student].push_user_clause(&mut sql);
     }
     let query = format!(
-        "SELECT ts_ms, kind, room, sender, recipient, text, session FROM events{} ORDER BY id",
+        "SELECT ts_ms, kind, room, sender, recipient, text, session, account FROM events{} ORDER BY id",
         sql.clause()
     );
     let mut stmt = conn.prepare(&query)?;
@@ -279,7 +279,7 @@ fn event_from_row(row: &Row<'_>) -> Result<Event, ReportError> {
         recipient: row.get::<_, Option<String>>(4)?.map(Into::into),
         text: row.get(5)?,
         session: row.get(6)?,
-        account: None,
+        account: row.get::<_, Option<String>>(7)?.map(Into::into),
     })
 }
 

@@ -126,9 +126,20 @@ pub(super) fn write_csv(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), 
             r.kicked.to_string(),
             r.muted.to_string(),
         ];
-        csv.write_record(cells(r, rfc3339, |ms| (ms / 1000).to_string(), &moderation))?;
+        let row = cells(r, rfc3339, |ms| (ms / 1000).to_string(), &moderation);
+        csv.write_record(row.iter().map(|cell| formula_guard(cell).into_owned()))?;
     }
     Ok(csv.flush()?)
+}
+
+/// A cell a spreadsheet would run as a formula (it starts with `=`, `+`, `-`,
+/// `@`, TAB or CR) gets a leading `'`, so that it stays text. Room names such as
+/// `-1-1` and `+a` are valid, and a student chooses them.
+pub(super) fn formula_guard(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{cell}").into(),
+        false => cell.into(),
+    }
 }
 
 fn utc(ms: i64) -> DateTime<Utc> {

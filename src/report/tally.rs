@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashMap};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
-use super::identity::Identities;
 use super::{text, Filter, ReportError};
 use crate::event::EventKind;
 
@@ -56,7 +55,16 @@ impl Where {
     }
 }
 
-/// Something counted for each student, by index into `Identities::students`.
+/// Who the counted events belong to: students by index, found by session or by
+/// any of their names. Identity decides it; counting only asks.
+pub(super) trait Students {
+    /// The student a connection belongs to.
+    fn of_session(&self, session: i64) -> Option<usize>;
+    /// The student known by `name`.
+    fn named(&self, name: &str) -> Option<usize>;
+}
+
+/// Something counted for each student, by index into the students.
 pub(super) type PerStudent<T> = HashMap<usize, T>;
 
 /// What one student did among the filtered events.
@@ -127,9 +135,13 @@ pub(super) struct Targeted {
 impl Targeted {
     /// The student a kick or mute is aimed at: whoever used the recipient name, in
     /// any case. A name never used as a sender belongs to no one.
-    fn target(ids: &Identities, kind: Option<EventKind>, recipient: Option<&str>) -> Option<usize> {
+    fn target(
+        ids: &dyn Students,
+        kind: Option<EventKind>,
+        recipient: Option<&str>,
+    ) -> Option<usize> {
         match kind {
-            Some(EventKind::Kick | EventKind::Mute) => ids.find(recipient?),
+            Some(EventKind::Kick | EventKind::Mute) => ids.named(recipient?),
             _ => None,
         }
     }
@@ -149,7 +161,7 @@ impl Targeted {
 pub(super) fn tally_events(
     conn: &Connection,
     sql: &Where,
-    ids: &Identities,
+    ids: &dyn Students,
 ) -> Result<(PerStudent<Tally>, PerStudent<Targeted>), ReportError> {
     let query = format!(
         "SELECT ts_ms, kind, room, session, text, recipient FROM events{}",
@@ -165,7 +177,7 @@ pub(super) fn tally_events(
         if let Some(student) = Targeted::target(ids, kind, text(row, 5)?) {
             targeted.entry(student).or_default().count(kind);
         }
-        let Some(&student) = ids.by_session.get(&row.get::<_, i64>(3)?) else {
+        let Some(student) = ids.of_session(row.get::<_, i64>(3)?) else {
             continue;
         };
         let tally = tallies.entry(student).or_insert_with(Tally::empty);

@@ -620,3 +620,14 @@ fn broken_pipe_is_its_own_error() {
     let err = write_transcript(&conn, &all, &mut Closed(io::ErrorKind::BrokenPipe));
     assert!(matches!(err, Err(ReportError::BrokenPipe)), "{err:?}");
 }
+
+#[test]
+fn csv_cells_never_run_as_formulas() {
+    use super::output::formula_guard;
+    for cell in ["=1+1", "+a", "-1-1", "@SUM(A1)", "\tx", "\rx"] {
+        assert_eq!(formula_guard(cell), format!("'{cell}"));
+    }
+    for cell in ["lab", "12", "a-1", "'x"] {
+        assert_eq!(formula_guard(cell), cell);
+    }
+}

@@ -29,6 +29,8 @@ async fn report_counts_the_scripted_session_in_every_format() {
         serde_json::from_str(&run(&["report", "--db", &db, "--format", "json"])).unwrap();
     let rows = json.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{json:#}");
+    // SPEC 3: a student is the name given at log-in; bob said his lines as
+    // robert, and robert is one of his other names.
     let (alice, robert) = (&rows[0], &rows[1]);
     assert_eq!(alice["name"], "alice");
     assert_eq!(alice["messages"], 1);
@@ -36,12 +38,12 @@ async fn report_counts_the_scripted_session_in_every_format() {
     assert_eq!(alice["words"], 2);
     assert_eq!(alice["rooms"], serde_json::json!(["lobby"]));
     assert_eq!(alice["other_names"], serde_json::json!([]));
-    assert_eq!(robert["name"], "robert");
+    assert_eq!(robert["name"], "bob");
     assert_eq!(robert["messages"], 1);
     assert_eq!(robert["private_messages"], 1);
     assert_eq!(robert["words"], 6);
     assert_eq!(robert["rooms"], serde_json::json!(["lab", "lobby"]));
-    assert_eq!(robert["other_names"], serde_json::json!(["bob"]));
+    assert_eq!(robert["other_names"], serde_json::json!(["robert"]));
     assert!(robert["online_secs"].as_i64().unwrap() >= 0);
 
     let csv = run(&["report", "--db", &db, "--format", "csv"]);
@@ -61,18 +63,18 @@ async fn report_counts_the_scripted_session_in_every_format() {
             .unwrap_or_else(|| panic!("{name} in {header:?}"));
         records[row][col].to_owned()
     };
-    assert_eq!(field(1, "name"), "robert");
+    assert_eq!(field(1, "name"), "bob");
     assert_eq!(field(1, "messages"), "1");
     assert_eq!(field(1, "private_messages"), "1");
     assert_eq!(field(1, "words"), "6");
-    assert_eq!(field(1, "other_names"), "bob");
+    assert_eq!(field(1, "other_names"), "robert");
 
     let table = run(&["report", "--db", &db]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
     let robert_row: Vec<&str> = lines[2].split_whitespace().collect();
-    assert_eq!(&robert_row[..4], ["robert", "1", "1", "6"], "{table}");
-    assert!(lines[2].ends_with("bob"), "{table}");
+    assert_eq!(&robert_row[..4], ["bob", "1", "1", "6"], "{table}");
+    assert!(lines[2].ends_with("robert"), "{table}");
 
     let lab = run(&["report", "--db", &db, "--room", "#lab", "--format", "json"]);
     let lab: serde_json::Value = serde_json::from_str(&lab).unwrap();
@@ -205,4 +207,57 @@ fn filters_define_what_online_and_instructor_mean() {
     assert_eq!(prof["instructor"], true, "{late}");
     assert_eq!(prof["messages"], 0);
     assert_eq!(row(&late, "dana")["instructor"], false);
+}
+
+#[tokio::test]
+async fn a_name_taken_later_never_merges_two_students() {
+    let server = TestServer::start_with(|c| c.limits.messages_per_sec = 0).await;
+    let mut alice = server.login("alice").await;
+    for i in 0..10 {
+        alice.send(&format!("answer {i}")).await;
+    }
+    alice.send("/quit").await;
+    alice.expect_closed().await;
+    let mut bob = server.login("bob").await;
+    bob.send("my own line").await;
+    bob.send("/quit").await;
+    bob.expect_closed().await;
+    // mallory takes both names in turn, and says something under each.
+    let mut mallory = server.login("mallory").await;
+    for name in ["alice", "bob", "mallory"] {
+        mallory.send(&format!("/nick {name}")).await;
+        mallory
+            .expect(&format!("* {} is now known as {name}", previous(name)))
+            .await;
+        mallory.send(&format!("said as {name}")).await;
+    }
+    mallory.send("/quit").await;
+    mallory.expect_closed().await;
+    let db = server.db_path();
+    let _dir = server.stop().await;
+    let report = report_json(db.to_str().unwrap(), &[]);
+    let rows = report.as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {report}"))
+    };
+    assert_eq!(rows.len(), 3, "{report}");
+    assert_eq!(row("alice")["messages"], 10);
+    assert_eq!(row("alice")["other_names"], serde_json::json!([]));
+    assert_eq!(row("bob")["messages"], 1);
+    assert_eq!(row("mallory")["messages"], 3);
+    assert_eq!(
+        row("mallory")["other_names"],
+        serde_json::json!(["alice", "bob"])
+    );
+}
+
+/// The name before `name` in mallory's round of renames.
+fn previous(name: &str) -> &'static str {
+    match name {
+        "alice" => "mallory",
+        "bob" => "alice",
+        _ => "bob",
+    }
 }
