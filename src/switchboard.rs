@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::event::EventSink;
+use crate::event::{EventKind, EventSink};
 use crate::hub::{Audience, ConnId, Hub, Identity, Outcome};
 use crate::protocol::{Command, CommandError, LeaveReason, Name, NickError, Stamped};
 
@@ -102,6 +102,8 @@ impl Switchboard {
         let mut inner = self.lock();
         let outcome = inner.hub.register(id, nick, identity, now)?;
         inner.members.insert(id, Member { outbox, dropped });
+        // The instructor at the server's console sees who comes and goes.
+        tracing::info!(online = inner.hub.member_count(), "{nick} logged in");
         self.apply(&mut inner, outcome, now);
         Ok(())
     }
@@ -202,6 +204,16 @@ impl Switchboard {
                 }
             }
             for event in outcome.events {
+                if event.kind == EventKind::Leave {
+                    let reason = event.text.as_deref().unwrap_or("");
+                    if !reason.starts_with("joined #") {
+                        tracing::info!(
+                            online = hub.member_count(),
+                            "{} left ({reason})",
+                            event.sender
+                        );
+                    }
+                }
                 self.sink.record(event);
             }
             for id in outcome.closed {
