@@ -206,28 +206,15 @@ impl Connection {
                     return false;
                 }
             };
-            let bytes = match read {
+            let inbound = match read {
                 Read::Closed | Read::Lost => return false,
-                Read::Line(Inbound::TooLong) => {
-                    self.refusal(Refusal::TooLong);
-                    continue;
-                }
-                Read::Line(Inbound::Line(bytes)) => bytes,
+                Read::Line(inbound) => inbound,
             };
-            let text = match clean_line(&bytes) {
-                Ok(text) => text,
-                Err(refusal) => {
-                    self.refusal(refusal);
-                    continue;
-                }
+            let Some(text) = self.decode(inbound) else {
+                continue;
             };
-            let message = match message::parse(&text) {
-                Ok(Some(message)) => message,
-                Ok(None) => continue,
-                Err(refusal) => {
-                    self.refusal(refusal);
-                    continue;
-                }
+            let Some(message) = self.parse(&text) else {
+                continue;
             };
             let flow = self.register_step(&mut reg, &message).await;
             match flow {
@@ -482,6 +469,30 @@ impl Connection {
         let _ = self.cx.board.perform(self.id, Command::Who);
     }
 
+    /// The one decode path for every line, registered or not: its clean text, or
+    /// `None` when it was refused (and answered).
+    fn decode(&self, inbound: Inbound) -> Option<String> {
+        let bytes = match inbound {
+            Inbound::TooLong => {
+                self.refusal(Refusal::TooLong);
+                return None;
+            }
+            Inbound::Line(bytes) => bytes,
+        };
+        clean_line(&bytes)
+            .map_err(|refusal| self.refusal(refusal))
+            .ok()
+    }
+
+    /// The message in a clean line; `None` for an empty line or a refused one
+    /// (answered).
+    fn parse<'a>(&self, text: &'a str) -> Option<Message<'a>> {
+        message::parse(text)
+            .map_err(|refusal| self.refusal(refusal))
+            .ok()
+            .flatten()
+    }
+
     /// Reads and acts on messages until the client leaves. Returns the reason to
     /// record, or `None` when the switchboard has already removed the client.
     async fn chat_loop(&mut self, lines: &mut Lines) -> Option<LeaveReason> {
@@ -494,29 +505,16 @@ impl Connection {
                 read = read_line(lines) => read,
                 _ = idle_timer(idle) => return Some(LeaveReason::TimedOut),
             };
-            let bytes = match read {
+            let inbound = match read {
                 Read::Closed => return Some(LeaveReason::Closed),
                 Read::Lost => return Some(LeaveReason::Lost),
-                Read::Line(Inbound::TooLong) => {
-                    self.refusal(Refusal::TooLong);
-                    continue;
-                }
-                Read::Line(Inbound::Line(bytes)) => bytes,
+                Read::Line(inbound) => inbound,
             };
-            let text = match clean_line(&bytes) {
-                Ok(text) => text,
-                Err(refusal) => {
-                    self.refusal(refusal);
-                    continue;
-                }
+            let Some(text) = self.decode(inbound) else {
+                continue;
             };
-            let message = match message::parse(&text) {
-                Ok(Some(message)) => message,
-                Ok(None) => continue,
-                Err(refusal) => {
-                    self.refusal(refusal);
-                    continue;
-                }
+            let Some(message) = self.parse(&text) else {
+                continue;
             };
             let verb = message.verb.to_ascii_uppercase();
             if verb == "QUIT" {
