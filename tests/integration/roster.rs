@@ -208,6 +208,9 @@ async fn every_event_records_the_account() {
     bob.expect("amy: hello").await;
     bob.send("/msg amy hi").await;
     amy.expect("[PM from bob] hi").await;
+    // Neither can take the other's name (the code was tested above).
+    bob.send("/nick amy").await;
+    bob.expect_next("! Names come from the class roster.").await;
     let db = server.db_path();
     let _dir = server.stop().await;
     let events = stored_events(&db);
@@ -219,4 +222,25 @@ async fn every_event_records_the_account() {
             .expect("every event has an account");
         assert_eq!(account, &*event.sender, "{event:?}");
     }
+    // The report's rows are the two people.
+    let out = Command::new(SERVER_BIN)
+        .args(["report", "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(String, i64, i64)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap().to_owned();
+            let counts = (
+                r["messages"].as_i64().unwrap(),
+                r["private_messages"].as_i64().unwrap(),
+            );
+            (name, counts.0, counts.1)
+        })
+        .collect();
+    assert_eq!(rows, vec![("amy".into(), 1, 0), ("bob".into(), 0, 1)]);
 }
