@@ -210,7 +210,7 @@ async fn every_event_records_the_account() {
     amy.expect("[PM from bob] hi").await;
     // Neither can take the other's name (the code was tested above).
     bob.send("/nick amy").await;
-    bob.expect_next("! Names come from the class roster.").await;
+    bob.expect("! Names come from the class roster.").await;
     let db = server.db_path();
     let _dir = server.stop().await;
     let events = stored_events(&db);
