@@ -563,3 +563,39 @@ async fn the_binary_prints_the_web_address_after_the_chat_address() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_rostered_instructor_logs_in_with_the_personal_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::harness::test_config(dir.path());
+    enable_web(&mut config);
+    let db = config.storage.database.clone();
+    let add = |args: &[&str]| {
+        let out = std::process::Command::new(SERVER_BIN)
+            .arg("roster")
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8(out.stdout).unwrap();
+        printed
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_once(',')
+            .unwrap()
+            .1
+            .to_owned()
+    };
+    let prof = add(&["add", "prof", "--instructor"]);
+    let amy = add(&["add", "amy"]);
+    let server = TestServer::start_in(dir, config).await;
+    let web = server.web.unwrap();
+    // A student's right code opens nothing; the instructor's does.
+    assert_eq!(post_login(web, "amy", &amy).await.status, 401);
+    assert_eq!(post_login(web, "prof", &amy).await.status, 401);
+    let response = post_login(web, "prof", &prof).await;
+    assert_eq!(response.status, 303);
+    assert!(response.header("set-cookie").is_some());
+}

@@ -25,6 +25,7 @@ use super::{same_origin, Web, HTML};
 use crate::front::Context;
 use crate::password;
 use crate::report::{self, Filter, Format, ReportError};
+use crate::roster::{self, RosterRole};
 use crate::store;
 
 const COOKIE_NAME: &str = "classchat_session";
@@ -111,24 +112,35 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, body).into_response()
 }
 
-/// Who may open the instructor page: a name in `access.instructors` with the
-/// instructors' password. The one place to extend when instructors get codes of
-/// their own. The hash check costs real CPU on purpose, so it runs on the blocking
-/// pool.
+/// Who may open the instructor page: an instructor on the class roster with
+/// their personal code, or, without a roster, a name in `access.instructors` with
+/// the instructors' password. The hash check costs real CPU on purpose, so it
+/// runs on the blocking pool.
 async fn authenticate(cx: &Context, name: &str, password: String) -> Option<String> {
-    let access = &cx.config.access;
-    let listed = access
-        .instructors
-        .iter()
-        .find(|listed| listed.eq_ignore_ascii_case(name.trim()))?
-        .clone();
-    if access.instructor_password.is_empty() {
-        return None;
-    }
-    let hash = access.instructor_password.clone();
-    let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
-        .await
-        .unwrap_or(false);
+    let roster = cx.roster.current();
+    let (listed, hash, personal) = if !roster.is_empty() {
+        let member = roster
+            .get(name.trim())
+            .filter(|m| m.role == RosterRole::Instructor)?;
+        (member.name.clone(), member.code_hash.clone(), true)
+    } else {
+        let access = &cx.config.access;
+        let listed = access
+            .instructors
+            .iter()
+            .find(|listed| listed.eq_ignore_ascii_case(name.trim()))?
+            .clone();
+        if access.instructor_password.is_empty() {
+            return None;
+        }
+        (listed, access.instructor_password.clone(), false)
+    };
+    let verified = tokio::task::spawn_blocking(move || match personal {
+        true => roster::verify(&password, &hash),
+        false => password::verify(&password, &hash),
+    })
+    .await
+    .unwrap_or(false);
     verified.then_some(listed)
 }
 
