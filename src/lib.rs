@@ -5,8 +5,10 @@
 //! A client's bytes arrive at a **front end** ([`front`]): today the line protocol
 //! of `chat-client` and `nc` ([`front::line`]), IRC ([`front::irc`]), and the same
 //! line protocol over the browser's WebSocket ([`front::web`], which also serves the
-//! instructor page). A front end decodes its wire
-//! format into an [`protocol::Input`] and calls the [`switchboard`].
+//! instructor page). A front end decodes its wire format into a
+//! [`protocol::Input`] and calls the [`switchboard`]; who may log in, and as whom,
+//! is decided for all of them by [`front::login`] (with the class [`roster`]), and
+//! their places under the connection limits by [`front::seat`].
 //!
 //! The [`switchboard`] holds the [`hub`] behind one lock. The hub is the room
 //! manager as a pure state machine: given an action and the time, it returns an
@@ -19,9 +21,9 @@
 //!
 //! Around them: [`config`] (the TOML file, validated into a
 //! [`config::ValidConfig`]), [`server`] (accept loop, seats, orderly shutdown),
-//! [`access`] and [`limiter`] (limits on guesses and floods), [`clock`]
-//! (timestamps), [`password`] (instructor password hashes) and [`report`] (the
-//! grading report and transcript read back from the database).
+//! [`access`] and [`limiter`] (limits per address and per login name that survive
+//! reconnecting), [`clock`] (timestamps), [`password`] (argon2 hashes) and
+//! [`report`] (the grading report and transcript read back from the database).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
