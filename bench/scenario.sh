@@ -62,7 +62,7 @@ case $scenario in
     done ;;
   s1max)
     # A step passes with no loss, p99 within 100 ms and at least 98 % of the rate sent.
-    for rate in 1000 2000 3000 5000 7500 10000 15000 20000 30000 40000 50000; do
+    for rate in 1000 2000 3000 5000 7500 10000 15000 20000 30000 40000 50000 60000 80000; do
       line=$(run_once s1max --clients 100 --rate "$rate" --duration 5 --warmup 1) || true
       loss=$(sed -n 's/.*"loss_pct":\([0-9.]*\).*/\1/p' <<<"$line")
       p99=$(sed -n 's/.*"latency_ms":{[^}]*"p99":\([0-9.]*\).*/\1/p' <<<"$line")

@@ -110,6 +110,10 @@ struct Args {
     /// Free text copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
+    /// Usernames are this prefix and the client's number; give two generators
+    /// sharing one server different prefixes, or their names collide.
+    #[arg(long, default_value = "u")]
+    nick_prefix: String,
     /// Also append the JSON line to this file.
     #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
@@ -570,7 +574,7 @@ impl Client {
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let (rd, mut wr) = stream.into_split();
         let mut rd = BufReader::new(rd);
-        let nick = format!("u{}", self.id);
+        let nick = format!("{}{}", self.args.nick_prefix, self.id);
         let io = |e: std::io::Error| format!("handshake: {}", e.kind());
         match self.args.proto {
             Proto::Line => {
