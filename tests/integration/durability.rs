@@ -9,7 +9,7 @@ use classchat::event::{Event, EventKind};
 use classchat::store::{self, Closed, Store};
 use rusqlite::Connection;
 
-use crate::harness::{spawn_listening, test_config, TestClient, TestServer, SERVER_BIN};
+use crate::harness::{signal, spawn_listening, test_config, TestClient, TestServer, SERVER_BIN};
 use crate::persistence::{stored_events, transcript_lines};
 
 /// How long a condition may take to become true.
@@ -163,14 +163,6 @@ fn spawn_binary(config: &Path, stderr: Stdio) -> (std::process::Child, std::net:
             .env("RUST_LOG", "warn")
             .stderr(stderr),
     )
-}
-
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]

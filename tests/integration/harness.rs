@@ -473,3 +473,12 @@ pub fn spawn_listening(command: &mut std::process::Command) -> (std::process::Ch
     assert_ne!(addr.port(), 0, "the real port is printed");
     (child, addr)
 }
+
+/// Sends `signal` (`-TERM`, `-KILL`, ...) to a child process, as an operator would.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

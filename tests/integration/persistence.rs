@@ -8,7 +8,9 @@ use classchat::store;
 use classchat::transcript;
 use rusqlite::Connection;
 
-use crate::harness::{body_of, spawn_listening, test_config, TestClient, TestServer, SERVER_BIN};
+use crate::harness::{
+    body_of, signal, spawn_listening, test_config, TestClient, TestServer, SERVER_BIN,
+};
 
 /// Every stored event, in id order.
 pub fn stored_events(db: &Path) -> Vec<Event> {
@@ -411,14 +413,6 @@ fn count_chat(db: &Path) -> i64 {
         r.get(0)
     })
     .unwrap()
-}
-
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]
