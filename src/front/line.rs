@@ -4,7 +4,7 @@
 //!
 //! Every line to the client, greeting and errors included, goes through one bounded
 //! queue, so the client sees lines in the order they happened. The writer takes
-//! what is queued (up to [`WRITE_BATCH`] lines) and writes it with one syscall, so
+//! what is queued (up to `WRITE_BATCH` lines) and writes it with one syscall, so
 //! a busy room costs one write per wake-up, not one per line.
 
 use std::net::IpAddr;

@@ -1,9 +1,9 @@
-//! Front ends: the ways a client reaches the [`Switchboard`](crate::switchboard::Switchboard).
+//! Front ends: the ways a client reaches the [`Switchboard`].
 //! Each one decodes its wire format into [`Input`](crate::protocol::Input), calls the
 //! switchboard, and renders the [`Stamped`](crate::protocol::Stamped) lines queued for
 //! its client in its own format.
 //!
-//! - [`line`]: the line protocol of SPEC section 2 over TCP (`chat-client`, `nc`).
+//! - [`line`](mod@line): the line protocol of SPEC section 2 over TCP (`chat-client`, `nc`).
 //! - [`irc`]: IRC (SPEC section 7) for irssi, WeeChat and HexChat.
 //! - [`web`]: the same line protocol over a WebSocket for the browser's chat page,
 //!   and the instructor page (SPEC section 8).

@@ -95,7 +95,7 @@ struct AddressSeats {
     taken: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
-/// One connection's place in [`AddressSeats`]; gives it back when dropped.
+/// One connection's place in `AddressSeats`; gives it back when dropped.
 pub struct AddressSeat {
     seats: AddressSeats,
     ip: IpAddr,

@@ -9,8 +9,8 @@
 //! hub's rules are tested in microseconds without sockets, threads or a database,
 //! and a cluster node is the same hub with a different switchboard.
 //!
-//! The instructor commands live in [`moderation`], the in-memory history in
-//! [`history`].
+//! The instructor commands live in `moderation`, the in-memory history in
+//! `history`.
 
 mod history;
 mod moderation;

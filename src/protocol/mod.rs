@@ -4,7 +4,7 @@
 //! - [`codec`]: client bytes to lines.
 //! - [`input`]: a client's line to [`Input`] (chat or a [`Command`]), names and rooms.
 //! - [`error`]: why a line was refused ([`CommandError`], [`NickError`]).
-//! - [`line`]: every line the server sends ([`ServerLine`]), rendered and parsed in
+//! - [`line`](mod@line): every line the server sends ([`ServerLine`]), rendered and parsed in
 //!   one place.
 
 pub mod codec;

@@ -1,5 +1,5 @@
 //! IRC messages on the wire: `[@tags] [:source] VERB [params...] [:trailing]`,
-//! read from a client ([`decode`], [`parse`]) and written to one ([`write`]).
+//! read from a client ([`decode`], [`parse`]) and written to one ([`write`](fn@write)).
 //!
 //! Limits follow the IRCv3 message-tags spec: the tags may take [`MAX_TAGS`] bytes
 //! (the `@` and the space after them included) and the rest of the line

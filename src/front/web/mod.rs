@@ -1,5 +1,5 @@
 //! The web front end (SPEC section 8): one HTTP listener serving the chat page, its
-//! WebSocket ([`ws`]) and the instructor page ([`instructor`]).
+//! WebSocket (`ws`) and the instructor page (`instructor`).
 //!
 //! The pages are plain HTML, CSS and JavaScript compiled into the binary, so the
 //! server needs no files beside it and no build step, and the browser loads nothing
