@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::login::{Login, Step};
+use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
 use super::Context;
 use crate::clock::Clock;
@@ -191,28 +191,22 @@ where
                     Ok(text) => login.offer(&self.cx, self.peer, text.trim()).await,
                 },
             };
-            let step = match step {
-                Step::Admit(_) if !self.cx.seats.promote(seat) => {
-                    Step::GiveUp(LoginError::Full(self.cx.config.limits.max_clients))
-                }
-                Step::Admit(admitted) => match self.cx.board.register(
-                    self.id,
-                    &admitted.name,
-                    admitted.identity,
-                    self.outbox.clone(),
-                    self.dropped.clone(),
-                ) {
-                    Ok(()) => {
-                        tracing::Span::current().record("nick", admitted.name.as_str());
-                        self.login = admitted.name;
-                        return true;
-                    }
-                    Err(err) => login.refused(err),
-                },
-                other => other,
-            };
             match step {
-                Step::Admit(_) => unreachable!("admitted names are registered above"),
+                Step::Admit(admitted) => match self.enter(seat, admitted) {
+                    Ok(()) => return true,
+                    Err(LoginError::Nick(taken)) => {
+                        // Taken since the name was checked: ask again.
+                        let step = login.refused(taken);
+                        if let Step::Retry(error) = step {
+                            self.error(error);
+                        }
+                        self.notice(Notice::AskName);
+                    }
+                    Err(error) => {
+                        self.error(error);
+                        return false;
+                    }
+                },
                 Step::Ask(kind) => self.notice(Notice::AskCode(kind)),
                 Step::Retry(error) => {
                     self.error(error);
@@ -227,6 +221,23 @@ where
                 }
             }
         }
+    }
+
+    /// Takes a member's seat and registers an admitted name with the switchboard.
+    fn enter(&mut self, seat: &mut Seat, admitted: Admitted) -> Result<(), LoginError> {
+        if !self.cx.seats.promote(seat) {
+            return Err(LoginError::Full(self.cx.config.limits.max_clients));
+        }
+        self.cx.board.register(
+            self.id,
+            &admitted.name,
+            admitted.identity,
+            self.outbox.clone(),
+            self.dropped.clone(),
+        )?;
+        tracing::Span::current().record("nick", admitted.name.as_str());
+        self.login = admitted.name;
+        Ok(())
     }
 
     /// Reads and acts on lines until the client leaves. Returns the reason to record,
