@@ -16,8 +16,20 @@ use governor::{Quota, RateLimiter};
 /// Names checked between two sweeps of refilled buckets.
 const SWEEP_EVERY: u32 = 4096;
 
+/// The login name a bucket belongs to, lower-cased once when the client logs in
+/// rather than on every line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct RateKey(String);
+
+impl RateKey {
+    /// The key of `login` (any case).
+    pub fn new(login: &str) -> RateKey {
+        RateKey(login.to_ascii_lowercase())
+    }
+}
+
 type Keyed<C> =
-    RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+    RateLimiter<RateKey, DefaultKeyedStateStore<RateKey>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// The chat rate per login name; see the module docs.
 pub struct ChatRate<C: Clock = DefaultClock> {
@@ -47,7 +59,7 @@ impl<C: Clock> ChatRate<C> {
     }
 
     /// Takes one line from `login`'s bucket; `false` means the line must be refused.
-    pub fn check(&self, login: &str) -> bool {
+    pub fn check(&self, login: &RateKey) -> bool {
         let Some(limiter) = &self.limiter else {
             return true;
         };
@@ -57,7 +69,7 @@ impl<C: Clock> ChatRate<C> {
         if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
             limiter.retain_recent();
         }
-        limiter.check_key(&login.to_ascii_lowercase()).is_ok()
+        limiter.check_key(login).is_ok()
     }
 }
 
@@ -73,21 +85,22 @@ mod tests {
     fn burst_then_rate_per_name_across_reconnects() {
         let clock = FakeRelativeClock::default();
         let rate = ChatRate::with_clock(5, 10, clock.clone());
-        assert!((0..10).all(|_| rate.check("amy")));
-        assert!(!rate.check("amy"));
+        let (amy, bob) = (RateKey::new("amy"), RateKey::new("bob"));
+        assert!((0..10).all(|_| rate.check(&amy)));
+        assert!(!rate.check(&amy));
         // Another connection under the same name (any case) shares the bucket.
-        assert!(!rate.check("AMY"));
-        assert!(rate.check("bob"));
+        assert!(!rate.check(&RateKey::new("AMY")));
+        assert!(rate.check(&bob));
         clock.advance(Duration::from_millis(200));
-        assert!(rate.check("amy"));
-        assert!(!rate.check("amy"));
+        assert!(rate.check(&amy));
+        assert!(!rate.check(&amy));
         clock.advance(Duration::from_secs(60));
-        assert_eq!((0..20).filter(|_| rate.check("amy")).count(), 10);
+        assert_eq!((0..20).filter(|_| rate.check(&amy)).count(), 10);
     }
 
     #[test]
     fn zero_rate_is_unlimited() {
         let rate = ChatRate::new(0, 1);
-        assert!((0..1000).all(|_| rate.check("amy")));
+        assert!((0..1000).all(|_| rate.check(&RateKey::new("amy"))));
     }
 }

@@ -24,6 +24,7 @@ use super::seat::Seat;
 use super::Context;
 use crate::clock::Clock;
 use crate::hub::ConnId;
+use crate::limiter::RateKey;
 use crate::password;
 use crate::protocol::{
     self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, Notice,
@@ -99,7 +100,7 @@ where
         outbox,
         dropped: CancellationToken::new(),
         peer,
-        login: String::new(),
+        login: RateKey::default(),
     };
     if conn.handshake(&mut seat).await {
         let reason = conn.chat_loop().await;
@@ -138,7 +139,7 @@ struct Connection<R> {
     /// The client's address, to limit code and password guesses per machine.
     peer: Option<IpAddr>,
     /// The name logged in with, which the chat rate is kept by.
-    login: String,
+    login: RateKey,
 }
 
 /// What the reader got from the socket.
@@ -236,7 +237,7 @@ where
             self.dropped.clone(),
         )?;
         tracing::Span::current().record("nick", admitted.name.as_str());
-        self.login = admitted.name;
+        self.login = RateKey::new(&admitted.name);
         Ok(())
     }
 

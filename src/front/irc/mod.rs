@@ -36,6 +36,7 @@ use super::login::{Login, Step};
 use super::seat::Seat;
 use super::Context;
 use crate::hub::ConnId;
+use crate::limiter::RateKey;
 use crate::protocol::{
     self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, NickError,
     Notice, Stamped,
@@ -76,7 +77,7 @@ pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
         nick: None,
         room: String::new(),
         server_time: false,
-        login: String::new(),
+        login: RateKey::default(),
         seat,
     };
     let mut lines = lines;
@@ -127,7 +128,7 @@ struct Connection {
     room: String,
     server_time: bool,
     /// The name logged in with, which the chat rate is kept by.
-    login: String,
+    login: RateKey,
     /// Places under the connection limits, given back when the connection ends.
     seat: Seat,
 }
@@ -339,7 +340,7 @@ impl Connection {
                             return Flow::Close;
                         }
                         tracing::Span::current().record("nick", admitted.name.as_str());
-                        self.login = admitted.name;
+                        self.login = RateKey::new(&admitted.name);
                         self.room = self.cx.config.server.default_room.clone();
                         self.send(Direct::Registered);
                         self.join_names();
