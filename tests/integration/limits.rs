@@ -150,3 +150,50 @@ async fn a_muted_student_cannot_reach_the_room_by_name_room_or_quit_reason() {
     amy.send(&format!("/quit {}", "x".repeat(900))).await;
     prof.expect_next("* amy has left #lobby (Quit)").await;
 }
+
+#[tokio::test]
+async fn wrong_codes_are_logged_once_per_address_per_minute() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    let text = format!(
+        "[server]\nport = 0\n[storage]\ndatabase = {:?}\n[log]\ndir = {:?}\n\
+         [access]\njoin_code = \"owl-42\"\nmax_code_attempts = 20\n",
+        dir.path().join("chat.db"),
+        dir.path().join("logs"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (mut child, addr) = crate::harness::spawn_listening(
+        Command::new(crate::harness::SERVER_BIN)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped()),
+    );
+    let mut guesser = TestClient::connect(addr).await;
+    guesser.send("amy").await;
+    guesser
+        .expect_prefix("* This class needs a join code")
+        .await;
+    for i in 0..8 {
+        guesser.send(&format!("guess-{i}")).await;
+        guesser.expect_prefix("! Wrong code").await;
+    }
+    crate::harness::signal(&child, "-TERM");
+    guesser.expect_closed().await;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    child.wait().unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("wrong join code"))
+        .collect();
+    assert_eq!(lines.len(), 1, "8 wrong codes, one line: {stderr}");
+    assert!(lines[0].contains("127.0.0.1"), "{stderr}");
+}
