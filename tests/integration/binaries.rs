@@ -245,3 +245,39 @@ async fn run_client(args: Vec<String>, input: &'static [u8]) -> std::process::Ou
     .await
     .unwrap()
 }
+
+#[tokio::test]
+async fn the_client_answers_the_code_prompt_from_the_flag_or_the_environment() {
+    let server = TestServer::start_with(|c| c.access.join_code = "owl-42".into()).await;
+    let port = server.addr.port().to_string();
+    for (name, flag, env) in [("amy", Some("OWL-42"), None), ("bob", None, Some("owl-42"))] {
+        let mut command = Command::new(CLIENT);
+        command.args(["--port", &port, "--name", name]);
+        if let Some(code) = flag {
+            command.args(["--code", code]);
+        }
+        match env {
+            Some(code) => command.env("CLASSCHAT_CODE", code),
+            None => command.env_remove("CLASSCHAT_CODE"),
+        };
+        let output = tokio::task::spawn_blocking(move || {
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(b"/quit\n").unwrap();
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{name}: {output:?}");
+        assert!(
+            stdout.contains(&format!("* Welcome, {name}!")),
+            "{name}: {stdout}"
+        );
+        assert!(!stdout.contains("Wrong code"), "{name}: {stdout}");
+    }
+}
