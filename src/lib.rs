@@ -24,6 +24,10 @@
 //! [`access`] and [`limiter`] (limits per address and per login name that survive
 //! reconnecting), [`clock`] (timestamps), [`password`] (argon2 hashes) and
 //! [`report`] (the grading report and transcript read back from the database).
+//!
+//! In cluster mode the record lives in PostgreSQL instead ([`postgres`]): the
+//! events in JetStream order and the roster, shared by every node; the report and
+//! the roster commands read and write it there.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -35,6 +39,7 @@ pub mod front;
 pub mod hub;
 pub mod limiter;
 pub mod password;
+pub mod postgres;
 pub mod protocol;
 pub mod report;
 pub mod roster;

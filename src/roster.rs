@@ -32,14 +32,16 @@ pub enum RosterRole {
 }
 
 impl RosterRole {
-    fn as_str(self) -> &'static str {
+    /// The stored name of this role.
+    pub fn as_str(self) -> &'static str {
         match self {
             RosterRole::Student => "student",
             RosterRole::Instructor => "instructor",
         }
     }
 
-    fn parse(text: &str) -> Option<RosterRole> {
+    /// The role with this name (empty means student), ignoring case and spaces.
+    pub fn parse(text: &str) -> Option<RosterRole> {
         match text.trim().to_ascii_lowercase().as_str() {
             "" | "student" => Some(RosterRole::Student),
             "instructor" => Some(RosterRole::Instructor),
@@ -67,6 +69,9 @@ pub enum RosterError {
     /// The database refused.
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL (cluster mode) refused.
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// A name that is not a valid username.
     #[error("'{0}' is not a valid username")]
     BadName(String),
@@ -93,11 +98,16 @@ pub struct Roster {
 impl Roster {
     /// Reads the whole roster.
     pub fn load(conn: &Connection) -> rusqlite::Result<Roster> {
-        let members = list(conn)?
+        Ok(Roster::from_members(list(conn)?))
+    }
+
+    /// The roster of these members, wherever they were read from.
+    pub fn from_members(members: Vec<Member>) -> Roster {
+        let members = members
             .into_iter()
             .map(|m| (m.name.to_ascii_lowercase(), m))
             .collect();
-        Ok(Roster { members })
+        Roster { members }
     }
 
     /// Whether the class is rostered.
@@ -148,20 +158,72 @@ fn hash_code(code: &str) -> Result<String, RosterError> {
     password::hash(&normalize(code)).map_err(|e| RosterError::Hash(e.to_string()))
 }
 
+/// A fresh code, to print once, and its hash, to keep.
+pub fn issue_code() -> Result<(String, String), RosterError> {
+    let code = new_code();
+    let hash = hash_code(&code)?;
+    Ok((code, hash))
+}
+
+/// Someone about to be added, with the code made for them.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Who.
+    pub person: NewMember,
+    /// Their code, to print once.
+    pub code: String,
+    /// Its hash, to store.
+    pub code_hash: String,
+}
+
+/// Checks every name and makes each person a code, before any database is
+/// touched: the slow hashing then holds no write lock, and a bad name in the
+/// list adds nobody.
+pub fn issue_codes(people: &[NewMember], max_nick_len: usize) -> Result<Vec<Issued>, RosterError> {
+    for person in people {
+        if crate::protocol::check_nick(&person.name, max_nick_len, &[]).is_err() {
+            return Err(RosterError::BadName(person.name.clone()));
+        }
+    }
+    people
+        .iter()
+        .map(|person| {
+            let (code, code_hash) = issue_code()?;
+            Ok(Issued {
+                person: person.clone(),
+                code,
+                code_hash,
+            })
+        })
+        .collect()
+}
+
+/// Members in the order `roster list` prints them: by name ignoring ASCII case,
+/// as SQLite's `NOCASE` sorts, whichever database they came from.
+pub fn sort_members(members: &mut [Member]) {
+    members.sort_by_cached_key(|m| m.name.to_ascii_lowercase());
+}
+
 /// Every member, sorted by name.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Member>> {
     let mut stmt =
         conn.prepare("SELECT name, role, full_name, code_hash FROM roster ORDER BY name")?;
     let rows = stmt.query_map([], |row| {
         let role: String = row.get(1)?;
-        Ok(Member {
-            name: row.get(0)?,
-            role: RosterRole::parse(&role).unwrap_or(RosterRole::Student),
-            full_name: row.get(2)?,
-            code_hash: row.get(3)?,
-        })
+        Ok(member(row.get(0)?, &role, row.get(2)?, row.get(3)?))
     })?;
     rows.collect()
+}
+
+/// The member a row of `name, role, full_name, code_hash` describes; an unknown
+/// role reads as a student, the least privilege.
+pub fn member(name: String, role: &str, full_name: Option<String>, code_hash: String) -> Member {
+    Member {
+        name,
+        role: RosterRole::parse(role).unwrap_or(RosterRole::Student),
+        full_name,
+        code_hash,
+    }
 }
 
 /// One person to add.
@@ -183,16 +245,14 @@ pub fn add(
     max_nick_len: usize,
     now_ms: i64,
 ) -> Result<Vec<(String, String)>, RosterError> {
-    for person in people {
-        if crate::protocol::check_nick(&person.name, max_nick_len, &[]).is_err() {
-            return Err(RosterError::BadName(person.name.clone()));
-        }
-    }
+    let issued = issue_codes(people, max_nick_len)?;
     // Immediate: the server writes events all the time, and a read transaction
     // could not be promoted to a write after one of its commits.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut codes = Vec::with_capacity(people.len());
-    for person in people {
+    for Issued {
+        person, code_hash, ..
+    } in &issued
+    {
         let exists: Option<String> = tx
             .query_row(
                 "SELECT name FROM roster WHERE name = ?1",
@@ -203,7 +263,6 @@ pub fn add(
         if exists.is_some() {
             return Err(RosterError::Exists(person.name.clone()));
         }
-        let code = new_code();
         tx.execute(
             "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -211,14 +270,21 @@ pub fn add(
                 person.name,
                 person.role.as_str(),
                 person.full_name,
-                hash_code(&code)?,
+                code_hash,
                 now_ms
             ],
         )?;
-        codes.push((person.name.clone(), code));
     }
     tx.commit()?;
-    Ok(codes)
+    Ok(printable(issued))
+}
+
+/// Each name with its new code, as the commands print them.
+pub fn printable(issued: Vec<Issued>) -> Vec<(String, String)> {
+    issued
+        .into_iter()
+        .map(|i| (i.person.name, i.code))
+        .collect()
 }
 
 /// Reads a class list: a header row with `name`, optional `role` and `full_name`.
@@ -255,7 +321,13 @@ pub fn read_csv(input: impl Read) -> Result<Vec<NewMember>, RosterError> {
 
 /// Takes `name` off the roster.
 pub fn remove(conn: &Connection, name: &str) -> Result<(), RosterError> {
-    match conn.execute("DELETE FROM roster WHERE name = ?1", [name])? {
+    let rows = conn.execute("DELETE FROM roster WHERE name = ?1", [name])?;
+    removed(name, rows as u64)
+}
+
+/// What removing `name` came to, given how many rows it deleted.
+pub fn removed(name: &str, rows: u64) -> Result<(), RosterError> {
+    match rows {
         0 => Err(RosterError::Missing(name.to_owned())),
         _ => Ok(()),
     }
@@ -263,16 +335,16 @@ pub fn remove(conn: &Connection, name: &str) -> Result<(), RosterError> {
 
 /// Gives `name` a new code (the old one stops working); returns it.
 pub fn reissue(conn: &Connection, name: &str) -> Result<(String, String), RosterError> {
-    let code = new_code();
     let stored: Option<String> = conn
         .query_row("SELECT name FROM roster WHERE name = ?1", [name], |r| {
             r.get(0)
         })
         .optional()?;
     let stored = stored.ok_or_else(|| RosterError::Missing(name.to_owned()))?;
+    let (code, code_hash) = issue_code()?;
     conn.execute(
         "UPDATE roster SET code_hash = ?1 WHERE name = ?2",
-        params![hash_code(&code)?, stored],
+        params![code_hash, stored],
     )?;
     Ok((stored, code))
 }

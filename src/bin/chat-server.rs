@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! chat-server [--config FILE] [--bind ADDR] [--port N] [--db FILE] [--log-dir DIR]
-//! chat-server report     [--config FILE | --db FILE] [filters] [--format table|csv|json]
-//! chat-server transcript [--config FILE | --db FILE] [filters]
+//! chat-server report     [--config FILE | --db FILE | --postgres URL] [filters] [--format table|csv|json]
+//! chat-server transcript [--config FILE | --db FILE | --postgres URL] [filters]
+//! chat-server roster     add|import|list|remove|reissue [--config FILE] [--db FILE | --postgres URL]
 //! chat-server hash-password
 //! ```
 //! Exit codes: 0 after a clean shutdown with every event in the database, 3 when
@@ -20,6 +21,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use classchat::config::{Config, ConfigError};
 use classchat::password;
+use classchat::postgres;
 use classchat::report::{self, Filter, Format, ReportError};
 use classchat::roster;
 use classchat::server::Server;
@@ -69,6 +71,32 @@ struct RosterArgs {
     /// Database to use (default: storage.database of the configuration).
     #[arg(long, value_name = "FILE", global = true)]
     db: Option<PathBuf>,
+    /// The cluster's PostgreSQL to use instead of a database file
+    /// (postgresql://USER@HOST:PORT/DATABASE; default: $CLASSCHAT_POSTGRES_URL
+    /// unless --db or --config is given).
+    #[arg(long, value_name = "URL", conflicts_with = "db", global = true)]
+    postgres: Option<String>,
+}
+
+/// Where the PostgreSQL URL is read from when `--postgres` is not given, so that a
+/// password in it need not be on the command line for every user of the machine
+/// to see.
+const POSTGRES_URL_ENV: &str = "CLASSCHAT_POSTGRES_URL";
+
+/// `--postgres`, or else `CLASSCHAT_POSTGRES_URL` when no database file was named:
+/// a variable exported in a shell must not overrule an explicit `--db` or
+/// `--config`.
+fn postgres_url(
+    flag: &Option<String>,
+    db: &Option<PathBuf>,
+    config: &Option<PathBuf>,
+) -> Option<String> {
+    if flag.is_some() || db.is_some() || config.is_some() {
+        return flag.clone();
+    }
+    std::env::var(POSTGRES_URL_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 #[derive(Subcommand)]
@@ -131,6 +159,11 @@ struct QueryArgs {
     /// Database to read (default: storage.database of the configuration).
     #[arg(long, value_name = "FILE")]
     db: Option<PathBuf>,
+    /// The cluster's PostgreSQL to read instead of a database file
+    /// (postgresql://USER@HOST:PORT/DATABASE; default: $CLASSCHAT_POSTGRES_URL
+    /// unless --db or --config is given).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "config"])]
+    postgres: Option<String>,
     /// Only this room (`lab` or `#lab`).
     #[arg(long)]
     room: Option<String>,
@@ -388,8 +421,19 @@ fn hash_password() -> anyhow::Result<()> {
 fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
     let max_nick_len = config.limits.max_nick_len;
-    let path = args.db.clone().unwrap_or(config.storage.database);
-    let mut conn = store::open_database(&path)?;
+    let mut store = match postgres_url(&args.postgres, &args.db, &args.config) {
+        Some(url) => {
+            let (runtime, client) = postgres_client(&url)?;
+            runtime
+                .block_on(postgres::migrate(&client))
+                .context("cannot prepare the PostgreSQL tables")?;
+            RosterStore::Postgres { runtime, client }
+        }
+        None => {
+            let path = args.db.clone().unwrap_or(config.storage.database);
+            RosterStore::Sqlite(store::open_database(&path)?)
+        }
+    };
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut out = std::io::stdout().lock();
     let print_codes = |out: &mut dyn Write, codes: &[(String, String)]| -> std::io::Result<()> {
@@ -413,7 +457,7 @@ fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
                     full_name: None,
                 })
                 .collect();
-            let codes = roster::add(&mut conn, &people, max_nick_len, now_ms)?;
+            let codes = store.add(&people, max_nick_len, now_ms)?;
             print_codes(&mut out, &codes)?;
         }
         RosterAction::Import { file } => {
@@ -424,28 +468,93 @@ fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot read {}", file.display()))?;
                 roster::read_csv(input)?
             };
-            let codes = roster::add(&mut conn, &people, max_nick_len, now_ms)?;
+            let codes = store.add(&people, max_nick_len, now_ms)?;
             print_codes(&mut out, &codes)?;
         }
         RosterAction::List => {
             writeln!(out, "name,role,full_name")?;
-            for member in roster::list(&conn)? {
-                let role = match member.role {
-                    roster::RosterRole::Instructor => "instructor",
-                    roster::RosterRole::Student => "student",
-                };
+            for member in store.list()? {
+                let role = member.role.as_str();
                 let full_name = member.full_name.unwrap_or_default();
                 writeln!(out, "{},{role},{}", member.name, csv_cell(&full_name))?;
             }
         }
-        RosterAction::Remove { name } => roster::remove(&conn, &name)?,
+        RosterAction::Remove { name } => store.remove(&name)?,
         RosterAction::Reissue { name } => {
-            let code = roster::reissue(&conn, &name)?;
+            let code = store.reissue(&name)?;
             print_codes(&mut out, &[code])?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// Where the roster commands read and write: the server's SQLite file, or the
+/// cluster's PostgreSQL. The same names, codes and output either way.
+enum RosterStore {
+    Sqlite(rusqlite::Connection),
+    Postgres {
+        runtime: tokio::runtime::Runtime,
+        client: tokio_postgres::Client,
+    },
+}
+
+impl RosterStore {
+    fn add(
+        &mut self,
+        people: &[roster::NewMember],
+        max_nick_len: usize,
+        now_ms: i64,
+    ) -> Result<Vec<(String, String)>, roster::RosterError> {
+        match self {
+            RosterStore::Sqlite(conn) => roster::add(conn, people, max_nick_len, now_ms),
+            RosterStore::Postgres { runtime, client } => {
+                runtime.block_on(postgres::roster_add(client, people, max_nick_len, now_ms))
+            }
+        }
+    }
+
+    fn list(&self) -> Result<Vec<roster::Member>, roster::RosterError> {
+        Ok(match self {
+            RosterStore::Sqlite(conn) => roster::list(conn)?,
+            RosterStore::Postgres { runtime, client } => {
+                runtime.block_on(postgres::roster_list(client))?
+            }
+        })
+    }
+
+    fn remove(&self, name: &str) -> Result<(), roster::RosterError> {
+        match self {
+            RosterStore::Sqlite(conn) => roster::remove(conn, name),
+            RosterStore::Postgres { runtime, client } => {
+                runtime.block_on(postgres::roster_remove(client, name))
+            }
+        }
+    }
+
+    fn reissue(&self, name: &str) -> Result<(String, String), roster::RosterError> {
+        match self {
+            RosterStore::Sqlite(conn) => roster::reissue(conn, name),
+            RosterStore::Postgres { runtime, client } => {
+                runtime.block_on(postgres::roster_reissue(client, name))
+            }
+        }
+    }
+}
+
+/// A runtime and a connection for the commands that talk to PostgreSQL; the
+/// others stay synchronous.
+fn postgres_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, tokio_postgres::Client)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    // The URL may hold a password: the message names the server by what
+    // tokio-postgres says about it, never by the URL.
+    let client = runtime
+        .block_on(postgres::connect(url))
+        .context("cannot connect to PostgreSQL")?;
+    Ok((runtime, client))
 }
 
 /// A CSV cell: quoted when it holds a comma or a quote.
@@ -467,17 +576,27 @@ fn query(
         since: args.since.as_deref().map(report::parse_time).transpose()?,
         until: args.until.as_deref().map(report::parse_time).transpose()?,
     };
-    let path = match &args.db {
-        Some(db) => db.clone(),
-        None => load_config(args.config.as_ref())?.storage.database,
+    let conn = match postgres_url(&args.postgres, &args.db, &args.config) {
+        Some(url) => {
+            let (runtime, mut client) = postgres_client(&url)?;
+            runtime
+                .block_on(postgres::snapshot(&mut client))
+                .context("cannot read the record from PostgreSQL")?
+        }
+        None => {
+            let path = match &args.db {
+                Some(db) => db.clone(),
+                None => load_config(args.config.as_ref())?.storage.database,
+            };
+            if !path.exists() {
+                anyhow::bail!(
+                    "no database at {} (use --db FILE or --config FILE to point at the server's database)",
+                    path.display()
+                );
+            }
+            store::open_read_only(&path)?
+        }
     };
-    if !path.exists() {
-        anyhow::bail!(
-            "no database at {} (use --db FILE or --config FILE to point at the server's database)",
-            path.display()
-        );
-    }
-    let conn = store::open_read_only(&path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     write(&conn, &filter, &mut out)?;

@@ -14,6 +14,8 @@ mod irc;
 mod limits;
 mod load;
 mod persistence;
+mod postgres;
+mod record_postgres;
 mod reports;
 mod roster;
 mod terminal;

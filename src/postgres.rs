@@ -1,0 +1,331 @@
+//! The record in PostgreSQL, for cluster mode: the same events and roster as the
+//! SQLite [`store`](crate::store), shared by every node.
+//!
+//! Each event is keyed by `(seq, idx)`: the JetStream stream sequence of the input
+//! that produced it and its place among that input's events. The table's order is
+//! `ORDER BY seq, idx`, and inserting is idempotent, so a node that writes a batch
+//! again after a restart or a redelivery changes nothing.
+//!
+//! The report and transcript are not written twice: [`snapshot`] copies the
+//! record into an in-memory SQLite database with the single-server schema, and
+//! the [`report`](crate::report) runs on that unchanged. The roster commands share
+//! their names, codes and hashing with [`roster`](crate::roster) and only put the
+//! rows elsewhere.
+
+use std::error::Error;
+
+use bytes::BytesMut;
+use futures_util::{pin_mut, TryStreamExt};
+use tokio_postgres::types::{accepts, to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::{Client, IsolationLevel, NoTls};
+
+use crate::event::{Event, EventKind};
+use crate::roster::{self, Member, NewMember, Roster, RosterError};
+
+/// The schema. Columns and types mirror `migrations/` (SQLite's `INTEGER` is 64
+/// bits, hence `BIGINT`); `(seq, idx)` takes the place of SQLite's row id.
+/// Roster names are unique ignoring case, as `COLLATE NOCASE` makes them in
+/// SQLite; names are ASCII, so `lower` folds them alike in every locale.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq       BIGINT  NOT NULL,
+    idx       INTEGER NOT NULL,
+    ts_ms     BIGINT  NOT NULL,
+    kind      TEXT    NOT NULL,
+    room      TEXT    NOT NULL,
+    sender    TEXT    NOT NULL,
+    recipient TEXT,
+    text      TEXT,
+    session   BIGINT  NOT NULL,
+    account   TEXT,
+    PRIMARY KEY (seq, idx)
+);
+CREATE INDEX IF NOT EXISTS events_room_chat ON events (room, seq, idx) WHERE kind = 'chat';
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
+CREATE INDEX IF NOT EXISTS events_session ON events (session);
+CREATE TABLE IF NOT EXISTS roster (
+    name      TEXT    NOT NULL PRIMARY KEY,
+    role      TEXT    NOT NULL DEFAULT 'student',
+    full_name TEXT,
+    code_hash TEXT    NOT NULL,
+    added_ms  BIGINT  NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS roster_name_nocase ON roster (lower(name));
+";
+
+/// Held while the schema is created. Concurrent `CREATE TABLE IF NOT EXISTS` can
+/// both find the table missing and then collide in the catalog with a unique
+/// violation, so nodes starting together take turns. The value is arbitrary but
+/// fixed: "classchat" in ASCII.
+const MIGRATION_LOCK: i64 = 0x0063_6c61_7373_6368;
+
+/// Events copied into SQLite per insert while taking a [`snapshot`], so that a
+/// large record is never held twice in memory.
+const SNAPSHOT_BATCH: usize = 10_000;
+
+/// Connects without TLS and runs the connection on the current tokio runtime;
+/// the returned client is usable until the connection ends, which is logged.
+pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(%err, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates the tables and indexes that do not exist yet. Safe to run from
+/// several nodes at once.
+pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
+    // A simple query of several statements runs as one implicit transaction,
+    // rolled back whole on an error: the transaction-scoped lock is held to the
+    // end of it, and no half-made schema is left behind.
+    client
+        .batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {SCHEMA}"
+        ))
+        .await
+}
+
+/// The highest `seq` stored, 0 when there is none: everything up to it is
+/// written, so a node resumes after it.
+pub async fn watermark(client: &Client) -> Result<u64, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])
+        .await?;
+    // seq is only ever written from a u64 (see `Unsigned`), so it is never negative.
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Writes `(seq, idx, event)` rows in one transaction, one statement whatever the
+/// batch size. Rows already stored (same `seq` and `idx`) are left as they are.
+pub async fn insert_events(
+    client: &mut Client,
+    rows: &[(u64, u32, Event)],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<Unsigned> = rows.iter().map(|r| Unsigned(r.0)).collect();
+    let idxs: Vec<Unsigned> = rows.iter().map(|r| Unsigned(r.1.into())).collect();
+    let events = || rows.iter().map(|r| &r.2);
+    let ts: Vec<i64> = events().map(|e| e.ts_ms).collect();
+    let kinds: Vec<&str> = events().map(|e| e.kind.as_str()).collect();
+    let rooms: Vec<&str> = events().map(|e| &*e.room).collect();
+    let senders: Vec<&str> = events().map(|e| &*e.sender).collect();
+    let recipients: Vec<Option<&str>> = events().map(|e| e.recipient.as_deref()).collect();
+    let texts: Vec<Option<&str>> = events().map(|e| e.text.as_deref()).collect();
+    let sessions: Vec<i64> = events().map(|e| e.session).collect();
+    let accounts: Vec<Option<&str>> = events().map(|e| e.account.as_deref()).collect();
+    let tx = client.transaction().await?;
+    // One array per column: a single round trip and a single plan for any
+    // number of rows, where a multi-row VALUES would need a statement per size.
+    tx.execute(
+        "INSERT INTO events (seq, idx, ts_ms, kind, room, sender, recipient, text, session, account)
+         SELECT * FROM UNNEST($1::bigint[], $2::integer[], $3::bigint[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[])
+         ON CONFLICT (seq, idx) DO NOTHING",
+        &[
+            &seqs,
+            &idxs,
+            &ts,
+            &kinds,
+            &rooms,
+            &senders,
+            &recipients,
+            &texts,
+            &sessions,
+            &accounts,
+        ],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// An unsigned number for a signed column: refused, as a parameter error, if it
+/// does not fit, rather than wrapped around.
+#[derive(Debug)]
+struct Unsigned(u64);
+
+impl ToSql for Unsigned {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        if *ty == Type::INT4 {
+            i32::try_from(self.0)?.to_sql(ty, out)
+        } else {
+            i64::try_from(self.0)?.to_sql(ty, out)
+        }
+    }
+
+    accepts!(INT4, INT8);
+    to_sql_checked!();
+}
+
+/// Reads the whole roster.
+pub async fn load_roster(client: &Client) -> Result<Roster, tokio_postgres::Error> {
+    Ok(Roster::from_members(roster_list(client).await?))
+}
+
+/// Every member, sorted by name as `roster list` prints them.
+pub async fn roster_list(client: &Client) -> Result<Vec<Member>, tokio_postgres::Error> {
+    let rows = client
+        .query("SELECT name, role, full_name, code_hash FROM roster", &[])
+        .await?;
+    let mut members: Vec<Member> = rows
+        .into_iter()
+        .map(|row| roster::member(row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    roster::sort_members(&mut members);
+    Ok(members)
+}
+
+/// Adds people in one transaction (all or none); returns each name with its new
+/// code, to be printed once. As [`roster::add`] does for SQLite.
+pub async fn roster_add(
+    client: &mut Client,
+    people: &[NewMember],
+    max_nick_len: usize,
+    now_ms: i64,
+) -> Result<Vec<(String, String)>, RosterError> {
+    let issued = roster::issue_codes(people, max_nick_len)?;
+    let tx = client.transaction().await?;
+    let insert = tx
+        .prepare(
+            "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    for issued in &issued {
+        let person = &issued.person;
+        // The conflict is on either unique index, so a name taken in another
+        // case counts, and so does one added concurrently by another command.
+        let added = tx
+            .execute(
+                &insert,
+                &[
+                    &person.name,
+                    &person.role.as_str(),
+                    &person.full_name,
+                    &issued.code_hash,
+                    &now_ms,
+                ],
+            )
+            .await?;
+        if added == 0 {
+            return Err(RosterError::Exists(person.name.clone()));
+        }
+    }
+    tx.commit().await?;
+    Ok(roster::printable(issued))
+}
+
+/// Takes `name` (any case) off the roster.
+pub async fn roster_remove(client: &Client, name: &str) -> Result<(), RosterError> {
+    let rows = client
+        .execute("DELETE FROM roster WHERE lower(name) = lower($1)", &[&name])
+        .await?;
+    roster::removed(name, rows)
+}
+
+/// Gives `name` (any case) a new code (the old one stops working); returns the
+/// stored name and the code.
+pub async fn roster_reissue(client: &Client, name: &str) -> Result<(String, String), RosterError> {
+    let (code, code_hash) = roster::issue_code()?;
+    let row = client
+        .query_opt(
+            "UPDATE roster SET code_hash = $1 WHERE lower(name) = lower($2) RETURNING name",
+            &[&code_hash, &name],
+        )
+        .await?;
+    let row = row.ok_or_else(|| RosterError::Missing(name.to_owned()))?;
+    Ok((row.get(0), code))
+}
+
+/// Why the record could not be copied out of PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// PostgreSQL refused.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The in-memory SQLite copy refused.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored event has a kind this version does not know.
+    #[error("the database holds an event of unknown kind {0:?}")]
+    UnknownKind(String),
+}
+
+/// The record as one consistent moment of it, copied into an in-memory SQLite
+/// database with the single-server schema, events in `seq, idx` order: what the
+/// [`report`](crate::report) reads.
+pub async fn snapshot(client: &mut Client) -> Result<rusqlite::Connection, SnapshotError> {
+    let mut conn = rusqlite::Connection::open_in_memory()?;
+    crate::store::migrate(&mut conn)?;
+    // Nodes keep writing while this reads; one snapshot keeps the events and the
+    // roster from two different moments.
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let rows = tx
+        .query_raw(
+            "SELECT ts_ms, kind, room, sender, recipient, text, session, account
+             FROM events ORDER BY seq, idx",
+            std::iter::empty::<i64>(),
+        )
+        .await?;
+    pin_mut!(rows);
+    let mut batch = Vec::with_capacity(SNAPSHOT_BATCH);
+    while let Some(row) = rows.try_next().await? {
+        let kind: &str = row.get(1);
+        batch.push(Event {
+            ts_ms: row.get(0),
+            kind: EventKind::parse(kind)
+                .ok_or_else(|| SnapshotError::UnknownKind(kind.to_owned()))?,
+            room: row.get::<_, &str>(2).into(),
+            sender: row.get::<_, &str>(3).into(),
+            recipient: row.get::<_, Option<&str>>(4).map(Into::into),
+            text: row.get(5),
+            session: row.get(6),
+            account: row.get::<_, Option<&str>>(7).map(Into::into),
+        });
+        if batch.len() == SNAPSHOT_BATCH {
+            crate::store::insert_events(&mut conn, &batch)?;
+            batch.clear();
+        }
+    }
+    crate::store::insert_events(&mut conn, &batch)?;
+    // The report reads only events today; the roster comes along so that the copy
+    // is the whole record, as a single server's database is.
+    let roster = tx
+        .query(
+            "SELECT name, role, full_name, code_hash, added_ms FROM roster",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    let sqlite = conn.transaction()?;
+    {
+        let mut insert = sqlite.prepare(
+            "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for row in roster {
+            insert.execute(rusqlite::params![
+                row.get::<_, &str>(0),
+                row.get::<_, &str>(1),
+                row.get::<_, Option<&str>>(2),
+                row.get::<_, &str>(3),
+                row.get::<_, i64>(4),
+            ])?;
+        }
+    }
+    sqlite.commit()?;
+    Ok(conn)
+}
