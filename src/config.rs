@@ -62,6 +62,17 @@ pub struct Config {
     pub web: WebConfig,
     /// `[irc]`: the IRC listener.
     pub irc: IrcConfig,
+    /// `[cluster]`: several nodes as one server (SPEC section 9).
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`. With `nats_url` and `storage.postgres_url` set, this server is one
+/// node of a cluster; with neither, a single server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS with JetStream, e.g. `nats://10.0.0.5:4222`; empty: no cluster.
+    pub nats_url: String,
 }
 
 /// `[server]`.
@@ -194,6 +205,9 @@ pub struct StorageConfig {
     /// Seconds a shutdown keeps retrying a failing database before it saves the
     /// rest to `DATABASE.unsaved.jsonl`.
     pub shutdown_grace_secs: u64,
+    /// A cluster's record, e.g. `postgres://classchat@10.0.0.6/classchat`; set
+    /// with `cluster.nats_url`, and then `database` is not used.
+    pub postgres_url: String,
 }
 
 impl Default for StorageConfig {
@@ -202,6 +216,7 @@ impl Default for StorageConfig {
             database: PathBuf::from("data/classchat.db"),
             max_backlog: 100_000,
             shutdown_grace_secs: 30,
+            postgres_url: String::new(),
         }
     }
 }
@@ -335,6 +350,11 @@ impl Config {
     /// The address the web listener binds: `web.bind`, else `server.bind`.
     pub fn web_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.web.bind.unwrap_or(self.server.bind), self.web.port)
+    }
+
+    /// Whether this server is a node of a cluster (`cluster.nats_url` is set).
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster.nats_url.is_empty()
     }
 
     /// The IRC listener's address, when it is enabled.
@@ -487,6 +507,24 @@ impl Config {
                     &format!("'{name}' is not a valid username"),
                 );
             }
+        }
+        match (
+            self.cluster.nats_url.is_empty(),
+            self.storage.postgres_url.is_empty(),
+        ) {
+            (true, false) => {
+                return invalid(
+                    "storage.postgres_url",
+                    "needs cluster.nats_url too: PostgreSQL is the record of a cluster",
+                )
+            }
+            (false, true) => {
+                return invalid(
+                    "cluster.nats_url",
+                    "needs storage.postgres_url too: a cluster keeps its record in PostgreSQL",
+                )
+            }
+            _ => {}
         }
         let chat_addr = std::net::SocketAddr::new(server.bind, server.port);
         if self.web.enabled && self.web.port != 0 && self.web_addr() == chat_addr {

@@ -33,6 +33,7 @@
 
 pub mod access;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod event;
 pub mod front;

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::clock::Clock;
+use crate::cluster::{ClusterError, Node};
 use crate::config::ValidConfig;
 use crate::front::{irc, line, web, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
@@ -38,6 +39,9 @@ pub enum ServerError {
     /// The database or transcript could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A cluster node could not join (NATS or JetStream).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -52,27 +56,74 @@ pub enum ServerError {
 /// roster` commands take effect while it runs.
 const ROSTER_EVERY: Duration = Duration::from_secs(2);
 
-/// Reads the roster on the blocking pool; on failure keeps the last one read.
-async fn reload_roster(cx: &Context, database: std::path::PathBuf) {
-    let read = tokio::task::spawn_blocking(move || {
-        let conn = crate::store::open_read_only(&database).map_err(|e| e.to_string())?;
-        Roster::load(&conn).map_err(|e| e.to_string())
-    })
-    .await;
-    match read {
-        Ok(Ok(roster)) => cx.roster.replace(roster),
-        Ok(Err(err)) => tracing::warn!(%err, "cannot read the roster; keeping the last one"),
+/// Where the roster is read from: the SQLite database, or a cluster's PostgreSQL.
+enum RosterSource {
+    Sqlite(std::path::PathBuf),
+    Postgres {
+        url: String,
+        client: Option<tokio_postgres::Client>,
+    },
+}
+
+impl RosterSource {
+    fn of(config: &ValidConfig) -> RosterSource {
+        match config.is_cluster() {
+            true => RosterSource::Postgres {
+                url: config.storage.postgres_url.clone(),
+                client: None,
+            },
+            false => RosterSource::Sqlite(config.storage.database.clone()),
+        }
+    }
+
+    /// Reads the roster (SQLite on the blocking pool).
+    async fn read(&mut self) -> Result<Roster, String> {
+        match self {
+            RosterSource::Sqlite(database) => {
+                let database = database.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn =
+                        crate::store::open_read_only(&database).map_err(|e| e.to_string())?;
+                    Roster::load(&conn).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            RosterSource::Postgres { url, client } => {
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    let connected = crate::postgres::connect(url).await;
+                    *client = Some(connected.map_err(|e| e.to_string())?);
+                }
+                let connected = client.as_ref().expect("connected above");
+                crate::postgres::load_roster(connected)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Reads the roster; on failure keeps the last one read.
+async fn reload_roster(cx: &Context, source: &mut RosterSource) {
+    match source.read().await {
+        Ok(roster) => cx.roster.replace(roster),
         Err(err) => tracing::warn!(%err, "cannot read the roster; keeping the last one"),
     }
 }
 
-async fn keep_roster_current(cx: Context, database: std::path::PathBuf) {
+async fn keep_roster_current(cx: Context, mut source: RosterSource) {
     loop {
         tokio::select! {
             _ = cx.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(ROSTER_EVERY) => reload_roster(&cx, database.clone()).await,
+            _ = tokio::time::sleep(ROSTER_EVERY) => reload_roster(&cx, &mut source).await,
         }
     }
+}
+
+/// Where the events go: this server's SQLite store, or the cluster's stream.
+enum Record {
+    Store(Store),
+    Node(Node),
 }
 
 /// A bound, not yet running server.
@@ -84,7 +135,7 @@ pub struct Server {
     irc: Option<TcpListener>,
     config: Arc<ValidConfig>,
     board: Arc<Switchboard>,
-    store: Store,
+    record: Record,
     next_id: ConnId,
 }
 
@@ -92,10 +143,27 @@ impl Server {
     /// Opens the store and binds the configured address (port 0 picks a free port).
     pub async fn bind(config: ValidConfig) -> Result<Server, ServerError> {
         let config = Arc::new(config);
-        let store_config = config.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open(&store_config))
-            .await
-            .expect("store open panicked")?;
+        let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
+        let (board, next_id, record) = match config.is_cluster() {
+            true => {
+                let node = Node::start(&config, clock).await?;
+                (node.board.clone(), node.first_id(), Record::Node(node))
+            }
+            false => {
+                let store_config = config.clone();
+                let opened = tokio::task::spawn_blocking(move || Store::open(&store_config))
+                    .await
+                    .expect("store open panicked")?;
+                let history = History::loaded(config.history.replay_lines, opened.history);
+                let hub = Hub::new(Settings::from_config(&config), history);
+                let board = Switchboard::new(hub, opened.handle, clock);
+                (
+                    Arc::new(board),
+                    opened.next_session,
+                    Record::Store(opened.store),
+                )
+            }
+        };
         let addr = SocketAddr::new(config.server.bind, config.server.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -118,19 +186,23 @@ impl Server {
             ),
             None => None,
         };
-        let history = History::loaded(config.history.replay_lines, opened.history);
-        let hub = Hub::new(Settings::from_config(&config), history);
-        let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
-        let board = Arc::new(Switchboard::new(hub, opened.handle, clock));
         Ok(Server {
             listener,
             web,
             irc,
             config,
             board,
-            store: opened.store,
-            next_id: opened.next_session,
+            record,
+            next_id,
         })
+    }
+
+    /// This server's number in its cluster, if it is a cluster node.
+    pub fn node_number(&self) -> Option<u64> {
+        match &self.record {
+            Record::Node(node) => Some(node.number),
+            Record::Store(_) => None,
+        }
     }
 
     /// The address actually bound.
@@ -164,16 +236,16 @@ impl Server {
             irc: irc_listener,
             config,
             board,
-            store,
+            record,
             next_id,
         } = self;
         let stopping = CancellationToken::new();
         let cx = Context::new(board.clone(), config.clone(), stopping.clone());
         let clock = board.clock().clone();
         let tracker = TaskTracker::new();
-        let database = config.storage.database.clone();
-        reload_roster(&cx, database.clone()).await;
-        tracker.spawn(keep_roster_current(cx.clone(), database));
+        let mut roster = RosterSource::of(&config);
+        reload_roster(&cx, &mut roster).await;
+        tracker.spawn(keep_roster_current(cx.clone(), roster));
         let ids = Arc::new(AtomicI64::new(next_id));
         if let Some(listener) = web {
             let web = web::Web::new(cx.clone(), ids.clone(), tracker.clone());
@@ -231,9 +303,15 @@ impl Server {
             tracing::warn!("some connections did not close in time");
         }
         drop((board, cx));
-        let closed = tokio::task::spawn_blocking(move || store.close())
-            .await
-            .expect("store close panicked");
+        let closed = match record {
+            Record::Store(store) => tokio::task::spawn_blocking(move || store.close())
+                .await
+                .expect("store close panicked"),
+            Record::Node(node) => {
+                node.close(config.storage.shutdown_grace()).await;
+                Closed::AllWritten
+            }
+        };
         tracing::info!("stopped");
         closed
     }

@@ -115,7 +115,7 @@ struct Member {
 }
 
 /// Who a new member is, as the login found out.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The roster account (the roster name), if the class has a roster.
     pub account: Option<Name>,

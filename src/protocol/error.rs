@@ -68,6 +68,9 @@ pub enum CommandError {
     /// that might never be recorded.
     #[error("Messages cannot be recorded right now; try again shortly.")]
     NotRecorded,
+    /// A cluster node cannot reach NATS, so nothing it sends can be ordered.
+    #[error("Messages cannot be delivered right now; try again shortly.")]
+    Undeliverable,
     /// `/unmute` of someone who is not muted.
     #[error("{0} is not muted")]
     NotMuted(String),

@@ -96,7 +96,7 @@ pub enum Input {
 }
 
 /// A parsed `/command`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// `/nick NEW`
     Nick(String),

@@ -49,7 +49,7 @@ pub enum ServerLine {
 }
 
 /// Why a member left, as shown in `* NICK has left #ROOM (REASON)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LeaveReason {
     /// `/quit`, with the reason given.
     Quit(Option<String>),

@@ -1,0 +1,309 @@
+//! Cluster mode (SPEC section 9): several `chat-server` nodes behind a TCP load
+//! balancer behave as one server, on NATS JetStream and PostgreSQL.
+//!
+//! Every node keeps a whole copy of the [`Hub`] and changes it only by applying
+//! the actions in one JetStream stream, in the stream's order (see
+//! [`action`](crate::switchboard::action)). What a member does is published
+//! ([`relay`]), comes back to every node ([`follow`]) and is applied there; each
+//! node delivers the resulting lines to the members connected to it. So every
+//! member of a room sees its lines in one order, a name is taken by whichever
+//! claim the stream stored first, and `/who`, `/rooms`, `/msg`, history and
+//! moderation work across nodes with no protocol of our own: the stream's order is
+//! the only agreement there is. A node that dies is noticed by the others
+//! ([`liveness`]); the record is written to PostgreSQL from the same stream
+//! ([`record`]).
+//!
+//! A starting node replays the stream from its beginning to rebuild the state,
+//! then accepts clients. The stream is kept whole, like the record: replay at
+//! start takes about a second per few hundred thousand actions.
+
+pub mod liveness;
+pub mod record;
+pub mod relay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::ValidConfig;
+use crate::event::{Event, EventSink};
+use crate::hub::{ConnId, History, Hub, Settings};
+use crate::switchboard::{action, Action, Entry, Switchboard};
+
+/// The stream every node publishes its actions to.
+pub const STREAM: &str = "CLASSCHAT";
+/// Its one subject: one subject, one order.
+pub const SUBJECT: &str = "classchat.actions";
+/// Where nodes say they are alive (plain NATS, not stored).
+pub const ALIVE: &str = "classchat.alive";
+
+/// How long a publish waits for JetStream to store it before the member is told
+/// it could not be delivered.
+const ACK_WAIT: Duration = Duration::from_secs(3);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// NATS could not be reached.
+    #[error("cannot reach NATS at {url}: {reason}")]
+    Nats {
+        /// `cluster.nats_url`.
+        url: String,
+        /// What the client said.
+        reason: String,
+    },
+    /// NATS answered, but JetStream did not do what was asked.
+    #[error("JetStream at {url}: {reason} (is nats-server running with -js?)")]
+    JetStream {
+        /// `cluster.nats_url`.
+        url: String,
+        /// What the server said.
+        reason: String,
+    },
+}
+
+/// A running node: its switchboard and the tasks that connect it to the others.
+pub struct Node {
+    /// The switchboard the front ends use.
+    pub board: Arc<Switchboard>,
+    /// This node's number.
+    pub number: u64,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    record: record::Recorder,
+}
+
+/// Events are recorded by [`record`], from the stream; the live copy records none.
+struct RecordedElsewhere;
+
+impl EventSink for RecordedElsewhere {
+    fn record(&self, _: Event) {}
+}
+
+impl Node {
+    /// Connects to NATS and PostgreSQL, takes a node number, rebuilds the state
+    /// from the stream and starts following it.
+    pub async fn start(config: &ValidConfig, clock: Clock) -> Result<Node, ClusterError> {
+        let url = config.cluster.nats_url.clone();
+        let nats_error = |err: &dyn std::fmt::Display| ClusterError::Nats {
+            url: url.clone(),
+            reason: err.to_string(),
+        };
+        let js_error = |err: &dyn std::fmt::Display| ClusterError::JetStream {
+            url: url.clone(),
+            reason: err.to_string(),
+        };
+        // Bumped at every (re)connection: a consumer does not always survive a
+        // restarted server, so the followers make theirs again then.
+        let (connected, reconnected) = watch::channel(0u64);
+        let client = async_nats::ConnectOptions::new()
+            .name("classchat")
+            .event_callback(move |event| {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        connected.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("lost NATS; chat is refused until it is back");
+                    }
+                    _ => {}
+                }
+                std::future::ready(())
+            })
+            .connection_timeout(Duration::from_secs(5))
+            // Back within a second of NATS coming back, never hammering it.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100 * attempts.min(10) as u64)
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| nats_error(&e))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ACK_WAIT)
+            .build(client.clone());
+        let stream = open_stream(&js).await.map_err(|e| js_error(&e))?;
+        let started = Entry {
+            at: clock.now_ms(),
+            node: 0,
+            action: Action::NodeStarted,
+        };
+        let payload = serde_json::to_vec(&started).expect("an entry serializes");
+        let number = js
+            .publish(SUBJECT, payload.into())
+            .await
+            .map_err(|e| js_error(&e))?
+            .await
+            .map_err(|e| js_error(&e))?
+            .sequence;
+
+        let settings = Settings::from_config(config);
+        let history = History::new(config.history.replay_lines);
+        let hub = Hub::new(settings.clone(), history);
+        let (publisher, outbound) = relay::channel(client.clone(), js.clone(), number);
+        let board = Arc::new(Switchboard::node(
+            hub,
+            RecordedElsewhere,
+            clock.clone(),
+            number,
+            publisher,
+        ));
+        let stop = CancellationToken::new();
+        let (caught_up, mut ready) = watch::channel(0u64);
+        let tasks = vec![
+            tokio::spawn(outbound.run(Arc::downgrade(&board))),
+            tokio::spawn(follow(
+                stream.clone(),
+                board.clone(),
+                caught_up,
+                reconnected.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(liveness::watch(
+                client.clone(),
+                board.clone(),
+                number,
+                stop.clone(),
+            )),
+        ];
+        let record = record::Recorder::start(
+            stream,
+            config.storage.postgres_url.clone(),
+            settings,
+            config.history.replay_lines,
+            clock,
+            reconnected,
+        );
+        // Clients come in once this node knows everything up to its own start.
+        let _ = ready.wait_for(|seq| *seq >= number).await;
+        tracing::info!(node = number, "joined the cluster");
+        Ok(Node {
+            board,
+            number,
+            stop,
+            tasks,
+            record,
+        })
+    }
+
+    /// The first connection id this node hands out.
+    pub fn first_id(&self) -> ConnId {
+        action::first_id(self.number)
+    }
+
+    /// Stops following the stream, publishes what is still queued (within
+    /// `grace`), and lets the recorder write what it has read.
+    pub async fn close(self, grace: Duration) {
+        let Node {
+            board,
+            stop,
+            mut tasks,
+            record,
+            ..
+        } = self;
+        stop.cancel();
+        let outbound = tasks.remove(0);
+        for task in tasks {
+            let _ = task.await;
+        }
+        // The publisher lives in the switchboard; without it, the outbound task
+        // ends once the last departures are stored.
+        drop(board);
+        if tokio::time::timeout(grace, outbound).await.is_err() {
+            tracing::warn!("some departures were not published before the node stopped");
+        }
+        record.close(grace).await;
+    }
+}
+
+/// The stream, created by whichever node comes first.
+async fn open_stream(js: &jetstream::Context) -> Result<stream::Stream, async_nats::Error> {
+    let config = stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec![SUBJECT.to_owned()],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    // Two nodes starting together may both try to create it; the second one's
+    // attempt then finds it.
+    match js.get_or_create_stream(config.clone()).await {
+        Ok(stream) => Ok(stream),
+        Err(_) => Ok(js.get_or_create_stream(config).await?),
+    }
+}
+
+/// Applies the stream's actions to `board` in order, from the first, for as long
+/// as the node runs; `caught_up` holds the last sequence applied. The consumer is
+/// made again from where it stopped when it fails or the connection comes back.
+async fn follow(
+    stream: stream::Stream,
+    board: Arc<Switchboard>,
+    caught_up: watch::Sender<u64>,
+    mut reconnected: watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
+    let mut next = 1;
+    loop {
+        reconnected.borrow_and_update();
+        let mut messages = match ordered_from(&stream, next).await {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::debug!(%err, "cannot follow the stream yet");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                }
+            }
+        };
+        loop {
+            let item = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = reconnected.changed() => break,
+                item = messages.next() => item,
+            };
+            let message = match item {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => {
+                    tracing::debug!(%err, "following the stream again");
+                    break;
+                }
+                None => break,
+            };
+            let Ok(seq) = message.info().map(|info| info.stream_sequence) else {
+                continue;
+            };
+            if seq < next {
+                continue;
+            }
+            next = seq + 1;
+            match serde_json::from_slice::<Entry>(&message.payload) {
+                Ok(entry) => board.replay(entry),
+                Err(err) => tracing::warn!(seq, %err, "skipping a message that is not an action"),
+            }
+            caught_up.send_replace(seq);
+        }
+    }
+}
+
+/// An ordered consumer of the whole stream from sequence `from`.
+pub(crate) async fn ordered_from(
+    stream: &stream::Stream,
+    from: u64,
+) -> Result<consumer::pull::Ordered, async_nats::Error> {
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
+}

@@ -1,0 +1,233 @@
+//! The record of a cluster: every node reads the stream with a copy of the hub of
+//! its own, at PostgreSQL's pace, and writes the events each action produced,
+//! keyed by the action's stream sequence and their place among its events.
+//!
+//! The key makes the table exactly-once whatever happens: a node that restarts or
+//! has a batch delivered twice writes rows that are already there, and they are
+//! left alone (`ON CONFLICT DO NOTHING`). Every node writes everything, in
+//! sequence order, a batch per transaction, so the highest `seq` in the table is a
+//! point below which nothing is missing: a node resumes writing after it, and the
+//! record is complete while any one node runs. While PostgreSQL is unreachable
+//! the recorder stops reading; the actions wait in JetStream, and chat goes on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::stream;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::event::{Event, EventSink};
+use crate::hub::{History, Hub, Settings};
+use crate::postgres;
+use crate::switchboard::{Entry, Switchboard};
+
+/// Rows per transaction, at most.
+const BATCH: usize = 2_000;
+
+/// How long a partial batch waits for more before it is written.
+const FLUSH_AFTER: Duration = Duration::from_millis(50);
+
+/// The longest wait between attempts to reach PostgreSQL.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The events the recorder's hub produced for the action being applied.
+#[derive(Default, Clone)]
+struct Collected(Arc<Mutex<Vec<Event>>>);
+
+impl Collected {
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl EventSink for Collected {
+    fn record(&self, event: Event) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+}
+
+/// The recording task of one node.
+pub struct Recorder {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Recorder {
+    /// Starts recording `stream` into the PostgreSQL database at `url`.
+    pub fn start(
+        stream: stream::Stream,
+        url: String,
+        settings: Settings,
+        replay_lines: usize,
+        clock: Clock,
+        reconnected: watch::Receiver<u64>,
+    ) -> Recorder {
+        let collected = Collected::default();
+        let hub = Hub::new(settings, History::new(replay_lines));
+        // A switchboard with nobody connected: it only turns actions into events.
+        let board = Switchboard::new(hub, collected.clone(), clock);
+        let stop = CancellationToken::new();
+        let writer = Writer {
+            url,
+            client: None,
+            written: 0,
+            batch: Vec::new(),
+            stop: stop.clone(),
+        };
+        let task = tokio::spawn(record(stream, board, collected, writer, reconnected));
+        Recorder { stop, task }
+    }
+
+    /// Writes what has been read, trying for at most `grace`; anything not written
+    /// stays in the stream for the other nodes or the next start.
+    pub async fn close(self, grace: Duration) {
+        let Recorder { stop, mut task } = self;
+        stop.cancel();
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+async fn record(
+    stream: stream::Stream,
+    board: Switchboard,
+    collected: Collected,
+    mut writer: Writer,
+    mut reconnected: watch::Receiver<u64>,
+) {
+    if !writer.connect().await {
+        return;
+    }
+    let mut next = 1;
+    loop {
+        reconnected.borrow_and_update();
+        let mut messages = match super::ordered_from(&stream, next).await {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::debug!(%err, "cannot read the stream for the record yet");
+                tokio::select! {
+                    _ = writer.stop.cancelled() => return writer.finish().await,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                }
+            }
+        };
+        loop {
+            let pending = !writer.batch.is_empty();
+            let item = tokio::select! {
+                _ = writer.stop.cancelled() => return writer.finish().await,
+                _ = reconnected.changed() => break,
+                item = messages.next() => item,
+                _ = tokio::time::sleep(FLUSH_AFTER), if pending => {
+                    writer.flush().await;
+                    continue;
+                }
+            };
+            let message = match item {
+                Some(Ok(message)) => message,
+                Some(Err(_)) | None => break,
+            };
+            let Ok(seq) = message.info().map(|info| info.stream_sequence) else {
+                continue;
+            };
+            if seq < next {
+                continue;
+            }
+            next = seq + 1;
+            let Ok(entry) = serde_json::from_slice::<Entry>(&message.payload) else {
+                continue;
+            };
+            board.replay(entry);
+            let events = collected.take();
+            if seq > writer.written {
+                let rows = events.into_iter().enumerate();
+                writer
+                    .batch
+                    .extend(rows.map(|(idx, event)| (seq, idx as u32, event)));
+            }
+            if writer.batch.len() >= BATCH {
+                writer.flush().await;
+            }
+        }
+    }
+}
+
+/// The PostgreSQL end: a connection made again whenever it fails.
+struct Writer {
+    url: String,
+    client: Option<tokio_postgres::Client>,
+    /// The highest sequence known to be in the table.
+    written: u64,
+    batch: Vec<(u64, u32, Event)>,
+    stop: CancellationToken,
+}
+
+impl Writer {
+    /// Connects, creates the tables if need be and reads how far the table is;
+    /// retries until it works. `false`: stopped first.
+    async fn connect(&mut self) -> bool {
+        let mut wait = Duration::from_millis(50);
+        let mut reported = false;
+        loop {
+            match self.try_connect().await {
+                Ok(()) => {
+                    if reported {
+                        tracing::info!("PostgreSQL reachable again; writing the record");
+                    }
+                    return true;
+                }
+                Err(err) if !reported => {
+                    tracing::warn!(%err, "cannot write the record to PostgreSQL; the events wait in JetStream");
+                    reported = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return false,
+                _ = tokio::time::sleep(wait) => wait = (wait * 2).min(MAX_BACKOFF),
+            }
+        }
+    }
+
+    async fn try_connect(&mut self) -> Result<(), tokio_postgres::Error> {
+        let client = postgres::connect(&self.url).await?;
+        postgres::migrate(&client).await?;
+        self.written = self.written.max(postgres::watermark(&client).await?);
+        self.client = Some(client);
+        Ok(())
+    }
+
+    /// Writes the batch, reconnecting until it is written; gives up only when the
+    /// node stops (the events are still in the stream).
+    async fn flush(&mut self) {
+        while !self.batch.is_empty() {
+            if let Some(client) = self.client.as_mut() {
+                match postgres::insert_events(client, &self.batch).await {
+                    Ok(()) => {
+                        self.written = self.batch.last().map_or(self.written, |row| row.0);
+                        self.batch.clear();
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "writing the record failed");
+                        self.client = None;
+                    }
+                }
+            }
+            if !self.connect().await {
+                return;
+            }
+            // Another node may have written some of the batch meanwhile.
+            let written = self.written;
+            self.batch.retain(|row| row.0 > written);
+        }
+    }
+
+    async fn finish(mut self) {
+        self.flush().await;
+    }
+}

@@ -1,0 +1,340 @@
+//! Cluster mode (SPEC section 9): nodes on one real `nats-server -js` and one real
+//! PostgreSQL, each started by the test on free ports in temporary folders. Where
+//! either program is missing the test prints one line and passes (see
+//! [`Nats::start`], [`Postgres::start`]).
+
+use std::time::{Duration, Instant};
+
+use classchat::config::Config;
+
+use crate::access::{password_hash, PASSWORD};
+use crate::harness::{spawn_listening, test_config, TestClient, TestServer, SERVER_BIN, WAIT};
+use crate::nats::Nats;
+use crate::postgres::Postgres;
+
+/// The engines and the nodes running on them.
+struct Cluster {
+    nats: Nats,
+    pg: Postgres,
+    nodes: Vec<TestServer>,
+}
+
+/// A node's configuration: its own (unused) files, the shared NATS and PostgreSQL.
+fn node_config(dir: &std::path::Path, nats: &Nats, pg: &Postgres) -> Config {
+    let mut config = test_config(dir);
+    config.cluster.nats_url = nats.url();
+    config.storage.postgres_url = pg.url();
+    config.access.instructors = vec!["prof".into()];
+    config.access.instructor_password = password_hash().to_owned();
+    config.limits.messages_per_sec = 0;
+    config
+}
+
+/// `n` nodes on fresh engines, or `None` (with one line printed) without them.
+async fn cluster(n: usize) -> Option<Cluster> {
+    let nats = Nats::start()?;
+    let pg = tokio::task::spawn_blocking(Postgres::start)
+        .await
+        .unwrap()?;
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(start_node(&nats, &pg).await);
+    }
+    Some(Cluster { nats, pg, nodes })
+}
+
+async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(dir.path(), nats, pg);
+    TestServer::start_in(dir, config).await
+}
+
+/// Logs in as the instructor (a reserved name asks for the password).
+async fn instructor(node: &TestServer) -> TestClient {
+    let mut prof = node.connect().await;
+    prof.send("prof").await;
+    prof.expect_prefix("* This name is an instructor's.").await;
+    prof.send(PASSWORD).await;
+    prof.expect_prefix("* Welcome, prof!").await;
+    prof
+}
+
+/// Reads until `count` chat lines (`NICK: TEXT`) have arrived; returns them.
+async fn chat_lines(client: &mut TestClient, count: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    while lines.len() < count {
+        let body = client.next_body().await;
+        if !body.starts_with(['*', '!', '=', '[']) {
+            lines.push(body);
+        }
+    }
+    lines
+}
+
+/// The chat rows of the cluster's record, `NICK: TEXT`, in the table's order,
+/// once there are at least `count` of them.
+async fn recorded_chat(pg: &Postgres, count: usize, within: Duration) -> Vec<String> {
+    let client = classchat::postgres::connect(&pg.url()).await.unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        let rows = client
+            .query(
+                "SELECT sender, text FROM events WHERE kind = 'chat' ORDER BY seq, idx",
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{}: {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_spread_over_three_nodes_sees_one_order_and_records_it_once() {
+    let Some(c) = cluster(3).await else { return };
+    let mut listeners = Vec::new();
+    for (i, node) in c.nodes.iter().enumerate() {
+        listeners.push(node.login(&format!("listener{i}")).await);
+    }
+    let mut talkers = Vec::new();
+    for (i, node) in c.nodes.iter().enumerate() {
+        talkers.push(node.login(&format!("talker{i}")).await);
+    }
+    // Everyone has seen the last talker arrive before anyone talks.
+    for client in listeners.iter_mut().chain(talkers.iter_mut().take(2)) {
+        client.expect("* talker2 has joined #lobby").await;
+    }
+    const EACH: usize = 30;
+    for round in 0..EACH {
+        for (i, talker) in talkers.iter_mut().enumerate() {
+            talker.send(&format!("line {round} from node {i}")).await;
+        }
+    }
+    let mut seen = Vec::new();
+    for listener in &mut listeners {
+        seen.push(chat_lines(listener, 3 * EACH).await);
+    }
+    assert_eq!(seen[0], seen[1], "nodes 0 and 1 saw different orders");
+    assert_eq!(seen[0], seen[2], "nodes 0 and 2 saw different orders");
+    // A talker sees the same order, less its own lines.
+    for (i, talker) in talkers.iter_mut().enumerate() {
+        let others = chat_lines(talker, 2 * EACH).await;
+        let expected: Vec<String> = seen[0]
+            .iter()
+            .filter(|l| !l.starts_with(&format!("talker{i}:")))
+            .cloned()
+            .collect();
+        assert_eq!(others, expected, "talker{i} saw another order");
+    }
+    // Written once each, in that order, although every node writes the record.
+    let recorded = recorded_chat(&c.pg, 3 * EACH, WAIT).await;
+    assert_eq!(recorded, seen[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_name_claimed_on_three_nodes_at_once_goes_to_exactly_one() {
+    let Some(c) = cluster(3).await else { return };
+    let mut clients = Vec::new();
+    for (i, node) in c.nodes.iter().enumerate() {
+        clients.push(node.login(&format!("racer{i}")).await);
+    }
+    for client in clients.iter_mut().take(2) {
+        client.expect("* racer2 has joined #lobby").await;
+    }
+    for client in &mut clients {
+        client.send("/nick sam").await;
+    }
+    let mut won = 0;
+    let mut lost = 0;
+    for (i, client) in clients.iter_mut().enumerate() {
+        loop {
+            let body = client.next_body().await;
+            if body == format!("* racer{i} is now known as sam") {
+                won += 1;
+                break;
+            }
+            if body == "! Username sam is already taken" {
+                lost += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!((won, lost), (1, 2));
+    // Every node agrees on who holds it.
+    for client in &mut clients {
+        client.send("/who").await;
+        let who = client.expect_prefix("= ").await;
+        assert_eq!(who.matches("sam").count(), 1, "{who}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn who_rooms_private_messages_and_moderation_work_across_nodes() {
+    let Some(c) = cluster(3).await else { return };
+    let mut prof = instructor(&c.nodes[0]).await;
+    let mut stu = c.nodes[1].login("stu").await;
+    let mut ada = c.nodes[2].login("ada").await;
+    stu.expect("* ada has joined #lobby").await;
+    prof.expect("* ada has joined #lobby").await;
+
+    ada.send("/who").await;
+    let who = ada.expect_prefix("= ").await;
+    for name in ["prof", "stu", "ada"] {
+        assert!(who.contains(name), "{who}");
+    }
+    stu.send("/join lab").await;
+    stu.expect_prefix("* You are now in #lab").await;
+    ada.send("/rooms").await;
+    let rooms = ada.expect_prefix("= ").await;
+    assert!(rooms.contains("#lab"), "{rooms}");
+
+    prof.send("/msg stu see me after class").await;
+    stu.expect("[PM from prof] see me after class").await;
+    stu.send("/msg ada psst").await;
+    ada.expect("[PM from stu] psst").await;
+
+    // A mute from node 0 silences a student on node 1 ...
+    prof.send("/mute stu").await;
+    stu.expect("* You have been muted by prof.").await;
+    stu.send("hello?").await;
+    stu.expect_prefix("! You are muted").await;
+    prof.send("/unmute stu").await;
+    stu.expect("* prof has unmuted you; you can talk again.")
+        .await;
+    // ... and a kick from node 0 closes its connection on node 1.
+    prof.send("/kick ada spamming").await;
+    let last = ada.expect_closed().await;
+    assert!(
+        last.iter()
+            .any(|l| l.ends_with("You have been kicked by prof: spamming")),
+        "ada was told why: {last:?}"
+    );
+    prof.expect("* ada has been kicked.").await;
+    stu.send("/who").await;
+    let who = stu.expect_prefix("= ").await;
+    assert!(!who.contains("ada"), "{who}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_node_s_users_leave_everywhere_within_15_seconds() {
+    let Some(c) = cluster(2).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(dir.path(), &c.nats, &c.pg);
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let (mut child, addr) = spawn_listening(
+        std::process::Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&path)
+            .stderr(std::process::Stdio::null()),
+    );
+    let mut watcher = c.nodes[0].login("watcher").await;
+    let mut other = c.nodes[1].login("other").await;
+    let mut doomed = TestClient::connect(addr).await;
+    doomed.send("zed").await;
+    doomed.expect_prefix("* Welcome, zed!").await;
+    watcher.expect("* zed has joined #lobby").await;
+    other.expect("* zed has joined #lobby").await;
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    let limit = Duration::from_secs(15);
+    for client in [&mut watcher, &mut other] {
+        let left = tokio::time::timeout(
+            limit.saturating_sub(killed.elapsed()),
+            client.expect("* zed has left #lobby (Connection lost)"),
+        )
+        .await;
+        assert!(left.is_ok(), "no leave within 15 s of the kill");
+    }
+    // The name is free again, on any node.
+    c.nodes[1].login("zed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_nats_is_down_chat_is_refused_and_afterwards_nothing_is_lost_or_doubled() {
+    let Some(mut c) = cluster(2).await else {
+        return;
+    };
+    let mut ann = c.nodes[0].login("ann").await;
+    let mut bob = c.nodes[1].login("bob").await;
+    ann.expect("* bob has joined #lobby").await;
+    ann.send("before").await;
+    bob.expect("ann: before").await;
+
+    c.nats.stop();
+    let refused = "! Messages cannot be delivered right now; try again shortly.";
+    send_until(&mut ann, "during", |answer| answer == Some(refused)).await;
+    c.nats.start_again();
+    // Without restarting anything, chat works again once the node reconnects.
+    let last = send_until(&mut ann, "after", |answer| answer.is_none()).await;
+    let mut delivered = vec!["ann: before".to_owned()];
+    loop {
+        let line = chat_lines(&mut bob, 1).await.remove(0);
+        delivered.push(line.clone());
+        if line == format!("ann: {last}") {
+            break;
+        }
+    }
+    // What bob saw is exactly what was recorded: nothing twice, nothing lost, and
+    // nothing refused slipped through later.
+    let recorded = recorded_chat(&c.pg, delivered.len(), WAIT).await;
+    assert_eq!(recorded, delivered);
+}
+
+/// Sends `PREFIX 1`, `PREFIX 2`, ... from `client` until what the client hears
+/// back within four seconds (`None`: nothing) satisfies `done`; returns the last
+/// line sent. Gives up after thirty seconds.
+async fn send_until(
+    client: &mut TestClient,
+    prefix: &str,
+    done: impl Fn(Option<&str>) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in 1.. {
+        let line = format!("{prefix} {n}");
+        client.send(&line).await;
+        let answer = tokio::time::timeout(Duration::from_secs(4), client.next_body())
+            .await
+            .ok();
+        if done(answer.as_deref()) {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "still {answer:?} after {line}");
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_goes_on_while_postgresql_is_down_and_every_line_is_recorded_once() {
+    let Some(c) = cluster(2).await else { return };
+    let mut ann = c.nodes[0].login("ann").await;
+    let mut bob = c.nodes[1].login("bob").await;
+    ann.expect("* bob has joined #lobby").await;
+    ann.send("first").await;
+    bob.expect("ann: first").await;
+    recorded_chat(&c.pg, 1, WAIT).await;
+
+    c.pg.stop();
+    let outage = Instant::now();
+    let mut sent = vec!["ann: first".to_owned()];
+    let mut n = 0;
+    while outage.elapsed() < Duration::from_secs(10) {
+        n += 1;
+        let line = format!("during the outage {n}");
+        ann.send(&line).await;
+        bob.expect(&format!("ann: {line}")).await;
+        sent.push(format!("ann: {line}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.pg.start_again();
+    let recorded = recorded_chat(&c.pg, sent.len(), Duration::from_secs(30)).await;
+    assert_eq!(recorded, sent, "every line once, in order");
+}
