@@ -9,7 +9,7 @@
 //! The report and transcript are not written twice: [`snapshot`] copies the
 //! record into an in-memory SQLite database with the single-server schema, and
 //! the [`report`](crate::report) runs on that unchanged. The roster commands share
-//! their names, codes and hashing with [`roster`](crate::roster) and only put the
+//! their names, codes and hashing with [`roster`] and only put the
 //! rows elsewhere.
 
 use std::error::Error;
