@@ -83,20 +83,25 @@ struct RosterArgs {
 /// to see.
 const POSTGRES_URL_ENV: &str = "CLASSCHAT_POSTGRES_URL";
 
-/// `--postgres`, or else `CLASSCHAT_POSTGRES_URL` when no database file was named:
-/// a variable exported in a shell must not overrule an explicit `--db` or
+/// `--postgres`; else a cluster configuration's `storage.postgres_url` with
+/// `--config`; else `CLASSCHAT_POSTGRES_URL` when no database file was named: a
+/// variable exported in a shell must not overrule an explicit `--db` or
 /// `--config`.
 fn postgres_url(
     flag: &Option<String>,
     db: &Option<PathBuf>,
     config: &Option<PathBuf>,
-) -> Option<String> {
-    if flag.is_some() || db.is_some() || config.is_some() {
-        return flag.clone();
+) -> anyhow::Result<Option<String>> {
+    if flag.is_some() || db.is_some() {
+        return Ok(flag.clone());
     }
-    std::env::var(POSTGRES_URL_ENV)
+    if let Some(path) = config {
+        let url = Config::load(path)?.storage.postgres_url;
+        return Ok((!url.is_empty()).then_some(url));
+    }
+    Ok(std::env::var(POSTGRES_URL_ENV)
         .ok()
-        .filter(|url| !url.is_empty())
+        .filter(|url| !url.is_empty()))
 }
 
 #[derive(Subcommand)]
@@ -279,6 +284,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_diagnostics(&config.log.level);
     let database = absolute(&config.storage.database);
     let transcripts = absolute(&config.log.dir);
+    let nats_url = without_credentials(&config.cluster.nats_url);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
@@ -294,8 +300,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(web) = server.web_addr() {
             println!("web listening on http://{web}/");
         }
-        println!("database: {}", database.display());
-        println!("transcripts: {}", transcripts.display());
+        match server.node_number() {
+            Some(number) => {
+                // The PostgreSQL URL may hold a password: it is not printed.
+                println!("cluster node {number}, ordered by NATS at {nats_url}");
+                println!("record: PostgreSQL (storage.postgres_url)");
+            }
+            None => {
+                println!("database: {}", database.display());
+                println!("transcripts: {}", transcripts.display());
+            }
+        }
         for line in where_to_connect(server.local_addr()) {
             println!("{line}");
         }
@@ -309,6 +324,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         })
     })
+}
+
+/// A URL as it may be printed: `nats://user:secret@host` becomes `nats://host`.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// The path as the operator will look for it, whatever folder the server was
@@ -421,7 +447,7 @@ fn hash_password() -> anyhow::Result<()> {
 fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
     let max_nick_len = config.limits.max_nick_len;
-    let mut store = match postgres_url(&args.postgres, &args.db, &args.config) {
+    let mut store = match postgres_url(&args.postgres, &args.db, &args.config)? {
         Some(url) => {
             let (runtime, client) = postgres_client(&url)?;
             runtime
@@ -576,7 +602,7 @@ fn query(
         since: args.since.as_deref().map(report::parse_time).transpose()?,
         until: args.until.as_deref().map(report::parse_time).transpose()?,
     };
-    let conn = match postgres_url(&args.postgres, &args.db, &args.config) {
+    let conn = match postgres_url(&args.postgres, &args.db, &args.config)? {
         Some(url) => {
             let (runtime, mut client) = postgres_client(&url)?;
             runtime

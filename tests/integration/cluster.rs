@@ -30,12 +30,18 @@ fn node_config(dir: &std::path::Path, nats: &Nats, pg: &Postgres) -> Config {
     config
 }
 
-/// `n` nodes on fresh engines, or `None` (with one line printed) without them.
-async fn cluster(n: usize) -> Option<Cluster> {
+/// Fresh engines, or `None` (with one line printed) without them.
+async fn engines() -> Option<(Nats, Postgres)> {
     let nats = Nats::start()?;
     let pg = tokio::task::spawn_blocking(Postgres::start)
         .await
         .unwrap()?;
+    Some((nats, pg))
+}
+
+/// `n` nodes on fresh engines.
+async fn cluster(n: usize) -> Option<Cluster> {
+    let (nats, pg) = engines().await?;
     let mut nodes = Vec::new();
     for _ in 0..n {
         nodes.push(start_node(&nats, &pg).await);
@@ -337,4 +343,124 @@ async fn chat_goes_on_while_postgresql_is_down_and_every_line_is_recorded_once()
     c.pg.start_again();
     let recorded = recorded_chat(&c.pg, sent.len(), Duration::from_secs(30)).await;
     assert_eq!(recorded, sent, "every line once, in order");
+}
+
+/// `chat-server report ARGS --format json`, without the columns that depend on
+/// when the session ran.
+fn report_without_times(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(SERVER_BIN)
+        .arg("report")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for row in rows.as_array_mut().unwrap() {
+        let row = row.as_object_mut().unwrap();
+        for when in ["first_seen", "last_seen", "online_secs"] {
+            assert!(row.remove(when).is_some(), "the report has {when}");
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_report_from_postgresql_equals_the_single_server_report_of_the_same_session() {
+    let Some(c) = cluster(2).await else { return };
+    let single = TestServer::start().await;
+    crate::persistence::scripted_session(&single).await;
+    let config = single.config.clone();
+    let _dir = single.stop().await;
+    let db = config.storage.database.to_str().unwrap().to_owned();
+    let expected = report_without_times(&["--db", &db]);
+    assert!(!expected.as_array().unwrap().is_empty());
+
+    crate::persistence::scripted_session_on(&c.nodes[0], &c.nodes[1]).await;
+    // The recorders write shortly after; the report is read until it has it all.
+    let url = c.pg.url();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let report = report_without_times(&["--postgres", &url]);
+        if report == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{report:#}\nis not\n{expected:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_roster_in_postgresql_binds_names_on_every_node() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let out = std::process::Command::new(SERVER_BIN)
+        .args(["roster", "add", "amy", "--postgres", &pg.url()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let code = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("amy,"))
+        .expect("amy's code is printed")
+        .to_owned();
+    let one = start_node(&nats, &pg).await;
+    let two = start_node(&nats, &pg).await;
+    for node in [&one, &two] {
+        let mut amy = node.connect().await;
+        amy.send("amy").await;
+        amy.expect("* Please enter your personal code:").await;
+        amy.send("WRONG-CODE").await;
+        amy.expect_prefix("! Wrong code").await;
+        amy.send(&code).await;
+        amy.expect_prefix("* Welcome, amy!").await;
+        amy.send("/quit").await;
+        amy.expect_closed().await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_reach_nats_says_so_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    // Nothing listens on port 1.
+    config.cluster.nats_url = "nats://127.0.0.1:1".into();
+    config.storage.postgres_url = "postgres://nobody@127.0.0.1:1/none".into();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let out = std::process::Command::new(SERVER_BIN)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach NATS at nats://127.0.0.1:1"),
+        "{stderr}"
+    );
+    // One URL without the other is refused before anything starts.
+    config.cluster.nats_url.clear();
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let out = std::process::Command::new(SERVER_BIN)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad configuration");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs cluster.nats_url too"), "{stderr}");
 }

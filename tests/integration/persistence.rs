@@ -75,8 +75,13 @@ fn summary(events: &[Event]) -> Vec<String> {
 
 /// alice and bob chat, whisper, rename, change rooms and leave.
 pub async fn scripted_session(server: &TestServer) {
-    let mut alice = server.login("alice").await;
-    let mut bob = server.login("bob").await;
+    scripted_session_on(server, server).await;
+}
+
+/// The same session with alice on `one` and bob on `other` (two cluster nodes).
+pub async fn scripted_session_on(one: &TestServer, other: &TestServer) {
+    let mut alice = one.login("alice").await;
+    let mut bob = other.login("bob").await;
     alice.expect_next("* bob has joined #lobby").await;
     alice.send("hello, bob").await;
     bob.expect_next("alice: hello, bob").await;
