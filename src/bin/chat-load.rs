@@ -46,7 +46,8 @@ struct Args {
     /// What to measure.
     #[arg(long, value_enum, default_value = "chat")]
     scenario: Scenario,
-    /// Server address; must be a loopback address.
+    /// Server address; must be a loopback address. Several, comma-separated
+    /// (cluster nodes): clients are spread over them in turn.
     #[arg(long, default_value = "127.0.0.1:5555")]
     addr: String,
     /// Number of clients, all in one room.
@@ -169,11 +170,11 @@ const MARK: &[u8] = b"~cl:";
 fn main() -> ExitCode {
     let args = Args::parse();
     match check(&args) {
-        Ok(addr) => {
+        Ok(addrs) => {
             raise_fd_limit(args.clients);
             spawn_watchdog(&args);
             let runtime = tokio::runtime::Runtime::new().expect("cannot start the runtime");
-            let result = runtime.block_on(run(args.clone(), addr));
+            let result = runtime.block_on(run(args.clone(), addrs));
             // Connections still open are not worth waiting for.
             runtime.shutdown_background();
             emit(&args, result)
@@ -185,17 +186,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(args: &Args) -> Result<SocketAddr, String> {
-    let addr = args
-        .addr
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", args.addr))?
-        .next()
-        .ok_or_else(|| format!("{} resolves to nothing", args.addr))?;
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "{addr} is not a loopback address; chat-load only loads servers on this machine"
-        ));
+fn check(args: &Args) -> Result<Vec<SocketAddr>, String> {
+    let mut addrs = Vec::new();
+    for name in args.addr.split(',') {
+        let addr = name
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {name}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{name} resolves to nothing"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "{addr} is not a loopback address; chat-load only loads servers on this machine"
+            ));
+        }
+        addrs.push(addr);
     }
     if args.clients == 0 || args.connect_concurrency == 0 {
         return Err("--clients and --connect-concurrency must be at least 1".into());
@@ -214,7 +218,7 @@ fn check(args: &Args) -> Result<SocketAddr, String> {
     if !(rate > 0.0 && rate.is_finite()) || times.iter().any(|t| !(*t >= 0.0 && t.is_finite())) {
         return Err("rates must be positive and times non-negative".into());
     }
-    Ok(addr)
+    Ok(addrs)
 }
 
 /// Ten thousand sockets need more descriptors than the usual soft limit of 1024.
@@ -246,7 +250,7 @@ fn spawn_watchdog(args: &Args) {
     });
 }
 
-async fn run(args: Args, addr: SocketAddr) -> Value {
+async fn run(args: Args, addrs: Vec<SocketAddr>) -> Value {
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
         window: OnceLock::new(),
@@ -272,7 +276,7 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
     for id in 0..args.clients {
         let client = Client {
             id,
-            addr,
+            addr: addrs[id % addrs.len()],
             args: args.clone(),
             rate: (id < senders && args.scenario == Scenario::Chat).then_some(per_sender),
             senders,
@@ -317,7 +321,7 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
         "chat-load: {connected}/{} connected in {connect_wall:.2} s",
         args.clients
     );
-    let stalled = connect_stalled(&args, addr, &shared, &plan_rx).await;
+    let stalled = connect_stalled(&args, addrs[0], &shared, &plan_rx).await;
     if args.stalled > 0 {
         eprintln!(
             "chat-load: {} of {} stalled clients in",
@@ -327,7 +331,7 @@ async fn run(args: Args, addr: SocketAddr) -> Value {
     }
 
     let mut out = json!({
-        "addr": addr.to_string(),
+        "addr": args.addr,
         "clients": args.clients,
         "connected": connected,
         "connect_errors": *shared.connect_errors.lock().unwrap(),
@@ -985,5 +989,9 @@ mod tests {
         assert!(check(&args).unwrap_err().contains("loopback"));
         args.addr = "[::1]:5555".into();
         assert!(check(&args).is_ok());
+        args.addr = "127.0.0.1:5555,127.0.0.1:5556".into();
+        assert_eq!(check(&args).unwrap().len(), 2);
+        args.addr = "127.0.0.1:5555,10.0.0.1:5555".into();
+        assert!(check(&args).is_err());
     }
 }

@@ -14,8 +14,8 @@
 //! ([`record`]).
 //!
 //! A starting node replays the stream from its beginning to rebuild the state,
-//! then accepts clients. The stream is kept whole, like the record: replay at
-//! start takes about a second per few hundred thousand actions.
+//! then accepts clients. The stream is kept whole, like the record; replaying it
+//! takes about a second per hundred thousand actions (docs/PERFORMANCE.md).
 
 pub mod liveness;
 pub mod record;
