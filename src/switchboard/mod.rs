@@ -18,6 +18,8 @@
 //! connection is told to close; nobody else ever waits for it.
 
 pub mod action;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -51,7 +51,8 @@ async fn cluster(n: usize) -> Option<Cluster> {
 
 async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let config = node_config(dir.path(), nats, pg);
+    let mut config = node_config(dir.path(), nats, pg);
+    crate::harness::enable_irc(&mut config);
     TestServer::start_in(dir, config).await
 }
 
@@ -463,4 +464,24 @@ async fn a_node_that_cannot_reach_nats_says_so_and_exits() {
     assert_eq!(out.status.code(), Some(2), "a bad configuration");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs cluster.nats_url too"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_irc_client_on_one_node_talks_with_a_line_client_on_another() {
+    let Some(c) = cluster(2).await else { return };
+    let mut bob = c.nodes[1].login("bob").await;
+    let mut ann = c.nodes[0].irc_login("ann").await;
+    bob.expect("* ann has joined #lobby").await;
+    ann.send("PRIVMSG #lobby :hello across").await;
+    bob.expect("ann: hello across").await;
+    bob.send("hi ann").await;
+    let chat = ann.expect_verb("PRIVMSG").await;
+    assert_eq!(chat.params, ["#lobby", "hi ann"]);
+    ann.send("PRIVMSG bob :psst").await;
+    bob.expect("[PM from ann] psst").await;
+    // A name held on the other node is in use for IRC too.
+    let mut late = c.nodes[0].irc().await;
+    late.send("NICK bob").await;
+    late.send("USER bob 0 * :bob").await;
+    late.expect_verb("433").await;
 }
