@@ -485,3 +485,25 @@ async fn an_irc_client_on_one_node_talks_with_a_line_client_on_another() {
     late.send("USER bob 0 * :bob").await;
     late.expect_verb("433").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_stops_cleanly_takes_its_users_out_at_once() {
+    let Some(mut c) = cluster(2).await else {
+        return;
+    };
+    let mut stays = c.nodes[0].login("stays").await;
+    let mut goes = c.nodes[1].login("goes").await;
+    stays.expect("* goes has joined #lobby").await;
+    let stopping = c.nodes.remove(1);
+    let stopped = tokio::spawn(stopping.stop());
+    goes.expect("* Server is shutting down.").await;
+    // Well before a silent node would be declared gone.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        stays.expect("* goes has left #lobby (Server shutting down)"),
+    )
+    .await
+    .expect("the leave is published as the node stops");
+    stopped.await.unwrap();
+    c.nodes[0].login("goes").await;
+}
