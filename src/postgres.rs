@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS roster (
     added_ms  BIGINT  NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS roster_name_nocase ON roster (lower(name));
+CREATE TABLE IF NOT EXISTS stream (
+    name    TEXT NOT NULL PRIMARY KEY,
+    created TEXT NOT NULL
+);
 ";
 
 /// Held while the schema is created. Concurrent `CREATE TABLE IF NOT EXISTS` can
@@ -82,10 +86,34 @@ pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
     // rolled back whole on an error: the transaction-scoped lock is held to the
     // end of it, and no half-made schema is left behind.
     client
+        // "relation already exists, skipping" notices would be logged at every start.
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {SCHEMA}"
+            "SET client_min_messages = warning; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {SCHEMA}"
         ))
         .await
+}
+
+/// Which JetStream stream this database records: `created` is the stream's
+/// creation time, and the first node to write claims the database for it. Returns
+/// the creation time of the stream the database belongs to; when that is not
+/// `created`, the stream was deleted and made anew, and its sequences (which start
+/// again at 1) must not be written here: they would be taken for rows already
+/// written.
+pub async fn claim_stream(
+    client: &Client,
+    name: &str,
+    created: &str,
+) -> Result<String, tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO stream (name, created) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &created],
+        )
+        .await?;
+    let row = client
+        .query_one("SELECT created FROM stream WHERE name = $1", &[&name])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The highest `seq` stored, 0 when there is none: everything up to it is

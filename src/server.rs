@@ -92,7 +92,12 @@ impl RosterSource {
             RosterSource::Postgres { url, client } => {
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
                     let connected = crate::postgres::connect(url).await;
-                    *client = Some(connected.map_err(|e| e.to_string())?);
+                    let connected = connected.map_err(|e| e.to_string())?;
+                    // The first node of a new cluster reads before anyone made the tables.
+                    crate::postgres::migrate(&connected)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    *client = Some(connected);
                 }
                 let connected = client.as_ref().expect("connected above");
                 crate::postgres::load_roster(connected)

@@ -34,6 +34,7 @@ use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::event::{Event, EventSink};
 use crate::hub::{ConnId, History, Hub, Settings};
+use crate::postgres;
 use crate::switchboard::{action, Action, Entry, Switchboard};
 
 /// The stream every node publishes its actions to.
@@ -58,6 +59,9 @@ pub enum ClusterError {
         /// What the client said.
         reason: String,
     },
+    /// The PostgreSQL database records an earlier stream.
+    #[error("{0}")]
+    OtherStream(String),
     /// NATS answered, but JetStream did not do what was asked.
     #[error("JetStream at {url}: {reason} (is nats-server running with -js?)")]
     JetStream {
@@ -129,6 +133,17 @@ impl Node {
             .timeout(ACK_WAIT)
             .build(client.clone());
         let stream = open_stream(&js).await.map_err(|e| js_error(&e))?;
+        // Refused at once where it can be told; with PostgreSQL down, the recorder
+        // checks when it comes back.
+        let pg = tokio::time::timeout(ACK_WAIT, postgres::connect(&config.storage.postgres_url));
+        if let Ok(Ok(client)) = pg.await {
+            if let Err(RecordError::OtherStream) = check_record(&client, &stream_id(&stream)).await
+            {
+                return Err(ClusterError::OtherStream(
+                    RecordError::OtherStream.to_string(),
+                ));
+            }
+        }
         let started = Entry {
             at: clock.now_ms(),
             node: 0,
@@ -219,6 +234,40 @@ impl Node {
             tracing::warn!("some departures were not published before the node stopped");
         }
         record.close(grace).await;
+    }
+}
+
+/// What tells this stream from one of the same name made after it was deleted:
+/// its creation time.
+fn stream_id(stream: &stream::Stream) -> String {
+    stream
+        .cached_info()
+        .created
+        .unix_timestamp_nanos()
+        .to_string()
+}
+
+/// Why the record cannot be written.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(
+        "the PostgreSQL database (storage.postgres_url) records an earlier JetStream stream \
+         {STREAM}, since deleted and made anew; the new one's actions would be taken for ones \
+         already written: give the nodes a new database for the new stream"
+    )]
+    OtherStream,
+}
+
+/// Creates the tables if need be and checks that the database records `stream`
+/// (see [`postgres::claim_stream`]).
+async fn check_record(client: &tokio_postgres::Client, stream: &str) -> Result<(), RecordError> {
+    postgres::migrate(client).await?;
+    let recorded = postgres::claim_stream(client, STREAM, stream).await?;
+    match recorded == stream {
+        true => Ok(()),
+        false => Err(RecordError::OtherStream),
     }
 }
 

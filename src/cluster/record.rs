@@ -68,10 +68,10 @@ impl Recorder {
     ) -> Recorder {
         let collected = Collected::default();
         let hub = Hub::new(settings, History::new(replay_lines));
-        // A switchboard with nobody connected: it only turns actions into events.
-        let board = Switchboard::new(hub, collected.clone(), clock);
+        let board = Switchboard::recorder(hub, collected.clone(), clock);
         let stop = CancellationToken::new();
         let writer = Writer {
+            stream: super::stream_id(&stream),
             url,
             client: None,
             written: 0,
@@ -158,6 +158,8 @@ async fn record(
 
 /// The PostgreSQL end: a connection made again whenever it fails.
 struct Writer {
+    /// The creation time of the stream recorded (see [`postgres::claim_stream`]).
+    stream: String,
     url: String,
     client: Option<tokio_postgres::Client>,
     /// The highest sequence known to be in the table.
@@ -180,6 +182,10 @@ impl Writer {
                     }
                     return true;
                 }
+                Err(err @ super::RecordError::OtherStream) if !reported => {
+                    tracing::error!("{err}");
+                    reported = true;
+                }
                 Err(err) if !reported => {
                     tracing::warn!(%err, "cannot write the record to PostgreSQL; the events wait in JetStream");
                     reported = true;
@@ -193,9 +199,9 @@ impl Writer {
         }
     }
 
-    async fn try_connect(&mut self) -> Result<(), tokio_postgres::Error> {
+    async fn try_connect(&mut self) -> Result<(), super::RecordError> {
         let client = postgres::connect(&self.url).await?;
-        postgres::migrate(&client).await?;
+        super::check_record(&client, &self.stream).await?;
         self.written = self.written.max(postgres::watermark(&client).await?);
         self.client = Some(client);
         Ok(())

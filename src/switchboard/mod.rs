@@ -64,9 +64,12 @@ struct Inner {
     members: HashMap<ConnId, Member>,
 }
 
-/// This server alone, or one node of a cluster.
+/// This server alone, one node of a cluster, or a cluster node's recorder.
 enum Mode {
     Single,
+    /// Applies what the stream says to turn it into events: nobody is connected,
+    /// and it logs nothing (the live switchboard beside it does).
+    Recorder,
     Node {
         /// This node's number (see [`Action::NodeStarted`]).
         number: u64,
@@ -87,6 +90,12 @@ impl Switchboard {
     /// with `clock`.
     pub fn new(hub: Hub, sink: impl EventSink + 'static, clock: Clock) -> Switchboard {
         Switchboard::with_mode(hub, Box::new(sink), clock, Mode::Single)
+    }
+
+    /// A cluster node's recorder: [`Switchboard::replay`] turns the stream's
+    /// actions into events for `sink`.
+    pub fn recorder(hub: Hub, sink: impl EventSink + 'static, clock: Clock) -> Switchboard {
+        Switchboard::with_mode(hub, Box::new(sink), clock, Mode::Recorder)
     }
 
     /// Cluster node `number`'s switchboard: actions go out through `relay` and
@@ -175,7 +184,7 @@ impl Switchboard {
             identity,
         };
         match &self.mode {
-            Mode::Single => {
+            Mode::Single | Mode::Recorder => {
                 // Checked before the member is added, so a refused name leaves nothing.
                 inner.hub.check_name(nick)?;
                 if !inner.hub.is_name_free(nick) {
@@ -241,7 +250,7 @@ impl Switchboard {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         match self.mode {
-            Mode::Single => {
+            Mode::Single | Mode::Recorder => {
                 let outcome = inner.hub.shutdown(now);
                 self.apply(&mut inner, outcome, now);
             }
@@ -327,7 +336,7 @@ impl Switchboard {
     fn dispatch(&self, inner: &mut Inner, action: Action) -> Result<(), CommandError> {
         let now = self.clock.now_ms();
         match &self.mode {
-            Mode::Single => {
+            Mode::Single | Mode::Recorder => {
                 let quit = match &action {
                     Action::Perform {
                         id,
@@ -387,6 +396,16 @@ impl Switchboard {
         Ok(())
     }
 
+    /// Whether departures of connection `id` are logged here: on a cluster node,
+    /// only those of its own connections, so each is logged once.
+    fn logs(&self, id: ConnId) -> bool {
+        match self.mode {
+            Mode::Single => true,
+            Mode::Recorder => false,
+            Mode::Node { number, .. } => action::node_of(id) == number,
+        }
+    }
+
     /// Chat and private messages wait while the record is too far behind.
     fn check_backlog(&self) -> Result<(), CommandError> {
         match self.sink.backlogged() {
@@ -431,7 +450,7 @@ impl Switchboard {
                 }
             }
             for event in outcome.events {
-                if event.kind == EventKind::Leave {
+                if event.kind == EventKind::Leave && self.logs(event.session) {
                     let reason = event.text.as_deref().unwrap_or("");
                     if !reason.starts_with("joined #") {
                         tracing::info!(
@@ -457,7 +476,7 @@ impl Switchboard {
                 }
                 let reason = LeaveReason::TooSlow;
                 match &self.mode {
-                    Mode::Single => {
+                    Mode::Single | Mode::Recorder => {
                         let left = hub.leave(id, reason, now);
                         gone.deliveries.extend(left.deliveries);
                         gone.events.extend(left.events);

@@ -507,3 +507,32 @@ async fn a_node_that_stops_cleanly_takes_its_users_out_at_once() {
     stopped.await.unwrap();
     c.nodes[0].login("goes").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_stream_is_never_recorded_over_an_old_one() {
+    let Some(c) = cluster(1).await else { return };
+    let mut amy = c.nodes[0].login("amy").await;
+    amy.send("last term").await;
+    recorded_chat(&c.pg, 1, WAIT).await;
+    let Cluster { nats, pg, nodes } = c;
+    for node in nodes {
+        node.stop().await;
+    }
+    // A new term done halfway: the stream deleted, the old database kept.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    async_nats::jetstream::new(client)
+        .delete_stream("CLASSCHAT")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(dir.path(), &nats, &pg).validate().unwrap();
+    let refused = classchat::server::Server::bind(config).await;
+    let Err(err) = refused else {
+        panic!("a node started on a database of another stream")
+    };
+    assert!(
+        err.to_string().contains("give the nodes a new database"),
+        "{err}"
+    );
+    assert_eq!(recorded_chat(&pg, 1, WAIT).await, ["amy: last term"]);
+}
