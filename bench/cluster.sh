@@ -13,6 +13,7 @@
 # $BENCH_RESULTS/cluster-SCENARIO.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/steps.sh
 scenario=${1:?usage: bench/cluster.sh s1|s1max [RUNS]}
 runs=${2:-1}
 nodes=${NODES:-3}
@@ -97,19 +98,6 @@ run_once() {
 s1=(--clients 100 --rate 1000 --duration 10 --warmup 2)
 case $scenario in
   s1) for _ in $(seq "$runs"); do run_once s1 "${s1[@]}"; done ;;
-  s1max)
-    for rate in 1000 2000 3000 5000 7500 10000 15000 20000 30000 40000; do
-      line=$(run_once s1max --clients 100 --rate "$rate" --duration 5 --warmup 1) || true
-      loss=$(sed -n 's/.*"loss_pct":\([0-9.]*\).*/\1/p' <<<"$line")
-      p99=$(sed -n 's/.*"latency_ms":{[^}]*"p99":\([0-9.]*\).*/\1/p' <<<"$line")
-      sent=$(sed -n 's/.*"sent_rate":\([0-9.]*\).*/\1/p' <<<"$line")
-      if awk -v l="${loss:-1}" -v p="${p99:-1e9}" -v s="${sent:-0}" -v r="$rate" \
-        'BEGIN { exit !(l == 0 && p <= 100 && s >= 0.98 * r) }'; then
-        echo "rate $rate: pass (p99 $p99 ms)" >&2
-      else
-        echo "rate $rate: fail (loss ${loss:-?} %, p99 ${p99:-?} ms, sent ${sent:-?}/s)" >&2
-        break
-      fi
-    done ;;
+  s1max) s1max_steps run_once ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac

@@ -13,6 +13,7 @@
 # (default /tmp/classchat-bench/results), a summary of each run on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/steps.sh
 scenario=${1:?usage: bench/scenario.sh s1|s1max|s2|s3|stalled [RUNS]}
 runs=${2:-1}
 work=${BENCH_WORK:-/tmp/classchat-bench}
@@ -60,20 +61,6 @@ case $scenario in
       run_once s3 --scenario connect-only --clients "${CLIENTS:-10000}" --hold 10 --hold-max 240 \
         --connect-concurrency 100 --handshake-timeout 300
     done ;;
-  s1max)
-    # A step passes with no loss, p99 within 100 ms and at least 98 % of the rate sent.
-    for rate in 1000 2000 3000 5000 7500 10000 15000 20000 30000 40000 50000 60000 80000; do
-      line=$(run_once s1max --clients 100 --rate "$rate" --duration 5 --warmup 1) || true
-      loss=$(sed -n 's/.*"loss_pct":\([0-9.]*\).*/\1/p' <<<"$line")
-      p99=$(sed -n 's/.*"latency_ms":{[^}]*"p99":\([0-9.]*\).*/\1/p' <<<"$line")
-      sent=$(sed -n 's/.*"sent_rate":\([0-9.]*\).*/\1/p' <<<"$line")
-      if awk -v l="${loss:-1}" -v p="${p99:-1e9}" -v s="${sent:-0}" -v r="$rate" \
-        'BEGIN { exit !(l == 0 && p <= 100 && s >= 0.98 * r) }'; then
-        echo "rate $rate: pass (p99 $p99 ms)" >&2
-      else
-        echo "rate $rate: fail (loss ${loss:-?} %, p99 ${p99:-?} ms, sent ${sent:-?}/s)" >&2
-        break
-      fi
-    done ;;
+  s1max) s1max_steps run_once ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac

@@ -56,6 +56,15 @@ async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
     TestServer::start_in(dir, config).await
 }
 
+/// `one` logged in on node 0 and `other` on node 1, once `one` has seen `other`
+/// arrive.
+async fn two_users(c: &Cluster, one: &str, other: &str) -> (TestClient, TestClient) {
+    let mut first = c.nodes[0].login(one).await;
+    let second = c.nodes[1].login(other).await;
+    first.expect(&format!("* {other} has joined #lobby")).await;
+    (first, second)
+}
+
 /// Logs in as the instructor (a reserved name asks for the password).
 async fn instructor(node: &TestServer) -> TestClient {
     let mut prof = node.connect().await;
@@ -270,9 +279,7 @@ async fn while_nats_is_down_chat_is_refused_and_afterwards_nothing_is_lost_or_do
     let Some(mut c) = cluster(2).await else {
         return;
     };
-    let mut ann = c.nodes[0].login("ann").await;
-    let mut bob = c.nodes[1].login("bob").await;
-    ann.expect("* bob has joined #lobby").await;
+    let (mut ann, mut bob) = two_users(&c, "ann", "bob").await;
     ann.send("before").await;
     bob.expect("ann: before").await;
 
@@ -322,9 +329,7 @@ async fn send_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chat_goes_on_while_postgresql_is_down_and_every_line_is_recorded_once() {
     let Some(c) = cluster(2).await else { return };
-    let mut ann = c.nodes[0].login("ann").await;
-    let mut bob = c.nodes[1].login("bob").await;
-    ann.expect("* bob has joined #lobby").await;
+    let (mut ann, mut bob) = two_users(&c, "ann", "bob").await;
     ann.send("first").await;
     bob.expect("ann: first").await;
     recorded_chat(&c.pg, 1, WAIT).await;
@@ -491,9 +496,7 @@ async fn a_node_that_stops_cleanly_takes_its_users_out_at_once() {
     let Some(mut c) = cluster(2).await else {
         return;
     };
-    let mut stays = c.nodes[0].login("stays").await;
-    let mut goes = c.nodes[1].login("goes").await;
-    stays.expect("* goes has joined #lobby").await;
+    let (mut stays, mut goes) = two_users(&c, "stays", "goes").await;
     let stopping = c.nodes.remove(1);
     let stopped = tokio::spawn(stopping.stop());
     goes.expect("* Server is shutting down.").await;

@@ -12,6 +12,7 @@ use classchat::postgres;
 use crate::harness::{TestServer, SERVER_BIN};
 use crate::persistence::{scripted_session, stored_events};
 use crate::postgres::Postgres;
+use crate::roster::codes;
 
 fn chat(session: i64, text: &str) -> Event {
     Event {
@@ -279,18 +280,6 @@ fn roster_ok(target: &[&str], args: &[&str]) -> String {
     let out = roster(target, args);
     assert!(out.status.success(), "roster {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// The `name,code` rows printed.
-fn codes(printed: &str) -> Vec<(String, String)> {
-    let mut lines = printed.lines();
-    assert_eq!(lines.next(), Some("name,code"));
-    lines
-        .map(|l| {
-            let (name, code) = l.split_once(',').unwrap();
-            (name.to_owned(), code.to_owned())
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ fn roster(db: &Path, args: &[&str]) -> String {
 }
 
 /// The `name,code` rows a command printed.
-fn codes(printed: &str) -> HashMap<String, String> {
+pub(crate) fn codes(printed: &str) -> Vec<(String, String)> {
     let mut lines = printed.lines();
     assert_eq!(lines.next(), Some("name,code"));
     lines
@@ -30,6 +30,11 @@ fn codes(printed: &str) -> HashMap<String, String> {
             (name.to_owned(), code.to_owned())
         })
         .collect()
+}
+
+/// The `name,code` rows, by name.
+fn code_map(printed: &str) -> HashMap<String, String> {
+    codes(printed).into_iter().collect()
 }
 
 /// A server over a database whose roster was made before it started.
@@ -41,8 +46,8 @@ async fn rostered(
     config.limits.messages_per_sec = 0;
     tweak(&mut config);
     let db = config.storage.database.clone();
-    let mut printed = codes(&roster(&db, &["add", "amy", "bob"]));
-    printed.extend(codes(&roster(&db, &["add", "prof", "--instructor"])));
+    let mut printed: HashMap<String, String> = code_map(&roster(&db, &["add", "amy", "bob"]));
+    printed.extend(code_map(&roster(&db, &["add", "prof", "--instructor"])));
     (TestServer::start_in(dir, config).await, printed)
 }
 
@@ -65,15 +70,15 @@ async fn codes_are_printed_once_and_only_their_hashes_kept() {
         "name,role,full_name\ncat,,Cat Stevens\nteach,instructor,\n",
     )
     .unwrap();
-    let mut printed = codes(&roster(&db, &["add", "amy", "bob"]));
-    printed.extend(codes(&roster(&db, &["import", csv.to_str().unwrap()])));
+    let mut printed: HashMap<String, String> = code_map(&roster(&db, &["add", "amy", "bob"]));
+    printed.extend(code_map(&roster(&db, &["import", csv.to_str().unwrap()])));
     assert_eq!(printed.len(), 4);
     let listed = roster(&db, &["list"]);
     assert_eq!(
         listed,
         "name,role,full_name\namy,student,\nbob,student,\ncat,student,Cat Stevens\nteach,instructor,\n"
     );
-    let reissued = codes(&roster(&db, &["reissue", "AMY"]));
+    let reissued = code_map(&roster(&db, &["reissue", "AMY"]));
     assert_ne!(reissued["amy"], printed["amy"]);
     roster(&db, &["remove", "bob"]);
     assert!(!roster(&db, &["list"]).contains("bob"));
@@ -170,7 +175,7 @@ async fn the_server_sees_roster_changes_while_it_runs() {
     let server = TestServer::start().await;
     let _open = server.login("early").await;
     let db = server.db_path();
-    let printed = codes(&roster(&db, &["add", "amy"]));
+    let printed = code_map(&roster(&db, &["add", "amy"]));
     // Within a few seconds the class is rostered.
     let started = std::time::Instant::now();
     loop {
