@@ -65,6 +65,15 @@ async fn two_users(c: &Cluster, one: &str, other: &str) -> (TestClient, TestClie
     (first, second)
 }
 
+/// A user on each node, `PREFIX0` on node 0 and so on.
+async fn one_per_node(c: &Cluster, prefix: &str) -> Vec<TestClient> {
+    let mut clients = Vec::new();
+    for (i, node) in c.nodes.iter().enumerate() {
+        clients.push(node.login(&format!("{prefix}{i}")).await);
+    }
+    clients
+}
+
 /// Logs in as the instructor (a reserved name asks for the password).
 async fn instructor(node: &TestServer) -> TestClient {
     let mut prof = node.connect().await;
@@ -114,14 +123,8 @@ async fn recorded_chat(pg: &Postgres, count: usize, within: Duration) -> Vec<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_room_spread_over_three_nodes_sees_one_order_and_records_it_once() {
     let Some(c) = cluster(3).await else { return };
-    let mut listeners = Vec::new();
-    for (i, node) in c.nodes.iter().enumerate() {
-        listeners.push(node.login(&format!("listener{i}")).await);
-    }
-    let mut talkers = Vec::new();
-    for (i, node) in c.nodes.iter().enumerate() {
-        talkers.push(node.login(&format!("talker{i}")).await);
-    }
+    let mut listeners = one_per_node(&c, "listener").await;
+    let mut talkers = one_per_node(&c, "talker").await;
     // Everyone has seen the last talker arrive before anyone talks.
     for client in listeners.iter_mut().chain(talkers.iter_mut().take(2)) {
         client.expect("* talker2 has joined #lobby").await;
@@ -156,10 +159,7 @@ async fn a_room_spread_over_three_nodes_sees_one_order_and_records_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_name_claimed_on_three_nodes_at_once_goes_to_exactly_one() {
     let Some(c) = cluster(3).await else { return };
-    let mut clients = Vec::new();
-    for (i, node) in c.nodes.iter().enumerate() {
-        clients.push(node.login(&format!("racer{i}")).await);
-    }
+    let mut clients = one_per_node(&c, "racer").await;
     for client in clients.iter_mut().take(2) {
         client.expect("* racer2 has joined #lobby").await;
     }
