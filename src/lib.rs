@@ -25,9 +25,13 @@
 //! reconnecting), [`clock`] (timestamps), [`password`] (argon2 hashes) and
 //! [`report`] (the grading report and transcript read back from the database).
 //!
-//! In cluster mode the record lives in PostgreSQL instead ([`postgres`]): the
-//! events in JetStream order and the roster, shared by every node; the report and
-//! the roster commands read and write it there.
+//! In cluster mode ([`cluster`]) the switchboard turns each request into a
+//! [`switchboard::Action`] and publishes it to a NATS JetStream stream instead of
+//! applying it; every node applies the stream's actions, in the stream's order, to
+//! its own copy of the hub, so all of them agree without any protocol of their
+//! own. The record lives in PostgreSQL ([`postgres`]): the events in stream order
+//! and the roster, shared by every node; the report and the roster commands read
+//! and write it there.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -3,8 +3,8 @@
 //!
 //! Every node keeps a whole copy of the [`Hub`] and changes it only by applying
 //! the actions in one JetStream stream, in the stream's order (see
-//! [`action`](crate::switchboard::action)). What a member does is published
-//! ([`relay`]), comes back to every node ([`follow`]) and is applied there; each
+//! [`action`]). What a member does is published
+//! ([`relay`]), comes back to every node (`follow`) and is applied there; each
 //! node delivers the resulting lines to the members connected to it. So every
 //! member of a room sees its lines in one order, a name is taken by whichever
 //! claim the stream stored first, and `/who`, `/rooms`, `/msg`, history and
