@@ -148,25 +148,17 @@ impl Server {
     /// Opens the store and binds the configured address (port 0 picks a free port).
     pub async fn bind(config: ValidConfig) -> Result<Server, ServerError> {
         let config = Arc::new(config);
-        let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
-        let (board, next_id, record) = match config.is_cluster() {
-            true => {
-                let node = Node::start(&config, clock).await?;
-                (node.board.clone(), node.first_id(), Record::Node(node))
-            }
+        // A single server's database is opened (and locked) before its ports are
+        // bound; a cluster node joins only once its ports are bound, so that a
+        // node that cannot listen never enters the cluster.
+        let opened = match config.is_cluster() {
+            true => None,
             false => {
                 let store_config = config.clone();
                 let opened = tokio::task::spawn_blocking(move || Store::open(&store_config))
                     .await
                     .expect("store open panicked")?;
-                let history = History::loaded(config.history.replay_lines, opened.history);
-                let hub = Hub::new(Settings::from_config(&config), history);
-                let board = Switchboard::new(hub, opened.handle, clock);
-                (
-                    Arc::new(board),
-                    opened.next_session,
-                    Record::Store(opened.store),
-                )
+                Some(opened)
             }
         };
         let addr = SocketAddr::new(config.server.bind, config.server.port);
@@ -190,6 +182,23 @@ impl Server {
                     .map_err(|source| ServerError::Bind { addr, source })?,
             ),
             None => None,
+        };
+        let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
+        let (board, next_id, record) = match opened {
+            None => {
+                let node = Node::start(&config, clock).await?;
+                (node.board.clone(), node.first_id(), Record::Node(node))
+            }
+            Some(opened) => {
+                let history = History::loaded(config.history.replay_lines, opened.history);
+                let hub = Hub::new(Settings::from_config(&config), history);
+                let board = Switchboard::new(hub, opened.handle, clock);
+                (
+                    Arc::new(board),
+                    opened.next_session,
+                    Record::Store(opened.store),
+                )
+            }
         };
         Ok(Server {
             listener,

@@ -5,8 +5,11 @@
 //! node removes its members at the same point of the one order. Several survivors
 //! may declare the same node; the second declaration finds nobody left.
 //!
-//! Silence only counts while this node is connected itself: when NATS goes away
-//! every node hears nothing from anyone, and none of that means a node died.
+//! Silence only counts while this node hears its own beats come back: when NATS
+//! goes away or stalls, every node hears nothing from anyone, and none of that
+//! means a node died (the client may still believe it is connected for a while).
+//! A declaration that cannot be published is not kept for later either; the next
+//! beat decides again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,9 @@ use super::ALIVE;
 
 /// How often a node says it is alive, and checks on the others.
 const BEAT: Duration = Duration::from_secs(1);
+
+/// How recent this node's own last beat must be for the others' silence to count.
+const ECHO: Duration = Duration::from_secs(3);
 
 /// Silence after which a node counts as gone. With one beat to notice and the
 /// stream's round trip, its members' leaves are seen well within SPEC's 15 s.
@@ -56,12 +62,13 @@ pub async fn watch(
             }
             _ = beat.tick() => {
                 let now = Instant::now();
-                if client.connection_state() != State::Connected {
+                let _ = client.publish(ALIVE, me.to_string().into()).await;
+                let hears_itself = last_heard.get(&me).is_some_and(|t| now - *t <= ECHO);
+                if client.connection_state() != State::Connected || !hears_itself {
                     connected_since = None;
                     continue;
                 }
                 let since = *connected_since.get_or_insert(now);
-                let _ = client.publish(ALIVE, me.to_string().into()).await;
                 for node in board.member_nodes() {
                     if node == me {
                         continue;

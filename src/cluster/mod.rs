@@ -79,7 +79,10 @@ pub struct Node {
     /// This node's number.
     pub number: u64,
     stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    /// Publishes; ends by itself once the switchboard is dropped.
+    outbound: JoinHandle<()>,
+    /// Follow the stream and watch the other nodes; end when `stop` is cancelled.
+    followers: Vec<JoinHandle<()>>,
     record: record::Recorder,
 }
 
@@ -135,14 +138,14 @@ impl Node {
         let stream = open_stream(&js).await.map_err(|e| js_error(&e))?;
         // Refused at once where it can be told; with PostgreSQL down, the recorder
         // checks when it comes back.
-        let pg = tokio::time::timeout(ACK_WAIT, postgres::connect(&config.storage.postgres_url));
-        if let Ok(Ok(client)) = pg.await {
-            if let Err(RecordError::OtherStream) = check_record(&client, &stream_id(&stream)).await
-            {
-                return Err(ClusterError::OtherStream(
-                    RecordError::OtherStream.to_string(),
-                ));
-            }
+        let id = stream_id(&stream);
+        let checked = tokio::time::timeout(ACK_WAIT, async {
+            let client = postgres::connect(&config.storage.postgres_url).await?;
+            check_record(&client, &id).await
+        });
+        if let Ok(Err(RecordError::OtherStream)) = checked.await {
+            let mismatch = RecordError::OtherStream.to_string();
+            return Err(ClusterError::OtherStream(mismatch));
         }
         let started = Entry {
             at: clock.now_ms(),
@@ -171,22 +174,14 @@ impl Node {
         ));
         let stop = CancellationToken::new();
         let (caught_up, mut ready) = watch::channel(0u64);
-        let tasks = vec![
-            tokio::spawn(outbound.run(Arc::downgrade(&board))),
-            tokio::spawn(follow(
-                stream.clone(),
-                board.clone(),
-                caught_up,
-                reconnected.clone(),
-                stop.clone(),
-            )),
-            tokio::spawn(liveness::watch(
-                client.clone(),
-                board.clone(),
-                number,
-                stop.clone(),
-            )),
-        ];
+        let outbound = tokio::spawn(outbound.run(Arc::downgrade(&board)));
+        let mut followers = vec![tokio::spawn(follow(
+            stream.clone(),
+            board.clone(),
+            caught_up,
+            reconnected.clone(),
+            stop.clone(),
+        ))];
         let record = record::Recorder::start(
             stream,
             config.storage.postgres_url.clone(),
@@ -195,14 +190,23 @@ impl Node {
             clock,
             reconnected,
         );
-        // Clients come in once this node knows everything up to its own start.
+        // Clients come in once this node knows everything up to its own start;
+        // until then its idea of who is connected where is history, and no node
+        // is declared gone on it.
         let _ = ready.wait_for(|seq| *seq >= number).await;
+        followers.push(tokio::spawn(liveness::watch(
+            client,
+            board.clone(),
+            number,
+            stop.clone(),
+        )));
         tracing::info!(node = number, "joined the cluster");
         Ok(Node {
             board,
             number,
             stop,
-            tasks,
+            outbound,
+            followers,
             record,
         })
     }
@@ -212,23 +216,24 @@ impl Node {
         action::first_id(self.number)
     }
 
-    /// Stops following the stream, publishes what is still queued (within
-    /// `grace`), and lets the recorder write what it has read.
+    /// Stops following the stream, publishes what is still queued and stores what
+    /// is still unacknowledged (within `grace`), and lets the recorder write what
+    /// it has read.
     pub async fn close(self, grace: Duration) {
         let Node {
             board,
             stop,
-            mut tasks,
+            outbound,
+            followers,
             record,
             ..
         } = self;
         stop.cancel();
-        let outbound = tasks.remove(0);
-        for task in tasks {
+        for task in followers {
             let _ = task.await;
         }
         // The publisher lives in the switchboard; without it, the outbound task
-        // ends once the last departures are stored.
+        // ends once everything it holds is stored.
         drop(board);
         if tokio::time::timeout(grace, outbound).await.is_err() {
             tracing::warn!("some departures were not published before the node stopped");

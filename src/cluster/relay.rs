@@ -2,12 +2,18 @@
 //! its members made them, several in flight at once, and checks every
 //! acknowledgement.
 //!
-//! Each action carries a `Nats-Msg-Id` (node number and a counter), so a publish
-//! retried after a lost acknowledgement is stored once. A departure that cannot be
-//! published is retried until it is; anything else that fails is refused to the
-//! member who sent it (`! Messages cannot be delivered right now; ...`).
+//! Each action carries a `Nats-Msg-Id` (node number and a counter). A publish whose
+//! acknowledgement does not come may still have been stored, so it is never
+//! simply refused: it is published again under the same id, which JetStream
+//! stores at most once within its duplicate window, until it is acknowledged.
+//! Meanwhile nothing after it is sent (so one member's actions keep their order)
+//! and the node counts as cut off: new requests are refused with `! Messages
+//! cannot be delivered right now; ...`, departures wait their turn. Only an action
+//! still unacknowledged after [`GIVE_UP`] is refused to its member; a log-in given
+//! up on is followed by its departure, in case it was stored after all.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -16,6 +22,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::switchboard::{Entry, Relay, Switchboard};
 
@@ -28,14 +35,22 @@ const IN_FLIGHT: usize = 256;
 /// (departures are always kept).
 const MAX_WAITING: usize = 10_000;
 
-/// How long a departure waits before it is published again.
-const RETRY: Duration = Duration::from_millis(500);
+/// How long an unacknowledged action waits before it is published again.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// How long an action is published again before it is given up on: well inside
+/// the stream's duplicate window (two minutes), so a copy stored meanwhile is
+/// still recognized.
+const GIVE_UP: Duration = Duration::from_secs(90);
 
 /// The [`Relay`] a node's switchboard sends through.
 pub struct Publisher {
     client: async_nats::Client,
     queue: mpsc::UnboundedSender<Entry>,
     waiting: Arc<AtomicUsize>,
+    /// An action is being published again: the stream is out of reach, whatever
+    /// the client's connection state says.
+    stalled: Arc<AtomicBool>,
 }
 
 /// The publishing task's end of the queue, started by [`Outbound::run`] once the
@@ -43,6 +58,7 @@ pub struct Publisher {
 pub struct Outbound {
     queue: mpsc::UnboundedReceiver<Entry>,
     waiting: Arc<AtomicUsize>,
+    stalled: Arc<AtomicBool>,
     js: jetstream::Context,
     node: u64,
 }
@@ -55,14 +71,17 @@ pub fn channel(
 ) -> (Publisher, Outbound) {
     let (tx, rx) = mpsc::unbounded_channel();
     let waiting = Arc::new(AtomicUsize::new(0));
+    let stalled = Arc::new(AtomicBool::new(false));
     let publisher = Publisher {
         client,
         queue: tx,
         waiting: waiting.clone(),
+        stalled: stalled.clone(),
     };
     let outbound = Outbound {
         queue: rx,
         waiting,
+        stalled,
         js,
         node,
     };
@@ -72,6 +91,7 @@ pub fn channel(
 impl Relay for Publisher {
     fn is_up(&self) -> bool {
         self.client.connection_state() == State::Connected
+            && !self.stalled.load(Ordering::Relaxed)
             && self.waiting.load(Ordering::Relaxed) < MAX_WAITING
     }
 
@@ -84,15 +104,21 @@ impl Relay for Publisher {
 
 impl Outbound {
     /// Publishes until the switchboard (holding the [`Publisher`]) is gone and
-    /// everything queued is acknowledged or handed to a retry. Refusals go to
-    /// `board`, held weakly so that dropping it ends this task.
+    /// everything queued is stored or given up on. Refusals go to `board`, held
+    /// weakly so that dropping it ends this task.
     pub async fn run(mut self, board: Weak<Switchboard>) {
         let mut counter: u64 = 0;
         let mut acks = FuturesOrdered::new();
+        // Unacknowledged actions, in order, with when they were first sent.
+        let mut again: VecDeque<(Entry, String, Instant)> = VecDeque::new();
         let mut open = true;
-        while open || !acks.is_empty() {
+        while open || !acks.is_empty() || !again.is_empty() {
+            if acks.is_empty() && !again.is_empty() {
+                self.publish_again(&mut again, &board).await;
+                continue;
+            }
             tokio::select! {
-                entry = self.queue.recv(), if open && acks.len() < IN_FLIGHT => {
+                entry = self.queue.recv(), if open && again.is_empty() && acks.len() < IN_FLIGHT => {
                     let Some(entry) = entry else {
                         open = false;
                         continue;
@@ -102,31 +128,48 @@ impl Outbound {
                     let id = format!("{}-{counter}", self.node);
                     // Sent here, one after another, so the stream keeps this
                     // node's order; only the acknowledgements are awaited together.
-                    match send(&self.js, &entry, &id).await {
-                        Ok(ack) => acks.push_back(async move {
-                            let stored = ack.await.is_ok();
-                            (entry, id, stored)
-                        }),
-                        Err(_) => failed(&self.js, entry, id, &board),
-                    }
+                    let sent = send(&self.js, &entry, &id).await;
+                    acks.push_back(async move {
+                        let stored = match sent {
+                            Ok(ack) => ack.await.is_ok(),
+                            Err(_) => false,
+                        };
+                        (entry, id, stored)
+                    });
                 }
                 Some((entry, id, stored)) = acks.next() => {
                     if !stored {
-                        failed(&self.js, entry, id, &board);
+                        self.stalled.store(true, Ordering::Relaxed);
+                        again.push_back((entry, id, Instant::now()));
                     }
                 }
             }
         }
     }
-}
 
-/// A departure is published again until it is stored; anything else is refused
-/// to the member who sent it.
-fn failed(js: &jetstream::Context, entry: Entry, id: String, board: &Weak<Switchboard>) {
-    if entry.action.is_departure() {
-        tokio::spawn(publish_until_stored(js.clone(), entry, id));
-    } else if let Some(board) = board.upgrade() {
-        board.undelivered(&entry);
+    /// Publishes the first unacknowledged action again, until it is stored or
+    /// given up on; the node is no longer cut off once none is left.
+    async fn publish_again(
+        &self,
+        again: &mut VecDeque<(Entry, String, Instant)>,
+        board: &Weak<Switchboard>,
+    ) {
+        let Some((entry, id, since)) = again.front() else {
+            return;
+        };
+        if publish(&self.js, entry, id).await.is_ok() {
+            again.pop_front();
+        } else if since.elapsed() > GIVE_UP && !entry.action.is_departure() {
+            let (entry, _, _) = again.pop_front().expect("front exists");
+            if let Some(board) = board.upgrade() {
+                board.undelivered(&entry);
+            }
+        } else {
+            tokio::time::sleep(RETRY).await;
+        }
+        if again.is_empty() {
+            self.stalled.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -151,14 +194,4 @@ async fn publish(
 ) -> Result<(), async_nats::Error> {
     send(js, entry, id).await?.await?;
     Ok(())
-}
-
-async fn publish_until_stored(js: jetstream::Context, entry: Entry, id: String) {
-    loop {
-        tokio::time::sleep(RETRY).await;
-        match publish(&js, &entry, &id).await {
-            Ok(()) => return,
-            Err(err) => tracing::debug!(%err, "departure not published yet; retrying"),
-        }
-    }
 }

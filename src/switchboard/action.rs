@@ -97,12 +97,12 @@ impl Action {
     }
 
     /// A member going away: never refused, and kept until it reaches the stream,
-    /// or the others would see a ghost.
+    /// or the others would see a ghost. (A node declared gone is not: if the
+    /// stream cannot be reached, the declaring node may be the one cut off.)
     pub fn is_departure(&self) -> bool {
         matches!(
             self,
             Action::Leave { .. }
-                | Action::NodeGone { .. }
                 | Action::Perform {
                     command: Command::Quit(_),
                     ..

@@ -305,7 +305,9 @@ impl Switchboard {
         }
     }
 
-    /// Cluster: `entry` could not be put in the stream; its member hears why.
+    /// Cluster: `entry` was given up on, unacknowledged; its member hears why. A
+    /// log-in given up on may have been stored after all: the connection is closed
+    /// and its departure sent, so that it leaves no ghost behind.
     pub fn undelivered(&self, entry: &Entry) {
         let mut inner = self.lock();
         if let Some(id) = entry.action.member() {
@@ -314,6 +316,8 @@ impl Switchboard {
                 if let Some(member) = inner.members.remove(&id) {
                     member.dropped.cancel();
                 }
+                let reason = LeaveReason::Lost;
+                let _ = self.dispatch(&mut inner, Action::Leave { id, reason });
             }
         }
     }

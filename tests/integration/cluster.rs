@@ -539,3 +539,38 @@ async fn a_new_stream_is_never_recorded_over_an_old_one() {
     );
     assert_eq!(recorded_chat(&pg, 1, WAIT).await, ["amy: last term"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_nats_longer_than_a_node_timeout_declares_no_healthy_node_gone() {
+    let Some(c) = cluster(2).await else { return };
+    let (mut ann, mut bob) = two_users(&c, "ann", "bob").await;
+    // Longer than the 8 s after which a silent node is declared gone; every
+    // node hears nothing from anyone, itself included.
+    c.nats.pause();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    c.nats.resume();
+    let last = send_until(&mut ann, "after the hang", |answer| answer.is_none()).await;
+    bob.expect(&format!("ann: {last}")).await;
+    bob.send("/who").await;
+    let who = bob.expect_prefix("= ").await;
+    assert!(who.contains("ann") && who.contains("bob"), "{who}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_while_nats_hangs_gets_in_once_it_answers_and_leaves_no_ghost() {
+    let Some(c) = cluster(2).await else { return };
+    let mut ann = c.nodes[0].login("ann").await;
+    c.nats.pause();
+    let mut carol = c.nodes[1].connect().await;
+    carol.send("carol").await;
+    // Past the acknowledgement timeout: the log-in may or may not be stored, so
+    // it is published again (under the same id) rather than refused.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.nats.resume();
+    carol.expect_prefix("* Welcome, carol!").await;
+    ann.expect("* carol has joined #lobby").await;
+    carol.send("/quit").await;
+    carol.expect_closed().await;
+    ann.expect("* carol has left #lobby (Quit)").await;
+    c.nodes[0].login("carol").await;
+}

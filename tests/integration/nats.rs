@@ -58,6 +58,26 @@ impl Nats {
         }
     }
 
+    /// Freezes it (SIGSTOP): its connections stay open and say nothing, as with a
+    /// hung server or a network that drops packets. [`Nats::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("nats-server is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
     /// Starts it again on the same port and store, and waits until it accepts
     /// connections.
     pub fn start_again(&mut self) {
