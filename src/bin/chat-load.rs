@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -677,12 +678,20 @@ impl Client {
             }
             Proto::Ws => {
                 let request = ws_request(self.addr)?;
-                let (ws, _) = tokio_tungstenite::client_async(request, stream)
-                    .await
-                    .map_err(|e| match e {
-                        WsError::Http(response) => format!("refused: HTTP {}", response.status()),
-                        e => format!("handshake: {e}"),
-                    })?;
+                // tungstenite zero-fills its whole read buffer before every
+                // read; at its default of 128 KiB that would make this client
+                // cost far more than a line client on the cores it shares with
+                // the server.
+                let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                        .await
+                        .map_err(|e| match e {
+                            WsError::Http(response) => {
+                                format!("refused: HTTP {}", response.status())
+                            }
+                            e => format!("handshake: {e}"),
+                        })?;
                 let (wr, rd) = ws.split();
                 (Reader::Ws(rd), Writer::Ws(wr))
             }
