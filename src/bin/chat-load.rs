@@ -2,11 +2,13 @@
 //! figure in `docs/PERFORMANCE.md` can be measured again from a clone.
 //!
 //! It speaks classchat's `line` protocol (and any server that takes a username as
-//! the first line) and plain IRC, so the same numbers can be taken for the servers
-//! classchat is compared with. Every message text carries a marker
-//! `~cl:SENDER:SEQ:SEND_NS~`, where SEND_NS comes from one monotonic clock shared by
-//! all clients of the process: a receiver subtracts it from its own reading of that
-//! clock and gets the one-way latency without any clock synchronisation.
+//! the first line), the same protocol over the web page's WebSocket (one text
+//! frame per line), and plain IRC, so the same numbers can be taken for each of
+//! classchat's front ends and for the servers classchat is compared with. Every
+//! message text carries a marker `~cl:SENDER:SEQ:SEND_NS~`, where SEND_NS comes
+//! from one monotonic clock shared by all clients of the process: a receiver
+//! subtracts it from its own reading of that clock and gets the one-way latency
+//! without any clock synchronisation.
 //!
 //! Only messages sent inside the measured window (after the warm-up) count. Each is
 //! expected once at every other connected client; whatever has not arrived when the
@@ -19,7 +21,7 @@
 //! process if the phases together ever overrun.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -35,6 +39,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
 
 /// Load generator for chat servers on this machine (loopback addresses only).
 #[derive(Parser, Clone)]
@@ -47,7 +56,8 @@ struct Args {
     #[arg(long, value_enum, default_value = "chat")]
     scenario: Scenario,
     /// Server address; must be a loopback address. Several, comma-separated
-    /// (cluster nodes): clients are spread over them in turn.
+    /// (cluster nodes): clients are spread over them in turn. With `--proto ws`,
+    /// the web listener's address.
     #[arg(long, default_value = "127.0.0.1:5555")]
     addr: String,
     /// Number of clients, all in one room.
@@ -74,8 +84,8 @@ struct Args {
     /// Seconds to wait after everyone is connected before sending.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
-    /// Line protocol: after the username, wait for a line containing this text
-    /// (classchat: `Welcome`).
+    /// Line protocol (and ws): after the username, wait for a line containing
+    /// this text (classchat: `Welcome`).
     #[arg(long)]
     ready: Option<String>,
     /// IRC channel to join.
@@ -126,6 +136,28 @@ enum Proto {
     Line,
     /// NICK/USER, JOIN, PRIVMSG.
     Irc,
+    /// The line protocol over a WebSocket at `ws://ADDR/ws`, one text frame per
+    /// line, as classchat's chat page speaks it.
+    Ws,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Line => "line",
+            Proto::Irc => "irc",
+            Proto::Ws => "ws",
+        }
+    }
+
+    /// What ends a line on the wire: nothing on a WebSocket, where a frame is a line.
+    fn line_end(self) -> &'static str {
+        match self {
+            Proto::Line => "\n",
+            Proto::Irc => "\r\n",
+            Proto::Ws => "",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -338,7 +370,7 @@ async fn run(args: Args, addrs: Vec<SocketAddr>) -> Value {
         "connect_wall_s": round(connect_wall, 3),
         "handshake_ms": summary_ms(&mut shared.handshake_ms.lock().unwrap()),
         "label": args.label,
-        "proto": match args.proto { Proto::Line => "line", Proto::Irc => "irc" },
+        "proto": args.proto.name(),
     });
     match args.scenario {
         Scenario::Chat => {
@@ -534,7 +566,70 @@ struct Client {
     plan: watch::Receiver<Option<Plan>>,
 }
 
-type Streams = (BufReader<OwnedReadHalf>, OwnedWriteHalf);
+type Streams = (Reader, Writer);
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The receiving half of a connection, one line at a time whatever the framing.
+enum Reader {
+    /// Lines end with `\n` (the line protocol and IRC).
+    Tcp(BufReader<OwnedReadHalf>),
+    /// Each text frame is one line, without a line ending.
+    Ws(SplitStream<Ws>),
+}
+
+/// The sending half; a line handed to it already ends as [`Proto::line_end`] says.
+enum Writer {
+    Tcp(OwnedWriteHalf),
+    Ws(SplitSink<Ws, Message>),
+}
+
+impl Reader {
+    /// Replaces `buf` with the next line; `false` once the server has closed.
+    async fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.clear();
+        match self {
+            Reader::Tcp(rd) => Ok(rd.read_until(b'\n', buf).await? > 0),
+            Reader::Ws(rd) => loop {
+                match rd.next().await.transpose().map_err(io::Error::other)? {
+                    None | Some(Message::Close(_)) => return Ok(false),
+                    Some(Message::Text(text)) => buf.extend_from_slice(text.as_bytes()),
+                    Some(Message::Binary(bytes)) => buf.extend_from_slice(&bytes),
+                    // tungstenite answers pings itself; neither carries a line.
+                    Some(_) => continue,
+                }
+                return Ok(true);
+            },
+        }
+    }
+}
+
+impl Writer {
+    /// Sends one line and hands it to the kernel at once, as a chat client would:
+    /// a message held back in a buffer would show as server latency.
+    async fn send(&mut self, line: &[u8]) -> io::Result<()> {
+        match self {
+            Writer::Tcp(wr) => wr.write_all(line).await,
+            Writer::Ws(wr) => {
+                let text = std::str::from_utf8(line).map_err(io::Error::other)?;
+                wr.send(Message::text(text)).await.map_err(io::Error::other)
+            }
+        }
+    }
+}
+
+/// The handshake request for `ws://ADDR/ws`, with the `Origin` a browser showing
+/// classchat's own page would send: the server refuses any other.
+fn ws_request(addr: SocketAddr) -> Result<Request, String> {
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .map_err(|e| format!("bad WebSocket address: {e}"))?;
+    let origin = format!("http://{addr}")
+        .parse()
+        .map_err(|_| "bad Origin header".to_owned())?;
+    request.headers_mut().insert("Origin", origin);
+    Ok(request)
+}
 
 /// A connected client's reader and writer tasks, and what its reader received.
 type Running = (JoinHandle<()>, JoinHandle<()>, Arc<Deliveries>);
@@ -576,15 +671,37 @@ impl Client {
             .map_err(|e| format!("connect: {}", e.kind()))?;
         // A real client would not hold its small writes back; neither do we.
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (rd, mut wr) = stream.into_split();
-        let mut rd = BufReader::new(rd);
+        let (mut rd, mut wr) = match self.args.proto {
+            Proto::Line | Proto::Irc => {
+                let (rd, wr) = stream.into_split();
+                (Reader::Tcp(BufReader::new(rd)), Writer::Tcp(wr))
+            }
+            Proto::Ws => {
+                let request = ws_request(self.addr)?;
+                // tungstenite zero-fills its whole read buffer before every
+                // read; at its default of 128 KiB that would make this client
+                // cost far more than a line client on the cores it shares with
+                // the server.
+                let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                        .await
+                        .map_err(|e| match e {
+                            WsError::Http(response) => {
+                                format!("refused: HTTP {}", response.status())
+                            }
+                            e => format!("handshake: {e}"),
+                        })?;
+                let (wr, rd) = ws.split();
+                (Reader::Ws(rd), Writer::Ws(wr))
+            }
+        };
         let nick = format!("{}{}", self.args.nick_prefix, self.id);
-        let io = |e: std::io::Error| format!("handshake: {}", e.kind());
+        let io = |e: io::Error| format!("handshake: {}", e.kind());
         match self.args.proto {
-            Proto::Line => {
-                wr.write_all(format!("{nick}\n").as_bytes())
-                    .await
-                    .map_err(io)?;
+            Proto::Line | Proto::Ws => {
+                let hello = format!("{nick}{}", self.args.proto.line_end());
+                wr.send(hello.as_bytes()).await.map_err(io)?;
                 if let Some(ready) = &self.args.ready {
                     wait_for(&mut rd, &mut wr, |l| {
                         if l.starts_with("! ") || l.contains("] ! ") {
@@ -598,11 +715,11 @@ impl Client {
             }
             Proto::Irc => {
                 let hello = format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n");
-                wr.write_all(hello.as_bytes()).await.map_err(io)?;
+                wr.send(hello.as_bytes()).await.map_err(io)?;
                 wait_for(&mut rd, &mut wr, |l| irc_numeric(l, "001")).await?;
                 if !self.args.no_join {
                     let join = format!("JOIN {}\r\n", self.args.channel);
-                    wr.write_all(join.as_bytes()).await.map_err(io)?;
+                    wr.send(join.as_bytes()).await.map_err(io)?;
                     wait_for(&mut rd, &mut wr, |l| irc_numeric(l, "366")).await?;
                 }
             }
@@ -628,7 +745,7 @@ impl Client {
         (reader, writer, deliveries)
     }
 
-    async fn write_loop(mut self, mut wr: OwnedWriteHalf, mut pongs: mpsc::Receiver<Vec<u8>>) {
+    async fn write_loop(mut self, mut wr: Writer, mut pongs: mpsc::Receiver<Vec<u8>>) {
         let plan = loop {
             if let Some(plan) = *self.plan.borrow_and_update() {
                 break plan;
@@ -650,14 +767,10 @@ impl Client {
             t
         });
         let prefix = match self.args.proto {
-            Proto::Line => String::new(),
+            Proto::Line | Proto::Ws => String::new(),
             Proto::Irc => format!("PRIVMSG {} :", self.args.channel),
         };
-        let end = if self.args.proto == Proto::Irc {
-            "\r\n"
-        } else {
-            "\n"
-        };
+        let end = self.args.proto.line_end();
         let window = *self.shared.window.get().unwrap_or(&(0, 0));
         let pad = "x".repeat(self.args.pad);
         let mut seq = 0u64;
@@ -666,7 +779,7 @@ impl Client {
             let sending = ticks.is_some() && Instant::now() < plan.end;
             tokio::select! {
                 pong = pongs.recv() => match pong {
-                    Some(pong) => if wr.write_all(&pong).await.is_err() { return },
+                    Some(pong) => if wr.send(&pong).await.is_err() { return },
                     None => return,
                 },
                 _ = async { ticks.as_mut().unwrap().tick().await }, if sending => {
@@ -680,7 +793,7 @@ impl Client {
                     if (window.0..window.1).contains(&sent_ns) {
                         self.shared.sent_in_window.fetch_add(1, Ordering::Relaxed);
                     }
-                    if wr.write_all(&line).await.is_err() {
+                    if wr.send(&line).await.is_err() {
                         return;
                     }
                 }
@@ -691,23 +804,22 @@ impl Client {
 
 /// Reads lines until `done` says the awaited one came, answering IRC pings meanwhile.
 async fn wait_for(
-    rd: &mut BufReader<OwnedReadHalf>,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut Reader,
+    wr: &mut Writer,
     mut done: impl FnMut(&str) -> Result<bool, String>,
 ) -> Result<(), String> {
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        let n = rd
-            .read_until(b'\n', &mut buf)
+        let open = rd
+            .next_line(&mut buf)
             .await
             .map_err(|e| format!("handshake: {}", e.kind()))?;
-        if n == 0 {
+        if !open {
             return Err("handshake: closed by the server".into());
         }
         let line = String::from_utf8_lossy(&buf);
         if let Some(pong) = pong_for(&buf) {
-            wr.write_all(&pong)
+            wr.send(&pong)
                 .await
                 .map_err(|e| format!("handshake: {}", e.kind()))?;
         } else if done(&line)? {
@@ -739,7 +851,7 @@ fn pong_for(line: &[u8]) -> Option<Vec<u8>> {
 }
 
 async fn read_loop(
-    mut rd: BufReader<OwnedReadHalf>,
+    mut rd: Reader,
     me: usize,
     shared: Arc<Shared>,
     pongs: mpsc::Sender<Vec<u8>>,
@@ -749,15 +861,11 @@ async fn read_loop(
     // race against a stop signal.
     let mut buf = Vec::with_capacity(256);
     loop {
-        buf.clear();
-        match rd.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => {
-                if !shared.stopping.load(Ordering::Relaxed) {
-                    shared.disconnects.fetch_add(1, Ordering::Relaxed);
-                }
-                return;
+        if !matches!(rd.next_line(&mut buf).await, Ok(true)) {
+            if !shared.stopping.load(Ordering::Relaxed) {
+                shared.disconnects.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(_) => {}
+            return;
         }
         let now = shared.now_ns();
         let Some((sender, sent_ns)) = parse_mark(&buf) else {
@@ -972,6 +1080,19 @@ mod tests {
         assert_eq!(irc_numeric(":srv 001 u1 :Welcome", "001"), Ok(true));
         assert_eq!(irc_numeric(":srv 366 u1 #bench :End", "001"), Ok(false));
         assert!(irc_numeric(":srv 433 * u1 :Nickname in use", "001").is_err());
+    }
+
+    #[test]
+    fn websocket_handshake_names_the_page_it_came_from() {
+        for addr in ["127.0.0.1:8080", "[::1]:8080"] {
+            let request = ws_request(addr.parse().unwrap()).unwrap();
+            let header = |name| request.headers()[name].to_str().unwrap().to_owned();
+            assert_eq!(request.uri().path(), "/ws");
+            assert_eq!(header("Host"), addr);
+            // The server compares Origin with Host; they must name the same place.
+            assert_eq!(header("Origin"), format!("http://{}", header("Host")));
+        }
+        assert_eq!(Proto::Ws.line_end(), "");
     }
 
     #[test]

@@ -25,6 +25,12 @@ use crate::protocol::{Inbound, LoginError, ServerLine, Stamped};
 /// Lines the writer takes off the queue before it flushes.
 const WRITE_BATCH: usize = 256;
 
+/// Bytes read from the socket at a time: a few lines. tungstenite zero-fills this
+/// much before every read and keeps it per connection; its default of 128 KiB cost
+/// a 128 KiB memset per read (about one per message received) and doubled the
+/// server's RSS under S1. Longer frames still arrive whole, over several reads.
+const READ_BUFFER: usize = 4096;
+
 /// `GET /ws`. Refused with 403 before the upgrade unless the page that opens it is
 /// this server's own: otherwise any site a student visits could chat in their name.
 pub(super) async fn upgrade(
@@ -45,6 +51,7 @@ pub(super) async fn upgrade(
     // answer; only far larger ones end the connection at the WebSocket layer.
     let max_frame = (web.cx.config.limits.max_line_bytes * 4).max(64 * 1024);
     upgrade
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
         .on_upgrade(move |socket| {
