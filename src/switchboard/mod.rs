@@ -153,6 +153,15 @@ impl Switchboard {
         self.lock().hub.rooms_snapshot()
     }
 
+    /// Whether a request would be taken now: always on a single server; on a
+    /// cluster node, while NATS can be reached.
+    pub fn available(&self) -> Result<(), CommandError> {
+        match &self.mode {
+            Mode::Node { relay, .. } if !relay.is_up() => Err(CommandError::Undeliverable),
+            _ => Ok(()),
+        }
+    }
+
     /// The cluster nodes the members are connected through.
     pub fn member_nodes(&self) -> std::collections::BTreeSet<u64> {
         self.lock().hub.member_ids().map(action::node_of).collect()

@@ -466,8 +466,17 @@ impl Connection {
 
     /// Asks the hub for the room's members, shown as `353`/`366` after a join.
     fn join_names(&self) {
-        self.expect(AnswerAs::JoinNames);
-        let _ = self.cx.board.perform(self.id, Command::Who);
+        let _ = self.ask(AnswerAs::JoinNames, Command::Who);
+    }
+
+    /// Asks the hub a question whose answer this client's view renders as
+    /// `purpose`. The purpose goes first (the answer may be queued before
+    /// `perform` returns), so a question refused before it is asked (a cluster
+    /// node cut off from NATS) must not leave one behind.
+    fn ask(&self, purpose: AnswerAs, command: Command) -> Result<(), CommandError> {
+        self.cx.board.available()?;
+        self.expect(purpose);
+        self.perform(command)
     }
 
     /// The one decode path for every line, registered or not: its clean text, or
@@ -555,10 +564,7 @@ impl Connection {
             },
             "NAMES" => return self.room_query(message, AnswerAs::Names),
             "WHO" => return self.room_query(message, AnswerAs::Who),
-            "LIST" => {
-                self.expect(AnswerAs::List);
-                self.perform(Command::Rooms)
-            }
+            "LIST" => self.ask(AnswerAs::List, Command::Rooms),
             "TOPIC" => return self.topic(message),
             "MODE" => return self.mode(message),
             "WHOIS" => return self.whois(message),
@@ -609,12 +615,10 @@ impl Connection {
                     message.params.join(" ")
                 );
                 match protocol::parse(&protocol::sanitize(&line)) {
-                    Ok(Input::Command(command)) => {
-                        if matches!(command, Command::Rooms) {
-                            self.expect(AnswerAs::Notice);
-                        }
-                        self.perform(command)
+                    Ok(Input::Command(Command::Rooms)) => {
+                        self.ask(AnswerAs::Notice, Command::Rooms)
                     }
+                    Ok(Input::Command(command)) => self.perform(command),
                     Ok(_) => Ok(()),
                     Err(error) => Err(error),
                 }
@@ -774,8 +778,9 @@ impl Connection {
         let ours =
             target.is_none_or(|t| protocol::normalize_room(t).ok().as_deref() == Some(&self.room));
         if ours {
-            self.expect(purpose);
-            let _ = self.perform(Command::Who);
+            if let Err(error) = self.ask(purpose, Command::Who) {
+                self.command_error("WHO", "", error);
+            }
             return;
         }
         let target = clean_word(target.unwrap_or("*"));
