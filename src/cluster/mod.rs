@@ -306,6 +306,19 @@ async fn follow(
     let mut next = 1;
     loop {
         reconnected.borrow_and_update();
+        if let Ok(info) = stream.get_info().await {
+            let last = info.state.last_sequence;
+            if last + 1 < next {
+                // nats-server lost the stream's tail (a crash before it reached the
+                // disk): the numbers this node applied will be given to other
+                // actions, which it would skip.
+                tracing::error!(
+                    applied = next - 1,
+                    last,
+                    "the stream went back; restart every node to rebuild from it"
+                );
+            }
+        }
         let mut messages = match ordered_from(&stream, next).await {
             Ok(messages) => messages,
             Err(err) => {
