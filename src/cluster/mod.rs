@@ -150,7 +150,9 @@ impl Node {
         let started = Entry {
             at: clock.now_ms(),
             node: 0,
-            action: Action::NodeStarted,
+            action: Action::NodeStarted {
+                settings: Settings::from_config(config).fingerprint(),
+            },
         };
         let payload = serde_json::to_vec(&started).expect("an entry serializes");
         let number = js
@@ -194,6 +196,7 @@ impl Node {
         // until then its idea of who is connected where is history, and no node
         // is declared gone on it.
         let _ = ready.wait_for(|seq| *seq >= number).await;
+        board.caught_up();
         followers.push(tokio::spawn(liveness::watch(
             client,
             board.clone(),

@@ -69,7 +69,7 @@ pub struct Outcome {
 }
 
 /// What the hub takes from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct Settings {
     /// Where everyone starts.
     pub default_room: Name,
@@ -86,6 +86,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// A number that differs when the rules differ, for cluster nodes to compare
+    /// theirs: two copies of the hub with other limits would part ways.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The hub's part of a configuration.
     pub fn from_config(config: &Config) -> Settings {
         Settings {
@@ -195,6 +204,11 @@ impl Hub {
     /// The members of `room`, in the order they joined.
     pub fn room_members(&self, room: &str) -> &[ConnId] {
         self.rooms.get(room).map_or(&[], |r| &r.members)
+    }
+
+    /// The rules this hub applies.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Every member.

@@ -52,7 +52,12 @@ pub enum Action {
     },
     /// Cluster only: a node started. The stream sequence of this action is the
     /// node's number, and the high half of its connections' ids.
-    NodeStarted,
+    NodeStarted {
+        /// [`Settings::fingerprint`](crate::hub::Settings::fingerprint) of the
+        /// node's hub: every copy must apply the same rules.
+        #[serde(default)]
+        settings: u64,
+    },
     /// Cluster only: a node stopped answering; every member connected through it
     /// is gone (`Connection lost`).
     NodeGone {
@@ -92,7 +97,7 @@ impl Action {
             | Action::Perform { id, .. }
             | Action::Op { id }
             | Action::Leave { id, .. } => Some(*id),
-            Action::NodeStarted | Action::NodeGone { .. } => None,
+            Action::NodeStarted { .. } | Action::NodeGone { .. } => None,
         }
     }
 

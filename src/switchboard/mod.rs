@@ -22,6 +22,7 @@ pub mod action;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -83,6 +84,9 @@ pub struct Switchboard {
     sink: Box<dyn EventSink>,
     clock: Clock,
     mode: Mode,
+    /// Cluster: the stream has been applied up to this node's start, so what it
+    /// applies now is news rather than history.
+    live: AtomicBool,
 }
 
 impl Switchboard {
@@ -120,7 +124,17 @@ impl Switchboard {
             sink,
             clock,
             mode,
+            live: AtomicBool::new(false),
         }
+    }
+
+    /// Cluster: this node has applied the stream up to its own start.
+    pub fn caught_up(&self) {
+        self.live.store(true, Ordering::Relaxed);
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
     }
 
     /// The clock every line is stamped with.
@@ -386,7 +400,21 @@ impl Switchboard {
             Action::Perform { id, command } => hub.perform(id, command, now)?,
             Action::Op { id } => hub.op(id, now),
             Action::Leave { id, reason } => hub.leave(id, reason, now),
-            Action::NodeStarted => Outcome::default(),
+            Action::NodeStarted { settings } => {
+                let ours = hub.settings().fingerprint();
+                if settings != 0
+                    && settings != ours
+                    && matches!(self.mode, Mode::Node { .. })
+                    && self.is_live()
+                {
+                    tracing::error!(
+                        "a node started with other [server], [limits] or [history] settings \
+                         (or another version) than this one: every node needs the same \
+                         configuration, or they will disagree about names and rooms"
+                    );
+                }
+                Outcome::default()
+            }
             Action::NodeGone { node } => {
                 let mut gone: Vec<ConnId> = hub
                     .member_ids()

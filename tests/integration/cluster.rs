@@ -574,3 +574,63 @@ async fn a_login_while_nats_hangs_gets_in_once_it_answers_and_leaves_no_ghost() 
     ann.expect("* carol has left #lobby (Quit)").await;
     c.nodes[0].login("carol").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_other_rules_is_reported_by_the_running_ones() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config(dir.path(), &nats, &pg);
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let (mut running, addr) = spawn_listening(
+        std::process::Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&path)
+            .stderr(std::process::Stdio::piped()),
+    );
+    let stderr = running.stderr.take().unwrap();
+    let (said, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = said.send(line);
+        }
+    });
+    let report = "a node started with other [server], [limits] or [history] settings";
+    let mut watcher = TestClient::connect(addr).await;
+    watcher.send("watcher").await;
+    watcher.expect_prefix("* Welcome, watcher!").await;
+
+    // The same rules: once the running node has seen a member of the new one
+    // arrive, it has applied the new node's start, and said nothing of it.
+    let same = start_node(&nats, &pg).await;
+    same.login("alike").await;
+    watcher.expect("* alike has joined #lobby").await;
+    while let Ok(line) = heard.try_recv() {
+        assert!(!line.contains(report), "{line}");
+    }
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = node_config(other_dir.path(), &nats, &pg);
+    other.limits.max_nick_len = 30;
+    let different = TestServer::start_in(other_dir, other).await;
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = heard.recv().await {
+            if line.contains(report) {
+                return;
+            }
+        }
+        panic!("the running node ended");
+    })
+    .await
+    .expect("the running node reports the node with other rules");
+    running.kill().unwrap();
+    running.wait().unwrap();
+    different.stop().await;
+    same.stop().await;
+}
