@@ -416,18 +416,21 @@ mod tests {
     }
 }
 
-/// The roster the server holds, replaced whole when the table changes.
+/// The roster the server holds, replaced whole when the table changes; `None`
+/// until it has been read once.
 #[derive(Debug, Default)]
-pub struct LiveRoster(std::sync::RwLock<std::sync::Arc<Roster>>);
+pub struct LiveRoster(std::sync::RwLock<Option<std::sync::Arc<Roster>>>);
 
 impl LiveRoster {
-    /// The roster as last read.
-    pub fn current(&self) -> std::sync::Arc<Roster> {
+    /// The roster as last read; `None` if it never could be (a cluster node that
+    /// started while PostgreSQL was down). Nobody may log in then: an unread
+    /// roster is not an empty one, and would let anyone in under any name.
+    pub fn current(&self) -> Option<std::sync::Arc<Roster>> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Puts a newly read roster in place.
     pub fn replace(&self, roster: Roster) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(roster);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(roster));
     }
 }

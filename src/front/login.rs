@@ -92,7 +92,9 @@ impl Login {
             return Step::Retry(NickError::Taken(text.to_owned()).into());
         }
         let access = &cx.config.access;
-        let roster = cx.roster.current();
+        let Some(roster) = cx.roster.current() else {
+            return Step::GiveUp(LoginError::RosterUnread);
+        };
         if !roster.is_empty() {
             if let Some(member) = roster.get(text) {
                 return self.ask(Waiting {

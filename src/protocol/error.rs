@@ -139,6 +139,10 @@ pub enum LoginError {
     /// spent.
     #[error("Server is busy; try again shortly.")]
     Busy,
+    /// The class roster could not be read yet (a cluster node whose PostgreSQL
+    /// is out of reach), so nobody can be told apart.
+    #[error("The class list cannot be read right now; try again shortly.")]
+    RosterUnread,
     /// `limits.connects_per_minute_per_ip` new connections from this address.
     #[error("Too many connections from your address; try again in {0} s.")]
     TooManyConnects(u64),

@@ -634,3 +634,47 @@ async fn a_node_with_other_rules_is_reported_by_the_running_ones() {
     different.stop().await;
     same.stop().await;
 }
+
+/// Logs in as `name` on `node`: the client once welcomed, or the refusal.
+async fn try_login(node: &TestServer, name: &str) -> Result<TestClient, String> {
+    let mut client = node.connect().await;
+    client.send(name).await;
+    loop {
+        let body = client.next_body().await;
+        if body.starts_with(&format!("* Welcome, {name}!")) {
+            return Ok(client);
+        }
+        if body.starts_with("! ") {
+            return Err(body);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_started_while_postgresql_is_down_lets_nobody_in_until_it_has_the_class_list() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    pg.stop();
+    let node = start_node(&nats, &pg).await;
+    // An unread roster is not an empty one: nobody is let in under any name.
+    let refused = try_login(&node, "amy").await.err();
+    let unread = "! The class list cannot be read right now; try again shortly.";
+    assert_eq!(refused.as_deref(), Some(unread));
+
+    pg.start_again();
+    let deadline = Instant::now() + WAIT;
+    let mut amy = loop {
+        match try_login(&node, "amy").await {
+            Ok(amy) => break amy,
+            Err(refused) => assert_eq!(refused, unread),
+        }
+        assert!(Instant::now() < deadline, "the roster was not read again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut bob = node.login("bob").await;
+    amy.expect("* bob has joined #lobby").await;
+    bob.send("recorded").await;
+    amy.expect("bob: recorded").await;
+    assert_eq!(recorded_chat(&pg, 1, WAIT).await, ["bob: recorded"]);
+}

@@ -117,7 +117,7 @@ fn unauthorized() -> Response {
 /// the instructors' password. The hash check costs real CPU on purpose, so it
 /// runs on the blocking pool.
 async fn authenticate(cx: &Context, name: &str, password: String) -> Option<String> {
-    let roster = cx.roster.current();
+    let roster = cx.roster.current()?;
     let (listed, hash, personal) = if !roster.is_empty() {
         let member = roster
             .get(name.trim())
