@@ -201,6 +201,11 @@ impl Switchboard {
     ) -> Result<(), LoginError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
+        // Checked before the member is added, so a refused name leaves nothing.
+        inner.hub.check_name(nick)?;
+        if !inner.hub.is_name_free(nick) {
+            return Err(NickError::Taken(nick.to_owned()).into());
+        }
         let action = Action::Register {
             id,
             nick: nick.to_owned(),
@@ -208,11 +213,6 @@ impl Switchboard {
         };
         match &self.mode {
             Mode::Single | Mode::Recorder => {
-                // Checked before the member is added, so a refused name leaves nothing.
-                inner.hub.check_name(nick)?;
-                if !inner.hub.is_name_free(nick) {
-                    return Err(NickError::Taken(nick.to_owned()).into());
-                }
                 inner.members.insert(id, Member { outbox, dropped });
                 self.act(&mut inner, action, now).map_err(|err| match err {
                     CommandError::Nick(err) => LoginError::Nick(err),
@@ -220,10 +220,6 @@ impl Switchboard {
                 })
             }
             Mode::Node { number, relay } => {
-                inner.hub.check_name(nick)?;
-                if !inner.hub.is_name_free(nick) {
-                    return Err(NickError::Taken(nick.to_owned()).into());
-                }
                 if !relay.is_up() {
                     return Err(CommandError::Undeliverable.into());
                 }
@@ -266,9 +262,9 @@ impl Switchboard {
         let _ = self.dispatch(&mut inner, Action::Leave { id, reason });
     }
 
-    /// Tells every member the server is stopping; from now on departures are
-    /// recorded without notices to the others. A cluster node tells only its own
-    /// members: for the other nodes its members simply leave.
+    /// Tells every member the server is stopping. A single server then records
+    /// departures without notices to the others; a cluster node tells only its own
+    /// members, whose departures the other nodes see as usual leaves.
     pub fn shutdown(&self) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
@@ -302,7 +298,8 @@ impl Switchboard {
             }
         );
         let result = self.act(&mut inner, entry.action, entry.at);
-        let (Some(id), true) = (asker, from_here) else {
+        // Only the node the member is connected to answers it.
+        let Some(id) = asker.filter(|_| from_here) else {
             return;
         };
         match result {
