@@ -17,6 +17,7 @@
 //! then accepts clients. The stream is kept whole, like the record; replaying it
 //! takes about a second per hundred thousand actions (docs/PERFORMANCE.md).
 
+mod actions;
 pub mod liveness;
 pub mod record;
 pub mod relay;
@@ -24,8 +25,7 @@ pub mod relay;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
-use futures_util::StreamExt;
+use async_nats::jetstream::{self, stream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,7 @@ use crate::event::{Event, EventSink};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::postgres;
 use crate::switchboard::{action, Action, Entry, Switchboard};
+use actions::Actions;
 
 /// The stream every node publishes its actions to.
 pub const STREAM: &str = "CLASSCHAT";
@@ -178,19 +179,17 @@ impl Node {
         let (caught_up, mut ready) = watch::channel(0u64);
         let outbound = tokio::spawn(outbound.run(Arc::downgrade(&board)));
         let mut followers = vec![tokio::spawn(follow(
-            stream.clone(),
+            Actions::new(stream.clone(), reconnected.clone()),
             board.clone(),
             caught_up,
-            reconnected.clone(),
             stop.clone(),
         ))];
         let record = record::Recorder::start(
-            stream,
+            Actions::new(stream, reconnected),
             config.storage.postgres_url.clone(),
             settings,
             config.history.replay_lines,
             clock,
-            reconnected,
         );
         // Clients come in once this node knows everything up to its own start;
         // until then its idea of who is connected where is history, and no node
@@ -296,84 +295,20 @@ async fn open_stream(js: &jetstream::Context) -> Result<stream::Stream, async_na
     }
 }
 
-/// Applies the stream's actions to `board` in order, from the first, for as long
-/// as the node runs; `caught_up` holds the last sequence applied. The consumer is
-/// made again from where it stopped when it fails or the connection comes back.
+/// Applies the stream's actions to `board` in order, for as long as the node
+/// runs; `caught_up` holds the last sequence applied.
 async fn follow(
-    stream: stream::Stream,
+    mut actions: Actions,
     board: Arc<Switchboard>,
     caught_up: watch::Sender<u64>,
-    mut reconnected: watch::Receiver<u64>,
     stop: CancellationToken,
 ) {
-    let mut next = 1;
     loop {
-        reconnected.borrow_and_update();
-        if let Ok(info) = stream.get_info().await {
-            let last = info.state.last_sequence;
-            if last + 1 < next {
-                // nats-server lost the stream's tail (a crash before it reached the
-                // disk): the numbers this node applied will be given to other
-                // actions, which it would skip.
-                tracing::error!(
-                    applied = next - 1,
-                    last,
-                    "the stream went back; restart every node to rebuild from it"
-                );
-            }
-        }
-        let mut messages = match ordered_from(&stream, next).await {
-            Ok(messages) => messages,
-            Err(err) => {
-                tracing::debug!(%err, "cannot follow the stream yet");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
-                }
-            }
+        let (seq, entry) = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = actions.next() => next,
         };
-        loop {
-            let item = tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = reconnected.changed() => break,
-                item = messages.next() => item,
-            };
-            let message = match item {
-                Some(Ok(message)) => message,
-                Some(Err(err)) => {
-                    tracing::debug!(%err, "following the stream again");
-                    break;
-                }
-                None => break,
-            };
-            let Ok(seq) = message.info().map(|info| info.stream_sequence) else {
-                continue;
-            };
-            if seq < next {
-                continue;
-            }
-            next = seq + 1;
-            match serde_json::from_slice::<Entry>(&message.payload) {
-                Ok(entry) => board.replay(entry),
-                Err(err) => tracing::warn!(seq, %err, "skipping a message that is not an action"),
-            }
-            caught_up.send_replace(seq);
-        }
+        board.replay(entry);
+        caught_up.send_replace(seq);
     }
-}
-
-/// An ordered consumer of the whole stream from sequence `from`.
-pub(crate) async fn ordered_from(
-    stream: &stream::Stream,
-    from: u64,
-) -> Result<consumer::pull::Ordered, async_nats::Error> {
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await?;
-    Ok(consumer.messages().await?)
 }

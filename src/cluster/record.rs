@@ -13,9 +13,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::stream;
-use futures_util::StreamExt;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +20,9 @@ use crate::clock::Clock;
 use crate::event::{Event, EventSink};
 use crate::hub::{History, Hub, Settings};
 use crate::postgres;
-use crate::switchboard::{Entry, Switchboard};
+use crate::switchboard::Switchboard;
+
+use super::actions::Actions;
 
 /// Rows per transaction, at most.
 const BATCH: usize = 2_000;
@@ -59,26 +58,25 @@ pub struct Recorder {
 impl Recorder {
     /// Starts recording `stream` into the PostgreSQL database at `url`.
     pub fn start(
-        stream: stream::Stream,
+        actions: Actions,
         url: String,
         settings: Settings,
         replay_lines: usize,
         clock: Clock,
-        reconnected: watch::Receiver<u64>,
     ) -> Recorder {
         let collected = Collected::default();
         let hub = Hub::new(settings, History::new(replay_lines));
         let board = Switchboard::recorder(hub, collected.clone(), clock);
         let stop = CancellationToken::new();
         let writer = Writer {
-            stream: super::stream_id(&stream),
+            stream: actions.stream_id(),
             url,
             client: None,
             written: 0,
             batch: Vec::new(),
             stop: stop.clone(),
         };
-        let task = tokio::spawn(record(stream, board, collected, writer, reconnected));
+        let task = tokio::spawn(record(actions, board, collected, writer));
         Recorder { stop, task }
     }
 
@@ -94,64 +92,34 @@ impl Recorder {
 }
 
 async fn record(
-    stream: stream::Stream,
+    mut actions: Actions,
     board: Switchboard,
     collected: Collected,
     mut writer: Writer,
-    mut reconnected: watch::Receiver<u64>,
 ) {
     if !writer.connect().await {
         return;
     }
-    let mut next = 1;
     loop {
-        reconnected.borrow_and_update();
-        let mut messages = match super::ordered_from(&stream, next).await {
-            Ok(messages) => messages,
-            Err(err) => {
-                tracing::debug!(%err, "cannot read the stream for the record yet");
-                tokio::select! {
-                    _ = writer.stop.cancelled() => return writer.finish().await,
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
-                }
+        let pending = !writer.batch.is_empty();
+        let (seq, entry) = tokio::select! {
+            _ = writer.stop.cancelled() => return writer.finish().await,
+            next = actions.next() => next,
+            _ = tokio::time::sleep(FLUSH_AFTER), if pending => {
+                writer.flush().await;
+                continue;
             }
         };
-        loop {
-            let pending = !writer.batch.is_empty();
-            let item = tokio::select! {
-                _ = writer.stop.cancelled() => return writer.finish().await,
-                _ = reconnected.changed() => break,
-                item = messages.next() => item,
-                _ = tokio::time::sleep(FLUSH_AFTER), if pending => {
-                    writer.flush().await;
-                    continue;
-                }
-            };
-            let message = match item {
-                Some(Ok(message)) => message,
-                Some(Err(_)) | None => break,
-            };
-            let Ok(seq) = message.info().map(|info| info.stream_sequence) else {
-                continue;
-            };
-            if seq < next {
-                continue;
-            }
-            next = seq + 1;
-            let Ok(entry) = serde_json::from_slice::<Entry>(&message.payload) else {
-                continue;
-            };
-            board.replay(entry);
-            let events = collected.take();
-            if seq > writer.written {
-                let rows = events.into_iter().enumerate();
-                writer
-                    .batch
-                    .extend(rows.map(|(idx, event)| (seq, idx as u32, event)));
-            }
-            if writer.batch.len() >= BATCH {
-                writer.flush().await;
-            }
+        board.replay(entry);
+        let events = collected.take();
+        if seq > writer.written {
+            let rows = events.into_iter().enumerate();
+            writer
+                .batch
+                .extend(rows.map(|(idx, event)| (seq, idx as u32, event)));
+        }
+        if writer.batch.len() >= BATCH {
+            writer.flush().await;
         }
     }
 }

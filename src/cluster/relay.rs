@@ -9,7 +9,7 @@
 //! Meanwhile nothing after it is sent (so one member's actions keep their order)
 //! and the node counts as cut off: new requests are refused with `! Messages
 //! cannot be delivered right now; ...`, departures wait their turn. Only an action
-//! still unacknowledged after [`GIVE_UP`] is refused to its member; a log-in given
+//! still unacknowledged after 90 s (`GIVE_UP`) is refused to its member; a log-in given
 //! up on is followed by its departure, in case it was stored after all.
 
 use std::collections::VecDeque;
