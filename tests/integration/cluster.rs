@@ -3,6 +3,7 @@
 //! either program is missing the test prints one line and passes (see
 //! [`Nats::start`], [`Postgres::start`]).
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use classchat::config::Config;
@@ -54,6 +55,25 @@ async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
     let mut config = node_config(dir.path(), nats, pg);
     crate::harness::enable_irc(&mut config);
     TestServer::start_in(dir, config).await
+}
+
+/// A node as its own `chat-server` process (to be killed, or its log read), with
+/// its configuration file in `dir`; stderr goes to `stderr`.
+fn spawn_node(
+    dir: &std::path::Path,
+    nats: &Nats,
+    pg: &Postgres,
+    stderr: Stdio,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let path = dir.join("node.toml");
+    let config = node_config(dir, nats, pg);
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    spawn_listening(
+        std::process::Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&path)
+            .stderr(stderr),
+    )
 }
 
 /// `one` logged in on node 0 and `other` on node 1, once `one` has seen `other`
@@ -241,15 +261,7 @@ async fn who_rooms_private_messages_and_moderation_work_across_nodes() {
 async fn a_killed_node_s_users_leave_everywhere_within_15_seconds() {
     let Some(c) = cluster(2).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = node_config(dir.path(), &c.nats, &c.pg);
-    let path = dir.path().join("node.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    let (mut child, addr) = spawn_listening(
-        std::process::Command::new(SERVER_BIN)
-            .arg("--config")
-            .arg(&path)
-            .stderr(std::process::Stdio::null()),
-    );
+    let (mut child, addr) = spawn_node(dir.path(), &c.nats, &c.pg, Stdio::null());
     let mut watcher = c.nodes[0].login("watcher").await;
     let mut other = c.nodes[1].login("other").await;
     let mut doomed = TestClient::connect(addr).await;
@@ -581,15 +593,7 @@ async fn a_node_with_other_rules_is_reported_by_the_running_ones() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = node_config(dir.path(), &nats, &pg);
-    let path = dir.path().join("node.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    let (mut running, addr) = spawn_listening(
-        std::process::Command::new(SERVER_BIN)
-            .arg("--config")
-            .arg(&path)
-            .stderr(std::process::Stdio::piped()),
-    );
+    let (mut running, addr) = spawn_node(dir.path(), &nats, &pg, Stdio::piped());
     let stderr = running.stderr.take().unwrap();
     let (said, mut heard) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
