@@ -363,21 +363,22 @@ async fn chat_goes_on_while_postgresql_is_down_and_every_line_is_recorded_once()
     assert_eq!(recorded, sent, "every line once, in order");
 }
 
+/// What `chat-server ARGS` prints; it must succeed.
+fn chat_server(args: &[&str]) -> String {
+    let out = std::process::Command::new(SERVER_BIN)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chat-server {args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// `chat-server report ARGS --format json`, without the columns that depend on
 /// when the session ran.
 fn report_without_times(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(SERVER_BIN)
-        .arg("report")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [&["report"], args, &["--format", "json"]].concat();
+    let mut rows: serde_json::Value = serde_json::from_str(&chat_server(&args)).unwrap();
     for row in rows.as_array_mut().unwrap() {
         let row = row.as_object_mut().unwrap();
         for when in ["first_seen", "last_seen", "online_secs"] {
@@ -420,16 +421,7 @@ async fn the_roster_in_postgresql_binds_names_on_every_node() {
     let Some((nats, pg)) = engines().await else {
         return;
     };
-    let out = std::process::Command::new(SERVER_BIN)
-        .args(["roster", "add", "amy", "--postgres", &pg.url()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8(out.stdout).unwrap();
+    let printed = chat_server(&["roster", "add", "amy", "--postgres", &pg.url()]);
     let code = printed
         .lines()
         .find_map(|l| l.strip_prefix("amy,"))
