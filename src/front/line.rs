@@ -244,20 +244,12 @@ where
     /// Reads and acts on lines until the client leaves. Returns the reason to record,
     /// or `None` when the switchboard has already removed the client.
     async fn chat_loop(&mut self) -> Option<LeaveReason> {
-        let idle = self.cx.config.limits.idle_timeout();
         loop {
-            let read = tokio::select! {
-                biased;
-                _ = self.dropped.cancelled() => return None,
-                _ = self.cx.shutdown.cancelled() => return Some(LeaveReason::Shutdown),
-                read = read_line(&mut self.lines) => read,
-                _ = idle_timer(idle) => return Some(LeaveReason::TimedOut),
+            let inbound = match next_inbound(&mut self.lines, &self.dropped, &self.cx).await {
+                Ok(inbound) => inbound,
+                Err(left) => return left,
             };
-            let input = match read {
-                Read::Closed => return Some(LeaveReason::Closed),
-                Read::Lost => return Some(LeaveReason::Lost),
-                Read::Line(inbound) => self.decode(inbound).and_then(|text| protocol::parse(&text)),
-            };
+            let input = self.decode(inbound).and_then(|text| protocol::parse(&text));
             // Blank lines cost nothing and leaving is never refused; everything
             // else, accepted or not, counts against the rate limit.
             let quitting = matches!(input, Ok(Input::Command(Command::Quit(_))));
@@ -366,6 +358,31 @@ where
         Some(Ok(inbound)) => Read::Line(inbound),
         None => Read::Closed,
         Some(Err(_)) => Read::Lost,
+    }
+}
+
+/// The next line of a member's connection, or why the member is gone: `None`
+/// when the switchboard already removed it, else the reason to record. The same
+/// for every front end that reads lines.
+pub(super) async fn next_inbound<R>(
+    lines: &mut R,
+    dropped: &CancellationToken,
+    cx: &Context,
+) -> Result<Inbound, Option<LeaveReason>>
+where
+    R: Stream<Item = std::io::Result<Inbound>> + Unpin,
+{
+    let read = tokio::select! {
+        biased;
+        _ = dropped.cancelled() => return Err(None),
+        _ = cx.shutdown.cancelled() => return Err(Some(LeaveReason::Shutdown)),
+        read = read_line(lines) => read,
+        _ = idle_timer(cx.config.limits.idle_timeout()) => return Err(Some(LeaveReason::TimedOut)),
+    };
+    match read {
+        Read::Line(inbound) => Ok(inbound),
+        Read::Closed => Err(Some(LeaveReason::Closed)),
+        Read::Lost => Err(Some(LeaveReason::Lost)),
     }
 }
 

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use self::message::{Message, Refusal, Source};
 use self::numerics::*;
 use self::render::{AnswerAs, Direct, View};
-use super::line::{finish_writer, idle_timer, read_line, Read};
+use super::line::{finish_writer, next_inbound, read_line, Read};
 use super::login::{Login, Step};
 use super::seat::Seat;
 use super::Context;
@@ -506,19 +506,10 @@ impl Connection {
     /// Reads and acts on messages until the client leaves. Returns the reason to
     /// record, or `None` when the switchboard has already removed the client.
     async fn chat_loop(&mut self, lines: &mut Lines) -> Option<LeaveReason> {
-        let idle = self.cx.config.limits.idle_timeout();
         loop {
-            let read = tokio::select! {
-                biased;
-                _ = self.dropped.cancelled() => return None,
-                _ = self.cx.shutdown.cancelled() => return Some(LeaveReason::Shutdown),
-                read = read_line(lines) => read,
-                _ = idle_timer(idle) => return Some(LeaveReason::TimedOut),
-            };
-            let inbound = match read {
-                Read::Closed => return Some(LeaveReason::Closed),
-                Read::Lost => return Some(LeaveReason::Lost),
-                Read::Line(inbound) => inbound,
+            let inbound = match next_inbound(lines, &self.dropped, &self.cx).await {
+                Ok(inbound) => inbound,
+                Err(left) => return left,
             };
             let Some(text) = self.decode(inbound) else {
                 continue;
