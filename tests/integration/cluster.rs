@@ -449,29 +449,30 @@ async fn a_node_that_cannot_reach_nats_says_so_and_exits() {
     // Nothing listens on port 1.
     config.cluster.nats_url = "nats://127.0.0.1:1".into();
     config.storage.postgres_url = "postgres://nobody@127.0.0.1:1/none".into();
-    let path = dir.path().join("node.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    let out = std::process::Command::new(SERVER_BIN)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Runs a server with `config` until it exits; its exit code and stderr.
+    let serve = |config: &Config| {
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+        let out = std::process::Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = serve(&config);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("cannot reach NATS at nats://127.0.0.1:1"),
         "{stderr}"
     );
     // One URL without the other is refused before anything starts.
     config.cluster.nats_url.clear();
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    let out = std::process::Command::new(SERVER_BIN)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "a bad configuration");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = serve(&config);
+    assert_eq!(code, Some(2), "a bad configuration");
     assert!(stderr.contains("needs cluster.nats_url too"), "{stderr}");
 }
 
