@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use classchat::config::Config;
 
-use crate::harness::{spawn_listening, TestClient, TestServer, SERVER_BIN};
+use crate::harness::{TestClient, TestServer};
 use crate::persistence::{stored_events, transcript_lines};
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -340,25 +340,12 @@ async fn one_address_cannot_take_every_seat() {
 
 #[tokio::test]
 async fn the_password_never_reaches_the_diagnostics() {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("server.toml");
-    let text = format!(
-        "[server]\nport = 0\n[storage]\ndatabase = {:?}\n[log]\ndir = {:?}\nlevel = \"trace\"\n\
-         [access]\ninstructors = [\"prof\"]\ninstructor_password = {:?}\n",
-        dir.path().join("chat.db"),
-        dir.path().join("logs"),
+    let access = format!(
+        "[access]\ninstructors = [\"prof\"]\ninstructor_password = {:?}\n",
         password_hash()
     );
-    std::fs::write(&config, text).unwrap();
-    let (mut child, addr) = spawn_listening(
-        Command::new(SERVER_BIN)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped()),
-    );
+    let (child, addr) = crate::harness::spawn_logging(dir.path(), "level = \"trace\"", &access);
     let mut prof = TestClient::connect(addr).await;
     prof.send("prof").await;
     prof.expect_prefix("* This name is an instructor's.").await;
@@ -366,19 +353,9 @@ async fn the_password_never_reaches_the_diagnostics() {
     prof.expect_prefix("! Wrong code").await;
     prof.send(PASSWORD).await;
     prof.expect_prefix("* Welcome, prof!").await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let stopped = tokio::task::spawn_blocking(move || crate::harness::stop_for_stderr(child));
     prof.expect_closed().await;
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    child.wait().unwrap();
+    let stderr = stopped.await.unwrap();
     assert!(stderr.contains("wrong instructor password"), "{stderr}");
     assert!(stderr.contains("127.0.0.1"), "the peer is logged: {stderr}");
     assert!(

@@ -474,6 +474,46 @@ pub fn spawn_listening(command: &mut std::process::Command) -> (std::process::Ch
     (child, addr)
 }
 
+/// The server binary on a configuration of its own in `dir`: a free port, its
+/// database and log folder in `dir`, `log` added to `[log]` and `rest` after it;
+/// its diagnostics (stderr, `RUST_LOG` unset) are kept for [`stop_for_stderr`].
+pub fn spawn_logging(
+    dir: &std::path::Path,
+    log: &str,
+    rest: &str,
+) -> (std::process::Child, SocketAddr) {
+    let config = dir.join("server.toml");
+    let text = format!(
+        "[server]\nport = 0\n[storage]\ndatabase = {:?}\n[log]\ndir = {:?}\n{log}\n{rest}",
+        dir.join("chat.db"),
+        dir.join("logs"),
+    );
+    std::fs::write(&config, text).unwrap();
+    spawn_listening(
+        std::process::Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::piped()),
+    )
+}
+
+/// Stops a server from [`spawn_logging`] as an operator would (SIGTERM) and
+/// returns everything it wrote to stderr.
+pub fn stop_for_stderr(mut child: std::process::Child) -> String {
+    use std::io::Read;
+    signal(&child, "-TERM");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut stderr)
+        .unwrap();
+    child.wait().unwrap();
+    stderr
+}
+
 /// Sends `signal` (`-TERM`, `-KILL`, ...) to a child process, as an operator would.
 pub fn signal(child: &std::process::Child, signal: &str) {
     let status = std::process::Command::new("kill")

@@ -153,23 +153,11 @@ async fn a_muted_student_cannot_reach_the_room_by_name_room_or_quit_reason() {
 
 #[tokio::test]
 async fn wrong_codes_are_logged_once_per_address_per_minute() {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("server.toml");
-    let text = format!(
-        "[server]\nport = 0\n[storage]\ndatabase = {:?}\n[log]\ndir = {:?}\n\
-         [access]\njoin_code = \"owl-42\"\nmax_code_attempts = 20\n",
-        dir.path().join("chat.db"),
-        dir.path().join("logs"),
-    );
-    std::fs::write(&config, text).unwrap();
-    let (mut child, addr) = crate::harness::spawn_listening(
-        Command::new(crate::harness::SERVER_BIN)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped()),
+    let (child, addr) = crate::harness::spawn_logging(
+        dir.path(),
+        "",
+        "[access]\njoin_code = \"owl-42\"\nmax_code_attempts = 20\n",
     );
     let mut guesser = TestClient::connect(addr).await;
     guesser.send("amy").await;
@@ -180,16 +168,9 @@ async fn wrong_codes_are_logged_once_per_address_per_minute() {
         guesser.send(&format!("guess-{i}")).await;
         guesser.expect_prefix("! Wrong code").await;
     }
-    crate::harness::signal(&child, "-TERM");
+    let stopped = tokio::task::spawn_blocking(move || crate::harness::stop_for_stderr(child));
     guesser.expect_closed().await;
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    child.wait().unwrap();
+    let stderr = stopped.await.unwrap();
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("wrong join code"))
