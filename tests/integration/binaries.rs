@@ -81,7 +81,7 @@ fn the_server_says_where_its_database_and_transcripts_are() {
 #[tokio::test]
 async fn sigterm_tells_clients_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn_server(dir.path());
+    let (child, addr) = spawn_server(dir.path());
     let mut alice = TestClient::connect(addr).await;
     alice.send("alice").await;
     alice.expect_prefix("* Welcome, alice!").await;
@@ -94,10 +94,7 @@ async fn sigterm_tells_clients_and_exits_0() {
         alice.expect_closed().await,
         vec!["* Server is shutting down."]
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = crate::harness::exited(child).await;
     assert_eq!(status.code(), Some(0));
 }
 
@@ -160,10 +157,7 @@ async fn the_client_binary_exits_non_zero_when_the_server_goes_away() {
     welcome.await.expect("the client logged in");
     drop(server.stop().await);
     reader.await.unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = crate::harness::exited(child).await;
     assert_ne!(status.code(), Some(0));
 }
 
@@ -176,7 +170,7 @@ async fn flags_override_the_config_file_and_sigint_exits_0() {
         "[server]\nbind = \"0.0.0.0\"\nport = 1\n[storage]\ndatabase = \"/nonexistent/x.db\"\n[log]\ndir = \"/nonexistent/logs\"\n",
     )
     .unwrap();
-    let (mut child, addr) = spawn_listening(
+    let (child, addr) = spawn_listening(
         Command::new(SERVER)
             .arg("--config")
             .arg(&config)
@@ -193,10 +187,7 @@ async fn flags_override_the_config_file_and_sigint_exits_0() {
         .status()
         .unwrap();
     assert!(status.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = crate::harness::exited(child).await;
     assert_eq!(status.code(), Some(0));
     assert!(dir.path().join("flag.db").exists());
     assert!(dir.path().join("flag-logs").is_dir());

@@ -220,13 +220,7 @@ async fn sigterm_while_the_database_is_locked_saves_the_rest_and_the_next_start_
     assert_eq!(events.len(), 14);
     assert_eq!(events[2..], saved[..]);
     signal(&child, "-TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        child.wait()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let status = crate::harness::exited(child).await;
     assert_eq!(status.code(), Some(0));
     assert_eq!(count(&db, "1"), 14);
 }
@@ -350,13 +344,7 @@ async fn a_second_server_is_refused_and_a_killed_ones_lock_does_not_block_a_rest
     }
 
     signal(&first, "-KILL");
-    tokio::task::spawn_blocking(move || {
-        let mut first = first;
-        first.wait()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    crate::harness::exited(first).await;
     assert!(
         store::lock_path(&db).exists(),
         "the dead server's lock file stays"
@@ -364,13 +352,7 @@ async fn a_second_server_is_refused_and_a_killed_ones_lock_does_not_block_a_rest
     let (restarted, addr) = spawn_binary(&config, Stdio::null());
     let _bob = login(addr, "bob").await;
     signal(&restarted, "-TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let mut restarted = restarted;
-        restarted.wait()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let status = crate::harness::exited(restarted).await;
     assert_eq!(status.code(), Some(0));
     assert_eq!(count(&db, "kind = 'join'"), 2);
 }

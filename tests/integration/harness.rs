@@ -514,6 +514,14 @@ pub fn stop_for_stderr(mut child: std::process::Child) -> String {
     stderr
 }
 
+/// Waits (on the blocking pool) until a child process has exited.
+pub async fn exited(mut child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Sends `signal` (`-TERM`, `-KILL`, ...) to a child process, as an operator would.
 pub fn signal(child: &std::process::Child, signal: &str) {
     let status = std::process::Command::new("kill")

@@ -675,9 +675,6 @@ async fn the_binary_prints_and_serves_the_irc_address() {
         .unwrap();
     assert!(status.success());
     assert_eq!(ann.expect_closed().await.last().unwrap().verb, "ERROR");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = crate::harness::exited(child).await;
     assert_eq!(status.code(), Some(0));
 }

@@ -423,14 +423,11 @@ fn count_chat(db: &Path) -> i64 {
 #[tokio::test]
 async fn sigterm_right_after_500_messages_stores_all_of_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn_server_binary(dir.path());
+    let (child, addr) = spawn_server_binary(dir.path());
     let (_talker, mut listener) = chat_500(addr).await;
     signal(&child, "-TERM");
     listener.expect("* Server is shutting down.").await;
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = crate::harness::exited(child).await;
     assert_eq!(status.code(), Some(0));
     assert_eq!(count_chat(&dir.path().join("chat.db")), 500);
     let chats = transcript_lines(&dir.path().join("logs"))
@@ -444,7 +441,7 @@ async fn sigterm_right_after_500_messages_stores_all_of_them() {
 async fn after_kill_9_the_database_opens_cleanly_with_every_written_event() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("chat.db");
-    let (mut child, addr) = spawn_server_binary(dir.path());
+    let (child, addr) = spawn_server_binary(dir.path());
     let (_talker, _listener) = chat_500(addr).await;
     // Wait (bounded) for the writer to commit; the batch interval is what this measures.
     let started = std::time::Instant::now();
@@ -456,10 +453,7 @@ async fn after_kill_9_the_database_opens_cleanly_with_every_written_event() {
         tokio::task::yield_now().await;
     }
     signal(&child, "-KILL");
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    crate::harness::exited(child).await;
 
     let conn = Connection::open(&db).unwrap();
     let check: String = conn
@@ -469,17 +463,14 @@ async fn after_kill_9_the_database_opens_cleanly_with_every_written_event() {
     drop(conn);
     assert_eq!(count_chat(&db), 500);
     // And the server starts again on it, replaying from it.
-    let (mut child, addr) = spawn_server_binary(dir.path());
+    let (child, addr) = spawn_server_binary(dir.path());
     let mut late = TestClient::connect(addr).await;
     late.send("late").await;
     late.expect_prefix("* Welcome, late!").await;
     late.expect_next("* Last 20 messages in #lobby:").await;
     late.expect_next("talker: m480").await;
     signal(&child, "-TERM");
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    crate::harness::exited(child).await;
 }
 
 #[tokio::test]
