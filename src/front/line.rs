@@ -279,7 +279,7 @@ where
         let board = &self.cx.board;
         match input {
             Input::Empty => Ok(()),
-            Input::Chat(text) => board.chat(self.id, &text),
+            Input::Chat(text) => board.chat(self.id, text),
             Input::Command(Command::Op(password)) => self.op(password).await,
             Input::Command(command) => board.perform(self.id, command),
         }

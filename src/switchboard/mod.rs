@@ -235,9 +235,8 @@ impl Switchboard {
     }
 
     /// A chat line from `id` to its room.
-    pub fn chat(&self, id: ConnId, text: &str) -> Result<(), CommandError> {
+    pub fn chat(&self, id: ConnId, text: String) -> Result<(), CommandError> {
         self.check_backlog()?;
-        let text = text.to_owned();
         self.request(Action::Chat { id, text })
     }
 

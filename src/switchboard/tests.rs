@@ -114,7 +114,7 @@ fn two_nodes_fed_one_stream_agree_on_everything_and_record_the_same() {
     two.perform(b, Command::Nick("Sam".into())).unwrap();
     order.extend(stream(&kept_two));
     order.extend(stream(&kept_one));
-    one.chat(a, "hello").unwrap();
+    one.chat(a, "hello".into()).unwrap();
     order.extend(stream(&kept_one));
     for entry in &order {
         one.replay(entry.clone());
@@ -184,7 +184,10 @@ fn departures_are_sent_even_while_nats_is_unreachable() {
         CancellationToken::new(),
     );
     assert_eq!(refused, Err(CommandError::Undeliverable.into()));
-    assert_eq!(board.chat(id, "hi"), Err(CommandError::Undeliverable));
+    assert_eq!(
+        board.chat(id, "hi".into()),
+        Err(CommandError::Undeliverable)
+    );
     board.leave(id, LeaveReason::Closed);
     let sent = stream(&kept);
     assert_eq!(sent.len(), 1);

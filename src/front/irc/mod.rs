@@ -695,7 +695,7 @@ impl Connection {
                 self.numeric(ERR_CANNOTSENDTOCHAN, &[&channel, &text]);
                 return;
             }
-            if let Err(error) = self.cx.board.chat(self.id, &text) {
+            if let Err(error) = self.cx.board.chat(self.id, text) {
                 self.command_error(verb, &channel, error);
             }
             return;
