@@ -28,7 +28,7 @@ fn the_pages_work_in_headless_chromium() {
             std::env::var_os("CLASSCHAT_REQUIRE_BROWSER").is_none(),
             "browser tests required but missing: {missing:?}"
         );
-        println!("browser tests skipped: missing {}", missing.join(", "));
+        crate::harness::skip(&format!("browser tests need {}", missing.join(", ")));
         return;
     }
     let output = Command::new("node")

@@ -261,7 +261,7 @@ fn fill(path: &Path) {
 async fn a_full_disk_delays_events_until_space_is_freed_and_loses_none() {
     let dir = tempfile::tempdir().unwrap();
     let Some(disk) = Tmpfs::mount(dir.path().join("disk"), "4m") else {
-        println!("skipped: cannot mount a tmpfs here (needs root), so no full disk to test");
+        crate::harness::skip("cannot mount a tmpfs here (needs root), so no full disk to test");
         return;
     };
     let mut config = test_config(dir.path());

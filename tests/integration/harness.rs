@@ -452,6 +452,14 @@ pub fn stdout_line(child: &mut std::process::Child) -> String {
     String::from_utf8(line).unwrap()
 }
 
+/// Says why a test does not run, as one line on the terminal. Written to stderr
+/// directly: `println!` in a passing test is captured by the test runner and
+/// never shown, so a skip would look like a pass.
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+}
+
 /// The server binary.
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_chat-server");
 

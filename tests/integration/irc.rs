@@ -583,7 +583,7 @@ impl Drop for Tmux {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn irssi_chats_with_a_line_user() {
     if program("irssi").is_none() || program("tmux").is_none() {
-        println!("skipped: irssi or tmux is not installed");
+        crate::harness::skip("irssi or tmux is not installed");
         return;
     }
     let server = irc_server().await;

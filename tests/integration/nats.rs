@@ -33,7 +33,9 @@ impl Nats {
                 !cluster_required(),
                 "{REQUIRE_CLUSTER_ENV}=1 but nats-server is not installed"
             );
-            println!("skipped: cluster tests need nats-server and PostgreSQL; nats-server is not on PATH");
+            crate::harness::skip(
+                "cluster tests need nats-server and PostgreSQL; nats-server is not on PATH",
+            );
             return None;
         }
         let mut nats = Nats {

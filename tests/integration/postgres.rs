@@ -46,9 +46,9 @@ impl Postgres {
                 !cluster_required(),
                 "{REQUIRE_CLUSTER_ENV}=1 but PostgreSQL (initdb, pg_ctl) is not installed"
             );
-            println!(
-                "skipped: cluster tests need PostgreSQL (initdb, pg_ctl) and nats-server; \
-                 PostgreSQL is not on PATH nor in /usr/lib/postgresql/*/bin"
+            crate::harness::skip(
+                "cluster tests need PostgreSQL (initdb, pg_ctl) and nats-server; \
+                 PostgreSQL is not on PATH nor in /usr/lib/postgresql/*/bin",
             );
             return None;
         };

@@ -19,7 +19,7 @@ impl Tmux {
     /// `None` (after one printed line) where tmux is not installed.
     fn start(command: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            println!("skipped: tmux is not installed");
+            crate::harness::skip("tmux is not installed");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
