@@ -65,14 +65,14 @@ enum Command {
 struct RosterArgs {
     #[command(subcommand)]
     action: RosterAction,
-    /// Configuration whose storage.database to use.
+    /// Configuration whose storage.database (a cluster's: storage.postgres_url) to use.
     #[arg(long, value_name = "FILE", conflicts_with = "db", global = true)]
     config: Option<PathBuf>,
     /// Database to use (default: storage.database of the configuration).
     #[arg(long, value_name = "FILE", global = true)]
     db: Option<PathBuf>,
     /// The cluster's PostgreSQL to use instead of a database file
-    /// (postgresql://USER@HOST:PORT/DATABASE; default: $CLASSCHAT_POSTGRES_URL
+    /// (postgres://USER@HOST:PORT/DATABASE; default: $CLASSCHAT_POSTGRES_URL
     /// unless --db or --config is given).
     #[arg(long, value_name = "URL", conflicts_with = "db", global = true)]
     postgres: Option<String>,
@@ -158,14 +158,14 @@ struct ServeArgs {
 /// Which database to read and which events to look at.
 #[derive(Args)]
 struct QueryArgs {
-    /// Configuration whose storage.database to read.
+    /// Configuration whose storage.database (a cluster's: storage.postgres_url) to read.
     #[arg(long, value_name = "FILE", conflicts_with = "db")]
     config: Option<PathBuf>,
     /// Database to read (default: storage.database of the configuration).
     #[arg(long, value_name = "FILE")]
     db: Option<PathBuf>,
     /// The cluster's PostgreSQL to read instead of a database file
-    /// (postgresql://USER@HOST:PORT/DATABASE; default: $CLASSCHAT_POSTGRES_URL
+    /// (postgres://USER@HOST:PORT/DATABASE; default: $CLASSCHAT_POSTGRES_URL
     /// unless --db or --config is given).
     #[arg(long, value_name = "URL", conflicts_with_all = ["db", "config"])]
     postgres: Option<String>,
