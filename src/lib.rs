@@ -14,7 +14,7 @@
 //! manager as a pure state machine: given an action and the time, it returns an
 //! [`hub::Outcome`]: which [`protocol::ServerLine`] goes to whom, which
 //! [`event::Event`] is recorded, who is closed. The switchboard queues each line
-//! on its members' bounded outboxes and hands each event to an
+//! on its members' bounded outboxes ([`mailbox`]) and hands each event to an
 //! [`event::EventSink`]: the [`store`], whose writer thread puts it in SQLite and
 //! the [`transcript`]. Each front end's writer task renders the queued lines in
 //! its own format; the line protocol's wording lives in [`protocol::line`] alone.
@@ -43,6 +43,7 @@ pub mod event;
 pub mod front;
 pub mod hub;
 pub mod limiter;
+pub mod mailbox;
 pub mod password;
 pub mod postgres;
 pub mod protocol;

@@ -15,7 +15,6 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +24,7 @@ use super::Context;
 use crate::clock::Clock;
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
+use crate::mailbox;
 use crate::password;
 use crate::protocol::{
     self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, Notice,
@@ -51,7 +51,7 @@ const WRITE_BATCH: usize = 256;
 pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
     let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
     let (reader, writer) = socket.into_split();
-    let (outbox, queue) = mpsc::channel(cx.config.limits.outbound_queue);
+    let (outbox, queue) = mailbox::bounded(cx.config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(writer, queue, cx.board.clock().clone()));
     // A small first buffer: most lines are short, and it grows for long ones.
     let lines = FramedRead::with_capacity(
@@ -109,7 +109,7 @@ where
         }
     }
     // A full queue means the client stopped reading: nothing more will get through.
-    let abandon = conn.outbox.capacity() == 0;
+    let abandon = conn.outbox.is_full();
     // Keep the read half open until the writer has sent its last line: closing a
     // socket with unread input makes the kernel send a reset, which can destroy the
     // goodbye still in flight.
@@ -401,7 +401,7 @@ pub(super) async fn idle_timer(idle: Option<Duration>) {
 /// almost nothing.
 async fn write_loop(
     mut socket: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Arc<Stamped>>,
+    mut queue: mailbox::Receiver<Arc<Stamped>>,
     clock: Clock,
 ) {
     let mut batch = Vec::new();

@@ -25,12 +25,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::event::{EventKind, EventSink};
 use crate::hub::{Audience, ConnId, Hub, Identity, Outcome};
+use crate::mailbox;
 use crate::protocol::{
     Command, CommandError, LeaveReason, LoginError, Name, NickError, Notice, ServerLine, Stamped,
 };
@@ -39,7 +39,7 @@ pub use action::{Action, Entry};
 
 /// The sending side of a connection's bounded outgoing queue. Every front end
 /// renders the same stamped lines in its own wire format.
-pub type Outbox = mpsc::Sender<Arc<Stamped>>;
+pub type Outbox = mailbox::Sender<Arc<Stamped>>;
 
 /// Where a cluster node sends its actions to be put in the cluster's one order.
 pub trait Relay: Send + Sync {

@@ -50,8 +50,8 @@ fn node(number: u64) -> (Switchboard, Kept, Events) {
     (board, kept, events)
 }
 
-fn member(board: &Switchboard, id: ConnId, nick: &str) -> mpsc::Receiver<Arc<Stamped>> {
-    let (outbox, queue) = mpsc::channel(64);
+fn member(board: &Switchboard, id: ConnId, nick: &str) -> mailbox::Receiver<Arc<Stamped>> {
+    let (outbox, queue) = mailbox::bounded(64);
     board
         .register(
             id,
@@ -64,8 +64,8 @@ fn member(board: &Switchboard, id: ConnId, nick: &str) -> mpsc::Receiver<Arc<Sta
     queue
 }
 
-fn lines(queue: &mut mpsc::Receiver<Arc<Stamped>>) -> Vec<String> {
-    std::iter::from_fn(|| queue.try_recv().ok())
+fn lines(queue: &mut mailbox::Receiver<Arc<Stamped>>) -> Vec<String> {
+    std::iter::from_fn(|| queue.try_recv())
         .map(|line| line.line.to_string())
         .collect()
 }
@@ -141,7 +141,7 @@ fn a_gone_node_s_members_leave_everywhere_and_its_own_connections_close() {
     let (two, kept_two, _) = node(2);
     let (a, b) = (action::first_id(1), action::first_id(2));
     let mut amy = member(&one, a, "amy");
-    let (outbox, _bob) = mpsc::channel(64);
+    let (outbox, _bob) = mailbox::bounded(64);
     let dropped = CancellationToken::new();
     two.register(b, "bob", Identity::default(), outbox, dropped.clone())
         .unwrap();
@@ -175,7 +175,7 @@ fn departures_are_sent_even_while_nats_is_unreachable() {
     let clock = Clock::new("%H:%M", true);
     let board = Switchboard::node(hub, Events::default(), clock, 1, Down(kept.clone()));
     let id = action::first_id(1);
-    let (outbox, _queue) = mpsc::channel(8);
+    let (outbox, _queue) = mailbox::bounded(8);
     let refused = board.register(
         id,
         "amy",

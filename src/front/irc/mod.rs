@@ -24,7 +24,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +36,7 @@ use super::seat::Seat;
 use super::Context;
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
+use crate::mailbox;
 use crate::protocol::{
     self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, NickError,
     Notice, Stamped,
@@ -60,9 +60,9 @@ pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
     let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
     let (reader, writer) = socket.into_split();
     let capacity = cx.config.limits.outbound_queue;
-    let (outbox, queue) = mpsc::channel(capacity);
-    let (direct, directs) = mpsc::channel(capacity);
-    let (purpose, purposes) = mpsc::channel(capacity);
+    let (outbox, queue) = mailbox::bounded(capacity);
+    let (direct, directs) = mailbox::bounded(capacity);
+    let (purpose, purposes) = mailbox::bounded(capacity);
     let view = View::new(cx.board.clock().clone(), purposes);
     let writer = tokio::spawn(write_loop(writer, queue, directs, view));
     let lines = FramedRead::with_capacity(reader, LineCodec::new(message::MAX_LINE), READ_BUFFER);
@@ -87,7 +87,7 @@ pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
             conn.cx.board.leave(id, reason);
         }
     }
-    let abandon = conn.outbox.capacity() == 0 || conn.direct.capacity() == 0;
+    let abandon = conn.outbox.is_full() || conn.direct.is_full();
     // As on the line port: keep reading open until the last line is out, so the
     // kernel does not reset the connection under it.
     drop(conn);
@@ -117,9 +117,9 @@ struct Connection {
     id: ConnId,
     cx: Context,
     outbox: Outbox,
-    direct: mpsc::Sender<Direct>,
+    direct: mailbox::Sender<Direct>,
     /// What the next room answer of the hub is for (see [`render`]).
-    purpose: mpsc::Sender<AnswerAs>,
+    purpose: mailbox::Sender<AnswerAs>,
     dropped: CancellationToken,
     peer: Option<IpAddr>,
     /// The nick given (before registration) or held (after).
@@ -531,7 +531,7 @@ impl Connection {
                 self.command_error(&verb, "", CommandError::SlowDown(limit));
                 continue;
             }
-            if self.dropped.is_cancelled() || self.direct.capacity() == 0 {
+            if self.dropped.is_cancelled() || self.direct.is_full() {
                 return Some(LeaveReason::TooSlow);
             }
             self.act(&verb, &message).await;
@@ -914,8 +914,8 @@ fn ctcp(text: &str) -> Option<String> {
 /// it is about.
 async fn write_loop(
     mut socket: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Arc<Stamped>>,
-    mut directs: mpsc::Receiver<Direct>,
+    mut queue: mailbox::Receiver<Arc<Stamped>>,
+    mut directs: mailbox::Receiver<Direct>,
     mut view: View,
 ) {
     let mut batch = Vec::new();
@@ -934,7 +934,7 @@ async fn write_loop(
             }
             direct = directs.recv(), if directs_open => {
                 // Lines queued between the two polls were queued first.
-                while let Ok(line) = queue.try_recv() {
+                while let Some(line) = queue.try_recv() {
                     view.feed(line, &mut out);
                 }
                 match direct {

@@ -24,8 +24,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::mailbox;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::message::{self, Source, HOST};
 use super::numerics::*;
@@ -79,14 +79,14 @@ pub struct View {
     server_time: bool,
     in_history: bool,
     /// What each room answer was asked for, sent before the question.
-    purposes: mpsc::Receiver<AnswerAs>,
+    purposes: mailbox::Receiver<AnswerAs>,
     gate: Gate,
     held: VecDeque<Arc<Stamped>>,
 }
 
 impl View {
     /// A client not yet registered.
-    pub fn new(clock: Clock, purposes: mpsc::Receiver<AnswerAs>) -> View {
+    pub fn new(clock: Clock, purposes: mailbox::Receiver<AnswerAs>) -> View {
         View {
             clock,
             nick: "*".into(),
@@ -304,7 +304,7 @@ impl View {
         let me = self.nick.clone();
         let me: &str = &me;
         let purpose = match answer {
-            Answer::Who { .. } | Answer::Rooms(_) => self.purposes.try_recv().ok(),
+            Answer::Who { .. } | Answer::Rooms(_) => self.purposes.try_recv(),
             Answer::Help(_) => None,
         };
         match (answer, purpose) {
@@ -384,8 +384,8 @@ pub fn end_of_names(out: &mut String, time: Option<i64>, me: &str, channel: &str
 mod tests {
     use super::*;
 
-    fn view() -> (View, mpsc::Sender<AnswerAs>) {
-        let (purpose, purposes) = mpsc::channel(4);
+    fn view() -> (View, mailbox::Sender<AnswerAs>) {
+        let (purpose, purposes) = mailbox::bounded(4);
         let mut view = View::new(Clock::new("%H:%M:%S", true), purposes);
         view.direct(Direct::ServerTime(true), &mut Vec::new());
         (view, purpose)

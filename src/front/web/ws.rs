@@ -14,12 +14,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures_util::stream::SplitSink;
 use futures_util::{future, SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{same_origin, Web};
 use crate::clock::Clock;
 use crate::front::line::{self, Transport};
+use crate::mailbox;
 use crate::protocol::{Inbound, LoginError, ServerLine, Stamped};
 
 /// Lines the writer takes off the queue before it flushes.
@@ -69,7 +69,7 @@ async fn serve(socket: WebSocket, peer: SocketAddr, web: Arc<Web>) {
         Err(refusal) => return refuse(sink, &clock, refusal).await,
     };
     let id = web.ids.fetch_add(1, Ordering::Relaxed);
-    let (outbox, queue) = mpsc::channel(cx.config.limits.outbound_queue);
+    let (outbox, queue) = mailbox::bounded(cx.config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(sink, queue, clock));
     let max = cx.config.limits.max_line_bytes;
     let lines = stream
@@ -117,7 +117,7 @@ fn inbound(message: Result<Message, axum::Error>, max: usize) -> Option<io::Resu
 /// queue closes (the client left) or the socket fails; then closes the WebSocket.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Arc<Stamped>>,
+    mut queue: mailbox::Receiver<Arc<Stamped>>,
     clock: Clock,
 ) {
     let mut batch = Vec::new();
