@@ -39,7 +39,7 @@ const FLUSH_ON_CLOSE: Duration = Duration::from_secs(3);
 const READ_BUFFER: usize = 256;
 
 /// Buffer bytes a writer may keep while its client is idle.
-const KEEP_WHEN_IDLE: usize = 2048;
+pub(super) const KEEP_WHEN_IDLE: usize = 2048;
 
 /// Lines the writer takes off the queue per wake-up.
 const WRITE_BATCH: usize = 256;

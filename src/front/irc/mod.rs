@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use self::message::{Message, Refusal, Source};
 use self::numerics::*;
 use self::render::{AnswerAs, Direct, View};
-use super::line::{finish_writer, next_inbound, read_line, Read};
+use super::line::{finish_writer, next_inbound, read_line, Read, KEEP_WHEN_IDLE};
 use super::login::{Login, Step};
 use super::seat::Seat;
 use super::Context;
@@ -948,9 +948,11 @@ async fn write_loop(
                 return;
             }
             out.clear();
-            if out.capacity() > 4096 {
-                out = Vec::new();
-            }
+        }
+        // As on the line port: what a burst grew is given back once it is over.
+        if queue.is_empty() && out.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE {
+            (batch, out) = (Vec::new(), Vec::new());
+            view.shrink();
         }
     }
     let mut rest = Vec::new();

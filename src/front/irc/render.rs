@@ -125,6 +125,13 @@ impl View {
         self.pump(out);
     }
 
+    /// Gives back the room the held lines grew to, if none are held.
+    pub fn shrink(&mut self) {
+        if self.held.is_empty() {
+            self.held = VecDeque::new();
+        }
+    }
+
     /// Renders whatever is held, e.g. when the connection closes.
     pub fn flush(&mut self, out: &mut Vec<u8>) {
         self.gate = Gate::Open;
