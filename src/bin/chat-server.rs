@@ -30,7 +30,8 @@ use classchat::store;
 /// jemalloc returns what a burst freed to the system within a second or so
 /// (`.cargo/config.toml` sets its decay); glibc's malloc kept it. Ten thousand
 /// people joining one room queue some fifty million join notices; afterwards glibc
-/// held about 17 KB per connection of freed memory, jemalloc 7.7 KB in all.
+/// still held 15.9 KB per connection, most of it freed, jemalloc 7.9 KB
+/// (docs/PERFORMANCE.md, round three).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
