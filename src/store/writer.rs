@@ -232,12 +232,32 @@ impl Writer {
     /// Serves requests until asked to close, then keeps trying for at most
     /// `grace`; returns the events the database never took.
     pub(super) fn run(mut self, requests: mpsc::Receiver<Request>, grace: Duration) -> Vec<Event> {
-        loop {
+        'serve: loop {
             let request = match self.next_due() {
                 None => requests
                     .recv()
                     .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                Some(due) => requests.recv_timeout(due.saturating_duration_since(Instant::now())),
+                Some(due) => {
+                    let wait = due.saturating_duration_since(Instant::now());
+                    if wait <= super::BATCH_INTERVAL {
+                        // A batch is gathering: sleep through the rest of it and
+                        // take everything at once. A writer blocked in `recv` is
+                        // woken by every event, a system call on the chat's thread.
+                        std::thread::sleep(wait);
+                        loop {
+                            match requests.try_recv() {
+                                Ok(Request::Close) | Err(mpsc::TryRecvError::Disconnected) => {
+                                    break 'serve
+                                }
+                                Ok(request) => self.handle(request),
+                                Err(mpsc::TryRecvError::Empty) => break,
+                            }
+                        }
+                        self.write(Instant::now(), Attempt::OnSchedule);
+                        continue;
+                    }
+                    requests.recv_timeout(wait)
+                }
             };
             match request {
                 Ok(Request::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
