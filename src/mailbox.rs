@@ -60,6 +60,15 @@ struct State<T> {
     receiving: bool,
 }
 
+impl<T> State<T> {
+    /// Frees what a burst grew once it is drained.
+    fn give_back_room(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > KEEP_WHEN_EMPTY {
+            self.queue = VecDeque::new();
+        }
+    }
+}
+
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Nothing panics while holding it; a poisoned queue is still a valid queue.
@@ -136,9 +145,7 @@ impl<T> Receiver<T> {
                 if !state.queue.is_empty() {
                     let count = limit.min(state.queue.len());
                     buf.extend(state.queue.drain(..count));
-                    if state.queue.is_empty() && state.queue.capacity() > KEEP_WHEN_EMPTY {
-                        state.queue = VecDeque::new();
-                    }
+                    state.give_back_room();
                     return count;
                 }
                 if state.senders == 0 {
@@ -158,7 +165,10 @@ impl<T> Receiver<T> {
 
     /// The oldest item, if one waits.
     pub fn try_recv(&mut self) -> Option<T> {
-        self.shared.lock().queue.pop_front()
+        let mut state = self.shared.lock();
+        let item = state.queue.pop_front();
+        state.give_back_room();
+        item
     }
 
     /// Whether nothing waits.
@@ -258,6 +268,11 @@ mod tests {
         while got.len() < 5_000 {
             rt.block_on(rx.recv_many(&mut got, 256));
         }
+        assert!(rx.shared.lock().queue.capacity() <= KEEP_WHEN_EMPTY);
+        for i in 0..5_000 {
+            tx.try_send(i).unwrap();
+        }
+        while rx.try_recv().is_some() {}
         assert!(rx.shared.lock().queue.capacity() <= KEEP_WHEN_EMPTY);
     }
 
