@@ -6,9 +6,13 @@
 #   bench/scenario.sh s1 [RUNS]       100 clients all sending, 1,000 msg/s total, 10 s
 #   bench/scenario.sh s1ws [RUNS]     s1 through the web page's WebSocket, each run
 #                                     beside an s1 run on the line port (line, ws, ...)
+#   bench/scenario.sh s1irc [RUNS]    s1 through the IRC port in #lobby, each run beside
+#                                     an s1 run on the line port (line, irc, ...)
 #   bench/scenario.sh s1max           s1 stepped up until loss, p99 > 100 ms or the rate is missed
 #   bench/scenario.sh s2 [RUNS]       1,000 clients, 10 senders x 10 msg/s
 #   bench/scenario.sh s3 [RUNS]       10,000 clients connect and hold (CLIENTS=1000 for fewer)
+#   bench/scenario.sh s3mixed [RUNS]  s3 with half the clients on the line port and half
+#                                     on IRC, both at once; prints RSS per connection
 #   bench/scenario.sh stalled [RUNS]  s1 plus one client that never reads
 #
 # Results: one JSON line per run appended to $BENCH_RESULTS/SCENARIO.jsonl
@@ -16,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/steps.sh
-scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1max|s2|s3|stalled [RUNS]}
+scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1max|s2|s3|s3mixed|stalled [RUNS]}
 runs=${2:-1}
 work=${BENCH_WORK:-/tmp/classchat-bench}
 results=${BENCH_RESULTS:-$work/results}
@@ -25,51 +29,88 @@ load=target/release/chat-load
 [ -x "$server" ] && [ -x "$load" ] || { echo "run cargo build --release first" >&2; exit 1; }
 mkdir -p "$results"
 
-# Prints one chat-load JSON line for a freshly started server, then stops it.
-# PROTO=ws loads the web listener's WebSocket instead of the line port.
-run_once() {
-  local label=$1; shift
-  local proto=${PROTO:-line}
-  local dir
+# Starts a fresh server (new database and transcript) in $dir with the line port,
+# the web listener and the IRC listener on free ports; sets $pid and $dir.
+start_server() {
   dir=$(mktemp -d "$work/run.XXXXXX")
-  local config=bench/classchat.toml
-  if [ "$proto" = ws ]; then
-    config=$dir/classchat.toml
-    { cat bench/classchat.toml; printf '\n[web]\nenabled = true\nport = 0\n'; } >"$config"
-  fi
+  local config=$dir/classchat.toml
+  { cat bench/classchat.toml
+    printf '\n[web]\nenabled = true\nport = 0\n\n[irc]\nenabled = true\nport = 0\n'; } >"$config"
   "$server" --config "$config" --port 0 --db "$dir/bench.db" --log-dir "$dir/logs" \
     >"$dir/server.out" 2>"$dir/server.err" &
-  local pid=$!
-  local wanted='^listening on'
-  [ "$proto" = ws ] && wanted='^web listening on'
+  pid=$!
   for _ in $(seq 100); do
-    grep -q "$wanted" "$dir/server.out" 2>/dev/null && break
+    grep -q '^web listening on' "$dir/server.out" 2>/dev/null && return
     sleep 0.1
   done
-  local addr
-  if [ "$proto" = ws ]; then
-    addr=$(sed -n 's|^web listening on http://\([^/]*\)/.*|\1|p' "$dir/server.out")
-  else
-    addr=$(sed -n '1s/^listening on //p' "$dir/server.out")
-  fi
-  [ -n "$addr" ] || { cat "$dir/server.err" >&2; kill "$pid"; exit 1; }
-  local status=0
-  "$load" --proto "$proto" --ready Welcome --addr "$addr" --server-pid "$pid" \
-    --label "classchat/$label" --json-out "$results/$label.jsonl" "$@" || status=$?
+  cat "$dir/server.err" >&2; kill "$pid"; exit 1
+}
+
+# The chat-load flags that reach the server's listener for protocol $1.
+target() {
+  case $1 in
+    line) echo "--proto line --ready Welcome --addr $(sed -n 's/^listening on //p' "$dir/server.out")" ;;
+    irc) echo "--proto irc --channel #lobby --addr $(sed -n 's/^irc listening on //p' "$dir/server.out")" ;;
+    ws) echo "--proto ws --ready Welcome --addr $(sed -n 's|^web listening on http://\([^/]*\)/.*|\1|p' "$dir/server.out")" ;;
+  esac
+}
+
+stop_server() {
   kill -TERM "$pid"
   wait "$pid" || true
   rm -rf "$dir"
+}
+
+# Prints one chat-load JSON line for a freshly started server, then stops it.
+# PROTO=ws or PROTO=irc loads that listener instead of the line port.
+run_once() {
+  local label=$1; shift
+  local dir pid status=0
+  start_server
+  # shellcheck disable=SC2046  # target's words are separate flags
+  "$load" $(target "${PROTO:-line}") --server-pid "$pid" \
+    --label "classchat/$label" --json-out "$results/$label.jsonl" "$@" || status=$?
+  stop_server
   return $status
+}
+
+# Half the clients on the line port and half on IRC at once, to one server; prints
+# the server's RSS per connection after both generators' hold.
+s3mixed_once() {
+  local dir pid half=$(( ${CLIENTS:-10000} / 2 ))
+  start_server
+  local before
+  before=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  local flags=(--scenario connect-only --clients "$half" --hold 10 --hold-max 240
+    --connect-concurrency 50 --handshake-timeout 300 --server-pid "$pid")
+  # shellcheck disable=SC2046
+  "$load" $(target line) "${flags[@]}" --nick-prefix l --label classchat/s3mixed-line \
+    --json-out "$dir/line.json" &
+  local line_load=$!
+  # shellcheck disable=SC2046
+  "$load" $(target irc) "${flags[@]}" --nick-prefix i --label classchat/s3mixed-irc \
+    --json-out "$dir/irc.json"
+  # The generator that holds last reads the server with everyone still connected
+  # (once clients leave, their departures are a storm of their own).
+  local last=$dir/irc.json
+  if kill -0 "$line_load" 2>/dev/null; then last=$dir/line.json; fi
+  wait "$line_load"
+  cat "$dir/line.json" "$dir/irc.json" >>"$results/s3mixed.jsonl"
+  local after
+  after=$(grep -o '"after_hold":[0-9]*' "$last" | cut -d: -f2)
+  echo "s3mixed: RSS ${before} kB -> ${after} kB after the hold," \
+    "$(( (after - before) * 1024 / (2 * half) )) bytes per connection" >&2
+  stop_server
 }
 
 s1=(--clients 100 --rate 1000 --duration 10 --warmup 2)
 case $scenario in
   s1) for _ in $(seq "$runs"); do run_once s1 "${s1[@]}"; done ;;
-  s1ws)
+  s1ws|s1irc)
     # Alternating, so that whatever else the machine is doing hits both alike.
     for _ in $(seq "$runs"); do
-      PROTO=line run_once s1ws-line "${s1[@]}"
-      PROTO=ws run_once s1ws "${s1[@]}"
+      PROTO=line run_once "$scenario-line" "${s1[@]}"
+      PROTO=${scenario#s1} run_once "$scenario" "${s1[@]}"
     done ;;
   stalled) for _ in $(seq "$runs"); do run_once stalled "${s1[@]}" --stalled 1; done ;;
   s2)
@@ -82,6 +123,7 @@ case $scenario in
       run_once s3 --scenario connect-only --clients "${CLIENTS:-10000}" --hold 10 --hold-max 240 \
         --connect-concurrency 100 --handshake-timeout 300
     done ;;
+  s3mixed) for _ in $(seq "$runs"); do s3mixed_once; done ;;
   s1max) s1max_steps run_once ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
