@@ -89,15 +89,17 @@ s3mixed_once() {
   local line_load=$!
   # shellcheck disable=SC2046
   "$load" $(target irc) "${flags[@]}" --nick-prefix i --label classchat/s3mixed-irc \
-    --json-out "$dir/irc.json"
-  # The generator that holds last reads the server with everyone still connected
-  # (once clients leave, their departures are a storm of their own).
-  local last=$dir/irc.json
-  if kill -0 "$line_load" 2>/dev/null; then last=$dir/line.json; fi
-  wait "$line_load"
+    --json-out "$dir/irc.json" &
+  local irc_load=$! first
+  # The generator that ends its hold first reads the server with all clients still
+  # connected; the other one reads it after the first one's clients have left.
+  wait -n -p first "$line_load" "$irc_load"
+  local measured=$dir/irc.json other=$line_load
+  if [ "$first" = "$line_load" ]; then measured=$dir/line.json other=$irc_load; fi
+  wait "$other"
   cat "$dir/line.json" "$dir/irc.json" >>"$results/s3mixed.jsonl"
   local after
-  after=$(grep -o '"after_hold":[0-9]*' "$last" | cut -d: -f2)
+  after=$(grep -o '"after_hold":[0-9]*' "$measured" | cut -d: -f2)
   echo "s3mixed: RSS ${before} kB -> ${after} kB after the hold," \
     "$(( (after - before) * 1024 / (2 * half) )) bytes per connection" >&2
   stop_server
