@@ -27,7 +27,7 @@ use super::actions::Actions;
 /// Rows per transaction, at most.
 const BATCH: usize = 2_000;
 
-/// How long a partial batch waits for more before it is written.
+/// How long a partial batch waits for more before it is written, at most.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
 
 /// The longest wait between attempts to reach PostgreSQL.
@@ -100,13 +100,17 @@ async fn record(
     if !writer.connect().await {
         return;
     }
+    // When the partial batch is written even if actions keep coming: counted from
+    // its first row, not from the last action, or steady chat would hold it until
+    // it filled.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        let pending = !writer.batch.is_empty();
         let (seq, entry) = tokio::select! {
             _ = writer.stop.cancelled() => return writer.finish().await,
             next = actions.next() => next,
-            _ = tokio::time::sleep(FLUSH_AFTER), if pending => {
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                 writer.flush().await;
+                due = None;
                 continue;
             }
         };
@@ -120,6 +124,9 @@ async fn record(
         }
         if writer.batch.len() >= BATCH {
             writer.flush().await;
+            due = None;
+        } else if due.is_none() && !writer.batch.is_empty() {
+            due = Some(tokio::time::Instant::now() + FLUSH_AFTER);
         }
     }
 }
