@@ -67,10 +67,19 @@ const MIGRATION_LOCK: i64 = 0x0063_6c61_7373_6368;
 /// large record is never held twice in memory.
 const SNAPSHOT_BATCH: usize = 10_000;
 
+/// How long a server waits for PostgreSQL before it counts it as unreachable: the
+/// connect timeout when the URL sets none, and the limit on each roster read.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Connects without TLS and runs the connection on the current tokio runtime;
 /// the returned client is usable until the connection ends, which is logged.
 pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        // Without one, a host that drops packets holds a connect for minutes.
+        config.connect_timeout(ANSWER_WITHIN);
+    }
+    let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!(%err, "PostgreSQL connection ended");

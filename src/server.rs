@@ -90,19 +90,33 @@ impl RosterSource {
                 .map_err(|e| e.to_string())?
             }
             RosterSource::Postgres { url, client } => {
-                if client.as_ref().is_none_or(|c| c.is_closed()) {
-                    let connected = crate::postgres::connect(url).await;
-                    let connected = connected.map_err(|e| e.to_string())?;
-                    // The first node of a new cluster reads before anyone made the tables.
-                    crate::postgres::migrate(&connected)
+                let read = async {
+                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                        let connected = crate::postgres::connect(url).await;
+                        let connected = connected.map_err(|e| e.to_string())?;
+                        // The first node of a new cluster reads before anyone made the tables.
+                        crate::postgres::migrate(&connected)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        *client = Some(connected);
+                    }
+                    let connected = client.as_ref().expect("connected above");
+                    crate::postgres::load_roster(connected)
                         .await
-                        .map_err(|e| e.to_string())?;
-                    *client = Some(connected);
+                        .map_err(|e| e.to_string())
+                };
+                // A server that stopped answering must not hold up the start (the
+                // first read comes before anyone is let in) or the reloads.
+                match tokio::time::timeout(crate::postgres::ANSWER_WITHIN, read).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        *client = None;
+                        Err(format!(
+                            "PostgreSQL did not answer within {} s",
+                            crate::postgres::ANSWER_WITHIN.as_secs()
+                        ))
+                    }
                 }
-                let connected = client.as_ref().expect("connected above");
-                crate::postgres::load_roster(connected)
-                    .await
-                    .map_err(|e| e.to_string())
             }
         }
     }
