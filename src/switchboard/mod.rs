@@ -214,10 +214,20 @@ impl Switchboard {
         match &self.mode {
             Mode::Single | Mode::Recorder => {
                 inner.members.insert(id, Member { outbox, dropped });
-                self.act(&mut inner, action, now).map_err(|err| match err {
-                    CommandError::Nick(err) => LoginError::Nick(err),
-                    err => LoginError::Line(err),
-                })
+                match self.act(&mut inner, action, now) {
+                    Ok(()) => {
+                        let online = inner.hub.member_count();
+                        tracing::info!(online, "{nick} logged in");
+                        Ok(())
+                    }
+                    Err(err) => {
+                        inner.members.remove(&id);
+                        Err(match err {
+                            CommandError::Nick(err) => LoginError::Nick(err),
+                            err => LoginError::Line(err),
+                        })
+                    }
+                }
             }
             Mode::Node { number, relay } => {
                 if !relay.is_up() {
