@@ -6,9 +6,9 @@
 //! allocates a block of 32 slots and cache-padded counters up front, about 1 KB a
 //! channel (1.7 KB for 32-byte items); with 10,000 idle connections that was the
 //! largest part of their memory. Here the queue is a `VecDeque` behind a mutex that
-//! holds nothing until a line waits and gives a burst's room back once drained,
-//! and the receiver sleeps on a [`Notify`] woken only when the queue stops being
-//! empty. The senders are the hub (under its lock, one push per member) and the
+//! holds nothing until a line waits and gives a burst's room back when its writer
+//! goes idle, and the receiver sleeps on a [`Notify`] woken only when the queue
+//! stops being empty. The senders are the hub (under its lock, one push per member) and the
 //! connection's own reader, so the mutex is almost never contended.
 
 use std::collections::VecDeque;
@@ -58,15 +58,6 @@ struct State<T> {
     queue: VecDeque<T>,
     senders: usize,
     receiving: bool,
-}
-
-impl<T> State<T> {
-    /// Frees what a burst grew once it is drained.
-    fn give_back_room(&mut self) {
-        if self.queue.is_empty() && self.queue.capacity() > KEEP_WHEN_EMPTY {
-            self.queue = VecDeque::new();
-        }
-    }
 }
 
 impl<T> Shared<T> {
@@ -139,36 +130,48 @@ impl<T> Receiver<T> {
     /// Returns 0 only when every sender is gone and nothing is left. Cancel-safe:
     /// items are taken only when it returns.
     pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
+        let take = |queue: &mut VecDeque<T>| {
+            let count = limit.min(queue.len());
+            buf.extend(queue.drain(..count));
+            count
+        };
+        self.when_ready(take).await.unwrap_or(0)
+    }
+
+    /// Waits for one item; `None` when every sender is gone and nothing is left.
+    pub async fn recv(&mut self) -> Option<T> {
+        self.when_ready(VecDeque::pop_front).await.flatten()
+    }
+
+    /// Waits until items wait, then `take`s from them under the lock; `None` once
+    /// every sender is gone and nothing is left.
+    async fn when_ready<R>(&mut self, take: impl FnOnce(&mut VecDeque<T>) -> R) -> Option<R> {
         loop {
             {
                 let mut state = self.shared.lock();
                 if !state.queue.is_empty() {
-                    let count = limit.min(state.queue.len());
-                    buf.extend(state.queue.drain(..count));
-                    state.give_back_room();
-                    return count;
+                    return Some(take(&mut state.queue));
                 }
                 if state.senders == 0 {
-                    return 0;
+                    return None;
                 }
             }
             self.shared.ready.notified().await;
         }
     }
 
-    /// Waits for one item; `None` when every sender is gone and nothing is left.
-    pub async fn recv(&mut self) -> Option<T> {
-        let mut one = Vec::with_capacity(1);
-        self.recv_many(&mut one, 1).await;
-        one.pop()
-    }
-
     /// The oldest item, if one waits.
     pub fn try_recv(&mut self) -> Option<T> {
+        self.shared.lock().queue.pop_front()
+    }
+
+    /// Frees the room a burst grew, if the queue is empty; writers call it when
+    /// they go idle, so that a busy queue is not shrunk and grown again.
+    pub fn release_room(&self) {
         let mut state = self.shared.lock();
-        let item = state.queue.pop_front();
-        state.give_back_room();
-        item
+        if state.queue.is_empty() && state.queue.capacity() > KEEP_WHEN_EMPTY {
+            state.queue = VecDeque::new();
+        }
     }
 
     /// Whether nothing waits.
@@ -268,11 +271,13 @@ mod tests {
         while got.len() < 5_000 {
             rt.block_on(rx.recv_many(&mut got, 256));
         }
+        rx.release_room();
         assert!(rx.shared.lock().queue.capacity() <= KEEP_WHEN_EMPTY);
         for i in 0..5_000 {
             tx.try_send(i).unwrap();
         }
         while rx.try_recv().is_some() {}
+        rx.release_room();
         assert!(rx.shared.lock().queue.capacity() <= KEEP_WHEN_EMPTY);
     }
 

@@ -421,8 +421,9 @@ async fn write_loop(
         }
         batch.clear();
         buf.clear();
-        if queue.is_empty() && buf.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE {
+        if buf.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE && queue.is_empty() {
             (batch, buf) = (Vec::new(), Vec::new());
+            queue.release_room();
         }
     }
     let _ = socket.shutdown().await;

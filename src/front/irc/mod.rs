@@ -950,9 +950,11 @@ async fn write_loop(
             out.clear();
         }
         // As on the line port: what a burst grew is given back once it is over.
-        if queue.is_empty() && out.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE {
+        if out.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE && queue.is_empty() {
             (batch, out) = (Vec::new(), Vec::new());
             view.shrink();
+            queue.release_room();
+            directs.release_room();
         }
     }
     let mut rest = Vec::new();

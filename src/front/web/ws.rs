@@ -130,6 +130,10 @@ async fn write_loop(
         if sink.flush().await.is_err() {
             return;
         }
+        if batch.capacity() * 8 > line::KEEP_WHEN_IDLE && queue.is_empty() {
+            batch = Vec::new();
+            queue.release_room();
+        }
     }
     let _ = sink.close().await;
 }
