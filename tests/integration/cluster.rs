@@ -176,6 +176,33 @@ async fn a_room_spread_over_three_nodes_sees_one_order_and_records_it_once() {
     assert_eq!(recorded, seen[0]);
 }
 
+/// Chat that never pauses for the recorder's flush delay still reaches PostgreSQL
+/// within moments, not once a whole batch has piled up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_record_keeps_up_with_chat_that_never_pauses() {
+    let Some(c) = cluster(2).await else { return };
+    let (mut amy, mut bob) = two_users(&c, "amy", "bob").await;
+    // A line every 20 ms for 5 s: never the 50 ms of quiet that used to flush.
+    let talking = tokio::spawn(async move {
+        for i in 0..250 {
+            amy.send(&format!("steady {i}")).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    chat_lines(&mut bob, 25).await;
+    let recorded = recorded_chat(&c.pg, 10, Duration::from_secs(2)).await;
+    assert!(
+        !talking.is_finished(),
+        "the chat ended before the record was read"
+    );
+    assert!(
+        recorded.len() >= 10,
+        "25 lines into steady chat and 2 s later, PostgreSQL had {} of them",
+        recorded.len()
+    );
+    talking.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_name_claimed_on_three_nodes_at_once_goes_to_exactly_one() {
     let Some(c) = cluster(3).await else { return };
