@@ -150,3 +150,19 @@ async fn timestamps_can_be_utc() {
     let line = client.next_line().await.unwrap();
     assert!(line.starts_with("[UTC] "), "{line}");
 }
+
+#[tokio::test]
+async fn the_server_log_names_who_logs_in_and_who_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = crate::harness::spawn_logging(dir.path(), "level = \"info\"", "");
+    let mut amy = crate::harness::TestClient::connect(addr).await;
+    amy.send("amy").await;
+    amy.expect_prefix("* Welcome, amy!").await;
+    amy.send("/quit").await;
+    amy.expect_closed().await;
+    let stderr = tokio::task::spawn_blocking(move || crate::harness::stop_for_stderr(child))
+        .await
+        .unwrap();
+    assert!(stderr.contains("amy logged in"), "{stderr}");
+    assert!(stderr.contains("amy left"), "{stderr}");
+}
