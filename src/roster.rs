@@ -70,7 +70,7 @@ pub enum RosterError {
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
     /// PostgreSQL (cluster mode) refused.
-    #[error("database: {0}")]
+    #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     /// A name that is not a valid username.
     #[error("'{0}' is not a valid username")]
