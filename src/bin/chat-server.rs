@@ -28,10 +28,10 @@ use classchat::server::Server;
 use classchat::store;
 
 /// jemalloc returns what a burst freed to the system within a second or so
-/// (`.cargo/config.toml` sets its decay); glibc's malloc kept it. Ten thousand
-/// people joining one room queue some fifty million join notices; afterwards glibc
-/// still held 15.9 KB per connection, most of it freed, jemalloc 7.9 KB
-/// (docs/PERFORMANCE.md, round three).
+/// (`.cargo/config.toml` sets its decay); glibc's malloc keeps it. Ten thousand
+/// people joining or leaving one room queue some fifty million notices; after
+/// half of them left, glibc held 167.6 MB of which `malloc_trim` could return 85,
+/// jemalloc 90.5 MB (docs/PERFORMANCE.md, round three).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
