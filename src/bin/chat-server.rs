@@ -292,7 +292,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_diagnostics(&config.log.level);
     let database = absolute(&config.storage.database);
     let transcripts = absolute(&config.log.dir);
-    let nats_url = without_credentials(&config.cluster.nats_url);
+    let nats_url = classchat::cluster::without_credentials(&config.cluster.nats_url);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
@@ -332,17 +332,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         })
     })
-}
-
-/// A URL as it may be printed: `nats://user:secret@host` becomes `nats://host`.
-fn without_credentials(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
 }
 
 /// The path as the operator will look for it, whatever folder the server was

@@ -98,13 +98,14 @@ impl Node {
     /// Connects to NATS and PostgreSQL, takes a node number, rebuilds the state
     /// from the stream and starts following it.
     pub async fn start(config: &ValidConfig, clock: Clock) -> Result<Node, ClusterError> {
-        let url = config.cluster.nats_url.clone();
+        // Errors are printed and logged: no password in them.
+        let shown = without_credentials(&config.cluster.nats_url);
         let nats_error = |err: &dyn std::fmt::Display| ClusterError::Nats {
-            url: url.clone(),
+            url: shown.clone(),
             reason: err.to_string(),
         };
         let js_error = |err: &dyn std::fmt::Display| ClusterError::JetStream {
-            url: url.clone(),
+            url: shown.clone(),
             reason: err.to_string(),
         };
         // Bumped at every (re)connection: a consumer does not always survive a
@@ -130,7 +131,7 @@ impl Node {
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis(100 * attempts.min(10) as u64)
             })
-            .connect(&url)
+            .connect(&config.cluster.nats_url)
             .await
             .map_err(|e| nats_error(&e))?;
         let js = jetstream::ContextBuilder::new()
@@ -310,5 +311,34 @@ async fn follow(
         };
         board.replay(entry);
         caught_up.send_replace(seq);
+    }
+}
+
+/// A URL as it may be printed: `nats://user:secret@host` becomes `nats://host`.
+pub fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn printed_urls_carry_no_password() {
+        assert_eq!(
+            without_credentials("nats://node:s3cret@10.0.0.5:4222"),
+            "nats://10.0.0.5:4222"
+        );
+        assert_eq!(
+            without_credentials("nats://10.0.0.5:4222"),
+            "nats://10.0.0.5:4222"
+        );
+        assert_eq!(without_credentials("10.0.0.5:4222"), "10.0.0.5:4222");
     }
 }
