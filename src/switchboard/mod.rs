@@ -320,6 +320,19 @@ impl Switchboard {
                     }
                 }
             }
+            Ok(()) if registering && !inner.members.contains_key(&id) => {
+                // The connection ended before its log-in came back from the stream;
+                // its departure may even have been ordered first (a publish retried
+                // after a reconnect). Without a departure after it, every node would
+                // keep a member nobody can reach, holding the name.
+                let _ = self.dispatch(
+                    &mut inner,
+                    Action::Leave {
+                        id,
+                        reason: LeaveReason::Lost,
+                    },
+                );
+            }
             Ok(()) if registering => {
                 let online = inner.hub.member_count();
                 if let Some(nick) = inner.hub.nick(id) {

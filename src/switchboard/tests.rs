@@ -193,3 +193,31 @@ fn departures_are_sent_even_while_nats_is_unreachable() {
     assert_eq!(sent.len(), 1);
     assert!(sent[0].action.is_departure());
 }
+
+/// A log-in stored after its own departure (a publish retried after a reconnect
+/// can land behind later ones) leaves no member behind on any node.
+#[test]
+fn a_log_in_ordered_after_its_departure_leaves_no_ghost() {
+    let (one, kept_one, _) = node(1);
+    let (two, kept_two, _) = node(2);
+    let a = action::first_id(1);
+    let _amy = member(&one, a, "amy");
+    let register = stream(&kept_one);
+    one.leave(a, LeaveReason::Closed);
+    let departure = stream(&kept_one);
+    for entry in departure.iter().chain(&register) {
+        one.replay(entry.clone());
+        two.replay(entry.clone());
+    }
+    // Node 1 owns the connection: it orders a departure after the log-in.
+    let mut after = stream(&kept_one);
+    after.extend(stream(&kept_two));
+    assert_eq!(after.len(), 1, "one departure: {after:?}");
+    for entry in &after {
+        one.replay(entry.clone());
+        two.replay(entry.clone());
+    }
+    assert!(one.is_name_free("amy") && two.is_name_free("amy"));
+    assert_eq!(one.member_count(), 0);
+    assert_eq!(two.member_count(), 0);
+}
