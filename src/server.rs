@@ -296,7 +296,7 @@ impl Server {
                     continue;
                 }
             };
-            let _ = socket.set_nodelay(true);
+            crate::front::liveness::watch(&socket);
             let seat = match cx.admit(peer.ip()) {
                 Ok(seat) => seat,
                 Err(refusal) => {

@@ -7,9 +7,12 @@
 //! - [`irc`]: IRC (SPEC section 7) for irssi, WeeChat and HexChat.
 //! - [`web`]: the same line protocol over a WebSocket for the browser's chat page,
 //!   and the instructor page (SPEC section 8).
+//!
+//! [`liveness`] sets the socket options that notice a vanished client, for all of them.
 
 pub mod irc;
 pub mod line;
+pub mod liveness;
 pub mod login;
 pub mod seat;
 pub mod web;

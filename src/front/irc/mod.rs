@@ -49,6 +49,11 @@ const WRITE_BATCH: usize = 256;
 /// Initial read buffer per connection.
 const READ_BUFFER: usize = 512;
 
+/// Silence after which a registered client is sent a `PING`; as long again without
+/// any line (its `PONG`) and it is dropped. Every IRC client answers pings, so
+/// this finds a client that is gone even when its kernel still answers TCP.
+const PING_AFTER: Duration = Duration::from_secs(30);
+
 /// The only capability offered: the others change nothing classchat can show.
 const CAPS: &str = "server-time";
 
@@ -506,8 +511,23 @@ impl Connection {
     /// Reads and acts on messages until the client leaves. Returns the reason to
     /// record, or `None` when the switchboard has already removed the client.
     async fn chat_loop(&mut self, lines: &mut Lines) -> Option<LeaveReason> {
+        let mut pinged = false;
         loop {
-            let inbound = match next_inbound(lines, &self.dropped, &self.cx).await {
+            let read = tokio::select! {
+                read = next_inbound(lines, &self.dropped, &self.cx) => read,
+                _ = tokio::time::sleep(PING_AFTER) => {
+                    if pinged {
+                        let secs = (PING_AFTER * 2).as_secs();
+                        self.reply("ERROR", &[&format!("Ping timeout: {secs} seconds")]);
+                        return Some(LeaveReason::Lost);
+                    }
+                    self.reply("PING", &[message::HOST]);
+                    pinged = true;
+                    continue;
+                }
+            };
+            pinged = false;
+            let inbound = match read {
                 Ok(inbound) => inbound,
                 Err(left) => return left,
             };

@@ -61,9 +61,7 @@ pub(crate) async fn serve(listener: TcpListener, web: Web) {
     // As on the line port: a chat line is a small write that must leave at once.
     // Under Nagle's algorithm it waited for the previous one's ACK, which the
     // client delays, and S1 through the WebSocket had a p99 of 20 ms.
-    let listener = listener.tap_io(|socket| {
-        let _ = socket.set_nodelay(true);
-    });
+    let listener = listener.tap_io(|socket| super::liveness::watch(socket));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stopping.cancelled_owned())
         .await;

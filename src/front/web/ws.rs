@@ -4,16 +4,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
 use futures_util::{future, SinkExt, StreamExt};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{same_origin, Web};
@@ -30,6 +32,10 @@ const WRITE_BATCH: usize = 256;
 /// a 128 KiB memset per read (about one per message received) and doubled the
 /// server's RSS under S1. Longer frames still arrive whole, over several reads.
 const READ_BUFFER: usize = 4096;
+
+/// How often the server pings; a client that has sent nothing (not even the pong
+/// browsers send by themselves) by the next ping is taken as gone.
+const PING_EVERY: Duration = Duration::from_secs(25);
 
 /// `GET /ws`. Refused with 403 before the upgrade unless the page that opens it is
 /// this server's own: otherwise any site a student visits could chat in their name.
@@ -70,11 +76,26 @@ async fn serve(socket: WebSocket, peer: SocketAddr, web: Arc<Web>) {
     };
     let id = web.ids.fetch_add(1, Ordering::Relaxed);
     let (outbox, queue) = mailbox::bounded(cx.config.limits.outbound_queue);
-    let writer = tokio::spawn(write_loop(sink, queue, clock));
+    let heartbeat = Arc::new(Heartbeat::default());
+    let writer = tokio::spawn(write_loop(sink, queue, clock, heartbeat.clone()));
     let max = cx.config.limits.max_line_bytes;
+    let heard = heartbeat.clone();
+    let silent = heartbeat.silent.clone();
     let lines = stream
+        .inspect(move |_| heard.heard.store(true, Ordering::Relaxed))
         .take_while(|message| future::ready(!matches!(message, Ok(Message::Close(_)))))
-        .filter_map(move |message| future::ready(inbound(message, max)));
+        .filter_map(move |message| future::ready(inbound(message, max)))
+        .take_until(heartbeat.silent.clone().cancelled_owned())
+        // Ended by silence: the connection is lost, not closed by the client.
+        .chain(
+            futures_util::stream::once(future::lazy(move |_| silent.is_cancelled())).filter_map(
+                |silent| {
+                    future::ready(
+                        silent.then(|| Err(io::Error::new(io::ErrorKind::TimedOut, "no pong"))),
+                    )
+                },
+            ),
+        );
     let transport = Transport {
         lines: Box::pin(lines),
         outbox,
@@ -113,15 +134,49 @@ fn inbound(message: Result<Message, axum::Error>, max: usize) -> Option<io::Resu
     }))
 }
 
+/// Whether the client is still there: the reader notes every frame, the writer
+/// pings and gives up on a client that stayed silent for a whole ping interval.
+#[derive(Default)]
+struct Heartbeat {
+    /// A frame arrived since the last ping.
+    heard: AtomicBool,
+    /// Cancelled when the client stopped answering; ends the reader.
+    silent: CancellationToken,
+}
+
 /// Sends each queued line as one text frame, flushing once per batch, until the
 /// queue closes (the client left) or the socket fails; then closes the WebSocket.
+/// Pings every [`PING_EVERY`] in between.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mailbox::Receiver<Arc<Stamped>>,
     clock: Clock,
+    heartbeat: Arc<Heartbeat>,
 ) {
     let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+    let start = tokio::time::Instant::now() + PING_EVERY;
+    let mut pings = tokio::time::interval_at(start, PING_EVERY);
+    let mut awaiting = false;
+    loop {
+        let count = tokio::select! {
+            count = queue.recv_many(&mut batch, WRITE_BATCH) => count,
+            _ = pings.tick() => {
+                let heard = heartbeat.heard.swap(false, Ordering::Relaxed);
+                if awaiting && !heard {
+                    tracing::debug!("no pong: the WebSocket client is gone");
+                    heartbeat.silent.cancel();
+                    return;
+                }
+                awaiting = true;
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if count == 0 {
+            break;
+        }
         for line in batch.drain(..) {
             if sink.feed(frame(&line, &clock)).await.is_err() {
                 return;
