@@ -29,7 +29,7 @@ use crate::limiter::ChatRate;
 use crate::protocol::LoginError;
 use crate::roster::LiveRoster;
 use crate::switchboard::Switchboard;
-use seat::{NoSeat, Seat, Seats};
+use seat::{AddressSeat, NoSeat, Seat, Seats};
 
 /// What a connection needs from the server around it.
 #[derive(Clone)]
@@ -59,6 +59,26 @@ impl Context {
         self.connects
             .admit(ip, Instant::now())
             .map_err(|locked| LoginError::TooManyConnects(locked.retry_secs))?;
+        self.seats.connect(ip).map_err(|no| match no {
+            NoSeat::Address => LoginError::TooManyFromAddress(self.config.limits.max_per_ip),
+            NoSeat::Busy => LoginError::Busy,
+        })
+    }
+
+    /// The place of a new HTTP connection from `ip`: the same connection rate and
+    /// count per address as the chat ports, but no handshake place.
+    pub fn admit_http(&self, ip: IpAddr) -> Result<AddressSeat, LoginError> {
+        self.connects
+            .admit(ip, Instant::now())
+            .map_err(|locked| LoginError::TooManyConnects(locked.retry_secs))?;
+        self.seats
+            .address(ip)
+            .map_err(|_| LoginError::TooManyFromAddress(self.config.limits.max_per_ip))
+    }
+
+    /// The places of a WebSocket client, whose HTTP connection was already counted
+    /// by [`Context::admit_http`] (and gave its place back just before).
+    pub fn admit_upgraded(&self, ip: IpAddr) -> Result<Seat, LoginError> {
         self.seats.connect(ip).map_err(|no| match no {
             NoSeat::Address => LoginError::TooManyFromAddress(self.config.limits.max_per_ip),
             NoSeat::Busy => LoginError::Busy,

@@ -71,6 +71,13 @@ impl Seats {
         })
     }
 
+    /// Only the place per address (`limits.max_per_ip`), for a connection that is
+    /// not logging in: an HTTP connection of the web listener. It takes nothing of
+    /// the handshake budget, so idle HTTP sockets cannot keep a student out.
+    pub fn address(&self, ip: IpAddr) -> Result<AddressSeat, NoSeat> {
+        self.per_address.take(ip).ok_or(NoSeat::Address)
+    }
+
     /// Moves a connection that logged in from the handshake budget to a member's
     /// seat; `false` when `max_clients` members are in.
     pub fn promote(&self, seat: &mut Seat) -> bool {

@@ -22,3 +22,4 @@ mod reports;
 mod roster;
 mod terminal;
 mod web;
+mod web_limits;

@@ -8,9 +8,9 @@
 //! as markup still could not execute (the pages insert user text as text anyway).
 
 mod instructor;
+mod listen;
 mod ws;
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
@@ -21,7 +21,6 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
@@ -56,18 +55,9 @@ impl Web {
 
 /// Serves HTTP on `listener` until the server's shutdown token is cancelled.
 pub(crate) async fn serve(listener: TcpListener, web: Web) {
-    let stopping = web.cx.shutdown.clone();
-    let app = router(Arc::new(web)).into_make_service_with_connect_info::<SocketAddr>();
-    // As on the line port: a chat line is a small write that must leave at once.
-    // Under Nagle's algorithm it waited for the previous one's ACK, which the
-    // client delays, and S1 through the WebSocket had a p99 of 20 ms.
-    let listener = listener.tap_io(|socket| super::liveness::watch(socket));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stopping.cancelled_owned())
-        .await;
-    if let Err(err) = served {
-        tracing::error!(%err, "web listener failed");
-    }
+    let web = Arc::new(web);
+    let app = router(web.clone());
+    listen::serve(listener, web, app).await;
 }
 
 fn router(web: Arc<Web>) -> Router {

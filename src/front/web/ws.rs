@@ -12,15 +12,18 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
 use futures_util::{future, SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::listen::Place;
 use super::{same_origin, Web};
 use crate::clock::Clock;
 use crate::front::line::{self, Transport};
+use crate::front::seat::AddressSeat;
 use crate::mailbox;
 use crate::protocol::{Inbound, LoginError, ServerLine, Stamped};
 
@@ -42,6 +45,7 @@ const PING_EVERY: Duration = Duration::from_secs(25);
 pub(super) async fn upgrade(
     State(web): State<Arc<Web>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(place): Extension<Place>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -62,15 +66,18 @@ pub(super) async fn upgrade(
         .max_frame_size(max_frame)
         .on_upgrade(move |socket| {
             let tracker = web.tracker.clone();
-            tracker.track_future(serve(socket, peer, web))
+            // The HTTP connection was counted and had a place; the WebSocket client
+            // gives that place back as it takes its own.
+            tracker.track_future(serve(socket, peer, place.take(), web))
         })
 }
 
-async fn serve(socket: WebSocket, peer: SocketAddr, web: Arc<Web>) {
+async fn serve(socket: WebSocket, peer: SocketAddr, place: Option<AddressSeat>, web: Arc<Web>) {
     let cx = web.cx.clone();
     let clock = cx.board.clock().clone();
     let (sink, stream) = socket.split();
-    let seat = match cx.admit(peer.ip()) {
+    drop(place);
+    let seat = match cx.admit_upgraded(peer.ip()) {
         Ok(seat) => seat,
         Err(refusal) => return refuse(sink, &clock, refusal).await,
     };

@@ -1,0 +1,238 @@
+//! The web listener's accept loop. Every HTTP connection counts under the chat
+//! ports' limits per address (`limits.max_per_ip`, `limits.connects_per_minute_per_ip`),
+//! must send a request's headers within [`HEADERS_WITHIN`], and is closed after
+//! [`IDLE_FOR`] without a byte either way; so a thousand idle sockets from one
+//! address cost that address its own connections, never a student's at another.
+//!
+//! A WebSocket upgrade hands the connection's place on to the WebSocket client
+//! ([`Place`]), which then holds a place like any chat client.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::Web;
+use crate::front::liveness;
+use crate::front::seat::AddressSeat;
+use crate::protocol::LoginError;
+
+/// The time a client has to send a request's headers, from its first byte.
+pub const HEADERS_WITHIN: Duration = Duration::from_secs(10);
+
+/// A connection with no byte read or written for this long is closed (between
+/// requests at once, during one once it is answered).
+pub const IDLE_FOR: Duration = Duration::from_secs(60);
+
+/// An HTTP connection's place under `limits.max_per_ip`, in every request's
+/// extensions, until a WebSocket upgrade takes it.
+#[derive(Clone)]
+pub(super) struct Place(Arc<Mutex<Option<AddressSeat>>>);
+
+impl Place {
+    /// Takes the place away from the connection (it is about to end in an upgrade).
+    pub(super) fn take(&self) -> Option<AddressSeat> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Serves HTTP on `listener` until the server's shutdown token is cancelled; each
+/// connection runs in a task of the server's tracker, so shutdown waits for it.
+pub(super) async fn serve(listener: TcpListener, web: Arc<Web>, router: Router) {
+    let cx = &web.cx;
+    loop {
+        let accepted = tokio::select! {
+            _ = cx.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // As on the chat ports: usually out of file descriptors.
+                tracing::warn!(%err, "web accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        liveness::watch(&socket);
+        let place = match cx.admit_http(peer.ip()) {
+            Ok(place) => place,
+            Err(refusal) => {
+                tracing::debug!(%peer, %refusal, "HTTP connection refused");
+                web.tracker.spawn(refuse(socket, refusal));
+                continue;
+            }
+        };
+        let connection = connection(socket, peer, place, web.clone(), router.clone());
+        web.tracker.spawn(connection);
+    }
+}
+
+/// Serves one HTTP connection until the client closes it, it falls idle, it is
+/// upgraded to a WebSocket, or the server stops.
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    place: AddressSeat,
+    web: Arc<Web>,
+    router: Router,
+) {
+    let place = Place(Arc::new(Mutex::new(Some(place))));
+    let socket = Activity::new(socket);
+    let seen = socket.seen.clone();
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(place.clone());
+        // A Router is always ready: no poll_ready needed.
+        let mut router = router.clone();
+        async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADERS_WITHIN);
+    let conn = builder
+        .serve_connection(TokioIo::new(socket), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(err) = served {
+                    tracing::debug!(%peer, %err, "HTTP connection ended");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(seen.last() + IDLE_FOR), if !closing => {
+                if seen.last() + IDLE_FOR <= Instant::now() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = web.cx.shutdown.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// Answers 429 with the reason and closes, without reading the request.
+async fn refuse<S: AsyncWrite + Unpin>(mut socket: S, reason: LoginError) {
+    let text = format!("{reason}\n");
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = socket.write_all(response.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
+}
+
+/// When a connection last moved a byte.
+struct Seen {
+    since: Instant,
+    /// Milliseconds after `since`.
+    at: AtomicU64,
+}
+
+impl Seen {
+    fn touch(&self) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.at.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.since + Duration::from_millis(self.at.load(Ordering::Relaxed))
+    }
+}
+
+/// A socket that notes when it last read or wrote a byte.
+struct Activity<S> {
+    io: S,
+    seen: Arc<Seen>,
+}
+
+impl<S> Activity<S> {
+    fn new(io: S) -> Activity<S> {
+        let seen = Seen {
+            since: Instant::now(),
+            at: AtomicU64::new(0),
+        };
+        Activity {
+            io,
+            seen: Arc::new(seen),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Activity<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.seen.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.seen.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.seen.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
