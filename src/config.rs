@@ -64,6 +64,38 @@ pub struct Config {
     pub irc: IrcConfig,
     /// `[cluster]`: several nodes as one server (SPEC section 9).
     pub cluster: ClusterConfig,
+    /// `[tls]`: the certificate every TLS listener presents (SPEC section 10).
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`. With `cert` and `key` set, each enabled front end also listens with
+/// TLS: the line protocol on `line_port`, IRC on `irc.tls_port`, the web on
+/// `web.tls_port`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate, followed by its chain; read again on SIGHUP or a change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Port of the line protocol over TLS (`server.bind`); 0 picks a free one.
+    pub line_port: u16,
+    /// Only TLS: the plain line and IRC ports are not opened, and the web's plain
+    /// port only redirects to HTTPS.
+    pub require: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            line_port: 5556,
+            require: false,
+        }
+    }
 }
 
 /// `[cluster]`. With `nats_url` and `storage.postgres_url` set, this server is one
@@ -311,6 +343,8 @@ pub struct WebConfig {
     pub bind: Option<IpAddr>,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
+    /// HTTPS port, with `[tls]`; 0 picks a free one.
+    pub tls_port: u16,
 }
 
 impl Default for WebConfig {
@@ -319,6 +353,7 @@ impl Default for WebConfig {
             enabled: false,
             bind: None,
             port: 8080,
+            tls_port: 8443,
         }
     }
 }
@@ -334,6 +369,8 @@ pub struct IrcConfig {
     pub bind: Option<IpAddr>,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
+    /// IRC over TLS, with `[tls]`; 0 picks a free one.
+    pub tls_port: u16,
 }
 
 impl Default for IrcConfig {
@@ -342,6 +379,7 @@ impl Default for IrcConfig {
             enabled: false,
             bind: None,
             port: 6667,
+            tls_port: 6697,
         }
     }
 }
@@ -362,6 +400,35 @@ impl Config {
         self.irc.enabled.then(|| {
             std::net::SocketAddr::new(self.irc.bind.unwrap_or(self.server.bind), self.irc.port)
         })
+    }
+
+    /// Whether the TLS listeners are on (`tls.cert` and `tls.key` set).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.cert.is_some() && self.tls.key.is_some()
+    }
+
+    /// Whether the plain line and IRC listeners are open (not `tls.require`).
+    pub fn plain_enabled(&self) -> bool {
+        !(self.tls_enabled() && self.tls.require)
+    }
+
+    /// The line protocol's TLS address, with `[tls]`.
+    pub fn line_tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tls_enabled()
+            .then(|| std::net::SocketAddr::new(self.server.bind, self.tls.line_port))
+    }
+
+    /// The IRC TLS address, with `[tls]` and `irc.enabled`.
+    pub fn irc_tls_addr(&self) -> Option<std::net::SocketAddr> {
+        let irc = self.irc_addr()?;
+        self.tls_enabled()
+            .then(|| std::net::SocketAddr::new(irc.ip(), self.irc.tls_port))
+    }
+
+    /// The HTTPS address, with `[tls]` and `web.enabled`.
+    pub fn web_tls_addr(&self) -> Option<std::net::SocketAddr> {
+        (self.web.enabled && self.tls_enabled())
+            .then(|| std::net::SocketAddr::new(self.web_addr().ip(), self.web.tls_port))
     }
 
     /// Reads a TOML file, to be validated once the command line's overrides are
@@ -542,6 +609,7 @@ impl Config {
                 "must differ from server.port on the same address",
             );
         }
+        self.validate_tls()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",
@@ -549,6 +617,56 @@ impl Config {
             );
         }
         Ok(ValidConfig(self))
+    }
+
+    /// `[tls]`: both files or neither, each readable PEM of its kind, and no TLS
+    /// port shared with another listener.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.tls;
+        match (&tls.cert, &tls.key) {
+            (None, None) if tls.require => {
+                return invalid("tls.require", "needs tls.cert and tls.key")
+            }
+            (None, None) => return Ok(()),
+            (Some(_), None) => return invalid("tls.key", "needs to be set with tls.cert"),
+            (None, Some(_)) => return invalid("tls.cert", "needs to be set with tls.key"),
+            (Some(cert), Some(key)) => {
+                crate::tls::read_certs(cert).map_err(|e| ConfigError::Invalid {
+                    key: "tls.cert",
+                    reason: e.to_string(),
+                })?;
+                crate::tls::read_key(key).map_err(|e| ConfigError::Invalid {
+                    key: "tls.key",
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        let mut taken = vec![(
+            "server.port",
+            Some(std::net::SocketAddr::new(
+                self.server.bind,
+                self.server.port,
+            )),
+        )];
+        taken.push(("irc.port", self.irc_addr()));
+        taken.push(("web.port", self.web.enabled.then(|| self.web_addr())));
+        for (key, addr) in [
+            ("tls.line_port", self.line_tls_addr()),
+            ("irc.tls_port", self.irc_tls_addr()),
+            ("web.tls_port", self.web_tls_addr()),
+        ] {
+            let Some(addr) = addr.filter(|a| a.port() != 0) else {
+                continue;
+            };
+            if let Some((other, _)) = taken.iter().find(|(_, a)| *a == Some(addr)) {
+                return invalid(
+                    key,
+                    &format!("must differ from {other} on the same address"),
+                );
+            }
+            taken.push((key, Some(addr)));
+        }
+        Ok(())
     }
 
     /// The rooms that always exist: the default room first, then `server.rooms`.

@@ -20,7 +20,8 @@
 //! its own format; the line protocol's wording lives in [`protocol::line`] alone.
 //!
 //! Around them: [`config`] (the TOML file, validated into a
-//! [`config::ValidConfig`]), [`server`] (accept loop, seats, orderly shutdown),
+//! [`config::ValidConfig`]), [`server`] (accept loops, seats, orderly shutdown),
+//! [`tls`] (the certificate every TLS listener presents, and the client's trust),
 //! [`access`] and [`limiter`] (limits per address and per login name that survive
 //! reconnecting), [`clock`] (timestamps), [`password`] (argon2 hashes) and
 //! [`report`] (the grading report and transcript read back from the database).
@@ -52,4 +53,5 @@ pub mod roster;
 pub mod server;
 pub mod store;
 pub mod switchboard;
+pub mod tls;
 pub mod transcript;

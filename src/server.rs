@@ -7,7 +7,9 @@
 //!
 //! With `[web] enabled` a second listener serves HTTP ([`crate::front::web`]); its
 //! WebSocket clients take their ids and seats from the same counters as the line
-//! port's, so the limits hold across both.
+//! port's, so the limits hold across both. With `[tls]` each front end also
+//! listens with TLS ([`crate::tls`]); the handshake runs in the connection's own
+//! task, never in an accept loop, so a slow one holds up nobody else.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +17,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -23,12 +27,15 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::cluster::{ClusterError, Node};
 use crate::config::ValidConfig;
-use crate::front::{irc, line, web, Context};
+use crate::front::seat::Seat;
+use crate::front::{irc, line, web, Context, Duplex};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
 use crate::roster::Roster;
 use crate::store::{Closed, Store, StoreError};
 use crate::switchboard::Switchboard;
+use crate::tls::server::{Certificates, HANDSHAKE_WITHIN};
+use crate::tls::TlsError;
 
 /// The longest a shutdown waits for connections to close before it stops waiting.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -42,6 +49,9 @@ pub enum ServerError {
     /// A cluster node could not join (NATS or JetStream).
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -147,21 +157,47 @@ enum Record {
 
 /// A bound, not yet running server.
 pub struct Server {
-    listener: TcpListener,
-    /// The HTTP listener, when `[web]` is enabled.
-    web: Option<TcpListener>,
-    /// The IRC listener, when `irc.enabled`.
-    irc: Option<TcpListener>,
+    /// The chat ports: the line protocol and IRC, plain and TLS, as configured.
+    listeners: Vec<Listener>,
+    /// The web ports: plain HTTP (or its redirect) and HTTPS, when `[web]` is enabled.
+    web: Vec<(TcpListener, web::Mode)>,
+    /// The certificate of the TLS ports, with `[tls]`.
+    certificates: Option<Arc<Certificates>>,
     config: Arc<ValidConfig>,
     board: Arc<Switchboard>,
     record: Record,
     next_id: ConnId,
 }
 
+/// One chat port.
+struct Listener {
+    socket: TcpListener,
+    front: Front,
+    /// Present on a TLS port.
+    tls: Option<TlsAcceptor>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn bound(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+}
+
 impl Server {
-    /// Opens the store and binds the configured address (port 0 picks a free port).
+    /// Opens the store and binds the configured addresses (port 0 picks a free port).
     pub async fn bind(config: ValidConfig) -> Result<Server, ServerError> {
         let config = Arc::new(config);
+        let certificates = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some(Certificates::load(cert, key)?),
+            _ => None,
+        };
+        let acceptor = certificates.as_ref().map(|c| c.acceptor());
         // A single server's database is opened (and locked) before its ports are
         // bound; a cluster node joins only once its ports are bound, so that a
         // node that cannot listen never enters the cluster.
@@ -175,28 +211,50 @@ impl Server {
                 Some(opened)
             }
         };
-        let addr = SocketAddr::new(config.server.bind, config.server.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let web = match config.web.enabled {
-            true => {
-                let addr = config.web_addr();
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Bind { addr, source })?;
-                Some(listener)
+        let mut listeners = Vec::new();
+        let plain = config.plain_enabled();
+        let mut listen = async |addr: SocketAddr, front: Front, tls: Option<&TlsAcceptor>| {
+            listeners.push(Listener {
+                socket: bind(addr).await?,
+                front,
+                tls: tls.cloned(),
+            });
+            Ok::<(), ServerError>(())
+        };
+        if plain {
+            listen(
+                SocketAddr::new(config.server.bind, config.server.port),
+                Front::Line,
+                None,
+            )
+            .await?;
+        }
+        if let Some(addr) = config.line_tls_addr() {
+            listen(addr, Front::Line, acceptor.as_ref()).await?;
+        }
+        if let Some(addr) = config.irc_addr().filter(|_| plain) {
+            listen(addr, Front::Irc, None).await?;
+        }
+        if let Some(addr) = config.irc_tls_addr() {
+            listen(addr, Front::Irc, acceptor.as_ref()).await?;
+        }
+        let mut web = Vec::new();
+        if config.web.enabled {
+            let https = match (config.web_tls_addr(), &acceptor) {
+                (Some(addr), Some(acceptor)) => Some((bind(addr).await?, acceptor.clone())),
+                _ => None,
+            };
+            let mode = match &https {
+                Some((listener, _)) if config.tls.require => web::Mode::Redirect {
+                    port: bound(listener).port(),
+                },
+                _ => web::Mode::Http,
+            };
+            web.push((bind(config.web_addr()).await?, mode));
+            if let Some((listener, acceptor)) = https {
+                web.push((listener, web::Mode::Https(acceptor)));
             }
-            false => None,
-        };
-        let irc = match config.irc_addr() {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
+        }
         let clock = Clock::new(&config.server.timestamp_format, config.server.utc);
         let (board, next_id, record) = match opened {
             None => {
@@ -215,9 +273,9 @@ impl Server {
             }
         };
         Ok(Server {
-            listener,
+            listeners,
             web,
-            irc,
+            certificates,
             config,
             board,
             record,
@@ -233,25 +291,57 @@ impl Server {
         }
     }
 
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+    fn chat_addr(&self, front: Front, tls: bool) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.front == front && l.tls.is_some() == tls)
+            .map(|l| bound(&l.socket))
     }
 
-    /// The address the web listener actually bound, when `[web]` is enabled.
-    pub fn web_addr(&self) -> Option<SocketAddr> {
+    fn web_listener(&self, https: bool) -> Option<SocketAddr> {
         self.web
-            .as_ref()
-            .map(|web| web.local_addr().expect("a bound listener has an address"))
+            .iter()
+            .find(|(_, mode)| matches!(mode, web::Mode::Https(_)) == https)
+            .map(|(l, _)| bound(l))
+    }
+
+    /// The line protocol's address: the plain port, or the TLS one under
+    /// `tls.require`.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.chat_addr(Front::Line, false)
+            .or_else(|| self.line_tls_addr())
+            .expect("the line protocol always listens")
+    }
+
+    /// The line protocol's TLS address, with `[tls]`.
+    pub fn line_tls_addr(&self) -> Option<SocketAddr> {
+        self.chat_addr(Front::Line, true)
+    }
+
+    /// The address the web listener actually bound, when `[web]` is enabled
+    /// (under `tls.require`, it only redirects to HTTPS).
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_listener(false)
+    }
+
+    /// The HTTPS address, with `[web]` and `[tls]`.
+    pub fn web_tls_addr(&self) -> Option<SocketAddr> {
+        self.web_listener(true)
     }
 
     /// The address the IRC listener actually bound, when it is enabled.
     pub fn irc_addr(&self) -> Option<SocketAddr> {
-        self.irc
-            .as_ref()
-            .map(|l| l.local_addr().expect("a bound listener has an address"))
+        self.chat_addr(Front::Irc, false)
+    }
+
+    /// The IRC TLS address, with `[irc]` and `[tls]`.
+    pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
+        self.chat_addr(Front::Irc, true)
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate, with `[tls]`.
+    pub fn fingerprint(&self) -> Option<String> {
+        self.certificates.as_ref().map(|c| c.fingerprint())
     }
 
     /// Serves until `shutdown` completes, then shuts down in order; returns once
@@ -259,9 +349,9 @@ impl Server {
     /// refused it when the shutdown grace ran out.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Closed {
         let Server {
-            listener,
+            listeners,
             web,
-            irc: irc_listener,
+            certificates,
             config,
             board,
             record,
@@ -269,57 +359,38 @@ impl Server {
         } = self;
         let stopping = CancellationToken::new();
         let cx = Context::new(board.clone(), config.clone(), stopping.clone());
-        let clock = board.clock().clone();
         let tracker = TaskTracker::new();
         let mut roster = RosterSource::of(&config);
         reload_roster(&cx, &mut roster).await;
         tracker.spawn(keep_roster_current(cx.clone(), roster));
+        if let Some(certificates) = certificates {
+            tracker.spawn(certificates.keep_current(stopping.clone()));
+        }
         let ids = Arc::new(AtomicI64::new(next_id));
-        if let Some(listener) = web {
-            let web = web::Web::new(cx.clone(), ids.clone(), tracker.clone());
-            tracker.spawn(web::serve(listener, web));
+        if !web.is_empty() {
+            let shared = Arc::new(web::Web::new(cx.clone(), ids.clone(), tracker.clone()));
+            for (listener, mode) in web {
+                tracker.spawn(web::serve(listener, shared.clone(), mode));
+            }
         }
-        tokio::pin!(shutdown);
-        loop {
-            let (front, accepted) = tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => (Front::Line, accepted),
-                accepted = accept(irc_listener.as_ref()) => (Front::Irc, accepted),
-            };
-            let (socket, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Usually out of file descriptors: wait for some to free up
-                    // instead of ending the server.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            crate::front::liveness::watch(&socket);
-            let seat = match cx.admit(peer.ip()) {
-                Ok(seat) => seat,
-                Err(refusal) => {
-                    front.refuse(&tracker, socket, &clock, refusal);
-                    continue;
-                }
-            };
-            let id = ids.fetch_add(1, Ordering::Relaxed);
-            let span = tracing::info_span!("conn", id, %peer, nick = tracing::field::Empty);
-            let cx = cx.clone();
-            tracker.spawn(
-                async move {
-                    tracing::debug!(?front, "connected");
-                    match front {
-                        Front::Line => line::serve(socket, id, cx, seat).await,
-                        Front::Irc => irc::serve(socket, id, cx, seat).await,
-                    }
-                    tracing::debug!("closed");
-                }
-                .instrument(span),
-            );
+        let accepting = CancellationToken::new();
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|listener| {
+                let chat = Accept {
+                    cx: cx.clone(),
+                    ids: ids.clone(),
+                    tracker: tracker.clone(),
+                };
+                tokio::spawn(chat.run(listener, accepting.clone()))
+            })
+            .collect();
+        shutdown.await;
+        // Stop accepting (the listeners close) before anyone is told.
+        accepting.cancel();
+        for accept in loops {
+            let _ = accept.await;
         }
-        drop((listener, irc_listener));
         tracing::info!(clients = board.member_count(), "shutting down");
         board.shutdown();
         stopping.cancel();
@@ -345,27 +416,126 @@ impl Server {
     }
 }
 
-/// Which listener a connection came in on.
-#[derive(Debug, Clone, Copy)]
+/// What a chat port's accept loop hands each connection.
+struct Accept {
+    cx: Context,
+    ids: Arc<AtomicI64>,
+    tracker: TaskTracker,
+}
+
+impl Accept {
+    /// Accepts on one chat port until `stop` is cancelled. Each connection gets
+    /// its places under the limits here, and runs (TLS handshake included) in a
+    /// task of its own.
+    async fn run(self, listener: Listener, stop: CancellationToken) {
+        let Listener { socket, front, tls } = listener;
+        let clock = self.cx.board.clock().clone();
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = socket.accept() => accepted,
+            };
+            let (socket, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Usually out of file descriptors: wait for some to free up
+                    // instead of ending the server.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            crate::front::liveness::watch(&socket);
+            let seat = match self.cx.admit(peer.ip()) {
+                Ok(seat) => seat,
+                Err(refusal) => {
+                    let refuse = front.refuse(tls.clone(), socket, clock.clone(), refusal);
+                    self.tracker.spawn(refuse);
+                    continue;
+                }
+            };
+            let id = self.ids.fetch_add(1, Ordering::Relaxed);
+            let secure = tls.is_some();
+            let span =
+                tracing::info_span!("conn", id, %peer, tls = secure, nick = tracing::field::Empty);
+            let cx = self.cx.clone();
+            let tls = tls.clone();
+            self.tracker.spawn(
+                async move {
+                    tracing::debug!(?front, "connected");
+                    match tls {
+                        None => front.serve(socket, peer, id, cx, seat).await,
+                        Some(tls) => {
+                            let stopping = cx.shutdown.clone();
+                            let handshake =
+                                tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket));
+                            let shaken = tokio::select! {
+                                shaken = handshake => shaken,
+                                _ = stopping.cancelled() => return,
+                            };
+                            match shaken {
+                                Ok(Ok(stream)) => front.serve(stream, peer, id, cx, seat).await,
+                                Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
+                    }
+                    tracing::debug!("closed");
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+/// Which protocol a chat port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Front {
     Line,
     Irc,
 }
 
 impl Front {
-    /// Turns a client away in its own protocol, without taking a seat.
-    fn refuse(self, tracker: &TaskTracker, socket: TcpStream, clock: &Clock, reason: LoginError) {
+    /// Serves one connection, plain or TLS.
+    async fn serve<S: Duplex>(
+        self,
+        socket: S,
+        peer: SocketAddr,
+        id: ConnId,
+        cx: Context,
+        seat: Seat,
+    ) {
         match self {
-            Front::Line => tracker.spawn(line::refuse(socket, clock.clone(), reason)),
-            Front::Irc => tracker.spawn(irc::refuse(socket, reason)),
-        };
+            Front::Line => line::serve(socket, peer, id, cx, seat).await,
+            Front::Irc => irc::serve(socket, peer, id, cx, seat).await,
+        }
     }
-}
 
-/// The next connection on `listener`; never, without one.
-async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(listener) => listener.accept().await,
-        None => std::future::pending().await,
+    /// Turns a client away in its own protocol, without taking a seat; on a TLS
+    /// port after the handshake, so that the client can read why.
+    async fn refuse(
+        self,
+        tls: Option<TlsAcceptor>,
+        socket: TcpStream,
+        clock: Clock,
+        reason: LoginError,
+    ) {
+        match tls {
+            None => self.tell(socket, clock, reason).await,
+            Some(tls) => {
+                if let Ok(Ok(stream)) =
+                    tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket)).await
+                {
+                    self.tell(stream, clock, reason).await;
+                }
+            }
+        }
+    }
+
+    async fn tell<S: AsyncWrite + Unpin>(self, socket: S, clock: Clock, reason: LoginError) {
+        match self {
+            Front::Line => line::refuse(socket, clock, reason).await,
+            Front::Irc => irc::refuse(socket, reason).await,
+        }
     }
 }

@@ -293,6 +293,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let database = absolute(&config.storage.database);
     let transcripts = absolute(&config.log.dir);
     let nats_url = classchat::cluster::without_credentials(&config.cluster.nats_url);
+    let require = config.tls_enabled() && config.tls.require;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
@@ -302,11 +303,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // Scripts and tests read the address from the first line; the rest is for
         // the instructor at the console.
         println!("listening on {}", server.local_addr());
+        if let Some(tls) = server.line_tls_addr() {
+            println!("tls listening on {tls}");
+        }
         if let Some(irc) = server.irc_addr() {
             println!("irc listening on {irc}");
         }
+        if let Some(irc) = server.irc_tls_addr() {
+            println!("irc tls listening on {irc}");
+        }
         if let Some(web) = server.web_addr() {
-            println!("web listening on http://{web}/");
+            match server.web_tls_addr().filter(|_| require) {
+                Some(_) => println!("web listening on http://{web}/ (redirects to HTTPS)"),
+                None => println!("web listening on http://{web}/"),
+            }
+        }
+        if let Some(web) = server.web_tls_addr() {
+            println!("web listening on https://{web}/");
+        }
+        if let Some(fingerprint) = server.fingerprint() {
+            println!("certificate SHA-256 fingerprint: {fingerprint}");
+            if require {
+                println!("TLS required (tls.require): no plain line or IRC port");
+            }
         }
         match server.node_number() {
             Some(number) => {

@@ -7,20 +7,18 @@
 //! what is queued (up to `WRITE_BATCH` lines) and writes it with one syscall, so
 //! a busy room costs one write per wake-up, not one per line.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
-use super::Context;
+use super::{Context, Duplex};
 use crate::clock::Clock;
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
@@ -44,13 +42,13 @@ pub(super) const KEEP_WHEN_IDLE: usize = 2048;
 /// Lines the writer takes off the queue per wake-up.
 const WRITE_BATCH: usize = 256;
 
-/// Serves one accepted TCP client until it leaves, is dropped, or the server stops.
-/// `seat` is its place under the connection limits, given back as soon as it is no
-/// longer a member, before the last lines are flushed, so that a client who sees
-/// the connection close can come straight back.
-pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
-    let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
-    let (reader, writer) = socket.into_split();
+/// Serves one accepted client (TCP or TLS) from `peer` until it leaves, is
+/// dropped, or the server stops. `seat` is its place under the connection limits,
+/// given back as soon as it is no longer a member, before the last lines are
+/// flushed, so that a client who sees the connection close can come straight back.
+pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Context, seat: Seat) {
+    let peer = Some(peer.ip());
+    let (reader, writer) = socket.halves();
     let (outbox, queue) = mailbox::bounded(cx.config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(writer, queue, cx.board.clock().clone()));
     // A small first buffer: most lines are short, and it grows for long ones.
@@ -399,8 +397,8 @@ pub(super) async fn idle_timer(idle: Option<Duration>) {
 /// A lone line is written straight from its shared bytes. Buffers that grew in a
 /// burst are released when the queue runs dry, so ten thousand idle clients hold
 /// almost nothing.
-async fn write_loop(
-    mut socket: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut queue: mailbox::Receiver<Arc<Stamped>>,
     clock: Clock,
 ) {
@@ -431,7 +429,7 @@ async fn write_loop(
 
 /// Tells a client why it cannot come in (`! REASON`) and closes, without taking a
 /// seat.
-pub async fn refuse(mut socket: TcpStream, clock: Clock, reason: LoginError) {
+pub async fn refuse<S: AsyncWrite + Unpin>(mut socket: S, clock: Clock, reason: LoginError) {
     let line = Stamped::new(clock.now_ms(), ServerLine::Error(reason.to_string()));
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = socket.write_all(line.wire(&clock)).await;

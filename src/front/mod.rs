@@ -21,6 +21,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{AddressWindow, CodeGuard};
@@ -30,6 +32,38 @@ use crate::protocol::LoginError;
 use crate::roster::LiveRoster;
 use crate::switchboard::Switchboard;
 use seat::{AddressSeat, NoSeat, Seat, Seats};
+
+/// A client's connection, plain TCP or TLS, as its two halves: the front ends
+/// read in one task and write in another, and serve both kinds with the same code.
+pub trait Duplex: Send + 'static {
+    /// The half read from.
+    type Reader: AsyncRead + Send + Unpin + 'static;
+    /// The half written to.
+    type Writer: AsyncWrite + Send + Unpin + 'static;
+    /// Splits the connection.
+    fn halves(self) -> (Self::Reader, Self::Writer);
+}
+
+impl Duplex for TcpStream {
+    type Reader = tokio::net::tcp::OwnedReadHalf;
+    type Writer = tokio::net::tcp::OwnedWriteHalf;
+
+    /// Without a lock between the halves: a TCP socket can be read and written at once.
+    fn halves(self) -> (Self::Reader, Self::Writer) {
+        self.into_split()
+    }
+}
+
+impl Duplex for tokio_rustls::server::TlsStream<TcpStream> {
+    type Reader = tokio::io::ReadHalf<Self>;
+    type Writer = tokio::io::WriteHalf<Self>;
+
+    /// One TLS session has one state for both directions, so the halves share it
+    /// behind a lock.
+    fn halves(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+}
 
 /// What a connection needs from the server around it.
 #[derive(Clone)]

@@ -17,13 +17,11 @@ pub mod message;
 pub mod numerics;
 pub mod render;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +31,7 @@ use self::render::{AnswerAs, Direct, View};
 use super::line::{finish_writer, next_inbound, read_line, Read, KEEP_WHEN_IDLE};
 use super::login::{Login, Step};
 use super::seat::Seat;
-use super::Context;
+use super::{Context, Duplex};
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
 use crate::mailbox;
@@ -57,13 +55,15 @@ const PING_AFTER: Duration = Duration::from_secs(30);
 /// The only capability offered: the others change nothing classchat can show.
 const CAPS: &str = "server-time";
 
-type Lines = FramedRead<OwnedReadHalf, LineCodec>;
+/// The client's lines; boxed, so that TCP and TLS share every method below.
+type Lines = FramedRead<Box<dyn AsyncRead + Send + Unpin>, LineCodec>;
 
-/// Serves one accepted IRC client until it leaves, is dropped, or the server
-/// stops; `seat` as in [`line::serve`](super::line::serve).
-pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
-    let peer = socket.peer_addr().map(|addr| addr.ip()).ok();
-    let (reader, writer) = socket.into_split();
+/// Serves one accepted IRC client (TCP or TLS) until it leaves, is dropped, or
+/// the server stops; `seat` as in [`line::serve`](super::line::serve).
+pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Context, seat: Seat) {
+    let peer = Some(peer.ip());
+    let (reader, writer) = socket.halves();
+    let reader: Box<dyn AsyncRead + Send + Unpin> = Box::new(reader);
     let capacity = cx.config.limits.outbound_queue;
     let (outbox, queue) = mailbox::bounded(capacity);
     let (direct, directs) = mailbox::bounded(capacity);
@@ -102,7 +102,7 @@ pub async fn serve(socket: TcpStream, id: ConnId, cx: Context, seat: Seat) {
 
 /// Tells a client why it cannot come in (`ERROR`) and closes, without taking a
 /// seat.
-pub async fn refuse(mut socket: TcpStream, reason: LoginError) {
+pub async fn refuse<S: AsyncWrite + Unpin>(mut socket: S, reason: LoginError) {
     let mut line = String::new();
     message::write(
         &mut line,
@@ -932,8 +932,8 @@ fn ctcp(text: &str) -> Option<String> {
 /// until both are closed or the socket fails. A reader's message comes after
 /// every line queued before it was sent: an answer never overtakes the `JOIN`
 /// it is about.
-async fn write_loop(
-    mut socket: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut queue: mailbox::Receiver<Arc<Stamped>>,
     mut directs: mailbox::Receiver<Direct>,
     mut view: View,

@@ -18,9 +18,10 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, LOCATION, SE
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::{Extension, Form, Json};
 use serde::{Deserialize, Serialize};
 
+use super::listen::Https;
 use super::{same_origin, Web, HTML};
 use crate::front::Context;
 use crate::password;
@@ -176,6 +177,7 @@ pub(super) struct LoginForm {
 pub(super) async fn login(
     State(web): State<Arc<Web>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(https): Extension<Https>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -197,8 +199,9 @@ pub(super) async fn login(
     tracing::info!(%peer, instructor = %name, "instructor logged in on the web page");
     let token = web.sessions.create(name);
     let cookie = format!(
-        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age={}",
-        SESSION_TTL.as_secs()
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        secure(https)
     );
     (
         StatusCode::SEE_OTHER,
@@ -207,14 +210,27 @@ pub(super) async fn login(
         .into_response()
 }
 
+/// Over HTTPS the cookie is `Secure`: the browser never sends it over plain HTTP,
+/// where anyone on the network could read it.
+fn secure(https: Https) -> &'static str {
+    match https.0 {
+        true => "; Secure",
+        false => "",
+    }
+}
+
 /// `POST /instructor/logout`.
 pub(super) async fn logout(
     _: Instructor,
     State(web): State<Arc<Web>>,
+    Extension(https): Extension<Https>,
     headers: HeaderMap,
 ) -> Response {
     web.sessions.remove(&headers);
-    let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age=0");
+    let cookie = format!(
+        "{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age=0{}",
+        secure(https)
+    );
     (
         StatusCode::SEE_OTHER,
         [(SET_COOKIE, cookie), (LOCATION, "/instructor".to_owned())],

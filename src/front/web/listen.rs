@@ -17,19 +17,22 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::http::header::STRICT_TRANSPORT_SECURITY;
+use axum::http::HeaderValue;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
+use tokio::net::TcpListener;
+use tokio::time::{timeout, Instant};
 use tower_service::Service;
 
-use super::Web;
+use super::{Mode, Web};
 use crate::front::liveness;
 use crate::front::seat::AddressSeat;
 use crate::protocol::LoginError;
+use crate::tls::server::HANDSHAKE_WITHIN;
 
 /// The time a client has to send a request's headers, from its first byte.
 pub const HEADERS_WITHIN: Duration = Duration::from_secs(10);
@@ -50,9 +53,22 @@ impl Place {
     }
 }
 
+/// Whether the request came over HTTPS, in every request's extensions: the
+/// session cookie is then `Secure`.
+#[derive(Clone, Copy)]
+pub(super) struct Https(pub(super) bool);
+
+/// What every response over HTTPS carries: browsers then refuse plain HTTP to this
+/// host for a year, so a network in the middle cannot strip TLS away.
+const HSTS: &str = "max-age=31536000";
+
 /// Serves HTTP on `listener` until the server's shutdown token is cancelled; each
 /// connection runs in a task of the server's tracker, so shutdown waits for it.
-pub(super) async fn serve(listener: TcpListener, web: Arc<Web>, router: Router) {
+pub(super) async fn serve(listener: TcpListener, web: Arc<Web>, router: Router, mode: Mode) {
+    let tls = match mode {
+        Mode::Https(acceptor) => Some(acceptor),
+        Mode::Http | Mode::Redirect { .. } => None,
+    };
     let cx = &web.cx;
     loop {
         let accepted = tokio::select! {
@@ -73,33 +89,72 @@ pub(super) async fn serve(listener: TcpListener, web: Arc<Web>, router: Router) 
             Ok(place) => place,
             Err(refusal) => {
                 tracing::debug!(%peer, %refusal, "HTTP connection refused");
-                web.tracker.spawn(refuse(socket, refusal));
+                let tls = tls.clone();
+                web.tracker.spawn(async move {
+                    match tls {
+                        None => refuse(socket, refusal).await,
+                        Some(tls) => {
+                            if let Ok(Ok(stream)) =
+                                timeout(HANDSHAKE_WITHIN, tls.accept(socket)).await
+                            {
+                                refuse(stream, refusal).await;
+                            }
+                        }
+                    }
+                });
                 continue;
             }
         };
-        let connection = connection(socket, peer, place, web.clone(), router.clone());
-        web.tracker.spawn(connection);
+        let (web, router, tls) = (web.clone(), router.clone(), tls.clone());
+        web.tracker.clone().spawn(async move {
+            let Some(tls) = tls else {
+                return connection(socket, peer, place, web, router, false).await;
+            };
+            let handshake = timeout(HANDSHAKE_WITHIN, tls.accept(socket));
+            let shaken = tokio::select! {
+                shaken = handshake => shaken,
+                _ = web.cx.shutdown.cancelled() => return,
+            };
+            match shaken {
+                Ok(Ok(stream)) => connection(stream, peer, place, web, router, true).await,
+                Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
     }
 }
 
 /// Serves one HTTP connection until the client closes it, it falls idle, it is
 /// upgraded to a WebSocket, or the server stops.
-async fn connection(
-    socket: TcpStream,
+async fn connection<S>(
+    socket: S,
     peer: SocketAddr,
     place: AddressSeat,
     web: Arc<Web>,
     router: Router,
-) {
+    https: bool,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let place = Place(Arc::new(Mutex::new(Some(place))));
     let socket = Activity::new(socket);
     let seen = socket.seen.clone();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         request.extensions_mut().insert(place.clone());
+        request.extensions_mut().insert(Https(https));
         // A Router is always ready: no poll_ready needed.
         let mut router = router.clone();
-        async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
+        async move {
+            let mut response = router.call(request).await.unwrap_or_else(|e| match e {});
+            if https {
+                let hsts = HeaderValue::from_static(HSTS);
+                response
+                    .headers_mut()
+                    .insert(STRICT_TRANSPORT_SECURITY, hsts);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

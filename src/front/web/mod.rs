@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -33,7 +33,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// What every request handler shares.
-pub(crate) struct Web {
+pub struct Web {
     cx: Context,
     /// Connection ids, shared with the line port's accept loop so they stay unique.
     ids: Arc<AtomicI64>,
@@ -53,11 +53,61 @@ impl Web {
     }
 }
 
-/// Serves HTTP on `listener` until the server's shutdown token is cancelled.
-pub(crate) async fn serve(listener: TcpListener, web: Web) {
-    let web = Arc::new(web);
-    let app = router(web.clone());
-    listen::serve(listener, web, app).await;
+/// What a web port serves.
+pub(crate) enum Mode {
+    /// The pages over plain HTTP.
+    Http,
+    /// The pages over HTTPS (and `wss://`).
+    Https(tokio_rustls::TlsAcceptor),
+    /// Under `tls.require`: every request is sent to the same path on HTTPS.
+    Redirect {
+        /// The HTTPS port.
+        port: u16,
+    },
+}
+
+/// Serves `listener` in `mode` until the server's shutdown token is cancelled.
+pub(crate) async fn serve(listener: TcpListener, web: Arc<Web>, mode: Mode) {
+    let app = match mode {
+        Mode::Redirect { port } => redirect(port),
+        _ => router(web.clone()),
+    };
+    listen::serve(listener, web, app, mode).await;
+}
+
+/// A router that answers every request with a permanent redirect to HTTPS on
+/// `port`, keeping the host name, path and query (308 keeps the method too).
+fn redirect(port: u16) -> Router {
+    Router::new().fallback(move |headers: HeaderMap, uri: axum::http::Uri| async move {
+        let host = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let Some(name) = host_name(host) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "This server is served over HTTPS.\n",
+            )
+                .into_response();
+        };
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let location = match port {
+            443 => format!("https://{name}{path}"),
+            _ => format!("https://{name}:{port}{path}"),
+        };
+        (StatusCode::PERMANENT_REDIRECT, [(LOCATION, location)]).into_response()
+    })
+}
+
+/// The name part of a `Host` header (`name`, `name:port`, `[v6]:port`), if it is
+/// one a URL can carry.
+fn host_name(host: &str) -> Option<&str> {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => &host[..rest.find(']')? + 2],
+        None => host.split(':').next()?,
+    };
+    let fine = |c: char| c.is_ascii_alphanumeric() || ".-[]:".contains(c);
+    (!name.is_empty() && name.chars().all(fine)).then_some(name)
 }
 
 fn router(web: Arc<Web>) -> Router {
@@ -163,5 +213,14 @@ mod tests {
         )));
         assert!(!same_origin(&headers(Some("null"), "127.0.0.1:8080")));
         assert!(!same_origin(&headers(None, "127.0.0.1:8080")));
+    }
+
+    #[test]
+    fn redirects_keep_the_host_name_only() {
+        assert_eq!(host_name("chat.example:8080"), Some("chat.example"));
+        assert_eq!(host_name("127.0.0.1"), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_name("evil/x"), None);
+        assert_eq!(host_name(""), None);
     }
 }

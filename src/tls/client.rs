@@ -1,0 +1,1 @@
+//! How `chat-client` decides to trust a server.
