@@ -6,6 +6,7 @@
 //! chat-server transcript [--config FILE | --db FILE | --postgres URL] [filters]
 //! chat-server roster     add|import|list|remove|reissue [--config FILE] [--db FILE | --postgres URL]
 //! chat-server hash-password
+//! chat-server tls self-signed --host NAME... [--out DIR]
 //! ```
 //! Exit codes: 0 after a clean shutdown with every event in the database, 3 when
 //! the database still refused some at shutdown (they are saved beside it and
@@ -67,6 +68,26 @@ enum Command {
     /// The class roster: names bound to people by personal codes. Works while the
     /// server runs (it reads the roster again within seconds).
     Roster(RosterArgs),
+    /// Certificates for the TLS ports.
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsAction {
+    /// Writes a self-signed certificate and key (cert.pem, key.pem) for a lab
+    /// without a CA, and prints the fingerprint students compare and the [tls]
+    /// lines for the configuration.
+    SelfSigned {
+        /// A name or address students connect to (repeat for more).
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+        /// Folder to write the files to (created).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -234,6 +255,9 @@ fn main() -> ExitCode {
         }
         Some(Command::HashPassword) => hash_password().map(|()| ExitCode::SUCCESS),
         Some(Command::Roster(args)) => roster_command(args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Tls {
+            action: TlsAction::SelfSigned { hosts, out },
+        }) => self_signed(&hosts, &out).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -427,6 +451,41 @@ fn init_diagnostics(level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// `tls self-signed`: the key is written readable by its owner only, and neither
+/// file replaces one already there (it may be the key a server is using).
+fn self_signed(hosts: &[String], out: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let made = classchat::tls::self_signed(hosts).context("cannot make the certificate")?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = absolute(out);
+    let (cert, key) = (out.join("cert.pem"), out.join("key.pem"));
+    for (path, text, mode) in [(&cert, &made.cert_pem, 0o644), (&key, &made.key_pem, 0o600)] {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("certificate: {}", cert.display());
+    println!("key: {} (readable by you only)", key.display());
+    println!("SHA-256 fingerprint: {}", made.fingerprint);
+    println!();
+    println!("Add to the server's configuration:");
+    println!();
+    println!("[tls]");
+    println!("cert = {:?}", cert.display().to_string());
+    println!("key = {:?}", key.display().to_string());
+    println!();
+    println!(
+        "Students check the fingerprint once: chat-client --host {} --tls-fingerprint {}",
+        hosts[0], made.fingerprint
+    );
+    Ok(())
 }
 
 /// A future that completes on the first SIGINT or SIGTERM; the handlers are in

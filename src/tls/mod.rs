@@ -106,6 +106,35 @@ pub fn parse_fingerprint(text: &str) -> Option<String> {
     Some(pairs.join(":"))
 }
 
+/// A new self-signed certificate for `hosts` (names or IP addresses), for a lab
+/// without a CA: its PEM, its key's PEM, and its fingerprint.
+pub struct SelfSigned {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM (PKCS#8).
+    pub key_pem: String,
+    /// The certificate's SHA-256 fingerprint, for students to compare.
+    pub fingerprint: String,
+}
+
+/// Makes a [`SelfSigned`] certificate naming `hosts`, the first as its common name.
+pub fn self_signed(hosts: &[String]) -> Result<SelfSigned, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(
+        rcgen::DnType::CommonName,
+        hosts.first().cloned().unwrap_or_default(),
+    );
+    params.distinguished_name = name;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok(SelfSigned {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        fingerprint: fingerprint(cert.der()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +153,24 @@ mod tests {
             Some(printed.as_str())
         );
         assert_eq!(parse_fingerprint("AB:CD"), None);
+    }
+
+    #[test]
+    fn a_self_signed_pair_loads_and_its_fingerprint_is_the_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = self_signed(&["chat.lab".into(), "10.0.0.5".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, &made.cert_pem).unwrap();
+        std::fs::write(&key, &made.key_pem).unwrap();
+        let loaded = server::Certificates::load(&cert, &key).unwrap();
+        assert_eq!(loaded.fingerprint(), made.fingerprint);
+        // A key of another certificate is refused, and the pair in use kept.
+        let other = self_signed(&["other".into()]).unwrap();
+        std::fs::write(&key, &other.key_pem).unwrap();
+        assert!(loaded.reload().is_err());
+        assert_eq!(loaded.fingerprint(), made.fingerprint);
+        std::fs::write(&cert, &other.cert_pem).unwrap();
+        loaded.reload().unwrap();
+        assert_eq!(loaded.fingerprint(), other.fingerprint);
     }
 }
