@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! chat-client [--host HOST] [--port PORT] [--name NAME] [--code CODE] [--no-color]
+//!             [--tls] [--tls-ca FILE] [--tls-fingerprint SHA256]
 //! ```
+//!
+//! TLS is on with `--tls`, `--tls-ca`, `--tls-fingerprint`, or port 5556 (the
+//! server's `tls.line_port`); how the server is trusted is explained in
+//! [`classchat::tls::client`].
 //!
 //! It logs in (asking for a username, and for a join code if the class needs one,
 //! when they were not given or were refused), then prints every server line as it
@@ -32,7 +37,7 @@ use classchat::protocol::{CodeKind, LineKind, Notice, ServerLine};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::signal::ctrl_c;
 use tokio::sync::mpsc;
@@ -63,7 +68,24 @@ struct Args {
     /// Never colour the output (colours are also off when NO_COLOR is set).
     #[arg(long)]
     no_color: bool,
+    /// Connect with TLS (on by itself with port 5556 or the other --tls flags).
+    #[arg(long)]
+    tls: bool,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Accept exactly the certificate with this SHA-256 fingerprint (as
+    /// `chat-server` prints it), and remember it for this host and port.
+    #[arg(long, value_name = "SHA256")]
+    tls_fingerprint: Option<String>,
 }
+
+/// The port of the line protocol over TLS: a client given it speaks TLS.
+const TLS_PORT: u16 = 5556;
+
+/// One half of the server connection, TCP or TLS.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -112,6 +134,16 @@ async fn run(args: &Args, addr: &str) -> Exit {
         Ok(stream) => stream,
         Err(err) => return Exit::Failed(format!("cannot connect to {addr}: {err}")),
     };
+    let stream = match args.wants_tls() {
+        false => {
+            let (reader, writer) = stream.into_split();
+            (Box::new(reader) as Reader, Box::new(writer) as Writer)
+        }
+        true => match secure(stream, args, addr).await {
+            Ok(halves) => halves,
+            Err(exit) => return exit,
+        },
+    };
     if !(io::stdin().is_terminal() && io::stdout().is_terminal()) {
         return session(stream, &mut pipe_input(), Screen::Plain, args).await;
     }
@@ -134,8 +166,96 @@ async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-async fn session(stream: TcpStream, input: &mut Input, mut screen: Screen, args: &Args) -> Exit {
-    let (reader, writer) = stream.into_split();
+impl Args {
+    fn wants_tls(&self) -> bool {
+        self.tls || self.port == TLS_PORT || self.tls_ca.is_some() || self.tls_fingerprint.is_some()
+    }
+}
+
+/// The TLS handshake, verified as [`classchat::tls::client`] says; a refused
+/// certificate ends the client with what to do about it.
+async fn secure(stream: TcpStream, args: &Args, addr: &str) -> Result<(Reader, Writer), Exit> {
+    use classchat::tls::client::{KnownHosts, Refusal, Trust, Verifier};
+    let pinned = match &args.tls_fingerprint {
+        None => None,
+        Some(text) => match classchat::tls::parse_fingerprint(text) {
+            Some(print) => Some(print),
+            None => {
+                return Err(Exit::Failed(format!(
+                    "--tls-fingerprint {text}: not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+                )))
+            }
+        },
+    };
+    let roots = match &args.tls_ca {
+        Some(path) => {
+            Some(Trust::ca_file(path).map_err(|e| Exit::Failed(format!("--tls-ca: {e}")))?)
+        }
+        None => Trust::system_roots(),
+    };
+    let known = KnownHosts::default_place();
+    let trust = Trust {
+        roots,
+        pinned,
+        known: known.clone(),
+    };
+    let verifier = Verifier::new(trust, addr).map_err(|e| Exit::Failed(e.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(verifier.client_config()));
+    let name = rustls::pki_types::ServerName::try_from(args.host.clone())
+        .map_err(|_| Exit::Failed(format!("{}: not a host name or address", args.host)))?;
+    let shaken = timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await;
+    let err = match shaken {
+        Ok(Ok(stream)) => {
+            let (reader, writer) = tokio::io::split(stream);
+            return Ok((Box::new(reader), Box::new(writer)));
+        }
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "the TLS handshake timed out".to_owned(),
+    };
+    let kept = known
+        .as_ref()
+        .map(|k| k.path().display().to_string())
+        .unwrap_or_else(|| "known_hosts".into());
+    let flag = |print: &str| {
+        format!(
+            "chat-client --host {} --port {} --tls-fingerprint {print}",
+            args.host, args.port
+        )
+    };
+    Err(Exit::Failed(match verifier.refusal() {
+        None => format!("TLS with {addr} failed: {err}"),
+        Some(Refusal::Unknown { offered }) => format!(
+            "the certificate of {addr} is not signed by an authority this computer trusts \
+             (a self-signed server, or one you have not connected to before).\n\
+             Its SHA-256 fingerprint is\n\n    {offered}\n\n\
+             Compare it with the one your instructor shows. If they are the same, connect with\n\n    {}\n",
+            flag(&offered)
+        ),
+        Some(Refusal::Changed { expected, offered }) => format!(
+            "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             WARNING: the certificate of {addr} has changed!\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             Someone could be listening in (a machine in the middle), or the server\n\
+             got a new certificate. Ask your instructor before going on.\n\
+             Fingerprint kept in {kept}:\n    {expected}\n\
+             Fingerprint offered now:\n    {offered}\n\
+             If your instructor confirms the new one, connect once with\n    {}\n",
+            flag(&offered)
+        ),
+        Some(Refusal::NotPinned { expected, offered }) => format!(
+            "the certificate of {addr} has the fingerprint\n    {offered}\n\
+             not the one given with --tls-fingerprint:\n    {expected}\nNot connecting."
+        ),
+    }))
+}
+
+async fn session(
+    stream: (Reader, Writer),
+    input: &mut Input,
+    mut screen: Screen,
+    args: &Args,
+) -> Exit {
+    let (reader, writer) = stream;
     let mut conn = Conn {
         reader: LineReader::new(reader),
         writer,
@@ -149,7 +269,7 @@ async fn session(stream: TcpStream, input: &mut Input, mut screen: Screen, args:
 /// The two halves of the server connection.
 struct Conn {
     reader: LineReader,
-    writer: OwnedWriteHalf,
+    writer: Writer,
 }
 
 impl Conn {
@@ -379,13 +499,13 @@ async fn receive(
 const MAX_LINE: usize = 64 * 1024;
 
 struct LineReader {
-    inner: BufReader<OwnedReadHalf>,
+    inner: BufReader<Reader>,
     /// Kept across calls so that a read cancelled by `select!` loses nothing.
     buf: Vec<u8>,
 }
 
 impl LineReader {
-    fn new(reader: OwnedReadHalf) -> Self {
+    fn new(reader: Reader) -> Self {
         LineReader {
             inner: BufReader::new(reader),
             buf: Vec::new(),

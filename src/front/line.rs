@@ -355,6 +355,9 @@ where
     match lines.next().await {
         Some(Ok(inbound)) => Read::Line(inbound),
         None => Read::Closed,
+        // A TLS client that closes its socket without the TLS goodbye has still
+        // closed it: most do.
+        Some(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => Read::Closed,
         Some(Err(_)) => Read::Lost,
     }
 }
