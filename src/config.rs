@@ -806,6 +806,40 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_must_be_there_and_ports_must_not_collide() {
+        let err = Config::parse("[tls]\ncert = \"/nonexistent/cert.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("tls.key"), "{err}");
+        let err = Config::parse("[tls]\nrequire = true\n").unwrap_err();
+        assert!(err.to_string().contains("tls.require"), "{err}");
+        let text = "[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert!(err.to_string().contains("`tls.cert`"), "{err}");
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let made = crate::tls::self_signed(&["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, &made.cert_pem).unwrap();
+        std::fs::write(&key, "no key here").unwrap();
+        let tls = format!("[tls]\ncert = {cert:?}\nkey = {key:?}\n");
+        let err = Config::parse(&tls).unwrap_err();
+        assert!(err.to_string().contains("`tls.key`"), "{err}");
+        std::fs::write(&key, &made.key_pem).unwrap();
+        let config = Config::parse(&tls).unwrap();
+        assert_eq!(
+            config.line_tls_addr().unwrap().to_string(),
+            "127.0.0.1:5556"
+        );
+        let err = Config::parse(&format!("{tls}line_port = 5555\n")).unwrap_err();
+        assert!(err.to_string().contains("tls.line_port"), "{err}");
+        let irc = "[irc]\nenabled = true\ntls_port = 5556\n";
+        let err = Config::parse(&format!("{irc}{tls}")).unwrap_err();
+        assert!(err.to_string().contains("irc.tls_port"), "{err}");
+        let web = "[web]\nenabled = true\ntls_port = 8080\n";
+        let err = Config::parse(&format!("{web}{tls}")).unwrap_err();
+        assert!(err.to_string().contains("web.tls_port"), "{err}");
+    }
+
+    #[test]
     fn wire_texts_have_no_line_breaks() {
         let err = Config::parse("[server]\nmotd = \"a\\nb\"\n").unwrap_err();
         assert!(err.to_string().contains("server.motd"), "{err}");

@@ -27,6 +27,10 @@ pub struct TestServer {
     pub web: Option<SocketAddr>,
     /// The IRC listener's address, when the configuration enables it.
     pub irc_addr: Option<SocketAddr>,
+    /// The TLS ports (line protocol, IRC, HTTPS), with `[tls]`.
+    pub tls_addr: Option<SocketAddr>,
+    pub irc_tls_addr: Option<SocketAddr>,
+    pub web_tls_addr: Option<SocketAddr>,
     pub config: Config,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -69,6 +73,9 @@ impl TestServer {
         let addr = server.local_addr();
         let web = server.web_addr();
         let irc_addr = server.irc_addr();
+        let tls_addr = server.line_tls_addr();
+        let irc_tls_addr = server.irc_tls_addr();
+        let web_tls_addr = server.web_tls_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -77,6 +84,9 @@ impl TestServer {
             addr,
             web,
             irc_addr,
+            tls_addr,
+            irc_tls_addr,
+            web_tls_addr,
             config,
             dir,
             stop: Some(stop),

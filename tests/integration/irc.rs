@@ -519,7 +519,7 @@ async fn shutdown_tells_irc_clients_and_closes() {
 }
 
 /// A program on `PATH`, or `None`.
-fn program(name: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn program(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -527,12 +527,12 @@ fn program(name: &str) -> Option<std::path::PathBuf> {
 }
 
 /// A tmux server of this test's own, so nobody else's sessions are touched.
-struct Tmux {
-    socket: String,
+pub(crate) struct Tmux {
+    pub(crate) socket: String,
 }
 
 impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let output = std::process::Command::new("tmux")
             .arg("-L")
             .arg(&self.socket)
@@ -542,23 +542,23 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "irc"])
     }
 
-    fn keys(&self, text: &str) {
+    pub(crate) fn keys(&self, text: &str) {
         self.run(&["send-keys", "-t", "irc", "-l", text]);
         self.run(&["send-keys", "-t", "irc", "Enter"]);
     }
 
     /// Waits until the screen shows `text`; panics with the screen after a while.
-    async fn wait_for(&self, text: &str) -> String {
+    pub(crate) async fn wait_for(&self, text: &str) -> String {
         self.until(text, |tmux| tmux.screen().contains(text)).await;
         self.screen()
     }
 
     /// Retries `done` until it holds; panics with the screen after a while.
-    async fn until(&self, what: &str, mut done: impl FnMut(&Tmux) -> bool) {
+    pub(crate) async fn until(&self, what: &str, mut done: impl FnMut(&Tmux) -> bool) {
         let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
         while !done(self) {
             assert!(

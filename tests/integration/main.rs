@@ -21,5 +21,6 @@ mod record_postgres;
 mod reports;
 mod roster;
 mod terminal;
+mod tls;
 mod web;
 mod web_limits;
