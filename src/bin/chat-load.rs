@@ -128,6 +128,10 @@ struct Args {
     /// Also append the JSON line to this file.
     #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
+    /// Line protocol and IRC over TLS (the server's TLS port), accepting any
+    /// certificate: what is measured is the cost of TLS, and the server is one's own.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -219,6 +223,9 @@ fn main() -> ExitCode {
 }
 
 fn check(args: &Args) -> Result<Vec<SocketAddr>, String> {
+    if args.tls && args.proto == Proto::Ws {
+        return Err("--tls is for --proto line and irc".into());
+    }
     let mut addrs = Vec::new();
     for name in args.addr.split(',') {
         let addr = name
@@ -371,6 +378,7 @@ async fn run(args: Args, addrs: Vec<SocketAddr>) -> Value {
         "handshake_ms": summary_ms(&mut shared.handshake_ms.lock().unwrap()),
         "label": args.label,
         "proto": args.proto.name(),
+        "tls": args.tls,
     });
     match args.scenario {
         Scenario::Chat => {
@@ -570,10 +578,23 @@ type Streams = (Reader, Writer);
 
 type Ws = WebSocketStream<TcpStream>;
 
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// One connector for every `--tls` client, so their handshakes share the session cache.
+fn tls_connector() -> &'static tokio_rustls::TlsConnector {
+    static CONNECTOR: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+    CONNECTOR.get_or_init(|| {
+        let config = classchat::tls::client::AcceptAnything::client_config();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    })
+}
+
 /// The receiving half of a connection, one line at a time whatever the framing.
 enum Reader {
     /// Lines end with `\n` (the line protocol and IRC).
     Tcp(BufReader<OwnedReadHalf>),
+    /// The same over TLS.
+    Tls(BufReader<tokio::io::ReadHalf<Tls>>),
     /// Each text frame is one line, without a line ending.
     Ws(SplitStream<Ws>),
 }
@@ -581,6 +602,7 @@ enum Reader {
 /// The sending half; a line handed to it already ends as [`Proto::line_end`] says.
 enum Writer {
     Tcp(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<Tls>),
     Ws(SplitSink<Ws, Message>),
 }
 
@@ -590,6 +612,7 @@ impl Reader {
         buf.clear();
         match self {
             Reader::Tcp(rd) => Ok(rd.read_until(b'\n', buf).await? > 0),
+            Reader::Tls(rd) => Ok(rd.read_until(b'\n', buf).await? > 0),
             Reader::Ws(rd) => loop {
                 match rd.next().await.transpose().map_err(io::Error::other)? {
                     None | Some(Message::Close(_)) => return Ok(false),
@@ -610,6 +633,11 @@ impl Writer {
     async fn send(&mut self, line: &[u8]) -> io::Result<()> {
         match self {
             Writer::Tcp(wr) => wr.write_all(line).await,
+            // A TLS record is written when flushed: flush each line, as a client would.
+            Writer::Tls(wr) => {
+                wr.write_all(line).await?;
+                wr.flush().await
+            }
             Writer::Ws(wr) => {
                 let text = std::str::from_utf8(line).map_err(io::Error::other)?;
                 wr.send(Message::text(text)).await.map_err(io::Error::other)
@@ -672,6 +700,15 @@ impl Client {
         // A real client would not hold its small writes back; neither do we.
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let (mut rd, mut wr) = match self.args.proto {
+            Proto::Line | Proto::Irc if self.args.tls => {
+                let name = rustls::pki_types::ServerName::from(self.addr.ip());
+                let stream = tls_connector()
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS: {}", e.kind()))?;
+                let (rd, wr) = tokio::io::split(stream);
+                (Reader::Tls(BufReader::new(rd)), Writer::Tls(wr))
+            }
             Proto::Line | Proto::Irc => {
                 let (rd, wr) = stream.into_split();
                 (Reader::Tcp(BufReader::new(rd)), Writer::Tcp(wr))

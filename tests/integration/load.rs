@@ -80,7 +80,7 @@ async fn load_server() -> TestServer {
 
 /// Runs `chat-load` for one measured second against `addr` and returns its JSON,
 /// after checking that every client got in and every delivery arrived.
-async fn one_second_of_load(proto: &str, addr: SocketAddr, extra: &[&str]) -> Value {
+pub(crate) async fn one_second_of_load(proto: &str, addr: SocketAddr, extra: &[&str]) -> Value {
     let mut command = Command::new(LOAD_BIN);
     command.args(["--proto", proto, "--addr", &addr.to_string()]);
     command.args(["--clients", "20", "--rate", "200", "--duration", "1"]);

@@ -519,3 +519,22 @@ async fn irssi_chats_over_tls_verified_against_the_ca() {
     bob.expect("* ann has left #lobby (Quit: bye)").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_load_over_tls_loses_nothing() {
+    let ca = TestCa::new();
+    let (server, _files) = tls_server(&ca.issue(), |c| {
+        c.limits.max_clients = 1000;
+        c.limits.messages_per_sec = 0;
+        c.limits.connects_per_minute_per_ip = 0;
+        c.limits.max_pending_per_ip = 0;
+    })
+    .await;
+    let line = server.tls_addr.unwrap();
+    let result =
+        crate::load::one_second_of_load("line", line, &["--tls", "--ready", "Welcome"]).await;
+    assert_eq!(result["tls"], true);
+    let irc = server.irc_tls_addr.unwrap();
+    crate::load::one_second_of_load("irc", irc, &["--tls", "--channel", "#lobby"]).await;
+    server.stop().await;
+}
