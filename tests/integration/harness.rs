@@ -343,8 +343,13 @@ impl TestClient {
 
     /// The next whole line, with its timestamp, or `None` at EOF. Panics after [`WAIT`].
     pub async fn next_line(&mut self) -> Option<String> {
+        self.next_line_within(WAIT).await
+    }
+
+    /// [`TestClient::next_line`], waiting up to `limit`.
+    pub async fn next_line_within(&mut self, limit: Duration) -> Option<String> {
         let mut buf = Vec::new();
-        let read = tokio::time::timeout(WAIT, self.reader.read_until(b'\n', &mut buf))
+        let read = tokio::time::timeout(limit, self.reader.read_until(b'\n', &mut buf))
             .await
             .expect("timed out waiting for a line");
         match read {

@@ -13,6 +13,7 @@ mod durability;
 mod handshake;
 mod irc;
 mod limits;
+mod liveness;
 mod load;
 mod nats;
 mod persistence;

@@ -538,3 +538,54 @@ async fn chat_load_over_tls_loses_nothing() {
     crate::load::one_second_of_load("irc", irc, &["--tls", "--channel", "#lobby"]).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_banner_names_every_tls_listener_and_the_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = self_signed();
+    let files = Files::in_dir(dir.path());
+    files.write(&pair);
+    let rest = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\nline_port = 0\n\
+         [irc]\nenabled = true\nport = 0\ntls_port = 0\n\
+         [web]\nenabled = true\nport = 0\ntls_port = 0\n",
+        files.cert, files.key
+    );
+    let (mut child, _) = crate::harness::spawn_logging(dir.path(), "", &rest);
+    let mut lines = Vec::new();
+    loop {
+        let line = crate::harness::stdout_line(&mut child);
+        assert!(!line.is_empty(), "the banner ended early: {lines:?}");
+        let done = line.starts_with("certificate SHA-256 fingerprint: ");
+        lines.push(line.trim_end().to_owned());
+        if done {
+            break;
+        }
+    }
+    let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    assert!(has("tls listening on 127.0.0.1:"), "{lines:?}");
+    assert!(has("irc tls listening on 127.0.0.1:"), "{lines:?}");
+    assert!(has("web listening on https://127.0.0.1:"), "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("certificate SHA-256 fingerprint: {}", pair.fingerprint)
+    );
+    crate::harness::stop_for_stderr(child);
+    // A key that is not there stops the server before it listens, with the key named.
+    let config = dir.path().join("missing.toml");
+    let missing = dir.path().join("nowhere.pem");
+    std::fs::write(
+        &config,
+        format!("[tls]\ncert = {:?}\nkey = {missing:?}\n", files.cert),
+    )
+    .unwrap();
+    let output = std::process::Command::new(crate::harness::SERVER_BIN)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`tls.key`"), "{stderr}");
+    assert!(stderr.contains("nowhere.pem"), "{stderr}");
+}
