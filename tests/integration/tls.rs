@@ -589,3 +589,63 @@ async fn the_banner_names_every_tls_listener_and_the_fingerprint() {
     assert!(stderr.contains("`tls.key`"), "{stderr}");
     assert!(stderr.contains("nowhere.pem"), "{stderr}");
 }
+
+/// WeeChat with TLS (verification on, as it is by default) against the test CA,
+/// on the IRC TLS port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weechat_chats_over_tls_verified_against_the_ca() {
+    if program("weechat").is_none() || program("tmux").is_none() {
+        skip("weechat or tmux is not installed");
+        return;
+    }
+    let ca = TestCa::new();
+    let (server, _files) = tls_server(&ca.issue(), |_| {}).await;
+    let port = server.irc_tls_addr.unwrap().port();
+    let mut bob = server.login("bob").await;
+    let home = server.dir.path().join("weechat");
+    std::fs::create_dir_all(&home).unwrap();
+    let ca_file = home.join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let tmux = Tmux {
+        socket: format!("classchat-weechat-tls-{}", std::process::id()),
+    };
+    // WeeChat 4 named its `-ssl` option `-tls` (and made it the default).
+    let version = std::process::Command::new("weechat")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    let major: u32 = version.split('.').next().unwrap().trim().parse().unwrap();
+    let tls = if major < 4 { "-ssl" } else { "-tls" };
+    let commands = format!(
+        "/set weechat.network.gnutls_ca_user {};\
+         /server add class localhost/{port} {tls} -nicks=wee -username=wee;\
+         /connect class",
+        ca_file.display()
+    );
+    let command = format!("weechat -a -d {} -r '{commands}'", home.display());
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "irc",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &command,
+    ]);
+    bob.expect("* wee has joined #lobby").await;
+    tmux.until("the #lobby buffer", |tmux| {
+        tmux.keys("/buffer #lobby");
+        tmux.screen().contains("#lobby")
+    })
+    .await;
+    bob.send("hello over the line port").await;
+    tmux.wait_for("hello over the line port").await;
+    tmux.keys("hi from weechat over TLS");
+    bob.expect("wee: hi from weechat over TLS").await;
+    tmux.keys("/quit bye");
+    bob.expect_prefix("* wee has left #lobby").await;
+    server.stop().await;
+}
