@@ -631,14 +631,22 @@ impl Config {
             (Some(_), None) => return invalid("tls.key", "needs to be set with tls.cert"),
             (None, Some(_)) => return invalid("tls.cert", "needs to be set with tls.key"),
             (Some(cert), Some(key)) => {
-                crate::tls::read_certs(cert).map_err(|e| ConfigError::Invalid {
+                let certs = crate::tls::read_certs(cert).map_err(|e| ConfigError::Invalid {
                     key: "tls.cert",
                     reason: e.to_string(),
                 })?;
-                crate::tls::read_key(key).map_err(|e| ConfigError::Invalid {
+                let pem = crate::tls::read_key(key).map_err(|e| ConfigError::Invalid {
                     key: "tls.key",
                     reason: e.to_string(),
                 })?;
+                let provider = crate::tls::provider();
+                if let Err(err) = rustls::sign::CertifiedKey::from_der(certs, pem, &provider) {
+                    let reason = format!("{}: not the key of tls.cert ({err})", key.display());
+                    return Err(ConfigError::Invalid {
+                        key: "tls.key",
+                        reason,
+                    });
+                }
             }
         }
         let mut taken = vec![(
@@ -823,6 +831,10 @@ mod tests {
         let tls = format!("[tls]\ncert = {cert:?}\nkey = {key:?}\n");
         let err = Config::parse(&tls).unwrap_err();
         assert!(err.to_string().contains("`tls.key`"), "{err}");
+        let other = crate::tls::self_signed(&["other".into()]).unwrap();
+        std::fs::write(&key, &other.key_pem).unwrap();
+        let err = Config::parse(&tls).unwrap_err();
+        assert!(err.to_string().contains("not the key of tls.cert"), "{err}");
         std::fs::write(&key, &made.key_pem).unwrap();
         let config = Config::parse(&tls).unwrap();
         assert_eq!(
