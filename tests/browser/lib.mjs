@@ -2,7 +2,8 @@
 // [web] on free ports in a temporary folder, a line-protocol client over a real TCP
 // socket, and headless Chromium.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,9 +17,28 @@ export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const SERVER_BIN = process.env.CHAT_SERVER || path.join(here, '../../target/debug/chat-server');
 
-/** Starts chat-server with the web listener and an instructor `prof`. */
-export async function startServer({ rooms = [] } = {}) {
+/**
+ * Starts chat-server with the web listener and an instructor `prof`; with `tls`,
+ * also HTTPS with a certificate from `chat-server tls self-signed`, whose key's
+ * hash (`spki`) the browser is told to trust.
+ */
+export async function startServer({ rooms = [], tls = false } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'classchat-browser-'));
+  let spki = null;
+  const tlsConfig = [];
+  if (tls) {
+    const out = path.join(dir, 'tls');
+    execFileSync(SERVER_BIN, ['tls', 'self-signed', '--host', 'localhost', '--host', '127.0.0.1', '--out', out]);
+    const cert = new X509Certificate(readFileSync(path.join(out, 'cert.pem')));
+    const der = cert.publicKey.export({ type: 'spki', format: 'der' });
+    spki = createHash('sha256').update(der).digest('base64');
+    tlsConfig.push(
+      '[tls]',
+      `cert = ${JSON.stringify(path.join(out, 'cert.pem'))}`,
+      `key = ${JSON.stringify(path.join(out, 'key.pem'))}`,
+      'line_port = 0',
+    );
+  }
   const hash = execFileSync(SERVER_BIN, ['hash-password'], { input: PASSWORD + '\n' }).toString().trim();
   const config = [
     '[server]',
@@ -36,6 +56,8 @@ export async function startServer({ rooms = [] } = {}) {
     '[web]',
     'enabled = true',
     'port = 0',
+    'tls_port = 0',
+    ...tlsConfig,
     '',
   ].join('\n');
   const file = path.join(dir, 'server.toml');
@@ -50,14 +72,16 @@ export async function startServer({ rooms = [] } = {}) {
       text += chunk;
       const chat = text.match(/^listening on (\S+):(\d+)$/m);
       const web = text.match(/^web listening on (http:\/\/\S+\/)$/m);
-      if (chat && web) {
+      const https = text.match(/^web listening on (https:\/\/\S+\/)$/m);
+      if (chat && web && (https || !tls)) {
         clearTimeout(timer);
-        resolve({ host: chat[1], port: Number(chat[2]), web: web[1] });
+        resolve({ host: chat[1], port: Number(chat[2]), web: web[1], https: https && https[1] });
       }
     });
   });
   return {
     ...addresses,
+    spki,
     dir,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
@@ -132,11 +156,16 @@ export class LineClient {
   }
 }
 
-/** Headless Chromium with a fresh profile of its own. */
-export function launchBrowser() {
+/**
+ * Headless Chromium with a fresh profile of its own; `trust` is the base64 SHA-256
+ * of a certificate key it accepts as if a CA had signed it.
+ */
+export function launchBrowser({ trust = null } = {}) {
+  const pinned = trust ? [`--ignore-certificate-errors-spki-list=${trust}`] : [];
   return chromium.launch({
     executablePath: CHROMIUM,
     args: [
+      ...pinned,
       '--headless',
       '--no-sandbox',
       '--disable-gpu',

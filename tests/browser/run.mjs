@@ -108,6 +108,32 @@ test('the instructor logs in and sees the student live and in the chart', async 
   await context.close();
 });
 
+test('over HTTPS the page chats through wss:// and the session cookie is Secure', async () => {
+  const server = await startServer({ tls: true });
+  const browser = await launchBrowser({ trust: server.spki });
+  try {
+    const page = await browser.newPage();
+    await studentLogsIn(page, server.https, 'hana');
+    assert.equal(await page.evaluate(() => location.protocol), 'https:');
+    const tina = await LineClient.login(server, 'tina');
+    tina.send('hello over TLS');
+    await page.locator('.line.chat', { hasText: 'hello over TLS' }).waitFor({ timeout: WAIT });
+    await page.fill('#text', 'hi tina');
+    await page.press('#text', 'Enter');
+    assert.equal(await tina.expect('hana:'), 'hana: hi tina');
+    tina.close();
+    const context = await browser.newContext();
+    const instructor = await context.newPage();
+    await instructorLogsIn(instructor, server.https);
+    const cookie = (await context.cookies()).find((c) => c.name === 'classchat_session');
+    assert.ok(cookie && cookie.secure && cookie.httpOnly, JSON.stringify(cookie));
+    await context.close();
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
 test('browsers see the shutdown and then the reconnecting state', async ({ server, browser }) => {
   const page = await browser.newPage();
   await studentLogsIn(page, server.web, 'zoe');
