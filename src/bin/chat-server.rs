@@ -362,7 +362,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 println!("transcripts: {}", transcripts.display());
             }
         }
-        for line in where_to_connect(server.local_addr()) {
+        for line in where_to_connect(server.local_addr(), require) {
             println!("{line}");
         }
         std::io::stdout().flush().ok();
@@ -384,9 +384,14 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// What to tell students: with a wildcard bind the listening address is no use to
-/// them, so list this machine's own addresses.
-fn where_to_connect(listening: SocketAddr) -> Vec<String> {
+/// them, so list this machine's own addresses. `tls`: the port speaks only TLS, and
+/// `chat-client` needs `--tls` unless it is the usual 5556.
+fn where_to_connect(listening: SocketAddr, tls: bool) -> Vec<String> {
     let (ip, port) = (listening.ip(), listening.port());
+    let flag = match tls && port != 5556 {
+        true => " --tls",
+        false => "",
+    };
     if ip.is_loopback() {
         return vec![format!(
             "only this machine can connect (server.bind = \"{ip}\"); \
@@ -409,7 +414,7 @@ fn where_to_connect(listening: SocketAddr) -> Vec<String> {
             } else {
                 a.to_string()
             };
-            format!("students connect to {host}:{port}: chat-client --host {a} --port {port}")
+            format!("students connect to {host}:{port}: chat-client --host {a} --port {port}{flag}")
         })
         .collect()
 }
@@ -711,14 +716,21 @@ mod tests {
 
     #[test]
     fn students_are_told_an_address_they_can_reach() {
-        let local = where_to_connect("127.0.0.1:5555".parse().unwrap());
+        let local = where_to_connect("127.0.0.1:5555".parse().unwrap(), false);
         assert!(local[0].starts_with("only this machine"), "{local:?}");
-        let one = where_to_connect("10.1.2.3:5555".parse().unwrap());
+        let one = where_to_connect("10.1.2.3:5555".parse().unwrap(), false);
         assert_eq!(
             one,
             ["students connect to 10.1.2.3:5555: chat-client --host 10.1.2.3 --port 5555"]
         );
-        for line in where_to_connect("0.0.0.0:5555".parse().unwrap()) {
+        let tls = where_to_connect("10.1.2.3:7000".parse().unwrap(), true);
+        assert_eq!(
+            tls,
+            ["students connect to 10.1.2.3:7000: chat-client --host 10.1.2.3 --port 7000 --tls"]
+        );
+        let usual = where_to_connect("10.1.2.3:5556".parse().unwrap(), true);
+        assert!(usual[0].ends_with("--port 5556"), "{usual:?}");
+        for line in where_to_connect("0.0.0.0:5555".parse().unwrap(), false) {
             assert!(
                 !line.contains("0.0.0.0") && !line.contains("127."),
                 "{line}"

@@ -1,5 +1,6 @@
 //! The web front end (SPEC section 8): one HTTP listener serving the chat page, its
-//! WebSocket (`ws`) and the instructor page (`instructor`).
+//! WebSocket (`ws`) and the instructor page (`instructor`); its accept loop, with
+//! the limits per address, the timeouts and TLS, is `listen`.
 //!
 //! The pages are plain HTML, CSS and JavaScript compiled into the binary, so the
 //! server needs no files beside it and no build step, and the browser loads nothing
@@ -33,7 +34,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// What every request handler shares.
-pub struct Web {
+pub(crate) struct Web {
     cx: Context,
     /// Connection ids, shared with the line port's accept loop so they stay unique.
     ids: Arc<AtomicI64>,
