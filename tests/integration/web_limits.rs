@@ -108,3 +108,32 @@ async fn a_websocket_takes_over_its_http_connections_place() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let server = TestServer::start_with(enable_web).await;
+    let mut stream = TcpStream::connect(server.web.unwrap()).await.unwrap();
+    stream
+        .write_all(b"GET /favicon.ico HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(WAIT, stream.read(&mut byte)).await;
+        assert_eq!(read.expect("an answer in time").unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 204 "), "{head:?}");
+    // Answered (204 has no body), kept alive, and now idle.
+    let answered = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(70), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still open after {:?}", answered.elapsed());
+    assert!(
+        answered.elapsed() <= Duration::from_secs(61),
+        "{:?}",
+        answered.elapsed()
+    );
+    server.stop().await;
+}

@@ -1,8 +1,10 @@
 //! The web listener's accept loop. Every HTTP connection counts under the chat
 //! ports' limits per address (`limits.max_per_ip`, `limits.connects_per_minute_per_ip`),
-//! must send a request's headers within [`HEADERS_WITHIN`], and is closed after
-//! [`IDLE_FOR`] without a byte either way; so a thousand idle sockets from one
-//! address cost that address its own connections, never a student's at another.
+//! must send each request's headers within [`HEADERS_WITHIN`] of the server waiting
+//! for them (so a keep-alive connection idle between requests goes after that too),
+//! and is closed after [`IDLE_FOR`] without a byte either way in the middle of a
+//! request; so a thousand idle sockets from one address cost that address its own
+//! connections, never a student's at another.
 //!
 //! A WebSocket upgrade hands the connection's place on to the WebSocket client
 //! ([`Place`]), which then holds a place like any chat client.
@@ -34,12 +36,19 @@ use crate::front::seat::AddressSeat;
 use crate::protocol::LoginError;
 use crate::tls::server::HANDSHAKE_WITHIN;
 
-/// The time a client has to send a request's headers, from its first byte.
+/// The time a client has to send a request's headers, counted (by hyper) from when
+/// the server starts waiting for them: on a new connection, and on a keep-alive one
+/// after each answer. An idle keep-alive connection is therefore closed after this.
 pub const HEADERS_WITHIN: Duration = Duration::from_secs(10);
 
-/// A connection with no byte read or written for this long is closed (between
-/// requests at once, during one once it is answered).
+/// A connection with no byte read or written for this long is closed even in the
+/// middle of a request (a body that stopped arriving, an answer nobody reads): it
+/// is asked to finish, and dropped [`FINISH_WITHIN`] later if it does not.
 pub const IDLE_FOR: Duration = Duration::from_secs(60);
+
+/// How long a connection asked to close (idle, or the server stopping) may take to
+/// finish the request in hand.
+const FINISH_WITHIN: Duration = Duration::from_secs(5);
 
 /// An HTTP connection's place under `limits.max_per_ip`, in every request's
 /// extensions, until a WebSocket upgrade takes it.
@@ -164,8 +173,10 @@ async fn connection<S>(
         .serve_connection(TokioIo::new(socket), service)
         .with_upgrades();
     tokio::pin!(conn);
-    let mut closing = false;
+    // Once set, the connection was asked to finish and is dropped at this instant.
+    let mut closing: Option<Instant> = None;
     loop {
+        let give_up = closing.unwrap_or_else(|| Instant::now() + IDLE_FOR);
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(err) = served {
@@ -173,15 +184,19 @@ async fn connection<S>(
                 }
                 return;
             }
-            _ = tokio::time::sleep_until(seen.last() + IDLE_FOR), if !closing => {
+            _ = tokio::time::sleep_until(give_up), if closing.is_some() => {
+                tracing::debug!(%peer, "HTTP connection dropped: it did not finish");
+                return;
+            }
+            _ = tokio::time::sleep_until(seen.last() + IDLE_FOR), if closing.is_none() => {
                 if seen.last() + IDLE_FOR <= Instant::now() {
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    closing = Some(Instant::now() + FINISH_WITHIN);
                 }
             }
-            _ = web.cx.shutdown.cancelled(), if !closing => {
+            _ = web.cx.shutdown.cancelled(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                closing = true;
+                closing = Some(Instant::now() + FINISH_WITHIN);
             }
         }
     }
