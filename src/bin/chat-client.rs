@@ -196,7 +196,7 @@ async fn secure(stream: TcpStream, args: &Args, addr: &str) -> Result<(Reader, W
     let known = KnownHosts::default_place();
     let trust = Trust {
         roots,
-        pinned,
+        pinned: pinned.clone(),
         known: known.clone(),
     };
     let verifier = Verifier::new(trust, addr).map_err(|e| Exit::Failed(e.to_string()))?;
@@ -206,6 +206,14 @@ async fn secure(stream: TcpStream, args: &Args, addr: &str) -> Result<(Reader, W
     let shaken = timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await;
     let err = match shaken {
         Ok(Ok(stream)) => {
+            // A fingerprint the student typed, and that the server matched, is
+            // kept: next time no flag is needed, and a change is noticed.
+            if let (Some(print), Some(known)) = (&pinned, &known) {
+                if let Err(err) = known.set(addr, print) {
+                    let path = known.path().display();
+                    eprintln!("chat-client: cannot keep the fingerprint in {path}: {err}");
+                }
+            }
             let (reader, writer) = tokio::io::split(stream);
             return Ok((Box::new(reader), Box::new(writer)));
         }

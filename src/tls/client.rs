@@ -81,7 +81,7 @@ pub struct Trust {
     pub roots: Option<RootCertStore>,
     /// `--tls-fingerprint`, normalised by [`super::parse_fingerprint`].
     pub pinned: Option<String>,
-    /// Where accepted fingerprints are kept.
+    /// Where accepted fingerprints are kept, to compare with.
     pub known: Option<KnownHosts>,
 }
 
@@ -129,7 +129,8 @@ pub enum Refusal {
 }
 
 /// The verifier of [`Trust`]; after a failed handshake it tells why
-/// ([`Verifier::refusal`]), after a pinned one it has kept the fingerprint.
+/// ([`Verifier::refusal`]). It never writes `known_hosts`: the client keeps a
+/// pinned fingerprint once the handshake it was given for has succeeded.
 #[derive(Debug)]
 pub struct Verifier {
     host_port: String,
@@ -201,12 +202,6 @@ impl ServerCertVerifier for Verifier {
             if *expected != offered {
                 let (expected, offered) = (expected.clone(), offered);
                 return self.refuse(Refusal::NotPinned { expected, offered });
-            }
-            if let Some(known) = &self.known {
-                if let Err(err) = known.set(&self.host_port, &offered) {
-                    let path = known.path().display();
-                    eprintln!("chat-client: cannot keep the fingerprint in {path}: {err}");
-                }
             }
             return Ok(ServerCertVerified::assertion());
         }
