@@ -417,7 +417,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 socket.write_all(&buf).await
             }
         };
-        if written.is_err() {
+        // Over TLS a write the socket could not take whole may leave records in
+        // the session's buffer; flushing sends them now, not with the next line.
+        // (On plain TCP a flush does nothing.)
+        if written.is_err() || socket.flush().await.is_err() {
             return;
         }
         batch.clear();

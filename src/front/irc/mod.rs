@@ -964,7 +964,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
         if !out.is_empty() {
-            if socket.write_all(&out).await.is_err() {
+            // Flushed as on the line port: TLS may hold back the end otherwise.
+            if socket.write_all(&out).await.is_err() || socket.flush().await.is_err() {
                 return;
             }
             out.clear();
