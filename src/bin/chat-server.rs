@@ -493,16 +493,23 @@ fn self_signed(hosts: &[String], out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A future that completes on the first SIGINT or SIGTERM; the handlers are in
-/// place when this returns.
+/// A future that completes on the first SIGINT or SIGTERM; the handlers (and
+/// SIGHUP's) are in place when this returns.
 fn termination() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    // SIGHUP reads the TLS certificate again (the server listens for it itself);
+    // without [tls] it must still not end the server, as it would by default, so
+    // that `systemctl reload` is always safe.
+    let mut hangup = signal(SignalKind::hangup())?;
     Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => return,
+                _ = terminate.recv() => return,
+                _ = hangup.recv() => {}
+            }
         }
     })
 }
