@@ -649,3 +649,39 @@ async fn weechat_chats_over_tls_verified_against_the_ca() {
     bob.expect_prefix("* wee has left #lobby").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sighup_reads_the_certificate_again_and_never_stops_the_server() {
+    // Without [tls]: nothing to read, and the server goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = crate::harness::spawn_logging(dir.path(), "", "");
+    crate::harness::signal(&child, "-HUP");
+    let mut ada = crate::harness::TestClient::connect(addr).await;
+    ada.send("ada").await;
+    ada.expect_prefix("* Welcome, ada!").await;
+    crate::harness::stop_for_stderr(child);
+    // With [tls]: the new pair is in use once the signal is handled.
+    let dir = tempfile::tempdir().unwrap();
+    let first = self_signed();
+    let files = Files::in_dir(dir.path());
+    files.write(&first);
+    let rest = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\nline_port = 0\n",
+        files.cert, files.key
+    );
+    let (mut child, _) = crate::harness::spawn_logging(dir.path(), "", &rest);
+    let tls = loop {
+        let line = crate::harness::stdout_line(&mut child);
+        assert!(!line.is_empty(), "no TLS listener printed");
+        if let Some(addr) = line.trim().strip_prefix("tls listening on ") {
+            break addr.parse::<SocketAddr>().unwrap();
+        }
+    };
+    assert_eq!(served_fingerprint(tls).await, first.fingerprint);
+    let second = self_signed();
+    files.write(&second);
+    crate::harness::signal(&child, "-HUP");
+    wait_for_certificate(tls, &second.fingerprint).await;
+    let stderr = crate::harness::stop_for_stderr(child);
+    assert!(stderr.contains("TLS certificate read again"), "{stderr}");
+}
