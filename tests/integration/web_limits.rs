@@ -32,9 +32,25 @@ async fn get(mut stream: TcpStream, path: &str) -> String {
 
 #[tokio::test]
 async fn a_thousand_idle_http_connections_leave_other_addresses_alone() {
+    // The default limits: 120 new connections a minute per address.
+    idle_connections_from_one_address(|_| {}).await;
+}
+
+#[tokio::test]
+async fn a_thousand_idle_http_connections_meet_the_limit_per_address() {
+    idle_connections_from_one_address(|c| {
+        c.limits.max_per_ip = 64;
+        c.limits.connects_per_minute_per_ip = 0;
+    })
+    .await;
+}
+
+/// 1,100 idle connections to the web port from 127.0.0.1 under `limits`; a student
+/// at 127.0.0.2 logs in on the chat port and loads the page meanwhile.
+async fn idle_connections_from_one_address(limits: impl FnOnce(&mut classchat::config::Config)) {
     let server = TestServer::start_with(|c| {
         enable_web(c);
-        c.limits.max_per_ip = 64;
+        limits(c);
     })
     .await;
     let web = server.web.unwrap();
