@@ -11,6 +11,9 @@
 //!   there is one).
 //! - Without one, a name in `access.instructors` needs the instructor password,
 //!   so nobody else can take it; other names give the join code if there is one.
+//! - A name proven by its code or password is asked for it even while someone
+//!   holds the name: the holder can only be the same person on a connection that
+//!   died unnoticed, and the switchboard hands the name over.
 //!
 //! Every wrong code counts against the address ([`crate::access`]).
 
@@ -88,9 +91,6 @@ impl Login {
         if let Err(err) = cx.board.check_name(text) {
             return Step::Retry(err.into());
         }
-        if !cx.board.is_name_free(text) {
-            return Step::Retry(NickError::Taken(text.to_owned()).into());
-        }
         let access = &cx.config.access;
         let Some(roster) = cx.roster.current() else {
             return Step::GiveUp(LoginError::RosterUnread);
@@ -111,6 +111,9 @@ impl Login {
             }
             if !access.guests {
                 return Step::Retry(LoginError::NotOnRoster(text.to_owned()));
+            }
+            if !cx.board.is_name_free(text) {
+                return Step::Retry(NickError::Taken(text.to_owned()).into());
             }
             let guest = Identity {
                 guest: true,
@@ -136,6 +139,9 @@ impl Login {
                     ..Identity::default()
                 },
             });
+        }
+        if !cx.board.is_name_free(text) {
+            return Step::Retry(NickError::Taken(text.to_owned()).into());
         }
         self.join_code(cx, text, Identity::default())
     }

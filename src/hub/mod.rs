@@ -83,6 +83,9 @@ pub struct Settings {
     pub max_nick_len: usize,
     /// Names nobody may take.
     pub reserved_nicks: Vec<String>,
+    /// Names only an instructor may take (`access.instructors`): one logs in
+    /// under them with the instructor password, and no student `/nick`s to them.
+    pub instructor_names: Vec<String>,
 }
 
 impl Settings {
@@ -108,6 +111,7 @@ impl Settings {
             replay_lines: config.history.replay_lines,
             max_nick_len: config.limits.max_nick_len,
             reserved_nicks: config.server.reserved_nicks.clone(),
+            instructor_names: config.access.instructors.clone(),
         }
     }
 }
@@ -258,6 +262,35 @@ impl Hub {
         !self.nicks.contains_key(&nick.to_ascii_lowercase())
     }
 
+    /// Whether `identity` may log in as `nick` now: the name is free, or its
+    /// holder is the same person, who proved it with the same code (a roster
+    /// account) or the instructor password (an instructor's name). A student
+    /// whose Wi-Fi dropped is back at once, and the half-dead connection goes.
+    pub fn may_register(&self, nick: &str, identity: &Identity) -> bool {
+        match self.nicks.get(&nick.to_ascii_lowercase()) {
+            None => true,
+            Some(holder) => self.takes_over(*holder, nick, identity),
+        }
+    }
+
+    fn takes_over(&self, holder: ConnId, nick: &str, identity: &Identity) -> bool {
+        let Some(member) = self.members.get(&holder) else {
+            return false;
+        };
+        match &identity.account {
+            Some(account) => member.account.as_ref() == Some(account),
+            None => identity.instructor && !identity.rostered && self.is_instructor_name(nick),
+        }
+    }
+
+    /// One of `access.instructors`.
+    fn is_instructor_name(&self, nick: &str) -> bool {
+        self.settings
+            .instructor_names
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(nick))
+    }
+
     /// Adds a member under a name already checked by [`Hub::check_name`], puts it in
     /// the default room, welcomes it, replays the room's history and tells the room.
     pub fn register(
@@ -269,8 +302,14 @@ impl Hub {
     ) -> Result<Outcome, NickError> {
         self.check_name(nick)?;
         let key = nick.to_ascii_lowercase();
-        if self.nicks.contains_key(&key) {
-            return Err(NickError::Taken(nick.to_owned()));
+        let mut out = Step::new(now);
+        if let Some(&holder) = self.nicks.get(&key) {
+            if !self.takes_over(holder, nick, &identity) {
+                return Err(NickError::Taken(nick.to_owned()));
+            }
+            out.tell(holder, Notice::Replaced);
+            self.remove(&mut out, holder, LeaveReason::Replaced);
+            out.outcome.closed.push(holder);
         }
         let nick: Name = nick.into();
         let room = self.settings.default_room.clone();
@@ -287,7 +326,6 @@ impl Hub {
                 rostered: identity.rostered,
             },
         );
-        let mut out = Step::new(now);
         let others = self.room_size(&room);
         out.tell(
             id,
@@ -468,6 +506,10 @@ impl Hub {
             return Err(silence.refusal());
         }
         self.check_name(new)?;
+        let instructor = self.members.get(&id).is_some_and(|m| m.instructor);
+        if !instructor && self.is_instructor_name(new) {
+            return Err(NickError::Reserved(new.to_owned()).into());
+        }
         let Some((old, room)) = self.name_and_room(id) else {
             return Ok(());
         };

@@ -13,6 +13,7 @@ fn settings() -> Settings {
         replay_lines: 3,
         max_nick_len: 16,
         reserved_nicks: vec!["admin".into()],
+        instructor_names: vec!["prof".into()],
     }
 }
 
@@ -359,4 +360,66 @@ fn rooms_snapshot_lists_every_room_with_its_members_in_join_order() {
             ),
         ]
     );
+}
+
+#[test]
+fn only_an_instructor_renames_to_an_instructors_name() {
+    let mut hub = hub();
+    join(&mut hub, 1, "mallory");
+    join(&mut hub, 2, "ta");
+    assert_eq!(
+        run(&mut hub, 1, Command::Nick("PROF".into()), T0).unwrap_err(),
+        CommandError::Nick(NickError::Reserved("PROF".into()))
+    );
+    assert!(hub.is_name_free("prof"));
+    hub.op(2, T0);
+    run(&mut hub, 2, Command::Nick("prof".into()), T0).unwrap();
+    assert_eq!(hub.nick(2).map(|n| n.to_string()), Some("prof".into()));
+}
+
+#[test]
+fn the_same_person_takes_over_a_name_from_a_dead_connection() {
+    let mut hub = hub();
+    let amy = Identity {
+        account: Some("amy".into()),
+        rostered: true,
+        ..Identity::default()
+    };
+    let bob = Identity {
+        account: Some("bob".into()),
+        rostered: true,
+        ..Identity::default()
+    };
+    hub.register(1, "amy", amy.clone(), T0).unwrap();
+    join(&mut hub, 2, "cat");
+    // Someone else, or a guest without an account, cannot take it.
+    assert!(!hub.may_register("amy", &bob));
+    assert!(!hub.may_register("amy", &Identity::default()));
+    assert_eq!(
+        hub.register(3, "amy", bob, T0).unwrap_err(),
+        NickError::Taken("amy".into())
+    );
+    assert!(hub.may_register("amy", &amy));
+    let out = hub.register(4, "amy", amy, T0 + 1).unwrap();
+    assert_eq!(out.closed, vec![1]);
+    assert_eq!(
+        seen(&hub, &out, 2),
+        vec![
+            "* amy has left #lobby (Logged in again)",
+            "* amy has joined #lobby"
+        ]
+    );
+    assert_eq!(kinds(&out), vec![EventKind::Leave, EventKind::Join]);
+    assert!(out.deliveries.iter().any(|d| d.to == Audience::One(1)
+        && d.line.line.to_string()
+            == "* You logged in again from another connection; this one is closed."));
+    assert_eq!(hub.member_count(), 2);
+    // An instructor's name, proven by the password, is taken over the same way.
+    let prof = Identity {
+        instructor: true,
+        ..Identity::default()
+    };
+    hub.register(5, "prof", prof.clone(), T0).unwrap();
+    assert!(!hub.may_register("prof", &Identity::default()));
+    assert_eq!(hub.register(6, "prof", prof, T0).unwrap().closed, vec![5]);
 }

@@ -152,6 +152,11 @@ impl Switchboard {
         self.lock().hub.is_name_free(nick)
     }
 
+    /// Whether `identity` may log in as `nick` now ([`Hub::may_register`]).
+    pub fn may_register(&self, nick: &str, identity: &Identity) -> bool {
+        self.lock().hub.may_register(nick, identity)
+    }
+
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<Name> {
         self.lock().hub.nick(id).cloned()
@@ -203,7 +208,7 @@ impl Switchboard {
         let mut inner = self.lock();
         // Checked before the member is added, so a refused name leaves nothing.
         inner.hub.check_name(nick)?;
-        if !inner.hub.is_name_free(nick) {
+        if !inner.hub.may_register(nick, &identity) {
             return Err(NickError::Taken(nick.to_owned()).into());
         }
         let action = Action::Register {

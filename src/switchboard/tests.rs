@@ -16,6 +16,7 @@ fn settings() -> Settings {
         replay_lines: 3,
         max_nick_len: 16,
         reserved_nicks: vec![],
+        instructor_names: vec![],
     }
 }
 

@@ -11,6 +11,7 @@ mod cluster;
 mod commands;
 mod durability;
 mod handshake;
+mod hostile;
 mod irc;
 mod limits;
 mod load;

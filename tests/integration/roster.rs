@@ -249,3 +249,31 @@ async fn every_event_records_the_account() {
         .collect();
     assert_eq!(rows, vec![("amy".into(), 1, 0), ("bob".into(), 0, 1)]);
 }
+
+/// A student whose connection died without a word (dropped Wi-Fi) logs in again
+/// with her code: the name is hers at once, and the dead connection is closed.
+#[tokio::test]
+async fn the_right_code_takes_the_name_over_from_a_dead_connection() {
+    let (server, codes) = rostered(|_| {}).await;
+    let mut stale = log_in(&server, "amy", &codes["amy"]).await;
+    let mut bob = log_in(&server, "bob", &codes["bob"]).await;
+    stale.expect_next("* bob has joined #lobby").await;
+    // Someone else cannot take it, even knowing it is in use.
+    let mut other = server.connect().await;
+    other.send("amy").await;
+    other.expect("* Please enter your personal code:").await;
+    other.send(&codes["bob"]).await;
+    other.expect_next("! Wrong code (2 attempts left).").await;
+
+    let mut amy = log_in(&server, "amy", &codes["amy"]).await;
+    assert_eq!(
+        stale.expect_closed().await,
+        vec!["* You logged in again from another connection; this one is closed."]
+    );
+    bob.expect("* amy has left #lobby (Logged in again)").await;
+    bob.expect_next("* amy has joined #lobby").await;
+    amy.send("back").await;
+    bob.expect_next("amy: back").await;
+    amy.send("/who").await;
+    amy.expect_prefix("= #lobby (2): amy, bob").await;
+}

@@ -321,7 +321,11 @@ impl Connection {
                 }
                 Step::Admit(admitted) => {
                     // Checked before the welcome, which names the nick for good.
-                    if !self.cx.board.is_name_free(&admitted.name) {
+                    if !self
+                        .cx
+                        .board
+                        .may_register(&admitted.name, &admitted.identity)
+                    {
                         reg.login.refused(NickError::Taken(admitted.name))
                     } else {
                         self.nick = Some(admitted.name.clone());
