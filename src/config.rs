@@ -280,9 +280,14 @@ pub struct AccessConfig {
     /// Argon2 hash (PHC string) of the instructors' password, made by
     /// `chat-server hash-password`; empty = nobody can `/op`.
     pub instructor_password: String,
-    /// Wrong codes and passwords per address per minute, all connections
-    /// together; 0 = no limit.
+    /// Codes and passwords given for one name from one address per minute, all
+    /// connections together; 0 = no limit.
     pub code_attempts_per_minute: u32,
+    /// Codes and passwords given from one address per minute, whatever the
+    /// name; 0 = no limit.
+    pub code_attempts_per_minute_per_ip: u32,
+    /// Password and code checks (argon2, 19 MiB each) running at once.
+    pub parallel_checks: usize,
     /// In a rostered class, names not on the roster may join as guests.
     pub guests: bool,
 }
@@ -295,6 +300,8 @@ impl Default for AccessConfig {
             instructors: Vec::new(),
             instructor_password: String::new(),
             code_attempts_per_minute: 20,
+            code_attempts_per_minute_per_ip: 60,
+            parallel_checks: 4,
             guests: false,
         }
     }
@@ -492,6 +499,13 @@ impl Config {
             0,
             100_000,
         )?;
+        in_range(
+            "access.code_attempts_per_minute_per_ip",
+            access.code_attempts_per_minute_per_ip,
+            0,
+            100_000,
+        )?;
+        in_range("access.parallel_checks", access.parallel_checks, 1, 64)?;
         if !access.instructor_password.is_empty()
             && argon2::PasswordHash::new(&access.instructor_password).is_err()
         {

@@ -18,7 +18,6 @@
 //! Every wrong code counts against the address ([`crate::access`]).
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::Context;
 use crate::hub::Identity;
@@ -173,25 +172,27 @@ impl Login {
         waiting: Waiting,
         text: &str,
     ) -> Step {
-        if let Some(ip) = peer {
-            if let Err(locked) = cx.codes.check(ip, Instant::now()) {
-                return Step::GiveUp(LoginError::AddressLocked(locked.retry_secs));
+        let what = match waiting.kind {
+            CodeKind::JoinCode => "wrong join code",
+            CodeKind::Personal => "wrong personal code",
+            CodeKind::Password => "wrong instructor password",
+        };
+        let (kind, given, expected) = (waiting.kind, text.to_owned(), waiting.expected.clone());
+        let checked = cx
+            .codes
+            .check(peer, &waiting.name, what, move || {
+                matches(kind, &given, &expected)
+            })
+            .await;
+        match checked {
+            Err(locked) => return Step::GiveUp(LoginError::AddressLocked(locked.retry_secs)),
+            Ok(true) => {
+                if waiting.kind == CodeKind::JoinCode {
+                    self.join_code_accepted = true;
+                }
+                return admit(&waiting.name, waiting.identity);
             }
-        }
-        if matches(waiting.kind, text, &waiting.expected).await {
-            if waiting.kind == CodeKind::JoinCode {
-                self.join_code_accepted = true;
-            }
-            return admit(&waiting.name, waiting.identity);
-        }
-        self.wrong_codes += 1;
-        if let Some(ip) = peer {
-            let what = match waiting.kind {
-                CodeKind::JoinCode => "wrong join code",
-                CodeKind::Personal => "wrong personal code",
-                CodeKind::Password => "wrong instructor password",
-            };
-            cx.codes.failed(ip, what, Instant::now());
+            Ok(false) => self.wrong_codes += 1,
         }
         let left = cx
             .config
@@ -206,19 +207,15 @@ impl Login {
     }
 }
 
-/// Checks a code; the hashed kinds cost an argon2 check each, on purpose, so
-/// they run on the blocking pool, away from everyone else's chat.
-async fn matches(kind: CodeKind, given: &str, expected: &str) -> bool {
-    if kind == CodeKind::JoinCode {
-        return codes_match(given, expected);
+/// Checks a code. The hashed kinds cost an argon2 check each, on purpose: the
+/// [`CodeGuard`](crate::access::CodeGuard) runs this on the blocking pool, away
+/// from everyone else's chat.
+fn matches(kind: CodeKind, given: &str, expected: &str) -> bool {
+    match kind {
+        CodeKind::JoinCode => codes_match(given, expected),
+        CodeKind::Personal => roster::verify(given, expected),
+        CodeKind::Password => crate::password::verify(given, expected),
     }
-    let (given, expected) = (given.to_owned(), expected.to_owned());
-    tokio::task::spawn_blocking(move || match kind {
-        CodeKind::Personal => roster::verify(&given, &expected),
-        _ => crate::password::verify(&given, &expected),
-    })
-    .await
-    .unwrap_or(false)
 }
 
 fn admit(name: &str, identity: Identity) -> Step {

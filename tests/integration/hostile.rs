@@ -47,3 +47,86 @@ async fn nobody_renames_to_an_instructors_name() {
     assert_eq!(who.matches("prof").count(), 1, "{who}");
     assert!(who.contains("mallory") && who.contains("eve"), "{who}");
 }
+
+/// The server binary's peak resident memory, from the kernel.
+fn peak_rss_kb(child: &std::process::Child) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix(" kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// 300 wrong instructor-page logins at once from one address: each is counted
+/// before its argon2 check (19 MiB) runs, so only `code_attempts_per_minute` are
+/// checked, one at a time, and the rest are refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_wrong_web_logins_is_refused_before_it_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = format!(
+        "[access]\ninstructors = [\"prof\"]\ninstructor_password = {:?}\n",
+        password_hash()
+    );
+    let (mut child, _) = crate::harness::spawn_logging(
+        dir.path(),
+        "",
+        &format!("[web]\nenabled = true\nport = 0\n{access}"),
+    );
+    let web: std::net::SocketAddr = loop {
+        let line = crate::harness::stdout_line(&mut child);
+        assert!(!line.is_empty(), "the server printed no web address");
+        if let Some(url) = line.trim().strip_prefix("web listening on http://") {
+            break url.trim_end_matches('/').parse().unwrap();
+        }
+    };
+    let before = peak_rss_kb(&child);
+    let attempts: Vec<_> = (0..300)
+        .map(|i| {
+            tokio::spawn(
+                async move { crate::web::post_login(web, "prof", &format!("guess-{i}")).await },
+            )
+        })
+        .collect();
+    let (mut checked, mut refused) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.unwrap().status {
+            401 => checked += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let peak = peak_rss_kb(&child);
+    crate::harness::stop_for_stderr(child);
+    // Those counted but still waiting for their turn after two seconds are
+    // refused too: never more than the count is checked.
+    assert_eq!(checked + refused, 300);
+    assert!((1..=20).contains(&checked), "{checked} checked");
+    assert!(
+        peak < 100 * 1024,
+        "peak resident memory {peak} kB (before the burst: {before} kB)"
+    );
+}
+
+/// One student behind the classroom's shared address guesses at classmates'
+/// codes: the instructor, at the same address, still logs in.
+#[tokio::test]
+async fn guesses_at_other_names_do_not_lock_the_instructor_out() {
+    let server = TestServer::start_with(|c| {
+        with_instructor(c);
+        c.access.join_code = "owl-42".into();
+    })
+    .await;
+    for i in 0..20 {
+        let mut guesser = server.connect().await;
+        guesser.send(&format!("student{i}")).await;
+        guesser
+            .expect("* This class needs a join code. Please enter the code:")
+            .await;
+        guesser.send("guess").await;
+        guesser.expect_next("! Wrong code (2 attempts left).").await;
+    }
+    // Twenty wrong codes from this address, none for prof.
+    instructor(&server).await;
+}
