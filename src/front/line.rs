@@ -184,6 +184,10 @@ where
                     self.notice(Notice::ShuttingDown);
                     return false;
                 }
+                _ = seat.evicted() => {
+                    self.error(LoginError::Busy);
+                    return false;
+                }
             };
             let step = match read {
                 Read::Closed | Read::Lost => return false,

@@ -130,3 +130,52 @@ async fn guesses_at_other_names_do_not_lock_the_instructor_out() {
     // Twenty wrong codes from this address, none for prof.
     instructor(&server).await;
 }
+
+/// Silent sockets from a few addresses fill the handshake budget: a student at
+/// another address still gets in, each time at the cost of the oldest silent
+/// socket of the address that holds the most.
+#[tokio::test]
+async fn silent_sockets_from_a_few_addresses_never_keep_a_student_out() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_pending = 20;
+        c.limits.max_pending_per_ip = 10;
+    })
+    .await;
+    let mut silent = Vec::new();
+    for host in 10..12u8 {
+        for _ in 0..10 {
+            let mut socket = TestClient::connect_from(server.addr, [127, 0, 0, host]).await;
+            socket.expect("* Please enter a username:").await;
+            silent.push(socket);
+        }
+    }
+    // Six students connect before any of them types a name.
+    let mut students = Vec::new();
+    for _ in 0..6 {
+        let mut student = TestClient::connect_from(server.addr, [127, 0, 0, 20]).await;
+        student.expect("* Please enter a username:").await;
+        students.push(student);
+    }
+    for (i, student) in students.iter_mut().enumerate() {
+        student.send(&format!("student{i}")).await;
+        student
+            .expect_prefix(&format!("* Welcome, student{i}!"))
+            .await;
+    }
+    let mut evicted = 0;
+    for socket in &mut silent {
+        let lines = tokio::time::timeout(std::time::Duration::from_millis(200), socket.next_line())
+            .await
+            .ok()
+            .flatten();
+        if let Some(line) = lines {
+            assert!(
+                line.ends_with("! Server is busy; try again shortly."),
+                "{line}"
+            );
+            assert_eq!(socket.next_line().await, None, "closed after the notice");
+            evicted += 1;
+        }
+    }
+    assert_eq!(evicted, 6);
+}

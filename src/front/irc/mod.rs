@@ -206,6 +206,10 @@ impl Connection {
                     self.reply("ERROR", &[&Notice::ShuttingDown.to_string()]);
                     return false;
                 }
+                _ = self.seat.evicted() => {
+                    self.reply("ERROR", &[&LoginError::Busy.to_string()]);
+                    return false;
+                }
             };
             let inbound = match read {
                 Read::Closed | Read::Lost => return false,
