@@ -125,7 +125,13 @@ impl RosterSource {
 /// Reads the roster; on failure keeps the last one read.
 async fn reload_roster(cx: &Context, source: &mut RosterSource) {
     match source.read().await {
-        Ok(roster) => cx.roster.replace(roster),
+        Ok(roster) => {
+            // Someone removed from the roster, or given a new code, is out
+            // within seconds, not whenever they next disconnect.
+            for name in cx.roster.replace(roster) {
+                cx.board.revoke(&name);
+            }
+        }
         Err(err) => tracing::warn!(%err, "cannot read the roster; keeping the last one"),
     }
 }

@@ -415,6 +415,34 @@ impl Hub {
         out.done()
     }
 
+    /// Removes a member whose roster code was revoked: it is told why, and its
+    /// connection closes.
+    pub fn revoke(&mut self, id: ConnId, now: i64) -> Outcome {
+        let mut out = Step::new(now);
+        if self.members.contains_key(&id) {
+            out.tell(id, Notice::CodeChanged);
+            self.remove(&mut out, id, LeaveReason::Revoked);
+            out.outcome.closed.push(id);
+        }
+        out.done()
+    }
+
+    /// The members logged in under roster account `account` (any case).
+    pub fn members_of(&self, account: &str) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.account
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(account))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Starts a shutdown: every member is told, and from now on departures are
     /// recorded without notices to the others.
     pub fn shutdown(&mut self, now: i64) -> Outcome {

@@ -268,6 +268,22 @@ impl Switchboard {
         let _ = self.request(Action::Op { id });
     }
 
+    /// Ends the connections made here under roster account `account`, whose code
+    /// was revoked (each node ends its own).
+    pub fn revoke(&self, account: &str) {
+        let mut inner = self.lock();
+        let ids: Vec<ConnId> = inner
+            .hub
+            .members_of(account)
+            .into_iter()
+            .filter(|id| inner.members.contains_key(id))
+            .collect();
+        for id in ids {
+            tracing::info!("{account}'s code was revoked: closing their connection");
+            let _ = self.dispatch(&mut inner, Action::Revoke { id });
+        }
+    }
+
     /// Removes `id` if it is still a member, telling its room why. Safe to call
     /// twice: every departure produces exactly one leave notice.
     pub fn leave(&self, id: ConnId, reason: LeaveReason) {
@@ -424,6 +440,7 @@ impl Switchboard {
             Action::Perform { id, command } => hub.perform(id, command, now)?,
             Action::Op { id } => hub.op(id, now),
             Action::Leave { id, reason } => hub.leave(id, reason, now),
+            Action::Revoke { id } => hub.revoke(id, now),
             Action::NodeStarted { settings } => {
                 let ours = hub.settings().fingerprint();
                 if settings != 0

@@ -277,3 +277,40 @@ async fn the_right_code_takes_the_name_over_from_a_dead_connection() {
     amy.send("/who").await;
     amy.expect_prefix("= #lobby (2): amy, bob").await;
 }
+
+/// `roster remove` and `roster reissue` while the person is connected: they are
+/// out within seconds, and the others see why.
+#[tokio::test]
+async fn a_removed_or_reissued_code_ends_the_connection_within_seconds() {
+    let (server, codes) = rostered(|_| {}).await;
+    let mut amy = log_in(&server, "amy", &codes["amy"]).await;
+    let mut bob = log_in(&server, "bob", &codes["bob"]).await;
+    let mut prof = log_in(&server, "prof", &codes["prof"]).await;
+    let db = server.db_path();
+    roster(&db, &["remove", "amy"]);
+    assert_eq!(
+        amy.expect_closed().await,
+        vec![
+            "* bob has joined #lobby",
+            "* prof has joined #lobby",
+            "* Your code was changed; log in again."
+        ]
+    );
+    prof.expect("* amy has left #lobby (Code changed)").await;
+    let new_code = code_map(&roster(&db, &["reissue", "bob"]))["bob"].clone();
+    let closed = bob.expect_closed().await;
+    assert_eq!(
+        closed.last().map(String::as_str),
+        Some("* Your code was changed; log in again.")
+    );
+    prof.expect_next("* bob has left #lobby (Code changed)")
+        .await;
+    // The new code lets bob back in; the old one no longer does.
+    let mut old = server.connect().await;
+    old.send("bob").await;
+    old.expect("* Please enter your personal code:").await;
+    old.send(&codes["bob"]).await;
+    old.expect_next("! Wrong code (2 attempts left).").await;
+    log_in(&server, "bob", &new_code).await;
+    prof.expect_next("* bob has joined #lobby").await;
+}
