@@ -424,10 +424,23 @@ impl Config {
         if StrftimeItems::new(&server.timestamp_format).any(|item| matches!(item, Item::Error)) {
             return invalid("server.timestamp_format", "not a valid strftime format");
         }
-        let mut sample = String::new();
-        crate::clock::Clock::new(&server.timestamp_format, server.utc)
-            .write_timestamp(&mut sample, 1_764_011_103_123);
-        wire_text("server.timestamp_format", &sample)?;
+        // Rendered on a Wednesday in September, near midnight: the longest day
+        // and month names, so no date renders longer than this sample.
+        let clock = crate::clock::Clock::new(&server.timestamp_format, server.utc);
+        for at in [1_764_011_103_123, 1_790_809_199_999] {
+            let mut sample = String::new();
+            clock.write_timestamp(&mut sample, at);
+            wire_text("server.timestamp_format", &sample)?;
+            if sample.len() > MAX_TIMESTAMP {
+                return invalid(
+                    "server.timestamp_format",
+                    &format!(
+                        "renders to {} bytes; at most {MAX_TIMESTAMP} (it starts every line)",
+                        sample.len()
+                    ),
+                );
+            }
+        }
         in_range("limits.max_clients", limits.max_clients, 1, 1_000_000)?;
         in_range("limits.max_nick_len", limits.max_nick_len, 1, 64)?;
         in_range("limits.max_line_bytes", limits.max_line_bytes, 64, 65_536)?;
@@ -617,6 +630,9 @@ fn in_range<T: PartialOrd + std::fmt::Display>(
     Ok(())
 }
 
+/// The longest a rendered `server.timestamp_format` may be: it starts every line.
+const MAX_TIMESTAMP: usize = 64;
+
 /// Refuses a text that reaches the wire with a control character or line break in
 /// it: it would break the one-line-per-message protocol.
 fn wire_text(key: &'static str, text: &str) -> Result<(), ConfigError> {
@@ -707,6 +723,11 @@ mod tests {
         assert!(err.to_string().contains("server.motd"), "{err}");
         let err = Config::parse("[server]\nname = \"a\\rb\"\n").unwrap_err();
         assert!(err.to_string().contains("server.name"), "{err}");
+        let long = format!("[server]\ntimestamp_format = \"{}\"\n", "%Y".repeat(5000));
+        let err = Config::parse(&long).unwrap_err();
+        assert!(err.to_string().contains("at most 64"), "{err}");
+        let ok = "[server]\ntimestamp_format = \"%A %d %B %Y %H:%M:%S%.3f %:z\"\n";
+        assert!(Config::parse(ok).is_ok());
         let err = Config::parse("[server]\ntimestamp_format = \"%H%n\"\n").unwrap_err();
         assert!(err.to_string().contains("server.timestamp_format"), "{err}");
     }

@@ -179,3 +179,25 @@ async fn silent_sockets_from_a_few_addresses_never_keep_a_student_out() {
     }
     assert_eq!(evicted, 6);
 }
+
+/// Bidirectional overrides and line separators could make a line read
+/// backwards or forge a second line in everyone's window: they are removed on
+/// every port.
+#[tokio::test]
+async fn text_that_would_forge_or_reverse_a_line_is_cleaned_on_every_port() {
+    let server = TestServer::start_with(|c| {
+        enable_irc(c);
+        c.limits.messages_per_sec = 0;
+    })
+    .await;
+    let mut amy = server.login("amy").await;
+    let mut eve = server.irc_login("eve").await;
+    amy.expect("* eve has joined #lobby").await;
+    amy.send("look\u{202e}gnp.exe\u{2028}[12:00] prof: trust me\u{2029}")
+        .await;
+    let line = eve.expect_verb("PRIVMSG").await;
+    assert_eq!(line.text(), "lookgnp.exe[12:00] prof: trust me");
+    eve.send("PRIVMSG #lobby :a\u{2066}b\u{2069}c\u{202a}d")
+        .await;
+    amy.expect_next("eve: abcd").await;
+}
