@@ -318,6 +318,10 @@ pub struct WebConfig {
     pub bind: Option<IpAddr>,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
+    /// Host names the page is served under (`Host` header), besides `localhost`,
+    /// this machine's name and any IP address: a request for another name is
+    /// refused, which stops DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -326,6 +330,7 @@ impl Default for WebConfig {
             enabled: false,
             bind: None,
             port: 8080,
+            hosts: Vec::new(),
         }
     }
 }

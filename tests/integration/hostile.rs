@@ -201,3 +201,41 @@ async fn text_that_would_forge_or_reverse_a_line_is_cleaned_on_every_port() {
         .await;
     amy.expect_next("eve: abcd").await;
 }
+
+/// DNS rebinding: a page on `evil.example` whose name now points at the server
+/// sends `Host: evil.example` with a matching `Origin`. Refused; the page's own
+/// address and `localhost` are served.
+#[tokio::test]
+async fn requests_for_a_name_the_server_does_not_serve_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(crate::harness::enable_web).await;
+    let web = server.web.unwrap();
+    let status = |host: String, origin: String, path: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(web).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = vec![0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        String::from_utf8(head[9..12].to_vec()).unwrap()
+    };
+    let evil = || ("evil.example".to_owned(), "http://evil.example".to_owned());
+    let (host, origin) = evil();
+    assert_eq!(status(host, origin, "/ws").await, "421");
+    let (host, origin) = evil();
+    assert_eq!(status(host, origin, "/instructor").await, "421");
+    let port = web.port();
+    let own = format!("127.0.0.1:{port}");
+    assert_eq!(
+        status(own.clone(), format!("http://{own}"), "/ws").await,
+        "101"
+    );
+    let local = format!("localhost:{port}");
+    assert_eq!(
+        status(local.clone(), format!("http://{local}"), "/ws").await,
+        "101"
+    );
+}
