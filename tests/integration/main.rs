@@ -9,6 +9,7 @@ mod browser;
 mod chat;
 mod cluster;
 mod commands;
+mod dropped_network;
 mod durability;
 mod handshake;
 mod hostile;
