@@ -127,6 +127,44 @@ fn report_refuses_a_bad_time_and_a_missing_database() {
     assert!(stderr.contains("--db FILE or --config FILE"), "{stderr}");
 }
 
+#[tokio::test]
+async fn report_finds_the_database_of_a_config_file_from_any_folder() {
+    let top = tempfile::tempdir().unwrap();
+    let class = top.path().join("classchat");
+    std::fs::create_dir(&class).unwrap();
+    let elsewhere = top.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    // The server ran beside class.toml, whose paths are relative.
+    std::fs::write(
+        class.join("class.toml"),
+        "[storage]\ndatabase = \"data/classchat.db\"\n[log]\ndir = \"logs\"\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(|c| {
+        c.storage.database = class.join("data/classchat.db");
+        c.log.dir = class.join("logs");
+    })
+    .await;
+    scripted_session(&server).await;
+    let _dir = server.stop().await;
+    let out = Command::new(SERVER)
+        .args([
+            "report",
+            "--config",
+            "../classchat/class.toml",
+            "--format",
+            "csv",
+        ])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(!elsewhere.join("data").exists());
+}
+
 /// One class, stored directly so that its times are minutes apart: prof joins
 /// at 10:00 and types /op at 10:01; dana is in #lobby 10:00-10:10, in #lab
 /// 10:10-10:40, back in #lobby until she quits at 10:50.
