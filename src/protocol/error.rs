@@ -1,6 +1,8 @@
 //! Why a client's line was refused. Each `Display` is exactly the text the client
 //! gets after `! `.
 
+use super::line::CodeKind;
+
 /// Why a line was refused. `Display` is exactly the text after `! `.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -127,8 +129,17 @@ pub enum LoginError {
     #[error("Too many wrong codes from your address; try again in {0} s.")]
     AddressLocked(u64),
     /// No valid name within `limits.handshake_timeout_secs`.
-    #[error("No username given within {0} seconds; goodbye.")]
+    #[error("No username given within {}; goodbye.", seconds(*.0))]
     Timeout(u64),
+    /// A name was given, but not the code (or password) asked for after it, within
+    /// `limits.handshake_timeout_secs`.
+    #[error("No {} given within {}; goodbye.", code_word(*.kind), seconds(*.secs))]
+    CodeTimeout {
+        /// The handshake's time limit.
+        secs: u64,
+        /// What was asked for.
+        kind: CodeKind,
+    },
     /// `limits.max_clients` users are logged in.
     #[error("Server is full ({0} users); try again later.")]
     Full(usize),
@@ -149,4 +160,32 @@ pub enum LoginError {
     /// `limits.max_per_ip` connections from this address.
     #[error("Too many connections from your address (max {0}).")]
     TooManyFromAddress(usize),
+}
+
+impl LoginError {
+    /// The handshake's time ran out while the client was `asking`: for a code of
+    /// some kind, or else (`None`) for a name. Says which, since a student who gave
+    /// their name would be puzzled to hear that they had not.
+    pub fn timed_out(secs: u64, asking: Option<CodeKind>) -> LoginError {
+        match asking {
+            None => LoginError::Timeout(secs),
+            Some(kind) => LoginError::CodeTimeout { secs, kind },
+        }
+    }
+}
+
+/// `1 second`, `30 seconds`.
+fn seconds(secs: u64) -> String {
+    match secs {
+        1 => "1 second".to_owned(),
+        n => format!("{n} seconds"),
+    }
+}
+
+/// What the code prompt asked for, as the refusal names it.
+fn code_word(kind: CodeKind) -> &'static str {
+    match kind {
+        CodeKind::JoinCode | CodeKind::Personal => "code",
+        CodeKind::Password => "password",
+    }
 }

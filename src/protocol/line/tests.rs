@@ -266,3 +266,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_handshake_timeout_names_what_was_asked_for() {
+    use crate::protocol::LoginError;
+    let said = |asking| ServerLine::Error(LoginError::timed_out(30, asking).to_string());
+    assert_eq!(
+        said(None).to_string(),
+        "! No username given within 30 seconds; goodbye."
+    );
+    assert_eq!(
+        said(Some(CodeKind::JoinCode)).to_string(),
+        "! No code given within 30 seconds; goodbye."
+    );
+    assert_eq!(
+        said(Some(CodeKind::Personal)).to_string(),
+        "! No code given within 30 seconds; goodbye."
+    );
+    assert_eq!(
+        LoginError::timed_out(1, Some(CodeKind::Password)).to_string(),
+        "No password given within 1 second; goodbye."
+    );
+}
