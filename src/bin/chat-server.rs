@@ -183,7 +183,8 @@ struct QueryArgs {
     /// Only this student (any of their names).
     #[arg(long)]
     user: Option<String>,
-    /// From this time on (UTC: 2026-11-24, "2026-11-24 19:00", or RFC 3339).
+    /// From this time on: 2026-11-24, "2026-11-24 19:00" (UTC) or RFC 3339; or
+    /// today, yesterday (from midnight) or 19:00 (today), in local time.
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
     /// Before this time (same forms as --since).

@@ -104,7 +104,7 @@ fn report_refuses_a_bad_time_and_a_missing_database() {
             "--db",
             "/nonexistent/x.db",
             "--since",
-            "yesterday",
+            "last week",
         ])
         .output()
         .unwrap();
@@ -163,6 +163,25 @@ async fn report_finds_the_database_of_a_config_file_from_any_folder() {
     let csv = String::from_utf8(out.stdout).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(!elsewhere.join("data").exists());
+    // The session was today, local time: in `--since today`, not in yesterday.
+    let config = class.join("class.toml");
+    let config = config.to_str().unwrap();
+    let today = run(&[
+        "report", "--config", config, "--since", "today", "--format", "csv",
+    ]);
+    assert_eq!(today.lines().count(), 3, "{today}");
+    let before = [
+        "report",
+        "--config",
+        config,
+        "--since",
+        "yesterday",
+        "--until",
+        "00:00",
+        "--format",
+        "csv",
+    ];
+    assert_eq!(run(&before).lines().count(), 1);
 }
 
 /// One class, stored directly so that its times are minutes apart: prof joins

@@ -110,6 +110,7 @@
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
   const COLUMNS = [
     { key: 'name', title: 'Student', value: (r) => r.name, text: true },
+    { key: 'full_name', title: 'Full name', value: (r) => r.full_name || '', text: true },
     { key: 'messages', title: 'Messages', value: (r) => r.messages },
     { key: 'private_messages', title: 'Private', value: (r) => r.private_messages },
     { key: 'words', title: 'Words', value: (r) => r.words },
