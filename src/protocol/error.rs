@@ -1,7 +1,7 @@
 //! Why a client's line was refused. Each `Display` is exactly the text the client
 //! gets after `! `.
 
-use super::line::CodeKind;
+use super::line::{CodeKind, Count};
 
 /// Why a line was refused. `Display` is exactly the text after `! `.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum CommandError {
     #[error("Invalid UTF-8; the line was not sent.")]
     InvalidUtf8,
     /// More lines than `limits.messages_per_sec` allows.
-    #[error("Slow down (at most {0} lines a second); that message was not sent.")]
+    #[error("Slow down (at most {} a second); that message was not sent.", Count(u64::from(*.0), "line"))]
     SlowDown(u32),
     /// A command with missing arguments.
     #[error("Usage: {0}")]
@@ -90,7 +90,7 @@ fn minutes_left(minutes: Option<u64>) -> String {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NickError {
     /// Longer than `limits.max_nick_len`.
-    #[error("Username too long (max {0} characters)")]
+    #[error("Username too long (max {})", Count(*.0 as u64, "character"))]
     TooLong(usize),
     /// Does not start with an ASCII letter.
     #[error("Username must start with a letter")]
@@ -141,7 +141,7 @@ pub enum LoginError {
         kind: CodeKind,
     },
     /// `limits.max_clients` users are logged in.
-    #[error("Server is full ({0} users); try again later.")]
+    #[error("Server is full ({}); try again later.", Count(*.0 as u64, "user"))]
     Full(usize),
     /// A name not on the roster of a class without guests.
     #[error("{0} is not on the class roster.")]
@@ -175,11 +175,8 @@ impl LoginError {
 }
 
 /// `1 second`, `30 seconds`.
-fn seconds(secs: u64) -> String {
-    match secs {
-        1 => "1 second".to_owned(),
-        n => format!("{n} seconds"),
-    }
+fn seconds(secs: u64) -> Count<'static> {
+    Count(secs, "second")
 }
 
 /// What the code prompt asked for, as the refusal names it.

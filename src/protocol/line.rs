@@ -319,6 +319,19 @@ impl fmt::Display for Others {
     }
 }
 
+/// A count and its noun, singular for one: `1 message`, `20 messages`, `0 users`.
+/// The nouns it is given have a plural in `s`.
+pub(crate) struct Count<'a>(pub u64, pub &'a str);
+
+impl fmt::Display for Count<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => write!(f, "1 {}", self.1),
+            n => write!(f, "{n} {}s", self.1),
+        }
+    }
+}
+
 /// " for N minutes", or nothing for a mute until `/unmute`.
 struct ForMinutes(Option<f64>);
 
@@ -361,7 +374,7 @@ impl fmt::Display for Notice {
             Notice::Goodbye { nick } => write!(f, "Goodbye, {nick}."),
             Notice::ShuttingDown => f.write_str("Server is shutting down."),
             Notice::HistoryStart { room, count } => {
-                write!(f, "Last {count} messages in #{room}:")
+                write!(f, "Last {} in #{room}:", Count(*count as u64, "message"))
             }
             Notice::HistoryEnd => f.write_str("End of history."),
             Notice::NowInstructor => {
@@ -584,7 +597,9 @@ impl Notice {
                 others,
             });
         }
-        if let Some((count, room)) = word(text, "Last ", " messages in #") {
+        if let Some((count, room)) =
+            word(text, "Last ", " messages in #").or_else(|| word(text, "Last ", " message in #"))
+        {
             return Some(Notice::HistoryStart {
                 room: room.strip_suffix(':')?.into(),
                 count: count.parse().ok()?,
