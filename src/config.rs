@@ -377,19 +377,34 @@ impl Config {
     }
 
     /// Reads a TOML file, to be validated once the command line's overrides are
-    /// applied.
+    /// applied. Its relative paths, given or default, are taken from the file's
+    /// folder (see [`Config::relative_to`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_toml(&text).map_err(|err| match err {
+        let config = Config::from_toml(&text).map_err(|err| match err {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        Ok(config.relative_to(path.parent().unwrap_or(Path::new(""))))
+    }
+
+    /// Puts `folder` before every relative path of the configuration (absolute
+    /// ones stay as they are). A file's paths mean the same from any folder: the
+    /// server started beside `class.toml` and `report --config classchat/class.toml`
+    /// run from elsewhere find the same database. Every path key belongs here.
+    pub fn relative_to(mut self, folder: &Path) -> Config {
+        for path in [&mut self.storage.database, &mut self.log.dir] {
+            if path.is_relative() {
+                *path = folder.join(&*path);
+            }
+        }
+        self
     }
 
     /// Parses and validates TOML text.
@@ -655,6 +670,28 @@ mod tests {
     fn shipped_file_equals_the_built_in_defaults() {
         let text = include_str!("../config/server.toml");
         assert_eq!(Config::parse(text).unwrap().into_inner(), Config::default());
+    }
+
+    #[test]
+    fn a_files_relative_paths_are_taken_from_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let class = dir.path().join("class");
+        std::fs::create_dir(&class).unwrap();
+        let file = class.join("class.toml");
+        std::fs::write(&file, "[storage]\ndatabase = \"db/chat.db\"\n").unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.storage.database, class.join("db/chat.db"));
+        // A default is the file's too.
+        assert_eq!(config.log.dir, class.join("logs"));
+        std::fs::write(&file, "[log]\ndir = \"/var/log/classchat\"\n").unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.log.dir, Path::new("/var/log/classchat"));
+        assert_eq!(config.storage.database, class.join("data/classchat.db"));
+        // Without a file, the defaults stay relative to the current folder.
+        assert_eq!(
+            Config::default().storage.database,
+            Path::new("data/classchat.db")
+        );
     }
 
     #[test]

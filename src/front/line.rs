@@ -177,7 +177,7 @@ where
                 read = read_line(&mut self.lines) => read,
                 _ = tokio::time::sleep_until(deadline) => {
                     let secs = self.cx.config.limits.handshake_timeout_secs;
-                    self.error(LoginError::Timeout(secs));
+                    self.error(LoginError::timed_out(secs, login.asking()));
                     return false;
                 }
                 _ = self.cx.shutdown.cancelled() => {

@@ -90,7 +90,7 @@ fn rooms_live_while_occupied_and_history_outlives_them() {
         seen(&hub, &out, 2),
         vec![
             "* You are now in #lab with 0 others.",
-            "* Last 1 messages in #lab:",
+            "* Last 1 message in #lab:",
             "amy: one",
             "* End of history.",
         ]

@@ -332,6 +332,19 @@ impl fmt::Display for Others {
     }
 }
 
+/// A count and its noun, singular for one: `1 message`, `20 messages`, `0 users`.
+/// The nouns it is given have a plural in `s`.
+pub(crate) struct Count<'a>(pub u64, pub &'a str);
+
+impl fmt::Display for Count<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => write!(f, "1 {}", self.1),
+            n => write!(f, "{n} {}s", self.1),
+        }
+    }
+}
+
 /// " for N minutes", or nothing for a mute until `/unmute`.
 struct ForMinutes(Option<f64>);
 
@@ -378,7 +391,7 @@ impl fmt::Display for Notice {
             }
             Notice::CodeChanged => f.write_str("Your code was changed; log in again."),
             Notice::HistoryStart { room, count } => {
-                write!(f, "Last {count} messages in #{room}:")
+                write!(f, "Last {} in #{room}:", Count(*count as u64, "message"))
             }
             Notice::HistoryEnd => f.write_str("End of history."),
             Notice::NowInstructor => {
@@ -603,7 +616,9 @@ impl Notice {
                 others,
             });
         }
-        if let Some((count, room)) = word(text, "Last ", " messages in #") {
+        if let Some((count, room)) =
+            word(text, "Last ", " messages in #").or_else(|| word(text, "Last ", " message in #"))
+        {
             return Some(Notice::HistoryStart {
                 room: room.strip_suffix(':')?.into(),
                 count: count.parse().ok()?,

@@ -517,7 +517,7 @@ async fn downloads_are_the_very_bytes_of_the_report_command() {
     let bad = http(
         web,
         "GET",
-        "/instructor/report.csv?since=yesterday",
+        "/instructor/report.csv?since=soon",
         &[&session],
         "",
     )

@@ -199,7 +199,8 @@ impl Connection {
                 read = read_line(lines) => read,
                 _ = tokio::time::sleep_until(deadline) => {
                     let secs = self.cx.config.limits.handshake_timeout_secs;
-                    self.reply("ERROR", &[&LoginError::Timeout(secs).to_string()]);
+                    let error = LoginError::timed_out(secs, reg.login.asking());
+                    self.reply("ERROR", &[&error.to_string()]);
                     return false;
                 }
                 _ = self.cx.shutdown.cancelled() => {
