@@ -288,6 +288,9 @@ pub struct AccessConfig {
     pub code_attempts_per_minute_per_ip: u32,
     /// Password and code checks (argon2, 19 MiB each) running at once.
     pub parallel_checks: usize,
+    /// Minutes a kicked person cannot log in again, under that name or (without
+    /// a code of their own) from that address; 0 = a kick only disconnects.
+    pub kick_minutes: u32,
     /// In a rostered class, names not on the roster may join as guests.
     pub guests: bool,
 }
@@ -302,6 +305,7 @@ impl Default for AccessConfig {
             code_attempts_per_minute: 20,
             code_attempts_per_minute_per_ip: 60,
             parallel_checks: 4,
+            kick_minutes: 10,
             guests: false,
         }
     }
@@ -539,6 +543,7 @@ impl Config {
             100_000,
         )?;
         in_range("access.parallel_checks", access.parallel_checks, 1, 64)?;
+        in_range("access.kick_minutes", access.kick_minutes, 0, 10_080)?;
         if !access.instructor_password.is_empty()
             && argon2::PasswordHash::new(&access.instructor_password).is_err()
         {

@@ -75,7 +75,7 @@ impl Login {
     /// Takes the client's next answer: a name, or the code asked for after it.
     pub async fn offer(&mut self, cx: &Context, peer: Option<IpAddr>, text: &str) -> Step {
         match self.waiting.take() {
-            None => self.name(cx, text),
+            None => self.name(cx, peer, text),
             Some(waiting) => self.code(cx, peer, waiting, text).await,
         }
     }
@@ -86,9 +86,16 @@ impl Login {
         Step::Retry(error.into())
     }
 
-    fn name(&mut self, cx: &Context, text: &str) -> Step {
+    fn name(&mut self, cx: &Context, peer: Option<IpAddr>, text: &str) -> Step {
         if let Err(err) = cx.board.check_name(text) {
             return Step::Retry(err.into());
+        }
+        // A name that needs its own code is kept out by name only: a classmate
+        // behind the kicked student's address still logs in with theirs.
+        let proven = cx.roster.current().is_some_and(|r| r.get(text).is_some())
+            || (cx.config.access.instructors.iter()).any(|name| name.eq_ignore_ascii_case(text));
+        if let Some(minutes) = cx.board.kicked(text, peer, proven) {
+            return Step::GiveUp(LoginError::Kicked(minutes));
         }
         let access = &cx.config.access;
         let Some(roster) = cx.roster.current() else {
@@ -105,6 +112,7 @@ impl Login {
                         instructor: member.role == RosterRole::Instructor,
                         guest: false,
                         rostered: true,
+                        address: peer,
                     },
                 });
             }
@@ -117,6 +125,7 @@ impl Login {
             let guest = Identity {
                 guest: true,
                 rostered: true,
+                address: peer,
                 ..Identity::default()
             };
             return self.join_code(cx, text, guest);
@@ -135,6 +144,7 @@ impl Login {
                 expected: access.instructor_password.clone(),
                 identity: Identity {
                     instructor: true,
+                    address: peer,
                     ..Identity::default()
                 },
             });
@@ -142,7 +152,11 @@ impl Login {
         if !cx.board.is_name_free(text) {
             return Step::Retry(NickError::Taken(text.to_owned()).into());
         }
-        self.join_code(cx, text, Identity::default())
+        let identity = Identity {
+            address: peer,
+            ..Identity::default()
+        };
+        self.join_code(cx, text, identity)
     }
 
     /// Admits `name` now, or first asks for the join code if the class has one.

@@ -18,6 +18,7 @@ mod moderation;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -86,6 +87,8 @@ pub struct Settings {
     /// Names only an instructor may take (`access.instructors`): one logs in
     /// under them with the instructor password, and no student `/nick`s to them.
     pub instructor_names: Vec<String>,
+    /// How long a kick keeps its target out (`access.kick_minutes`), in ms.
+    pub kick_ms: i64,
 }
 
 impl Settings {
@@ -112,6 +115,7 @@ impl Settings {
             max_nick_len: config.limits.max_nick_len,
             reserved_nicks: config.server.reserved_nicks.clone(),
             instructor_names: config.access.instructors.clone(),
+            kick_ms: config.access.kick_minutes as i64 * 60_000,
         }
     }
 }
@@ -125,6 +129,8 @@ struct Member {
     account: Option<Name>,
     /// Logged in to a rostered class: names come from the roster.
     rostered: bool,
+    /// Where it connected from, for a kick to hold against the address.
+    address: Option<IpAddr>,
 }
 
 /// Who a new member is, as the login found out.
@@ -139,6 +145,9 @@ pub struct Identity {
     pub guest: bool,
     /// The class has a roster: names come from it, `/nick` is refused.
     pub rostered: bool,
+    /// The address it connected from.
+    #[serde(default)]
+    pub address: Option<IpAddr>,
 }
 
 struct Room {
@@ -176,6 +185,11 @@ pub struct Hub {
     /// Muted names (lower-cased) and until when (UTC ms). Kept by name, not by
     /// connection, so reconnecting does not lift a mute.
     mutes: HashMap<String, i64>,
+    /// Kicked names (lower-cased; the account too) and addresses, and until when
+    /// (UTC ms) they may not log in again: a client that reconnects by itself
+    /// does not undo a kick.
+    kicked: HashMap<String, i64>,
+    kicked_addresses: HashMap<IpAddr, i64>,
 }
 
 impl Hub {
@@ -202,6 +216,8 @@ impl Hub {
             shutting_down: false,
             quiet: false,
             mutes: HashMap::new(),
+            kicked: HashMap::new(),
+            kicked_addresses: HashMap::new(),
         }
     }
 
@@ -260,6 +276,25 @@ impl Hub {
     /// Whether no member has this name, compared case-insensitively.
     pub fn is_name_free(&self, nick: &str) -> bool {
         !self.nicks.contains_key(&nick.to_ascii_lowercase())
+    }
+
+    /// The whole minutes (at least 1) until someone kicked may log in as `nick`
+    /// again, or from `address` when the name is not proven by a code (a kicked
+    /// student could otherwise come back under any free name; a classmate with
+    /// their own code behind the same address is not kept out).
+    pub fn kicked(
+        &self,
+        nick: &str,
+        address: Option<IpAddr>,
+        proven: bool,
+        now: i64,
+    ) -> Option<u64> {
+        let by_name = self.kicked.get(&nick.to_ascii_lowercase()).copied();
+        let by_address = address
+            .filter(|_| !proven)
+            .and_then(|ip| self.kicked_addresses.get(&ip).copied());
+        let until = by_name.max(by_address).filter(|until| *until > now)?;
+        Some(((until - now) as u64).div_ceil(60_000).max(1))
     }
 
     /// Whether `identity` may log in as `nick` now: the name is free, or its
@@ -324,6 +359,7 @@ impl Hub {
                 guest: identity.guest,
                 account: identity.account,
                 rostered: identity.rostered,
+                address: identity.address,
             },
         );
         let others = self.room_size(&room);

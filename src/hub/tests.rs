@@ -14,6 +14,7 @@ fn settings() -> Settings {
         max_nick_len: 16,
         reserved_nicks: vec!["admin".into()],
         instructor_names: vec!["prof".into()],
+        kick_ms: 600_000,
     }
 }
 
@@ -422,4 +423,29 @@ fn the_same_person_takes_over_a_name_from_a_dead_connection() {
     hub.register(5, "prof", prof.clone(), T0).unwrap();
     assert!(!hub.may_register("prof", &Identity::default()));
     assert_eq!(hub.register(6, "prof", prof, T0).unwrap().closed, vec![5]);
+}
+
+#[test]
+fn a_kick_holds_by_name_and_by_address_for_names_without_a_code() {
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    hub.op(1, T0);
+    let here = Some(std::net::IpAddr::from([10, 0, 0, 7]));
+    let sam = Identity {
+        address: here,
+        ..Identity::default()
+    };
+    hub.register(2, "sam", sam, T0).unwrap();
+    let kick = Command::Kick {
+        nick: "sam".into(),
+        reason: None,
+    };
+    run(&mut hub, 1, kick, T0).unwrap();
+    let later = T0 + 60_000;
+    assert_eq!(hub.kicked("SAM", None, true, later), Some(9));
+    // Another free name from the same address waits too, unless it has a code.
+    assert_eq!(hub.kicked("sam2", here, false, later), Some(9));
+    assert_eq!(hub.kicked("amy", here, true, later), None);
+    assert_eq!(hub.kicked("sam2", None, false, later), None);
+    assert_eq!(hub.kicked("sam", here, false, T0 + 600_000), None);
 }

@@ -157,6 +157,9 @@ pub enum LoginError {
     /// `limits.connects_per_minute_per_ip` new connections from this address.
     #[error("Too many connections from your address; try again in {0} s.")]
     TooManyConnects(u64),
+    /// Kicked by an instructor less than `access.kick_minutes` ago.
+    #[error("You were kicked; you can log in again in {}.", Count(*.0, "minute"))]
+    Kicked(u64),
     /// `limits.max_per_ip` connections from this address.
     #[error("Too many connections from your address (max {0}).")]
     TooManyFromAddress(usize),

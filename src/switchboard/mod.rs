@@ -22,6 +22,7 @@ pub mod action;
 mod tests;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -150,6 +151,12 @@ impl Switchboard {
     /// Whether no member has this name, compared case-insensitively.
     pub fn is_name_free(&self, nick: &str) -> bool {
         self.lock().hub.is_name_free(nick)
+    }
+
+    /// Minutes until a kick lets `nick` (or `address`) in again ([`Hub::kicked`]).
+    pub fn kicked(&self, nick: &str, address: Option<IpAddr>, proven: bool) -> Option<u64> {
+        let now = self.clock.now_ms();
+        self.lock().hub.kicked(nick, address, proven, now)
     }
 
     /// Whether `identity` may log in as `nick` now ([`Hub::may_register`]).

@@ -17,6 +17,7 @@ fn settings() -> Settings {
         max_nick_len: 16,
         reserved_nicks: vec![],
         instructor_names: vec![],
+        kick_ms: 600_000,
     }
 }
 

@@ -239,3 +239,45 @@ async fn requests_for_a_name_the_server_does_not_serve_are_refused() {
         "101"
     );
 }
+
+/// A kick holds for `access.kick_minutes`: the kicked student cannot come back
+/// under that name or, with a name of their own invention, from that address (an
+/// IRC client that reconnects by itself is told the time left); a classmate with
+/// a code of their own still gets in from there.
+#[tokio::test]
+async fn a_kick_holds_against_reconnecting() {
+    let server = TestServer::start_with(|c| {
+        with_instructor(c);
+        enable_irc(c);
+    })
+    .await;
+    let mut prof = instructor(&server).await;
+    let mut sam = server.irc_login("sam").await;
+    prof.expect("* sam has joined #lobby").await;
+    prof.send("/kick sam spam").await;
+    prof.expect("* sam has been kicked.").await;
+    sam.expect_closed().await;
+
+    let refused = "You were kicked; you can log in again in 10 minutes.";
+    let mut again = server.irc().await;
+    again.send("NICK sam").await;
+    again.send("USER sam 0 * :sam").await;
+    let lines = again.expect_closed().await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.verb == "ERROR" && l.text() == refused),
+        "{lines:?}"
+    );
+    for name in ["SAM", "sam2"] {
+        let mut client = server.connect().await;
+        client.send(name).await;
+        let closed = client.expect_closed().await;
+        assert_eq!(
+            closed.last().map(String::as_str),
+            Some(&*format!("! {refused}"))
+        );
+    }
+    // The instructor's own name, proven by the password, is not held back.
+    instructor(&server).await;
+}
