@@ -1,26 +1,8 @@
 //! One student against everyone (SPEC 10): each attack tried from outside, with
 //! the counts that show it failed.
 
-use crate::access::{password_hash, PASSWORD};
+use crate::access::{instructor, password_hash, with_instructor};
 use crate::harness::{enable_irc, TestClient, TestServer};
-
-fn with_instructor(config: &mut classchat::config::Config) {
-    config.access.instructors = vec!["prof".into()];
-    config.access.instructor_password = password_hash().to_owned();
-    config.limits.messages_per_sec = 0;
-}
-
-async fn instructor(server: &TestServer) -> TestClient {
-    let mut prof = server.connect().await;
-    prof.send("prof").await;
-    prof.expect(
-        "* This name is an instructor's. Please enter the instructor password as your code:",
-    )
-    .await;
-    prof.send(PASSWORD).await;
-    prof.expect_prefix("* Welcome, prof!").await;
-    prof
-}
 
 #[tokio::test]
 async fn nobody_renames_to_an_instructors_name() {
