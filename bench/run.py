@@ -6,7 +6,7 @@ For classchat alone, bench/scenario.sh needs nothing outside the repository.
 Usage: python3 bench/run.py SERVER SCENARIO [--runs N]
   SERVER:   classchat | python | ngircd   (ngircd: `apt-get install ngircd`)
   SCENARIO: s1 | s1max | s2 | s3
-Needs `cargo build --release`. The load generator is this repository's chat-load
+Needs `cargo build --profile bench-release --features load`. The load generator is this repository's chat-load
 (same flags and JSON as the shared chatload); CHATLOAD=path picks another one.
 Results are appended to $BENCH_RESULTS (default /tmp/classchat-bench/results).
 """
@@ -57,13 +57,13 @@ def main():
     (ngircd_dir / "ngircd.conf").write_text(NGIRCD_CONF.format(dir=ngircd_dir))
     bench.SERVERS["ngircd"]["cmd"] = ["ngircd", "-n", "-f", str(ngircd_dir / "ngircd.conf")]
     if "CHATLOAD" not in os.environ:
-        bench.CHATLOAD = str(ROOT / "target/release/chat-load")
+        bench.CHATLOAD = str(ROOT / "target/bench-release/chat-load")
     # A fresh database and transcript for every invocation.
     for old in WORK.glob("bench.db*"):
         old.unlink()
     shutil.rmtree(WORK / "logs", ignore_errors=True)
     bench.SERVERS["classchat"] = dict(
-        cmd=[str(ROOT / "target/release/chat-server"), "--config", str(ROOT / "bench/classchat.toml")],
+        cmd=[str(ROOT / "target/bench-release/chat-server"), "--config", str(ROOT / "bench/classchat.toml")],
         port=5599, proto="line", extra=["--ready", "Welcome"])
     bench.main()
 

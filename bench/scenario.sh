@@ -2,7 +2,7 @@
 # Runs one scenario of docs/PERFORMANCE.md against classchat with the in-repo load
 # generator, starting a fresh server (new database and transcript folder) per run.
 #
-#   cargo build --release
+#   cargo build --profile bench-release --features load
 #   bench/scenario.sh s1 [RUNS]       100 clients all sending, 1,000 msg/s total, 10 s
 #   bench/scenario.sh s1ws [RUNS]     s1 through the web page's WebSocket, each run
 #                                     beside an s1 run on the line port (line, ws, ...)
@@ -24,9 +24,9 @@ scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1max|s2|s3|s3mixed|stalled
 runs=${2:-1}
 work=${BENCH_WORK:-/tmp/classchat-bench}
 results=${BENCH_RESULTS:-$work/results}
-server=target/release/chat-server
-load=target/release/chat-load
-[ -x "$server" ] && [ -x "$load" ] || { echo "run cargo build --release first" >&2; exit 1; }
+server=target/bench-release/chat-server
+load=target/bench-release/chat-load
+[ -x "$server" ] && [ -x "$load" ] || { echo "run cargo build --profile bench-release --features load first" >&2; exit 1; }
 mkdir -p "$results"
 
 # Starts a fresh server (new database and transcript) in $dir with the line port,

@@ -312,9 +312,17 @@ pub struct AccessConfig {
     /// Argon2 hash (PHC string) of the instructors' password, made by
     /// `chat-server hash-password`; empty = nobody can `/op`.
     pub instructor_password: String,
-    /// Wrong codes and passwords per address per minute, all connections
-    /// together; 0 = no limit.
+    /// Codes and passwords given for one name from one address per minute, all
+    /// connections together; 0 = no limit.
     pub code_attempts_per_minute: u32,
+    /// Codes and passwords given from one address per minute, whatever the
+    /// name; 0 = no limit.
+    pub code_attempts_per_minute_per_ip: u32,
+    /// Password and code checks (argon2, 19 MiB each) running at once.
+    pub parallel_checks: usize,
+    /// Minutes a kicked person cannot log in again, under that name or (without
+    /// a code of their own) from that address; 0 = a kick only disconnects.
+    pub kick_minutes: u32,
     /// In a rostered class, names not on the roster may join as guests.
     pub guests: bool,
 }
@@ -327,6 +335,9 @@ impl Default for AccessConfig {
             instructors: Vec::new(),
             instructor_password: String::new(),
             code_attempts_per_minute: 20,
+            code_attempts_per_minute_per_ip: 60,
+            parallel_checks: 4,
+            kick_minutes: 10,
             guests: false,
         }
     }
@@ -345,6 +356,10 @@ pub struct WebConfig {
     pub port: u16,
     /// HTTPS port, with `[tls]`; 0 picks a free one.
     pub tls_port: u16,
+    /// Host names the page is served under (`Host` header), besides `localhost`,
+    /// this machine's name and any IP address: a request for another name is
+    /// refused, which stops DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -354,6 +369,7 @@ impl Default for WebConfig {
             bind: None,
             port: 8080,
             tls_port: 8443,
+            hosts: Vec::new(),
         }
     }
 }
@@ -432,19 +448,40 @@ impl Config {
     }
 
     /// Reads a TOML file, to be validated once the command line's overrides are
-    /// applied.
+    /// applied. Its relative paths, given or default, are taken from the file's
+    /// folder (see [`Config::relative_to`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_toml(&text).map_err(|err| match err {
+        let config = Config::from_toml(&text).map_err(|err| match err {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        Ok(config.relative_to(path.parent().unwrap_or(Path::new(""))))
+    }
+
+    /// Puts `folder` before every relative path of the configuration (absolute
+    /// ones stay as they are). A file's paths mean the same from any folder: the
+    /// server started beside `class.toml` and `report --config classchat/class.toml`
+    /// run from elsewhere find the same database. Every path key belongs here.
+    pub fn relative_to(mut self, folder: &Path) -> Config {
+        let tls = [&mut self.tls.cert, &mut self.tls.key]
+            .into_iter()
+            .flatten();
+        for path in [&mut self.storage.database, &mut self.log.dir]
+            .into_iter()
+            .chain(tls)
+        {
+            if path.is_relative() {
+                *path = folder.join(&*path);
+            }
+        }
+        self
     }
 
     /// Parses and validates TOML text.
@@ -484,10 +521,23 @@ impl Config {
         if StrftimeItems::new(&server.timestamp_format).any(|item| matches!(item, Item::Error)) {
             return invalid("server.timestamp_format", "not a valid strftime format");
         }
-        let mut sample = String::new();
-        crate::clock::Clock::new(&server.timestamp_format, server.utc)
-            .write_timestamp(&mut sample, 1_764_011_103_123);
-        wire_text("server.timestamp_format", &sample)?;
+        // Rendered on a Wednesday in September, near midnight: the longest day
+        // and month names, so no date renders longer than this sample.
+        let clock = crate::clock::Clock::new(&server.timestamp_format, server.utc);
+        for at in [1_764_011_103_123, 1_790_809_199_999] {
+            let mut sample = String::new();
+            clock.write_timestamp(&mut sample, at);
+            wire_text("server.timestamp_format", &sample)?;
+            if sample.len() > MAX_TIMESTAMP {
+                return invalid(
+                    "server.timestamp_format",
+                    &format!(
+                        "renders to {} bytes; at most {MAX_TIMESTAMP} (it starts every line)",
+                        sample.len()
+                    ),
+                );
+            }
+        }
         in_range("limits.max_clients", limits.max_clients, 1, 1_000_000)?;
         in_range("limits.max_nick_len", limits.max_nick_len, 1, 64)?;
         in_range("limits.max_line_bytes", limits.max_line_bytes, 64, 65_536)?;
@@ -559,6 +609,14 @@ impl Config {
             0,
             100_000,
         )?;
+        in_range(
+            "access.code_attempts_per_minute_per_ip",
+            access.code_attempts_per_minute_per_ip,
+            0,
+            100_000,
+        )?;
+        in_range("access.parallel_checks", access.parallel_checks, 1, 64)?;
+        in_range("access.kick_minutes", access.kick_minutes, 0, 10_080)?;
         if !access.instructor_password.is_empty()
             && argon2::PasswordHash::new(&access.instructor_password).is_err()
         {
@@ -729,6 +787,9 @@ fn in_range<T: PartialOrd + std::fmt::Display>(
     Ok(())
 }
 
+/// The longest a rendered `server.timestamp_format` may be: it starts every line.
+const MAX_TIMESTAMP: usize = 64;
+
 /// Refuses a text that reaches the wire with a control character or line break in
 /// it: it would break the one-line-per-message protocol.
 fn wire_text(key: &'static str, text: &str) -> Result<(), ConfigError> {
@@ -746,6 +807,28 @@ mod tests {
     fn shipped_file_equals_the_built_in_defaults() {
         let text = include_str!("../config/server.toml");
         assert_eq!(Config::parse(text).unwrap().into_inner(), Config::default());
+    }
+
+    #[test]
+    fn a_files_relative_paths_are_taken_from_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let class = dir.path().join("class");
+        std::fs::create_dir(&class).unwrap();
+        let file = class.join("class.toml");
+        std::fs::write(&file, "[storage]\ndatabase = \"db/chat.db\"\n").unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.storage.database, class.join("db/chat.db"));
+        // A default is the file's too.
+        assert_eq!(config.log.dir, class.join("logs"));
+        std::fs::write(&file, "[log]\ndir = \"/var/log/classchat\"\n").unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.log.dir, Path::new("/var/log/classchat"));
+        assert_eq!(config.storage.database, class.join("data/classchat.db"));
+        // Without a file, the defaults stay relative to the current folder.
+        assert_eq!(
+            Config::default().storage.database,
+            Path::new("data/classchat.db")
+        );
     }
 
     #[test]
@@ -857,6 +940,11 @@ mod tests {
         assert!(err.to_string().contains("server.motd"), "{err}");
         let err = Config::parse("[server]\nname = \"a\\rb\"\n").unwrap_err();
         assert!(err.to_string().contains("server.name"), "{err}");
+        let long = format!("[server]\ntimestamp_format = \"{}\"\n", "%Y".repeat(5000));
+        let err = Config::parse(&long).unwrap_err();
+        assert!(err.to_string().contains("at most 64"), "{err}");
+        let ok = "[server]\ntimestamp_format = \"%A %d %B %Y %H:%M:%S%.3f %:z\"\n";
+        assert!(Config::parse(ok).is_ok());
         let err = Config::parse("[server]\ntimestamp_format = \"%H%n\"\n").unwrap_err();
         assert!(err.to_string().contains("server.timestamp_format"), "{err}");
     }

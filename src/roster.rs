@@ -119,6 +119,24 @@ impl Roster {
     pub fn get(&self, name: &str) -> Option<&Member> {
         self.members.get(&name.to_ascii_lowercase())
     }
+
+    /// The names on this roster whose code no longer lets them in by `newer`:
+    /// removed, or given a new code.
+    pub fn revoked_by(&self, newer: &Roster) -> Vec<String> {
+        let mut revoked: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(key, old)| {
+                newer
+                    .members
+                    .get(*key)
+                    .is_none_or(|new| new.code_hash != old.code_hash)
+            })
+            .map(|(_, old)| old.name.clone())
+            .collect();
+        revoked.sort_unstable();
+        revoked
+    }
 }
 
 /// A fresh random code, e.g. `k7dm-x3qa-9fpw`.
@@ -429,8 +447,15 @@ impl LiveRoster {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Puts a newly read roster in place.
-    pub fn replace(&self, roster: Roster) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(roster));
+    /// Puts a newly read roster in place; returns the names whose codes it
+    /// revoked ([`Roster::revoked_by`]), whose connections must end.
+    pub fn replace(&self, roster: Roster) -> Vec<String> {
+        let mut current = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let revoked = match current.as_deref() {
+            Some(old) => old.revoked_by(&roster),
+            None => Vec::new(),
+        };
+        *current = Some(std::sync::Arc::new(roster));
+        revoked
     }
 }

@@ -135,7 +135,13 @@ impl RosterSource {
 /// Reads the roster; on failure keeps the last one read.
 async fn reload_roster(cx: &Context, source: &mut RosterSource) {
     match source.read().await {
-        Ok(roster) => cx.roster.replace(roster),
+        Ok(roster) => {
+            // Someone removed from the roster, or given a new code, is out
+            // within seconds, not whenever they next disconnect.
+            for name in cx.roster.replace(roster) {
+                cx.board.revoke(&name);
+            }
+        }
         Err(err) => tracing::warn!(%err, "cannot read the roster; keeping the last one"),
     }
 }
@@ -363,12 +369,16 @@ impl Server {
         let mut roster = RosterSource::of(&config);
         reload_roster(&cx, &mut roster).await;
         tracker.spawn(keep_roster_current(cx.clone(), roster));
+        // The names of the certificate at start: one renewed with new names needs a
+        // restart (or web.hosts) before the page is served under them.
+        let names = certificates.as_ref().map(|c| c.names()).unwrap_or_default();
         if let Some(certificates) = certificates {
             tracker.spawn(certificates.keep_current(stopping.clone()));
         }
         let ids = Arc::new(AtomicI64::new(next_id));
         if !web.is_empty() {
-            let shared = Arc::new(web::Web::new(cx.clone(), ids.clone(), tracker.clone()));
+            let shared = web::Web::new(cx.clone(), ids.clone(), tracker.clone(), names);
+            let shared = Arc::new(shared);
             for (listener, mode) in web {
                 tracker.spawn(web::serve(listener, shared.clone(), mode));
             }
@@ -469,9 +479,12 @@ impl Accept {
                             let stopping = cx.shutdown.clone();
                             let handshake =
                                 tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket));
+                            // The TLS handshake holds a handshake place: a newer
+                            // connection may take it, as during the login.
                             let shaken = tokio::select! {
                                 shaken = handshake => shaken,
                                 _ = stopping.cancelled() => return,
+                                _ = seat.evicted() => return,
                             };
                             match shaken {
                                 Ok(Ok(stream)) => front.serve(stream, peer, id, cx, seat).await,

@@ -35,18 +35,21 @@ use clap::Parser;
 use classchat::protocol::line::{parse_wire, split_stamp};
 use classchat::protocol::{CodeKind, LineKind, Notice, ServerLine};
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::{Config, DefaultEditor, ExternalPrinter};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::signal::ctrl_c;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 /// How long to wait for the server to close the connection after `/quit`.
 const QUIT_WAIT: Duration = Duration::from_secs(2);
 /// An unreachable host would otherwise hang for the OS default, minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the next prompt waits for the server's answer to `/nick`, so that it
+/// shows the name the server gave; keys typed meanwhile wait in the terminal.
+const NICK_WAIT: Duration = Duration::from_secs(2);
 
 /// Command-line client for a classchat server.
 #[derive(Parser)]
@@ -419,7 +422,8 @@ impl Login {
 async fn chat(conn: Conn, input: &mut Input, screen: Screen, nick: String) -> Exit {
     let Conn { reader, mut writer } = conn;
     let nick = Arc::new(Mutex::new(nick));
-    let mut receiving = tokio::spawn(receive(reader, screen, Arc::clone(&nick)));
+    let (answered, mut answers) = watch::channel(0u64);
+    let mut receiving = tokio::spawn(receive(reader, screen, Arc::clone(&nick), answered));
     let mut asking_password = false;
     loop {
         if asking_password {
@@ -456,12 +460,17 @@ async fn chat(conn: Conn, input: &mut Input, screen: Screen, nick: String) -> Ex
             Typed::Line(line) => line,
             Typed::Eof | Typed::Interrupt => "/quit".to_string(),
         };
+        answers.borrow_and_update();
         if let Err(err) = writer.write_all(format!("{line}\n").as_bytes()).await {
             return Exit::lost(err);
         }
         let command = line.split_whitespace().next().unwrap_or_default();
         if command.eq_ignore_ascii_case("/quit") {
             break;
+        }
+        if command.eq_ignore_ascii_case("/nick") {
+            // A closed connection ends the wait too: the sender goes with `receive`.
+            let _ = timeout(NICK_WAIT, answers.changed()).await;
         }
     }
     // Keep printing until the server's goodbye closes the connection.
@@ -474,30 +483,40 @@ async fn chat(conn: Conn, input: &mut Input, screen: Screen, nick: String) -> Ex
 
 /// Prints the server's lines until it closes the connection. Returns the last
 /// line that explains a close the server meant (a shutdown, a kick, a refusal), if
-/// that is how it ended.
+/// that is how it ended. `answered` counts the lines that can answer a `/nick`: our
+/// rename, or an error.
 async fn receive(
     mut reader: LineReader,
     mut screen: Screen,
     nick: Arc<Mutex<String>>,
+    answered: watch::Sender<u64>,
 ) -> io::Result<Option<String>> {
     let mut farewell = None;
     while let Some(line) = reader.next().await? {
         let (_, parsed) = parse_wire(&line);
+        let mut answers_nick = false;
         match &parsed {
             // Keep the prompt showing our name after a /nick.
             Ok(ServerLine::Notice(Notice::Renamed { old, new })) => {
                 let mut nick = nick.lock().unwrap_or_else(PoisonError::into_inner);
                 if **old == *nick {
                     *nick = new.to_string();
+                    answers_nick = true;
                 }
             }
             Ok(ServerLine::Notice(
                 notice @ (Notice::ShuttingDown | Notice::Kicked { .. } | Notice::Goodbye { .. }),
             )) => farewell = Some(notice.to_string()),
-            Ok(ServerLine::Error(text)) => farewell = Some(text.clone()),
+            Ok(ServerLine::Error(text)) => {
+                farewell = Some(text.clone());
+                answers_nick = true;
+            }
             _ => farewell = None,
         }
         screen.show(&line);
+        if answers_nick {
+            answered.send_modify(|n| *n += 1);
+        }
     }
     Ok(farewell)
 }
@@ -706,7 +725,10 @@ fn pipe_input() -> Input {
 
 fn tty_input(color: bool) -> rustyline::Result<(Input, Screen, Terminal)> {
     let saved = stty("-g");
-    let mut editor = DefaultEditor::new()?;
+    // Without bracketed paste a pasted line is sent at its line break, as if typed;
+    // with it, the lines of a paste would wait in the editor for one more Enter.
+    let config = Config::builder().bracketed_paste(false).build();
+    let mut editor = DefaultEditor::with_config(config)?;
     let printer = editor.create_external_printer()?;
     let input = Input::spawn(true, move |prompt, mode| {
         if mode == Mode::Secret {

@@ -204,7 +204,8 @@ struct QueryArgs {
     /// Only this student (any of their names).
     #[arg(long)]
     user: Option<String>,
-    /// From this time on (UTC: 2026-11-24, "2026-11-24 19:00", or RFC 3339).
+    /// From this time on: 2026-11-24, "2026-11-24 19:00" (UTC) or RFC 3339; or
+    /// today, yesterday (from midnight) or 19:00 (today), in local time.
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
     /// Before this time (same forms as --since).
@@ -268,7 +269,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("chat-server: {}", describe(&err));
+            complain(&describe(&err));
             let usage = err.downcast_ref::<ConfigError>().is_some()
                 || err
                     .downcast_ref::<ReportError>()
@@ -326,55 +327,89 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let stop = termination().context("cannot listen for signals")?;
         // Scripts and tests read the address from the first line; the rest is for
         // the instructor at the console.
-        println!("listening on {}", server.local_addr());
+        say(format_args!("listening on {}", server.local_addr()));
         if let Some(tls) = server.line_tls_addr() {
-            println!("tls listening on {tls}");
+            say(format_args!("tls listening on {tls}"));
         }
         if let Some(irc) = server.irc_addr() {
-            println!("irc listening on {irc}");
+            say(format_args!("irc listening on {irc}"));
         }
         if let Some(irc) = server.irc_tls_addr() {
-            println!("irc tls listening on {irc}");
+            say(format_args!("irc tls listening on {irc}"));
         }
         if let Some(web) = server.web_addr() {
             match server.web_tls_addr().filter(|_| require) {
-                Some(_) => println!("web listening on http://{web}/ (redirects to HTTPS)"),
-                None => println!("web listening on http://{web}/"),
+                Some(_) => say(format_args!(
+                    "web listening on http://{web}/ (redirects to HTTPS)"
+                )),
+                None => say(format_args!("web listening on http://{web}/")),
             }
         }
         if let Some(web) = server.web_tls_addr() {
-            println!("web listening on https://{web}/");
+            say(format_args!("web listening on https://{web}/"));
         }
         if let Some(fingerprint) = server.fingerprint() {
-            println!("certificate SHA-256 fingerprint: {fingerprint}");
+            say(format_args!(
+                "certificate SHA-256 fingerprint: {fingerprint}"
+            ));
             if require {
-                println!("TLS required (tls.require): no plain line or IRC port");
+                say("TLS required (tls.require): no plain line or IRC port");
             }
         }
         match server.node_number() {
             Some(number) => {
                 // The PostgreSQL URL may hold a password: it is not printed.
-                println!("cluster node {number}, ordered by NATS at {nats_url}");
-                println!("record: PostgreSQL (storage.postgres_url)");
+                say(format_args!(
+                    "cluster node {number}, ordered by NATS at {nats_url}"
+                ));
+                say("record: PostgreSQL (storage.postgres_url)");
             }
             None => {
-                println!("database: {}", database.display());
-                println!("transcripts: {}", transcripts.display());
+                say(format_args!("database: {}", database.display()));
+                say(format_args!("transcripts: {}", transcripts.display()));
             }
         }
         for line in where_to_connect(server.local_addr(), require) {
-            println!("{line}");
+            say(line);
         }
-        std::io::stdout().flush().ok();
         let closed = server.run(stop).await;
         Ok(match closed.problem() {
             None => ExitCode::SUCCESS,
             Some(problem) => {
-                eprintln!("chat-server: {problem}");
+                complain(&problem);
                 ExitCode::from(3)
             }
         })
     })
+}
+
+/// Prints a line for the operator on stdout. Output that cannot be written (a
+/// `| tee` stopped by the same Ctrl-C that stops the server, a full disk) is
+/// dropped: the server keeps running and shuts down cleanly without it.
+fn say(line: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Prints `chat-server: PROBLEM` on stderr, dropped as [`say`] drops output.
+fn complain(problem: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "chat-server: {problem}");
+}
+
+/// Diagnostics' way to stderr: whatever cannot be written is dropped, as [`say`]
+/// drops it, where tracing's writer would report the failure with `eprintln!`,
+/// which panics on a closed pipe.
+struct Diagnostics;
+
+impl Write for Diagnostics {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The path as the operator will look for it, whatever folder the server was
@@ -453,7 +488,7 @@ fn init_diagnostics(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Diagnostics)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

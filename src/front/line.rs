@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -175,11 +175,15 @@ where
                 read = read_line(&mut self.lines) => read,
                 _ = tokio::time::sleep_until(deadline) => {
                     let secs = self.cx.config.limits.handshake_timeout_secs;
-                    self.error(LoginError::Timeout(secs));
+                    self.error(LoginError::timed_out(secs, login.asking()));
                     return false;
                 }
                 _ = self.cx.shutdown.cancelled() => {
                     self.notice(Notice::ShuttingDown);
+                    return false;
+                }
+                _ = seat.evicted() => {
+                    self.error(LoginError::Busy);
                     return false;
                 }
             };
@@ -319,11 +323,6 @@ pub(super) async fn op(
     id: ConnId,
     password: String,
 ) -> Result<(), CommandError> {
-    if let Some(ip) = peer {
-        if let Err(locked) = cx.codes.check(ip, Instant::now()) {
-            return Err(CommandError::TooManyCodes(locked.retry_secs));
-        }
-    }
     let access = &cx.config.access;
     let nick = cx.board.nick(id).unwrap_or_default();
     let listed = access
@@ -334,15 +333,15 @@ pub(super) async fn op(
         return Err(CommandError::PermissionDenied);
     }
     let hash = access.instructor_password.clone();
-    let verified = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !verified {
-        if let Some(ip) = peer {
-            cx.codes
-                .failed(ip, "wrong instructor password", Instant::now());
-        }
-        return Err(CommandError::WrongPassword);
+    let checked = cx
+        .codes
+        .check(peer, &nick, "wrong instructor password", move || {
+            password::verify(&password, &hash)
+        });
+    match checked.await {
+        Err(locked) => return Err(CommandError::TooManyCodes(locked.retry_secs)),
+        Ok(false) => return Err(CommandError::WrongPassword),
+        Ok(true) => {}
     }
     cx.board.op(id);
     Ok(())

@@ -11,11 +11,13 @@
 //!   there is one).
 //! - Without one, a name in `access.instructors` needs the instructor password,
 //!   so nobody else can take it; other names give the join code if there is one.
+//! - A name proven by its code or password is asked for it even while someone
+//!   holds the name: the holder can only be the same person on a connection that
+//!   died unnoticed, and the switchboard hands the name over.
 //!
 //! Every wrong code counts against the address ([`crate::access`]).
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::Context;
 use crate::hub::Identity;
@@ -73,7 +75,7 @@ impl Login {
     /// Takes the client's next answer: a name, or the code asked for after it.
     pub async fn offer(&mut self, cx: &Context, peer: Option<IpAddr>, text: &str) -> Step {
         match self.waiting.take() {
-            None => self.name(cx, text),
+            None => self.name(cx, peer, text),
             Some(waiting) => self.code(cx, peer, waiting, text).await,
         }
     }
@@ -84,12 +86,16 @@ impl Login {
         Step::Retry(error.into())
     }
 
-    fn name(&mut self, cx: &Context, text: &str) -> Step {
+    fn name(&mut self, cx: &Context, peer: Option<IpAddr>, text: &str) -> Step {
         if let Err(err) = cx.board.check_name(text) {
             return Step::Retry(err.into());
         }
-        if !cx.board.is_name_free(text) {
-            return Step::Retry(NickError::Taken(text.to_owned()).into());
+        // A name that needs its own code is kept out by name only: a classmate
+        // behind the kicked student's address still logs in with theirs.
+        let proven = cx.roster.current().is_some_and(|r| r.get(text).is_some())
+            || (cx.config.access.instructors.iter()).any(|name| name.eq_ignore_ascii_case(text));
+        if let Some(minutes) = cx.board.kicked(text, peer, proven) {
+            return Step::GiveUp(LoginError::Kicked(minutes));
         }
         let access = &cx.config.access;
         let Some(roster) = cx.roster.current() else {
@@ -106,15 +112,20 @@ impl Login {
                         instructor: member.role == RosterRole::Instructor,
                         guest: false,
                         rostered: true,
+                        address: peer,
                     },
                 });
             }
             if !access.guests {
                 return Step::Retry(LoginError::NotOnRoster(text.to_owned()));
             }
+            if !cx.board.is_name_free(text) {
+                return Step::Retry(NickError::Taken(text.to_owned()).into());
+            }
             let guest = Identity {
                 guest: true,
                 rostered: true,
+                address: peer,
                 ..Identity::default()
             };
             return self.join_code(cx, text, guest);
@@ -133,11 +144,19 @@ impl Login {
                 expected: access.instructor_password.clone(),
                 identity: Identity {
                     instructor: true,
+                    address: peer,
                     ..Identity::default()
                 },
             });
         }
-        self.join_code(cx, text, Identity::default())
+        if !cx.board.is_name_free(text) {
+            return Step::Retry(NickError::Taken(text.to_owned()).into());
+        }
+        let identity = Identity {
+            address: peer,
+            ..Identity::default()
+        };
+        self.join_code(cx, text, identity)
     }
 
     /// Admits `name` now, or first asks for the join code if the class has one.
@@ -167,25 +186,27 @@ impl Login {
         waiting: Waiting,
         text: &str,
     ) -> Step {
-        if let Some(ip) = peer {
-            if let Err(locked) = cx.codes.check(ip, Instant::now()) {
-                return Step::GiveUp(LoginError::AddressLocked(locked.retry_secs));
+        let what = match waiting.kind {
+            CodeKind::JoinCode => "wrong join code",
+            CodeKind::Personal => "wrong personal code",
+            CodeKind::Password => "wrong instructor password",
+        };
+        let (kind, given, expected) = (waiting.kind, text.to_owned(), waiting.expected.clone());
+        let checked = cx
+            .codes
+            .check(peer, &waiting.name, what, move || {
+                matches(kind, &given, &expected)
+            })
+            .await;
+        match checked {
+            Err(locked) => return Step::GiveUp(LoginError::AddressLocked(locked.retry_secs)),
+            Ok(true) => {
+                if waiting.kind == CodeKind::JoinCode {
+                    self.join_code_accepted = true;
+                }
+                return admit(&waiting.name, waiting.identity);
             }
-        }
-        if matches(waiting.kind, text, &waiting.expected).await {
-            if waiting.kind == CodeKind::JoinCode {
-                self.join_code_accepted = true;
-            }
-            return admit(&waiting.name, waiting.identity);
-        }
-        self.wrong_codes += 1;
-        if let Some(ip) = peer {
-            let what = match waiting.kind {
-                CodeKind::JoinCode => "wrong join code",
-                CodeKind::Personal => "wrong personal code",
-                CodeKind::Password => "wrong instructor password",
-            };
-            cx.codes.failed(ip, what, Instant::now());
+            Ok(false) => self.wrong_codes += 1,
         }
         let left = cx
             .config
@@ -200,19 +221,15 @@ impl Login {
     }
 }
 
-/// Checks a code; the hashed kinds cost an argon2 check each, on purpose, so
-/// they run on the blocking pool, away from everyone else's chat.
-async fn matches(kind: CodeKind, given: &str, expected: &str) -> bool {
-    if kind == CodeKind::JoinCode {
-        return codes_match(given, expected);
+/// Checks a code. The hashed kinds cost an argon2 check each, on purpose: the
+/// [`CodeGuard`](crate::access::CodeGuard) runs this on the blocking pool, away
+/// from everyone else's chat.
+fn matches(kind: CodeKind, given: &str, expected: &str) -> bool {
+    match kind {
+        CodeKind::JoinCode => codes_match(given, expected),
+        CodeKind::Personal => roster::verify(given, expected),
+        CodeKind::Password => crate::password::verify(given, expected),
     }
-    let (given, expected) = (given.to_owned(), expected.to_owned());
-    tokio::task::spawn_blocking(move || match kind {
-        CodeKind::Personal => roster::verify(&given, &expected),
-        _ => crate::password::verify(&given, &expected),
-    })
-    .await
-    .unwrap_or(false)
 }
 
 fn admit(name: &str, identity: Identity) -> Step {

@@ -72,7 +72,7 @@ pub struct Context {
     pub board: Arc<Switchboard>,
     /// The validated configuration.
     pub config: Arc<ValidConfig>,
-    /// Wrong codes per address.
+    /// Code and password checks, counted per address and name.
     pub codes: Arc<CodeGuard>,
     /// The chat rate per login name.
     pub rate: Arc<ChatRate>,
@@ -127,7 +127,11 @@ impl Context {
     ) -> Context {
         let limits = &config.limits;
         Context {
-            codes: Arc::new(CodeGuard::codes(config.access.code_attempts_per_minute)),
+            codes: Arc::new(CodeGuard::new(
+                config.access.code_attempts_per_minute,
+                config.access.code_attempts_per_minute_per_ip,
+                config.access.parallel_checks,
+            )),
             rate: Arc::new(ChatRate::new(limits.messages_per_sec, limits.burst)),
             seats: Seats::new(
                 limits.max_clients,

@@ -3,27 +3,117 @@
 //! (`limits.max_pending`, `limits.max_pending_per_ip`); once in, one of
 //! `limits.max_clients`. Silent sockets can take only handshake places, never a
 //! student's seat.
+//!
+//! When the handshake budget is spent, a new connection takes the place of the
+//! oldest one from the address holding the most: silent sockets from a few
+//! addresses can slow each other down, but never keep a student at another
+//! address out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// What one connection holds; each place is given back when dropped.
 pub struct Seat {
     _address: AddressSeat,
-    pending: Option<(Option<OwnedSemaphorePermit>, AddressSeat)>,
+    pending: Option<PendingSeat>,
     member: Option<OwnedSemaphorePermit>,
+    /// Cancelled when a newer connection took this one's handshake place.
+    evicted: CancellationToken,
 }
 
 /// The limits' shared counters.
 #[derive(Clone)]
 pub struct Seats {
     per_address: AddressSeats,
-    pending: Option<Arc<Semaphore>>,
-    pending_per_address: AddressSeats,
+    pending: Arc<Mutex<Pending>>,
     members: Arc<Semaphore>,
+}
+
+/// Connections in the handshake, oldest first per address.
+struct Pending {
+    /// `limits.max_pending` (0 = no limit).
+    max: usize,
+    /// `limits.max_pending_per_ip` (0 = no limit).
+    max_per_address: usize,
+    count: usize,
+    next_ticket: u64,
+    by_address: HashMap<IpAddr, VecDeque<(u64, CancellationToken)>>,
+}
+
+/// One connection's handshake place; given back when dropped.
+struct PendingSeat {
+    pending: Arc<Mutex<Pending>>,
+    ip: IpAddr,
+    ticket: u64,
+}
+
+impl Drop for PendingSeat {
+    fn drop(&mut self) {
+        let mut pending = lock(&self.pending);
+        pending.remove(self.ip, self.ticket);
+    }
+}
+
+impl Pending {
+    /// Takes a place for `ip`, making room where the budget is spent.
+    fn take(&mut self, ip: IpAddr, evicted: CancellationToken) -> Option<u64> {
+        let here = self.by_address.get(&ip).map_or(0, VecDeque::len);
+        if self.max_per_address > 0 && here >= self.max_per_address {
+            return None;
+        }
+        if self.max > 0 && self.count >= self.max {
+            self.evict_one()?;
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.count += 1;
+        self.by_address
+            .entry(ip)
+            .or_default()
+            .push_back((ticket, evicted));
+        Some(ticket)
+    }
+
+    /// Ends the oldest handshake of the address with the most (of two such
+    /// addresses, the one whose oldest came first).
+    fn evict_one(&mut self) -> Option<()> {
+        let (&ip, _) = self
+            .by_address
+            .iter()
+            .filter(|(_, queue)| !queue.is_empty())
+            .max_by_key(|(_, queue)| (queue.len(), std::cmp::Reverse(queue[0].0)))?;
+        let queue = self.by_address.get_mut(&ip)?;
+        let (_, token) = queue.pop_front()?;
+        if queue.is_empty() {
+            self.by_address.remove(&ip);
+        }
+        self.count -= 1;
+        tracing::info!(address = %ip, "handshake places all taken: closed this address's oldest");
+        token.cancel();
+        Some(())
+    }
+
+    fn remove(&mut self, ip: IpAddr, ticket: u64) {
+        let Some(queue) = self.by_address.get_mut(&ip) else {
+            return;
+        };
+        // Not found: it was evicted, and its place is already someone else's.
+        if let Some(at) = queue.iter().position(|(t, _)| *t == ticket) {
+            queue.remove(at);
+            self.count -= 1;
+        }
+        if queue.is_empty() {
+            self.by_address.remove(&ip);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why a connection got no place.
@@ -45,8 +135,13 @@ impl Seats {
     ) -> Seats {
         Seats {
             per_address: AddressSeats::new(max_per_ip),
-            pending: (max_pending > 0).then(|| Arc::new(Semaphore::new(max_pending))),
-            pending_per_address: AddressSeats::new(max_pending_per_ip),
+            pending: Arc::new(Mutex::new(Pending {
+                max: max_pending,
+                max_per_address: max_pending_per_ip,
+                count: 0,
+                next_ticket: 0,
+                by_address: HashMap::new(),
+            })),
             members: Arc::new(Semaphore::new(max_clients)),
         }
     }
@@ -54,20 +149,19 @@ impl Seats {
     /// The places of a new connection from `ip`, still logging in.
     pub fn connect(&self, ip: IpAddr) -> Result<Seat, NoSeat> {
         let address = self.per_address.take(ip).ok_or(NoSeat::Address)?;
-        let pending = match &self.pending {
-            Some(budget) => Some(
-                budget
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| NoSeat::Busy)?,
-            ),
-            None => None,
-        };
-        let pending_here = self.pending_per_address.take(ip).ok_or(NoSeat::Busy)?;
+        let evicted = CancellationToken::new();
+        let ticket = lock(&self.pending)
+            .take(ip, evicted.clone())
+            .ok_or(NoSeat::Busy)?;
         Ok(Seat {
             _address: address,
-            pending: Some((pending, pending_here)),
+            pending: Some(PendingSeat {
+                pending: self.pending.clone(),
+                ip,
+                ticket,
+            }),
             member: None,
+            evicted,
         })
     }
 
@@ -92,6 +186,14 @@ impl Seats {
             }
             Err(_) => false,
         }
+    }
+}
+
+impl Seat {
+    /// Completes when a newer connection took this one's handshake place: the
+    /// handshake ends with `! Server is busy`.
+    pub async fn evicted(&self) {
+        self.evicted.cancelled().await
     }
 }
 

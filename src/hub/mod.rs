@@ -18,6 +18,7 @@ mod moderation;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -83,6 +84,11 @@ pub struct Settings {
     pub max_nick_len: usize,
     /// Names nobody may take.
     pub reserved_nicks: Vec<String>,
+    /// Names only an instructor may take (`access.instructors`): one logs in
+    /// under them with the instructor password, and no student `/nick`s to them.
+    pub instructor_names: Vec<String>,
+    /// How long a kick keeps its target out (`access.kick_minutes`), in ms.
+    pub kick_ms: i64,
 }
 
 impl Settings {
@@ -108,6 +114,8 @@ impl Settings {
             replay_lines: config.history.replay_lines,
             max_nick_len: config.limits.max_nick_len,
             reserved_nicks: config.server.reserved_nicks.clone(),
+            instructor_names: config.access.instructors.clone(),
+            kick_ms: config.access.kick_minutes as i64 * 60_000,
         }
     }
 }
@@ -121,6 +129,8 @@ struct Member {
     account: Option<Name>,
     /// Logged in to a rostered class: names come from the roster.
     rostered: bool,
+    /// Where it connected from, for a kick to hold against the address.
+    address: Option<IpAddr>,
 }
 
 /// Who a new member is, as the login found out.
@@ -135,6 +145,9 @@ pub struct Identity {
     pub guest: bool,
     /// The class has a roster: names come from it, `/nick` is refused.
     pub rostered: bool,
+    /// The address it connected from.
+    #[serde(default)]
+    pub address: Option<IpAddr>,
 }
 
 struct Room {
@@ -172,6 +185,11 @@ pub struct Hub {
     /// Muted names (lower-cased) and until when (UTC ms). Kept by name, not by
     /// connection, so reconnecting does not lift a mute.
     mutes: HashMap<String, i64>,
+    /// Kicked names (lower-cased; the account too) and addresses, and until when
+    /// (UTC ms) they may not log in again: a client that reconnects by itself
+    /// does not undo a kick.
+    kicked: HashMap<String, i64>,
+    kicked_addresses: HashMap<IpAddr, i64>,
 }
 
 impl Hub {
@@ -198,6 +216,8 @@ impl Hub {
             shutting_down: false,
             quiet: false,
             mutes: HashMap::new(),
+            kicked: HashMap::new(),
+            kicked_addresses: HashMap::new(),
         }
     }
 
@@ -258,6 +278,54 @@ impl Hub {
         !self.nicks.contains_key(&nick.to_ascii_lowercase())
     }
 
+    /// The whole minutes (at least 1) until someone kicked may log in as `nick`
+    /// again, or from `address` when the name is not proven by a code (a kicked
+    /// student could otherwise come back under any free name; a classmate with
+    /// their own code behind the same address is not kept out).
+    pub fn kicked(
+        &self,
+        nick: &str,
+        address: Option<IpAddr>,
+        proven: bool,
+        now: i64,
+    ) -> Option<u64> {
+        let by_name = self.kicked.get(&nick.to_ascii_lowercase()).copied();
+        let by_address = address
+            .filter(|_| !proven)
+            .and_then(|ip| self.kicked_addresses.get(&ip).copied());
+        let until = by_name.max(by_address).filter(|until| *until > now)?;
+        Some(((until - now) as u64).div_ceil(60_000).max(1))
+    }
+
+    /// Whether `identity` may log in as `nick` now: the name is free, or its
+    /// holder is the same person, who proved it with the same code (a roster
+    /// account) or the instructor password (an instructor's name). A student
+    /// whose Wi-Fi dropped is back at once, and the half-dead connection goes.
+    pub fn may_register(&self, nick: &str, identity: &Identity) -> bool {
+        match self.nicks.get(&nick.to_ascii_lowercase()) {
+            None => true,
+            Some(holder) => self.takes_over(*holder, nick, identity),
+        }
+    }
+
+    fn takes_over(&self, holder: ConnId, nick: &str, identity: &Identity) -> bool {
+        let Some(member) = self.members.get(&holder) else {
+            return false;
+        };
+        match &identity.account {
+            Some(account) => member.account.as_ref() == Some(account),
+            None => identity.instructor && !identity.rostered && self.is_instructor_name(nick),
+        }
+    }
+
+    /// One of `access.instructors`.
+    fn is_instructor_name(&self, nick: &str) -> bool {
+        self.settings
+            .instructor_names
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(nick))
+    }
+
     /// Adds a member under a name already checked by [`Hub::check_name`], puts it in
     /// the default room, welcomes it, replays the room's history and tells the room.
     pub fn register(
@@ -269,8 +337,14 @@ impl Hub {
     ) -> Result<Outcome, NickError> {
         self.check_name(nick)?;
         let key = nick.to_ascii_lowercase();
-        if self.nicks.contains_key(&key) {
-            return Err(NickError::Taken(nick.to_owned()));
+        let mut out = Step::new(now);
+        if let Some(&holder) = self.nicks.get(&key) {
+            if !self.takes_over(holder, nick, &identity) {
+                return Err(NickError::Taken(nick.to_owned()));
+            }
+            out.tell(holder, Notice::Replaced);
+            self.remove(&mut out, holder, LeaveReason::Replaced);
+            out.outcome.closed.push(holder);
         }
         let nick: Name = nick.into();
         let room = self.settings.default_room.clone();
@@ -285,9 +359,9 @@ impl Hub {
                 guest: identity.guest,
                 account: identity.account,
                 rostered: identity.rostered,
+                address: identity.address,
             },
         );
-        let mut out = Step::new(now);
         let others = self.room_size(&room);
         out.tell(
             id,
@@ -375,6 +449,34 @@ impl Hub {
         let mut out = Step::new(now);
         self.remove(&mut out, id, reason);
         out.done()
+    }
+
+    /// Removes a member whose roster code was revoked: it is told why, and its
+    /// connection closes.
+    pub fn revoke(&mut self, id: ConnId, now: i64) -> Outcome {
+        let mut out = Step::new(now);
+        if self.members.contains_key(&id) {
+            out.tell(id, Notice::CodeChanged);
+            self.remove(&mut out, id, LeaveReason::Revoked);
+            out.outcome.closed.push(id);
+        }
+        out.done()
+    }
+
+    /// The members logged in under roster account `account` (any case).
+    pub fn members_of(&self, account: &str) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.account
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(account))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Starts a shutdown: every member is told, and from now on departures are
@@ -468,6 +570,10 @@ impl Hub {
             return Err(silence.refusal());
         }
         self.check_name(new)?;
+        let instructor = self.members.get(&id).is_some_and(|m| m.instructor);
+        if !instructor && self.is_instructor_name(new) {
+            return Err(NickError::Reserved(new.to_owned()).into());
+        }
         let Some((old, room)) = self.name_and_room(id) else {
             return Ok(());
         };

@@ -50,12 +50,33 @@ impl Hub {
             Some(target_nick.clone()),
             reason.clone(),
         );
+        self.hold_out(target_id, &target_nick, out.now);
         self.remove(out, target_id, LeaveReason::Kicked(reason));
         out.outcome.closed.push(target_id);
         if target_id != id {
             out.tell(id, Notice::KickDone { nick: target_nick });
         }
         Ok(())
+    }
+
+    /// Keeps a kicked member out for `access.kick_minutes`, by name, account and
+    /// address.
+    fn hold_out(&mut self, id: ConnId, nick: &str, now: i64) {
+        if self.settings.kick_ms <= 0 {
+            return;
+        }
+        let until = now + self.settings.kick_ms;
+        self.kicked.retain(|_, t| *t > now);
+        self.kicked_addresses.retain(|_, t| *t > now);
+        self.kicked.insert(nick.to_ascii_lowercase(), until);
+        if let Some(member) = self.members.get(&id) {
+            if let Some(account) = &member.account {
+                self.kicked.insert(account.to_ascii_lowercase(), until);
+            }
+            if let Some(ip) = member.address {
+                self.kicked_addresses.insert(ip, until);
+            }
+        }
     }
 
     /// `/mute NICK [MINUTES]`: the target's lines are refused until the time is up

@@ -13,6 +13,8 @@ fn settings() -> Settings {
         replay_lines: 3,
         max_nick_len: 16,
         reserved_nicks: vec!["admin".into()],
+        instructor_names: vec!["prof".into()],
+        kick_ms: 600_000,
     }
 }
 
@@ -89,7 +91,7 @@ fn rooms_live_while_occupied_and_history_outlives_them() {
         seen(&hub, &out, 2),
         vec![
             "* You are now in #lab with 0 others.",
-            "* Last 1 messages in #lab:",
+            "* Last 1 message in #lab:",
             "amy: one",
             "* End of history.",
         ]
@@ -359,4 +361,91 @@ fn rooms_snapshot_lists_every_room_with_its_members_in_join_order() {
             ),
         ]
     );
+}
+
+#[test]
+fn only_an_instructor_renames_to_an_instructors_name() {
+    let mut hub = hub();
+    join(&mut hub, 1, "mallory");
+    join(&mut hub, 2, "ta");
+    assert_eq!(
+        run(&mut hub, 1, Command::Nick("PROF".into()), T0).unwrap_err(),
+        CommandError::Nick(NickError::Reserved("PROF".into()))
+    );
+    assert!(hub.is_name_free("prof"));
+    hub.op(2, T0);
+    run(&mut hub, 2, Command::Nick("prof".into()), T0).unwrap();
+    assert_eq!(hub.nick(2).map(|n| n.to_string()), Some("prof".into()));
+}
+
+#[test]
+fn the_same_person_takes_over_a_name_from_a_dead_connection() {
+    let mut hub = hub();
+    let amy = Identity {
+        account: Some("amy".into()),
+        rostered: true,
+        ..Identity::default()
+    };
+    let bob = Identity {
+        account: Some("bob".into()),
+        rostered: true,
+        ..Identity::default()
+    };
+    hub.register(1, "amy", amy.clone(), T0).unwrap();
+    join(&mut hub, 2, "cat");
+    // Someone else, or a guest without an account, cannot take it.
+    assert!(!hub.may_register("amy", &bob));
+    assert!(!hub.may_register("amy", &Identity::default()));
+    assert_eq!(
+        hub.register(3, "amy", bob, T0).unwrap_err(),
+        NickError::Taken("amy".into())
+    );
+    assert!(hub.may_register("amy", &amy));
+    let out = hub.register(4, "amy", amy, T0 + 1).unwrap();
+    assert_eq!(out.closed, vec![1]);
+    assert_eq!(
+        seen(&hub, &out, 2),
+        vec![
+            "* amy has left #lobby (Logged in again)",
+            "* amy has joined #lobby"
+        ]
+    );
+    assert_eq!(kinds(&out), vec![EventKind::Leave, EventKind::Join]);
+    assert!(out.deliveries.iter().any(|d| d.to == Audience::One(1)
+        && d.line.line.to_string()
+            == "* You logged in again from another connection; this one is closed."));
+    assert_eq!(hub.member_count(), 2);
+    // An instructor's name, proven by the password, is taken over the same way.
+    let prof = Identity {
+        instructor: true,
+        ..Identity::default()
+    };
+    hub.register(5, "prof", prof.clone(), T0).unwrap();
+    assert!(!hub.may_register("prof", &Identity::default()));
+    assert_eq!(hub.register(6, "prof", prof, T0).unwrap().closed, vec![5]);
+}
+
+#[test]
+fn a_kick_holds_by_name_and_by_address_for_names_without_a_code() {
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    hub.op(1, T0);
+    let here = Some(std::net::IpAddr::from([10, 0, 0, 7]));
+    let sam = Identity {
+        address: here,
+        ..Identity::default()
+    };
+    hub.register(2, "sam", sam, T0).unwrap();
+    let kick = Command::Kick {
+        nick: "sam".into(),
+        reason: None,
+    };
+    run(&mut hub, 1, kick, T0).unwrap();
+    let later = T0 + 60_000;
+    assert_eq!(hub.kicked("SAM", None, true, later), Some(9));
+    // Another free name from the same address waits too, unless it has a code.
+    assert_eq!(hub.kicked("sam2", here, false, later), Some(9));
+    assert_eq!(hub.kicked("amy", here, true, later), None);
+    assert_eq!(hub.kicked("sam2", None, false, later), None);
+    assert_eq!(hub.kicked("sam", here, false, T0 + 600_000), None);
 }

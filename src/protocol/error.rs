@@ -1,6 +1,8 @@
 //! Why a client's line was refused. Each `Display` is exactly the text the client
 //! gets after `! `.
 
+use super::line::{CodeKind, Count};
+
 /// Why a line was refused. `Display` is exactly the text after `! `.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -14,7 +16,7 @@ pub enum CommandError {
     #[error("Invalid UTF-8; the line was not sent.")]
     InvalidUtf8,
     /// More lines than `limits.messages_per_sec` allows.
-    #[error("Slow down (at most {0} lines a second); that message was not sent.")]
+    #[error("Slow down (at most {} a second); that message was not sent.", Count(u64::from(*.0), "line"))]
     SlowDown(u32),
     /// A command with missing arguments.
     #[error("Usage: {0}")]
@@ -88,7 +90,7 @@ fn minutes_left(minutes: Option<u64>) -> String {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NickError {
     /// Longer than `limits.max_nick_len`.
-    #[error("Username too long (max {0} characters)")]
+    #[error("Username too long (max {})", Count(*.0 as u64, "character"))]
     TooLong(usize),
     /// Does not start with an ASCII letter.
     #[error("Username must start with a letter")]
@@ -127,10 +129,19 @@ pub enum LoginError {
     #[error("Too many wrong codes from your address; try again in {0} s.")]
     AddressLocked(u64),
     /// No valid name within `limits.handshake_timeout_secs`.
-    #[error("No username given within {0} seconds; goodbye.")]
+    #[error("No username given within {}; goodbye.", seconds(*.0))]
     Timeout(u64),
+    /// A name was given, but not the code (or password) asked for after it, within
+    /// `limits.handshake_timeout_secs`.
+    #[error("No {} given within {}; goodbye.", code_word(*.kind), seconds(*.secs))]
+    CodeTimeout {
+        /// The handshake's time limit.
+        secs: u64,
+        /// What was asked for.
+        kind: CodeKind,
+    },
     /// `limits.max_clients` users are logged in.
-    #[error("Server is full ({0} users); try again later.")]
+    #[error("Server is full ({}); try again later.", Count(*.0 as u64, "user"))]
     Full(usize),
     /// A name not on the roster of a class without guests.
     #[error("{0} is not on the class roster.")]
@@ -146,7 +157,35 @@ pub enum LoginError {
     /// `limits.connects_per_minute_per_ip` new connections from this address.
     #[error("Too many connections from your address; try again in {0} s.")]
     TooManyConnects(u64),
+    /// Kicked by an instructor less than `access.kick_minutes` ago.
+    #[error("You were kicked; you can log in again in {}.", Count(*.0, "minute"))]
+    Kicked(u64),
     /// `limits.max_per_ip` connections from this address.
     #[error("Too many connections from your address (max {0}).")]
     TooManyFromAddress(usize),
+}
+
+impl LoginError {
+    /// The handshake's time ran out while the client was `asking`: for a code of
+    /// some kind, or else (`None`) for a name. Says which, since a student who gave
+    /// their name would be puzzled to hear that they had not.
+    pub fn timed_out(secs: u64, asking: Option<CodeKind>) -> LoginError {
+        match asking {
+            None => LoginError::Timeout(secs),
+            Some(kind) => LoginError::CodeTimeout { secs, kind },
+        }
+    }
+}
+
+/// `1 second`, `30 seconds`.
+fn seconds(secs: u64) -> Count<'static> {
+    Count(secs, "second")
+}
+
+/// What the code prompt asked for, as the refusal names it.
+fn code_word(kind: CodeKind) -> &'static str {
+    match kind {
+        CodeKind::JoinCode | CodeKind::Personal => "code",
+        CodeKind::Password => "password",
+    }
 }

@@ -20,10 +20,16 @@ pub fn read_line(inbound: Inbound, max_line_bytes: usize) -> Result<String, Comm
 
 /// Removes what must never reach another terminal or the logs: C0 controls, DEL,
 /// C1 controls and whole escape sequences (CSI such as `ESC [ 31 m`, OSC such as a
-/// window title, and two-byte escapes). TAB becomes a space. Trailing white space
-/// is trimmed.
+/// window title, and two-byte escapes), bidirectional overrides and isolates
+/// (U+202A–U+202E, U+2066–U+2069), which would make a line read backwards in
+/// everyone's window, and the line and paragraph separators (U+2028, U+2029),
+/// which some clients show as a new line: a forged line from someone else. TAB
+/// becomes a space. Trailing white space is trimmed.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    let clean = text.bytes().all(|b| b >= 0x20 && b != 0x7f && b != 0xc2);
+    // 0xc2 leads the C1 controls; 0xe2 the separators and bidi controls.
+    let clean = text
+        .bytes()
+        .all(|b| b >= 0x20 && b != 0x7f && b != 0xc2 && b != 0xe2);
     if clean {
         return Cow::Borrowed(text.trim_end());
     }
@@ -47,6 +53,7 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
             },
             '\u{9b}' => skip_csi(&mut chars),
             '\u{9d}' | '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}' => {}
             c if c.is_control() => {}
             c => out.push(c),
         }
@@ -284,6 +291,13 @@ mod tests {
         assert_eq!(sanitize("a\x1b(Bb\x1b7c"), "abc");
         assert_eq!(sanitize("bell\x07 del\x7f c1\u{85}"), "bell del c1");
         assert_eq!(sanitize("é ünïcode ok"), "é ünïcode ok");
+        assert_eq!(sanitize("evil\u{202e}txt.exe"), "eviltxt.exe");
+        assert_eq!(sanitize("a\u{2066}b\u{2069}c\u{202a}d"), "abcd");
+        assert_eq!(
+            sanitize("one\u{2028}[12:00] prof: two\u{2029}"),
+            "one[12:00] prof: two"
+        );
+        assert_eq!(sanitize("quotes “ok” — fine"), "quotes “ok” — fine");
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub enum LeaveReason {
     Shutdown,
     /// An instructor removed them, with the reason given.
     Kicked(Option<String>),
+    /// The same person logged in again on another connection, which took the name.
+    Replaced,
+    /// Their roster entry was removed or their code reissued.
+    Revoked,
 }
 
 /// Whose code a login prompt asks for.
@@ -149,6 +153,11 @@ pub enum Notice {
     },
     /// The server is stopping and will close the connection.
     ShuttingDown,
+    /// You logged in again elsewhere with the same name and code; this
+    /// connection closes.
+    Replaced,
+    /// Your roster entry was removed or your code reissued; the connection closes.
+    CodeChanged,
     /// The start of a room's history.
     HistoryStart {
         /// The room.
@@ -270,6 +279,8 @@ impl fmt::Display for LeaveReason {
             LeaveReason::Shutdown => f.write_str("Server shutting down"),
             LeaveReason::Kicked(Some(reason)) => write!(f, "Kicked: {reason}"),
             LeaveReason::Kicked(None) => f.write_str("Kicked"),
+            LeaveReason::Replaced => f.write_str("Logged in again"),
+            LeaveReason::Revoked => f.write_str("Code changed"),
         }
     }
 }
@@ -285,6 +296,8 @@ impl LeaveReason {
             "Too slow" => LeaveReason::TooSlow,
             "Server shutting down" => LeaveReason::Shutdown,
             "Kicked" => LeaveReason::Kicked(None),
+            "Logged in again" => LeaveReason::Replaced,
+            "Code changed" => LeaveReason::Revoked,
             _ => {
                 if let Some(reason) = text.strip_prefix("Quit: ") {
                     LeaveReason::Quit(Some(reason.to_owned()))
@@ -315,6 +328,19 @@ impl fmt::Display for Others {
         match self.0 {
             1 => f.write_str("1 other"),
             n => write!(f, "{n} others"),
+        }
+    }
+}
+
+/// A count and its noun, singular for one: `1 message`, `20 messages`, `0 users`.
+/// The nouns it is given have a plural in `s`.
+pub(crate) struct Count<'a>(pub u64, pub &'a str);
+
+impl fmt::Display for Count<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => write!(f, "1 {}", self.1),
+            n => write!(f, "{n} {}s", self.1),
         }
     }
 }
@@ -360,8 +386,12 @@ impl fmt::Display for Notice {
             Notice::Renamed { old, new } => write!(f, "{old} is now known as {new}"),
             Notice::Goodbye { nick } => write!(f, "Goodbye, {nick}."),
             Notice::ShuttingDown => f.write_str("Server is shutting down."),
+            Notice::Replaced => {
+                f.write_str("You logged in again from another connection; this one is closed.")
+            }
+            Notice::CodeChanged => f.write_str("Your code was changed; log in again."),
             Notice::HistoryStart { room, count } => {
-                write!(f, "Last {count} messages in #{room}:")
+                write!(f, "Last {} in #{room}:", Count(*count as u64, "message"))
             }
             Notice::HistoryEnd => f.write_str("End of history."),
             Notice::NowInstructor => {
@@ -552,6 +582,8 @@ impl Notice {
             Notice::AskCode(CodeKind::Personal),
             Notice::AskCode(CodeKind::Password),
             Notice::ShuttingDown,
+            Notice::Replaced,
+            Notice::CodeChanged,
             Notice::HistoryEnd,
             Notice::NowInstructor,
             Notice::Quiet(true),
@@ -584,7 +616,9 @@ impl Notice {
                 others,
             });
         }
-        if let Some((count, room)) = word(text, "Last ", " messages in #") {
+        if let Some((count, room)) =
+            word(text, "Last ", " messages in #").or_else(|| word(text, "Last ", " message in #"))
+        {
             return Some(Notice::HistoryStart {
                 room: room.strip_suffix(':')?.into(),
                 count: count.parse().ok()?,

@@ -24,6 +24,10 @@ pub(super) struct Identities {
 #[derive(Default)]
 pub(super) struct Student {
     name: String,
+    /// The roster account (lower-cased), where the class has a roster.
+    account: Option<String>,
+    /// The account's full name on the roster.
+    full_name: Option<String>,
     other_names: Vec<String>,
     lower_names: Vec<String>,
     sessions: Vec<SessionSpan>,
@@ -139,6 +143,7 @@ impl Student {
         rooms.extend(self.rooms_online(filter));
         StudentRow {
             name: self.name.clone(),
+            full_name: self.full_name.clone(),
             messages: tally.messages,
             private_messages: tally.private_messages,
             words: tally.words,
@@ -224,6 +229,7 @@ pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportErr
         });
         ids.by_session.insert(session, student);
         if let Some(account) = &seen.account {
+            ids.students[student].account = Some(account.to_ascii_lowercase());
             // The roster's spelling names the student, above any later nick.
             let newest = (i64::MAX, i64::MAX, u8::MAX);
             spellings[student].insert(account.to_ascii_lowercase(), (newest, account));
@@ -255,7 +261,26 @@ pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportErr
     for ((student, names), key) in ids.students.iter_mut().zip(spellings).zip(keys) {
         student.name_from(names, &key);
     }
+    let full_names = roster_full_names(conn)?;
+    for student in &mut ids.students {
+        student.full_name = student
+            .account
+            .as_ref()
+            .and_then(|account| full_names.get(account).cloned());
+    }
     Ok(ids)
+}
+
+/// The roster's full names by lower-cased account. A person removed from the
+/// roster since keeps their rows, without a full name.
+fn roster_full_names(conn: &Connection) -> Result<HashMap<String, String>, ReportError> {
+    let mut stmt = conn.prepare(
+        "SELECT name, full_name FROM roster WHERE full_name IS NOT NULL AND full_name != ''",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?.to_ascii_lowercase(), row.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// One session as the identity pass saw it: its first and last event, its

@@ -30,7 +30,7 @@ mod tests;
 
 use std::io::{self, BufWriter, Write};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use rusqlite::types::Type;
 use rusqlite::{params_from_iter, Connection, Row, Transaction};
 use serde::Serialize;
@@ -46,7 +46,7 @@ use tally::{add_targeted, tally_events, Tally, Where};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A `--since`/`--until` value in none of the accepted forms; holds the value.
-    #[error("invalid time {0:?}: expected RFC 3339 (2026-11-24T19:05:03Z), YYYY-MM-DD, or YYYY-MM-DD HH:MM[:SS] in UTC")]
+    #[error("invalid time {0:?}: expected RFC 3339 (2026-11-24T19:05:03Z), YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS] in UTC, or HH:MM[:SS], today or yesterday in local time")]
     BadTime(String),
     /// SQLite failed to read the events.
     #[error("database: {0}")]
@@ -108,9 +108,35 @@ pub struct Filter {
 /// Parses a `--since`/`--until` value into UTC milliseconds. Accepts RFC 3339
 /// (`2026-11-24T19:05:03Z`, `2026-11-24T20:05:03+01:00`), a day `2026-11-24`
 /// (its midnight UTC), and `2026-11-24 19:05[:03]` or `2026-11-24T19:05[:03]` (UTC),
-/// so a teacher can type whatever is handiest.
+/// so a teacher can type whatever is handiest; and, for the class that just
+/// ended, `today`, `yesterday` (their midnight) and `19:05[:03]` (today), in the
+/// machine's local time, as the teacher's clock reads.
 pub fn parse_time(s: &str) -> Result<i64, ReportError> {
+    parse_time_at(s, &chrono::Local::now())
+}
+
+/// [`parse_time`] with `now` (and its time zone) for the forms relative to today.
+pub fn parse_time_at<Tz: TimeZone>(s: &str, now: &DateTime<Tz>) -> Result<i64, ReportError> {
     let s = s.trim();
+    let today = now.date_naive();
+    let local = |day: NaiveDate, time: NaiveTime| {
+        now.timezone()
+            .from_local_datetime(&day.and_time(time))
+            .earliest()
+            .map(|t| t.timestamp_millis())
+            .ok_or_else(|| ReportError::BadTime(s.to_owned()))
+    };
+    match s.to_ascii_lowercase().as_str() {
+        "today" => return local(today, NaiveTime::MIN),
+        "yesterday" => return local(today - chrono::Days::new(1), NaiveTime::MIN),
+        _ => {}
+    }
+    if let Some(time) = ["%H:%M", "%H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveTime::parse_from_str(s, f).ok())
+    {
+        return local(today, time);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
@@ -152,6 +178,8 @@ pub enum Format {
 pub struct StudentRow {
     /// The name the student used last.
     pub name: String,
+    /// The student's full name from the class roster, where they have one there.
+    pub full_name: Option<String>,
     /// Chat lines sent (in the room and window, if filtered).
     pub messages: u64,
     /// Private messages sent (from the room, if filtered).

@@ -8,8 +8,9 @@ use serde::Serializer;
 
 use super::{ReportError, StudentRow};
 
-const TABLE_HEADER: [&str; 10] = [
+const TABLE_HEADER: [&str; 11] = [
     "name",
+    "full name",
     "messages",
     "pms",
     "words",
@@ -21,9 +22,9 @@ const TABLE_HEADER: [&str; 10] = [
     "other names",
 ];
 
-/// Columns 1, 2, 3 and 7 are numbers or durations: right-aligned.
+/// Columns 2, 3, 4 and 8 are numbers or durations: right-aligned.
 fn right_aligned(column: usize) -> bool {
-    matches!(column, 1..=3 | 7)
+    matches!(column, 2..=4 | 8)
 }
 
 /// A row's fields as text, in header order, with the format's time and duration
@@ -36,6 +37,7 @@ fn cells(
 ) -> Vec<String> {
     let mut cells = vec![
         r.name.clone(),
+        r.full_name.clone().unwrap_or_default(),
         r.messages.to_string(),
         r.private_messages.to_string(),
         r.words.to_string(),
@@ -83,9 +85,14 @@ pub(super) fn write_table(rows: &[StudentRow], out: &mut dyn Write) -> Result<()
             *width = (*width).max(cell.chars().count());
         }
     }
+    // A class without a roster has no full names: no empty column for them.
+    let shown = |column: usize| column != 1 || rows.iter().any(|r| r.full_name.is_some());
     for line in &lines {
         let mut text = String::new();
         for (column, (cell, &width)) in line.iter().zip(&widths).enumerate() {
+            if !shown(column) {
+                continue;
+            }
             let sep = if column == 0 { "" } else { "  " };
             match right_aligned(column) {
                 true => text += &format!("{sep}{cell:>width$}"),
@@ -100,8 +107,9 @@ pub(super) fn write_table(rows: &[StudentRow], out: &mut dyn Write) -> Result<()
     Ok(out.flush()?)
 }
 
-pub(super) const CSV_HEADER: [&str; 13] = [
+pub(super) const CSV_HEADER: [&str; 14] = [
     "name",
+    "full_name",
     "messages",
     "private_messages",
     "words",

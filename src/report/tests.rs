@@ -102,6 +102,7 @@ fn db() -> Connection {
 fn alice() -> StudentRow {
     StudentRow {
         name: "Alice".into(),
+        full_name: None,
         messages: 4,
         private_messages: 1,
         words: 15,
@@ -120,6 +121,7 @@ fn alice() -> StudentRow {
 fn bob() -> StudentRow {
     StudentRow {
         name: "bob".into(),
+        full_name: None,
         messages: 1,
         private_messages: 1,
         words: 5,
@@ -138,6 +140,7 @@ fn bob() -> StudentRow {
 fn prof() -> StudentRow {
     StudentRow {
         name: "Prof".into(),
+        full_name: None,
         messages: 0,
         private_messages: 0,
         words: 0,
@@ -201,6 +204,7 @@ fn csv_parses_back_with_every_field() {
     let expected = [
         [
             "Alice",
+            "",
             "4",
             "1",
             "15",
@@ -216,6 +220,7 @@ fn csv_parses_back_with_every_field() {
         ],
         [
             "bob",
+            "",
             "1",
             "1",
             "5",
@@ -231,6 +236,7 @@ fn csv_parses_back_with_every_field() {
         ],
         [
             "Prof",
+            "",
             "0",
             "0",
             "0",
@@ -253,15 +259,15 @@ fn json_parses_back_with_every_field() {
     let text = output(Filter::default(), Some(Format::Json));
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let expected = json!([
-        {"name": "Alice", "messages": 4, "private_messages": 1, "words": 15, "rooms": ["lab", "lobby"],
+        {"name": "Alice", "full_name": null, "messages": 4, "private_messages": 1, "words": 15, "rooms": ["lab", "lobby"],
          "first_seen": "2026-11-24T19:00:00.000Z", "last_seen": "2026-11-24T20:02:05.000Z",
          "online_secs": 225, "instructor": false, "moderation_actions": 0, "kicked": 0,
          "muted": 1, "other_names": ["Alicia"]},
-        {"name": "bob", "messages": 1, "private_messages": 1, "words": 5, "rooms": ["lobby"],
+        {"name": "bob", "full_name": null, "messages": 1, "private_messages": 1, "words": 5, "rooms": ["lobby"],
          "first_seen": "2026-11-24T19:00:05.000Z", "last_seen": "2026-11-24T19:02:40.000Z",
          "online_secs": 155, "instructor": false, "moderation_actions": 0, "kicked": 1,
          "muted": 1, "other_names": []},
-        {"name": "Prof", "messages": 0, "private_messages": 0, "words": 0, "rooms": ["lobby"],
+        {"name": "Prof", "full_name": null, "messages": 0, "private_messages": 0, "words": 0, "rooms": ["lobby"],
          "first_seen": "2026-11-24T19:01:50.000Z", "last_seen": "2026-11-24T19:03:00.000Z",
          "online_secs": 70, "instructor": true, "moderation_actions": 8, "kicked": 0,
          "muted": 0, "other_names": []},
@@ -573,7 +579,7 @@ fn parse_time_accepts_the_documented_forms() {
     assert_eq!(parse_time("2026-11-24T19:05").unwrap(), T0 + 5 * MIN);
     assert_eq!(parse_time(" 2026-11-24 19:05:03 ").unwrap(), at(303));
     assert_eq!(parse_time("2026-11-24T19:05:03").unwrap(), at(303));
-    for bad in ["yesterday", "2026-13-01", "2026-11-24 25:00", ""] {
+    for bad in ["last week", "2026-13-01", "2026-11-24 25:00", "25:00", ""] {
         let err = parse_time(bad).unwrap_err();
         assert!(
             matches!(&err, ReportError::BadTime(v) if v == bad.trim()),
@@ -581,6 +587,26 @@ fn parse_time_accepts_the_documented_forms() {
         );
         assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
     }
+}
+
+#[test]
+fn today_yesterday_and_a_time_of_day_are_local() {
+    // 2026-11-24 10:30 in a place an hour ahead of UTC: its midnight is 23:00 UTC.
+    let zone = chrono::FixedOffset::east_opt(3600).unwrap();
+    let now = zone.with_ymd_and_hms(2026, 11, 24, 10, 30, 0).unwrap();
+    let midnight = T0 - 20 * 60 * MIN;
+    assert_eq!(parse_time_at("today", &now).unwrap(), midnight);
+    assert_eq!(
+        parse_time_at(" Yesterday ", &now).unwrap(),
+        midnight - 24 * 60 * MIN
+    );
+    assert_eq!(parse_time_at("20:05", &now).unwrap(), T0 + 5 * MIN);
+    assert_eq!(parse_time_at("20:05:03", &now).unwrap(), at(303));
+    // Full dates stay UTC, whatever the zone.
+    assert_eq!(
+        parse_time_at("2026-11-24 19:05", &now).unwrap(),
+        T0 + 5 * MIN
+    );
 }
 
 #[test]
@@ -630,4 +656,56 @@ fn csv_cells_never_run_as_formulas() {
     for cell in ["lab", "12", "a-1", "'x"] {
         assert_eq!(formula_guard(cell), cell);
     }
+}
+
+#[test]
+fn full_names_come_from_the_roster_in_every_format() {
+    use EventKind::*;
+    let mut conn = Connection::open_in_memory().unwrap();
+    store::migrate(&mut conn).unwrap();
+    conn.execute_batch(
+        "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
+         VALUES ('Amy', 'student', 'Amy Pond', 'x', 0), ('rory', 'student', NULL, 'x', 0);",
+    )
+    .unwrap();
+    let on = |account: &str, e: Event| Event {
+        account: Some(account.into()),
+        ..e
+    };
+    let events = vec![
+        on("amy", ev(0, 1, Join, "lobby", "amy", None)),
+        on("amy", ev(5, 1, Chat, "lobby", "amy", Some("hello"))),
+        on("rory", ev(6, 2, Join, "lobby", "rory", None)),
+        // A guest, not on the roster: no account. The roster's "Amy" is "amy" here.
+        ev(7, 3, Join, "lobby", "visitor", None),
+    ];
+    store::insert_events(&mut conn, &events).unwrap();
+    let full_names: Vec<_> = student_rows(&conn, &Filter::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, r.full_name))
+        .collect();
+    assert_eq!(
+        full_names,
+        [
+            ("amy".to_owned(), Some("Amy Pond".to_owned())),
+            ("rory".to_owned(), None),
+            ("visitor".to_owned(), None),
+        ]
+    );
+    let print = |format| {
+        let mut out = Vec::new();
+        write_report(&conn, &Filter::default(), format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let table = print(Format::Table);
+    assert!(table.starts_with("name     full name  messages"), "{table}");
+    assert!(table.contains("\namy      Amy Pond          1"), "{table}");
+    let csv = print(Format::Csv);
+    assert!(csv.starts_with("name,full_name,messages,"), "{csv}");
+    assert!(csv.contains("\namy,Amy Pond,1,"), "{csv}");
+    assert!(csv.contains("\nrory,,0,"), "{csv}");
+    let json: serde_json::Value = serde_json::from_str(&print(Format::Json)).unwrap();
+    assert_eq!(json[0]["full_name"], "Amy Pond");
+    assert_eq!(json[1]["full_name"], serde_json::Value::Null);
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
 use crate::config::Config;
 use crate::event::{Event, EventSink, HistoryLine};
@@ -49,6 +49,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_roster.sql",
         include_str!("../../migrations/0002_roster.sql"),
+    ),
+    (
+        "0003_unsaved.sql",
+        include_str!("../../migrations/0003_unsaved.sql"),
     ),
 ];
 
@@ -194,7 +198,7 @@ impl Closed {
 /// disk, or the shutdown grace has run out.
 #[derive(Debug)]
 pub struct Store {
-    thread: JoinHandle<Vec<Event>>,
+    thread: JoinHandle<(Vec<Event>, unsaved::Spill)>,
     queue: mpsc::Sender<Request>,
     backlog: Arc<AtomicUsize>,
     unsaved: PathBuf,
@@ -234,7 +238,8 @@ impl Store {
                 }
             })?;
         let backlog = Arc::new(AtomicUsize::new(0));
-        let writer = Writer::new(conn, transcript, backlog.clone());
+        let spill = unsaved::Spill::new(unsaved.clone());
+        let writer = Writer::new(conn, transcript, backlog.clone(), spill);
         let (queue, requests) = mpsc::channel();
         let grace = config.storage.shutdown_grace();
         let thread = std::thread::Builder::new()
@@ -270,8 +275,8 @@ impl Store {
     /// Events recorded after this are not written (and logged as such).
     pub fn close(self) -> Closed {
         let _ = self.queue.send(Request::Close);
-        let left = match self.thread.join() {
-            Ok(left) => left,
+        let (left, spill) = match self.thread.join() {
+            Ok(joined) => joined,
             Err(_) => {
                 return Closed::Lost {
                     count: self.backlog.load(Ordering::Relaxed),
@@ -284,7 +289,8 @@ impl Store {
             return Closed::AllWritten;
         }
         let count = left.len();
-        match unsaved::save(&self.unsaved, &left) {
+        // The first of them may be in the file already, saved as they waited.
+        match unsaved::save(&self.unsaved, spill.rest(&left)) {
             Ok(()) => {
                 tracing::error!(
                     count,
@@ -309,15 +315,36 @@ impl Store {
 }
 
 /// Writes the events a previous run saved in `unsaved` into the database, in one
-/// transaction, and removes the file only once they are committed.
+/// transaction, and removes the file only once they are committed. Those the
+/// previous run itself committed after saving them (the lock cleared) are
+/// skipped: each event is imported once.
 fn import_unsaved(conn: &mut Connection, path: &Path, unsaved: &Path) -> Result<(), StoreError> {
     let io_error = |source| StoreError::Io {
         what: format!("unsaved events {}", unsaved.display()),
         source,
     };
-    let events = unsaved::load(unsaved).map_err(io_error)?;
+    let saved = unsaved::load(unsaved).map_err(io_error)?;
+    let committed: usize = match &saved.generation {
+        None => 0,
+        Some(generation) => conn
+            .query_row(
+                "SELECT committed FROM unsaved_progress WHERE generation = ?1",
+                [generation],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(|source| db_error(path, source))?
+            .unwrap_or(0) as usize,
+    };
+    let events = saved.events.get(committed..).unwrap_or_default();
+    let tx = conn
+        .transaction()
+        .map_err(|source| db_error(path, source))?;
+    insert_rows(&tx, events).map_err(|source| db_error(path, source))?;
+    tx.execute("DELETE FROM unsaved_progress", [])
+        .map_err(|source| db_error(path, source))?;
+    tx.commit().map_err(|source| db_error(path, source))?;
     if !events.is_empty() {
-        insert_events(conn, &events).map_err(|source| db_error(path, source))?;
         tracing::info!(
             count = events.len(),
             from = %unsaved.display(),
@@ -441,24 +468,44 @@ pub fn recent_history(
 
 /// Inserts a batch of events in one transaction.
 pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
+    insert_counting(conn, events, None)
+}
+
+fn insert_rows(tx: &Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session, account)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for e in events {
+        insert.execute(params![
+            e.ts_ms,
+            e.kind.as_str(),
+            &*e.room,
+            &*e.sender,
+            e.recipient.as_deref(),
+            e.text.as_deref(),
+            e.session,
+            e.account.as_deref()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Inserts `events` and, in the same transaction, counts `from_file.1` of them
+/// as committed from the unsaved-events file of generation `from_file.0`.
+pub(crate) fn insert_counting(
+    conn: &mut Connection,
+    events: &[Event],
+    from_file: Option<(&str, usize)>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session, account)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    insert_rows(&tx, events)?;
+    if let Some((generation, count)) = from_file.filter(|(_, count)| *count > 0) {
+        tx.execute(
+            "INSERT INTO unsaved_progress (generation, committed) VALUES (?1, ?2)
+             ON CONFLICT (generation) DO UPDATE SET committed = committed + ?2",
+            params![generation, count as i64],
         )?;
-        for e in events {
-            insert.execute(params![
-                e.ts_ms,
-                e.kind.as_str(),
-                &*e.room,
-                &*e.sender,
-                e.recipient.as_deref(),
-                e.text.as_deref(),
-                e.session,
-                e.account.as_deref()
-            ])?;
-        }
     }
     tx.commit()
 }
@@ -535,5 +582,46 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    /// Events saved as they waited, some of them committed before the server
+    /// died: the next start imports only the rest.
+    #[test]
+    fn a_saved_event_already_committed_is_not_imported_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let unsaved = unsaved_path(&path);
+        let mut conn = open_database(&path).unwrap();
+        let events: Vec<Event> = (0..5)
+            .map(|i| Event {
+                ts_ms: i,
+                kind: crate::event::EventKind::Chat,
+                room: "lobby".into(),
+                sender: "amy".into(),
+                recipient: None,
+                text: Some(format!("m{i}")),
+                session: 1,
+                account: None,
+            })
+            .collect();
+        let mut spill = unsaved::Spill::new(unsaved.clone());
+        spill.keep(&events[..2]).unwrap();
+        spill.keep(&events).unwrap();
+        let from_file = spill.taking(3);
+        assert_eq!(from_file.map(|(_, n)| n), Some(3));
+        insert_counting(&mut conn, &events[..3], from_file).unwrap();
+        // Killed here: the file still holds all five.
+        drop(conn);
+        let mut conn = open_database(&path).unwrap();
+        import_unsaved(&mut conn, &path, &unsaved).unwrap();
+        let texts: Vec<String> = conn
+            .prepare("SELECT text FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4"]);
+        assert!(!unsaved.exists());
     }
 }

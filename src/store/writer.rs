@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::insert_events;
+use super::insert_counting;
+use super::unsaved::Spill;
 use crate::event::Event;
 use crate::transcript::{self, Transcript};
 
@@ -100,6 +101,10 @@ impl Retry {
 struct Database {
     conn: Connection,
     pending: Vec<Event>,
+    /// The pending events, also on disk while the database refuses them.
+    spill: Spill,
+    /// The spill file could not be written either (logged once).
+    spill_failed: bool,
     /// When to write next; `None` while nothing is pending.
     due: Option<Instant>,
     retry: Retry,
@@ -117,9 +122,12 @@ impl Database {
             return;
         }
         let n = self.pending.len().min(MAX_BATCH);
-        match insert_events(&mut self.conn, &self.pending[..n]) {
+        let from_file = self.spill.taking(n);
+        let taken = from_file.map_or(0, |(_, count)| count);
+        match insert_counting(&mut self.conn, &self.pending[..n], from_file) {
             Ok(()) => {
                 self.retry.succeeded(self.pending.len());
+                self.spill.committed(taken);
                 self.pending.drain(..n);
                 self.backlog.fetch_sub(n, Ordering::Relaxed);
                 self.due = (!self.pending.is_empty()).then_some(now);
@@ -131,6 +139,24 @@ impl Database {
                 self.retry.failed(now, &err, self.pending.len());
                 self.due = Some(self.retry.next_try);
             }
+        }
+    }
+}
+
+impl Database {
+    /// While the database refuses events, keeps them in the unsaved-events file
+    /// too, so that even a `kill -9` does not lose them.
+    fn spill(&mut self) {
+        if self.retry.failing_since.is_none() {
+            return;
+        }
+        match self.spill.keep(&self.pending) {
+            Ok(()) => self.spill_failed = false,
+            Err(err) if !self.spill_failed => {
+                self.spill_failed = true;
+                tracing::error!(%err, "cannot save the waiting events beside the database either; keeping them in memory");
+            }
+            Err(_) => {}
         }
     }
 }
@@ -210,11 +236,18 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, transcript: Transcript, backlog: Arc<AtomicUsize>) -> Self {
+    pub(super) fn new(
+        conn: Connection,
+        transcript: Transcript,
+        backlog: Arc<AtomicUsize>,
+        spill: Spill,
+    ) -> Self {
         Writer {
             database: Database {
                 conn,
                 pending: Vec::new(),
+                spill,
+                spill_failed: false,
                 due: None,
                 retry: Retry::new("database"),
                 backlog,
@@ -230,8 +263,13 @@ impl Writer {
     }
 
     /// Serves requests until asked to close, then keeps trying for at most
-    /// `grace`; returns the events the database never took.
-    pub(super) fn run(mut self, requests: mpsc::Receiver<Request>, grace: Duration) -> Vec<Event> {
+    /// `grace`; returns the events the database never took, and the spill that
+    /// holds the first of them.
+    pub(super) fn run(
+        mut self,
+        requests: mpsc::Receiver<Request>,
+        grace: Duration,
+    ) -> (Vec<Event>, Spill) {
         'serve: loop {
             let request = match self.next_due() {
                 None => requests
@@ -278,6 +316,7 @@ impl Writer {
 
     fn write(&mut self, now: Instant, attempt: Attempt) {
         self.database.write(now, attempt);
+        self.database.spill();
         self.transcript.write(now, attempt);
     }
 
@@ -293,7 +332,7 @@ impl Writer {
         }
     }
 
-    fn finish(mut self, grace: Duration) -> Vec<Event> {
+    fn finish(mut self, grace: Duration) -> (Vec<Event>, Spill) {
         let give_up = Instant::now() + grace;
         let mut attempt = Attempt::Closing;
         loop {
@@ -314,6 +353,6 @@ impl Writer {
                  the database has them for `chat-server transcript`"
             );
         }
-        std::mem::take(&mut self.database.pending)
+        (self.database.pending, self.database.spill)
     }
 }

@@ -43,6 +43,12 @@ pub enum Action {
         /// The member.
         id: ConnId,
     },
+    /// The member's roster entry was removed or its code reissued: it is told
+    /// and closed.
+    Revoke {
+        /// The member.
+        id: ConnId,
+    },
     /// The member's connection ended.
     Leave {
         /// The member.
@@ -96,6 +102,7 @@ impl Action {
             | Action::Chat { id, .. }
             | Action::Perform { id, .. }
             | Action::Op { id }
+            | Action::Revoke { id }
             | Action::Leave { id, .. } => Some(*id),
             Action::NodeStarted { .. } | Action::NodeGone { .. } => None,
         }
@@ -108,6 +115,7 @@ impl Action {
         matches!(
             self,
             Action::Leave { .. }
+                | Action::Revoke { .. }
                 | Action::Perform {
                     command: Command::Quit(_),
                     ..

@@ -22,6 +22,7 @@ pub mod action;
 mod tests;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -152,6 +153,17 @@ impl Switchboard {
         self.lock().hub.is_name_free(nick)
     }
 
+    /// Minutes until a kick lets `nick` (or `address`) in again ([`Hub::kicked`]).
+    pub fn kicked(&self, nick: &str, address: Option<IpAddr>, proven: bool) -> Option<u64> {
+        let now = self.clock.now_ms();
+        self.lock().hub.kicked(nick, address, proven, now)
+    }
+
+    /// Whether `identity` may log in as `nick` now ([`Hub::may_register`]).
+    pub fn may_register(&self, nick: &str, identity: &Identity) -> bool {
+        self.lock().hub.may_register(nick, identity)
+    }
+
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<Name> {
         self.lock().hub.nick(id).cloned()
@@ -203,7 +215,7 @@ impl Switchboard {
         let mut inner = self.lock();
         // Checked before the member is added, so a refused name leaves nothing.
         inner.hub.check_name(nick)?;
-        if !inner.hub.is_name_free(nick) {
+        if !inner.hub.may_register(nick, &identity) {
             return Err(NickError::Taken(nick.to_owned()).into());
         }
         let action = Action::Register {
@@ -261,6 +273,22 @@ impl Switchboard {
     /// Makes `id` an instructor; the caller has checked the password.
     pub fn op(&self, id: ConnId) {
         let _ = self.request(Action::Op { id });
+    }
+
+    /// Ends the connections made here under roster account `account`, whose code
+    /// was revoked (each node ends its own).
+    pub fn revoke(&self, account: &str) {
+        let mut inner = self.lock();
+        let ids: Vec<ConnId> = inner
+            .hub
+            .members_of(account)
+            .into_iter()
+            .filter(|id| inner.members.contains_key(id))
+            .collect();
+        for id in ids {
+            tracing::info!("{account}'s code was revoked: closing their connection");
+            let _ = self.dispatch(&mut inner, Action::Revoke { id });
+        }
     }
 
     /// Removes `id` if it is still a member, telling its room why. Safe to call
@@ -419,6 +447,7 @@ impl Switchboard {
             Action::Perform { id, command } => hub.perform(id, command, now)?,
             Action::Op { id } => hub.op(id, now),
             Action::Leave { id, reason } => hub.leave(id, reason, now),
+            Action::Revoke { id } => hub.revoke(id, now),
             Action::NodeStarted { settings } => {
                 let ours = hub.settings().fingerprint();
                 if settings != 0

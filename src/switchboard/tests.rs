@@ -16,6 +16,8 @@ fn settings() -> Settings {
         replay_lines: 3,
         max_nick_len: 16,
         reserved_nicks: vec![],
+        instructor_names: vec![],
+        kick_ms: 600_000,
     }
 }
 

@@ -56,6 +56,15 @@ impl Certificates {
         fingerprint(self.current().cert[0].as_ref())
     }
 
+    /// The DNS names the certificate in use is for (its subject alternative names).
+    pub fn names(&self) -> Vec<String> {
+        let current = self.current();
+        match webpki::EndEntityCert::try_from(&current.cert[0]) {
+            Ok(cert) => cert.valid_dns_names().map(str::to_owned).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Reads the files again; on success the next handshake uses the new pair.
     pub fn reload(&self) -> Result<(), TlsError> {
         let pair = load_pair(&self.cert, &self.key)?;

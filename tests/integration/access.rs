@@ -15,7 +15,7 @@ pub(crate) fn password_hash() -> &'static str {
     HASH.get_or_init(|| classchat::password::hash(PASSWORD).unwrap())
 }
 
-fn with_instructor(config: &mut Config) {
+pub(crate) fn with_instructor(config: &mut Config) {
     config.access.instructors = vec!["prof".into()];
     config.access.instructor_password = password_hash().to_owned();
     config.limits.messages_per_sec = 0;
@@ -23,7 +23,7 @@ fn with_instructor(config: &mut Config) {
 
 /// Logs in as the instructor: a reserved name asks for the password as its code
 /// (SPEC 6), and is an instructor from then on.
-async fn instructor(server: &TestServer) -> TestClient {
+pub(crate) async fn instructor(server: &TestServer) -> TestClient {
     let mut prof = server.connect().await;
     prof.send("prof").await;
     prof.expect(

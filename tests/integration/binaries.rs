@@ -272,3 +272,62 @@ async fn the_client_answers_the_code_prompt_from_the_flag_or_the_environment() {
         assert!(!stdout.contains("Wrong code"), "{name}: {stdout}");
     }
 }
+
+/// `chat-server 2>&1 | tee server.log`, then Ctrl-C: the same Ctrl-C stops `tee`,
+/// so everything the server prints from then on goes to a pipe nobody reads.
+#[tokio::test]
+async fn sigint_with_stdout_and_stderr_on_closed_pipes_still_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server cannot tell its port through a closed stdout: give it a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = dir.path().join("chat.db");
+    let mut child = Command::new(SERVER)
+        .args(["--port", &port.to_string(), "--db"])
+        .arg(&db)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        // Something to write on stderr at every connection and at the shutdown.
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = std::time::Instant::now();
+    let stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(_) if started.elapsed() < crate::harness::WAIT => {
+                assert!(child.try_wait().unwrap().is_none(), "the server exited");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("the server never listened: {err}"),
+        }
+    };
+    drop(stream);
+    let mut alice = TestClient::connect(addr).await;
+    alice.send("alice").await;
+    alice.expect_prefix("* Welcome, alice!").await;
+    crate::harness::signal(&child, "-INT");
+    assert_eq!(
+        alice.expect_closed().await,
+        vec!["* Server is shutting down."]
+    );
+    let status = crate::harness::exited(child).await;
+    assert_eq!(status.code(), Some(0));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let leaves: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'leave' AND sender = 'alice'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(leaves, 1);
+}

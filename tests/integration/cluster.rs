@@ -780,3 +780,28 @@ async fn a_restarted_cluster_replays_the_stream_and_records_nothing_twice() {
         .get(0);
     assert_eq!(joins, 3, "amy, bob and cat joined once each");
 }
+
+/// SPEC 10 in cluster mode: nobody renames to the instructor's name on any node,
+/// and the instructor, back on another node after a dead connection, takes the
+/// name over at once.
+#[tokio::test]
+async fn reserved_names_hold_and_pass_to_their_owner_across_nodes() {
+    let Some(c) = cluster(2).await else { return };
+    let (mut mallory, mut amy) = two_users(&c, "mallory", "amy").await;
+    mallory.send("/nick prof").await;
+    mallory.expect_next("! Username prof is reserved").await;
+    let mut stale = instructor(&c.nodes[0]).await;
+    amy.expect("* prof has joined #lobby").await;
+    // Back on the other node while the first connection still looks alive.
+    let mut prof = instructor(&c.nodes[1]).await;
+    let closed = stale.expect_closed().await;
+    assert_eq!(
+        closed.last().map(String::as_str),
+        Some("* You logged in again from another connection; this one is closed.")
+    );
+    amy.expect("* prof has left #lobby (Logged in again)").await;
+    amy.expect_next("* prof has joined #lobby").await;
+    prof.send("/who").await;
+    let who = prof.expect_prefix("= #lobby (3): ").await;
+    assert_eq!(who.matches("prof").count(), 1, "{who}");
+}

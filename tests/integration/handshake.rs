@@ -47,9 +47,39 @@ async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
     let bodies = client.expect_closed().await;
     let last = bodies.last().unwrap();
     assert!(
-        last.starts_with("! No username given within 1 seconds"),
+        last.starts_with("! No username given within 1 second;"),
         "{bodies:?}"
     );
+}
+
+/// The name was given: the time that runs out is the code's, and the refusal says so.
+#[tokio::test]
+async fn a_code_not_given_in_time_is_named_as_the_code_on_both_ports() {
+    let server = TestServer::start_with(|c| {
+        c.limits.handshake_timeout_secs = 1;
+        c.access.join_code = "cs101".into();
+        crate::harness::enable_irc(c);
+    })
+    .await;
+    let mut client = server.connect().await;
+    client.send("alice").await;
+    client
+        .expect("* This class needs a join code. Please enter the code:")
+        .await;
+    let bodies = client.expect_closed().await;
+    assert_eq!(
+        bodies.last().map(String::as_str),
+        Some("! No code given within 1 second; goodbye."),
+        "{bodies:?}"
+    );
+
+    let mut irc = server.irc().await;
+    irc.send("NICK ann").await;
+    irc.send("USER ann 0 * :Ann").await;
+    irc.expect_next("464").await;
+    let lines = irc.expect_closed().await;
+    let error = lines.iter().find(|l| l.verb == "ERROR").expect("an ERROR");
+    assert_eq!(error.text(), "No code given within 1 second; goodbye.");
 }
 
 #[tokio::test]

@@ -341,6 +341,8 @@ async fn instructors_use_the_classchat_commands_from_irc() {
         c.access.instructors = vec!["prof".into()];
         c.access.instructor_password = password_hash().to_owned();
         c.limits.messages_per_sec = 0;
+        // The kicked student logs in again below.
+        c.access.kick_minutes = 0;
     })
     .await;
     let mut bob = server.login("bob").await;

@@ -79,10 +79,11 @@ async fn the_chat_rate_is_kept_per_login_name_across_reconnects() {
 }
 
 #[tokio::test]
-async fn wrong_codes_count_per_address_across_connections() {
+async fn codes_count_per_name_and_per_address_across_connections() {
     let server = TestServer::start_with(|c| {
         c.access.join_code = "owl-42".into();
         c.access.code_attempts_per_minute = 3;
+        c.access.code_attempts_per_minute_per_ip = 5;
     })
     .await;
     let guess = |name: &'static str, code: &'static str| {
@@ -95,30 +96,42 @@ async fn wrong_codes_count_per_address_across_connections() {
             client
         }
     };
+    let locked = |bodies: Vec<String>| {
+        assert!(
+            bodies
+                .last()
+                .unwrap()
+                .starts_with("! Too many wrong codes from your address; try again in "),
+            "{bodies:?}"
+        );
+    };
     let mut first = guess("amy", "wrong-1").await;
     first.expect_prefix("! Wrong code (2 attempts left)").await;
     first.send("wrong-2").await;
     first.expect_prefix("! Wrong code (1 attempt left)").await;
-    let mut second = guess("bob", "wrong-3").await;
+    let mut second = guess("AMY", "wrong-3").await;
     second.expect_prefix("! Wrong code").await;
-    // The address has used its three: even the right code waits now.
-    let mut third = guess("cat", "owl-42").await;
-    let bodies = third.expect_closed().await;
-    assert!(
-        bodies
-            .last()
-            .unwrap()
-            .starts_with("! Too many wrong codes from your address; try again in "),
-        "{bodies:?}"
-    );
+    // Three tries at amy from this address: even the right code waits now.
+    locked(guess("amy", "owl-42").await.expect_closed().await);
+    // Other names from the same address are not locked by guesses at amy...
+    guess("cat", "owl-42")
+        .await
+        .expect_prefix("* Welcome, cat!")
+        .await;
+    guess("dan", "wrong-4")
+        .await
+        .expect_prefix("! Wrong code")
+        .await;
+    // ...until the address has used its five, whatever the names.
+    locked(guess("eve", "owl-42").await.expect_closed().await);
     // Another machine is not locked out, and codes match as said aloud.
     let mut elsewhere = TestClient::connect_from(server.addr, OTHER_MACHINE).await;
-    elsewhere.send("dan").await;
+    elsewhere.send("amy").await;
     elsewhere
         .expect_prefix("* This class needs a join code")
         .await;
     elsewhere.send("  OWL-42 ").await;
-    elsewhere.expect_prefix("* Welcome, dan!").await;
+    elsewhere.expect_prefix("* Welcome, amy!").await;
 }
 
 #[tokio::test]

@@ -217,7 +217,7 @@ async fn replayed_lines_keep_their_original_timestamp() {
     let live = listener.next_line().await.unwrap();
     assert_eq!(body_of(&live), "talker: remember me");
     let mut late = server.login("late").await;
-    late.expect_next("* Last 1 messages in #lobby:").await;
+    late.expect_next("* Last 1 message in #lobby:").await;
     assert_eq!(late.next_line().await.unwrap(), live);
 }
 
@@ -238,7 +238,7 @@ async fn history_survives_a_restart_and_follows_join() {
     bob.send("/join lab").await;
     bob.expect_next("* You are now in #lab with 0 others.")
         .await;
-    bob.expect_next("* Last 1 messages in #lab:").await;
+    bob.expect_next("* Last 1 message in #lab:").await;
     bob.expect_next("alice: lab notes").await;
     bob.expect_next("* End of history.").await;
 }

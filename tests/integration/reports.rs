@@ -104,7 +104,7 @@ fn report_refuses_a_bad_time_and_a_missing_database() {
             "--db",
             "/nonexistent/x.db",
             "--since",
-            "yesterday",
+            "last week",
         ])
         .output()
         .unwrap();
@@ -125,6 +125,63 @@ fn report_refuses_a_bad_time_and_a_missing_database() {
         "{stderr}"
     );
     assert!(stderr.contains("--db FILE or --config FILE"), "{stderr}");
+}
+
+#[tokio::test]
+async fn report_finds_the_database_of_a_config_file_from_any_folder() {
+    let top = tempfile::tempdir().unwrap();
+    let class = top.path().join("classchat");
+    std::fs::create_dir(&class).unwrap();
+    let elsewhere = top.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    // The server ran beside class.toml, whose paths are relative.
+    std::fs::write(
+        class.join("class.toml"),
+        "[storage]\ndatabase = \"data/classchat.db\"\n[log]\ndir = \"logs\"\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(|c| {
+        c.storage.database = class.join("data/classchat.db");
+        c.log.dir = class.join("logs");
+    })
+    .await;
+    scripted_session(&server).await;
+    let _dir = server.stop().await;
+    let out = Command::new(SERVER)
+        .args([
+            "report",
+            "--config",
+            "../classchat/class.toml",
+            "--format",
+            "csv",
+        ])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(!elsewhere.join("data").exists());
+    // The session was today, local time: in `--since today`, not in yesterday.
+    let config = class.join("class.toml");
+    let config = config.to_str().unwrap();
+    let today = run(&[
+        "report", "--config", config, "--since", "today", "--format", "csv",
+    ]);
+    assert_eq!(today.lines().count(), 3, "{today}");
+    let before = [
+        "report",
+        "--config",
+        config,
+        "--since",
+        "yesterday",
+        "--until",
+        "00:00",
+        "--format",
+        "csv",
+    ];
+    assert_eq!(run(&before).lines().count(), 1);
 }
 
 /// One class, stored directly so that its times are minutes apart: prof joins

@@ -249,3 +249,68 @@ async fn every_event_records_the_account() {
         .collect();
     assert_eq!(rows, vec![("amy".into(), 1, 0), ("bob".into(), 0, 1)]);
 }
+
+/// A student whose connection died without a word (dropped Wi-Fi) logs in again
+/// with her code: the name is hers at once, and the dead connection is closed.
+#[tokio::test]
+async fn the_right_code_takes_the_name_over_from_a_dead_connection() {
+    let (server, codes) = rostered(|_| {}).await;
+    let mut stale = log_in(&server, "amy", &codes["amy"]).await;
+    let mut bob = log_in(&server, "bob", &codes["bob"]).await;
+    stale.expect_next("* bob has joined #lobby").await;
+    // Someone else cannot take it, even knowing it is in use.
+    let mut other = server.connect().await;
+    other.send("amy").await;
+    other.expect("* Please enter your personal code:").await;
+    other.send(&codes["bob"]).await;
+    other.expect_next("! Wrong code (2 attempts left).").await;
+
+    let mut amy = log_in(&server, "amy", &codes["amy"]).await;
+    assert_eq!(
+        stale.expect_closed().await,
+        vec!["* You logged in again from another connection; this one is closed."]
+    );
+    bob.expect("* amy has left #lobby (Logged in again)").await;
+    bob.expect_next("* amy has joined #lobby").await;
+    amy.send("back").await;
+    bob.expect_next("amy: back").await;
+    amy.send("/who").await;
+    amy.expect_prefix("= #lobby (2): amy, bob").await;
+}
+
+/// `roster remove` and `roster reissue` while the person is connected: they are
+/// out within seconds, and the others see why.
+#[tokio::test]
+async fn a_removed_or_reissued_code_ends_the_connection_within_seconds() {
+    let (server, codes) = rostered(|_| {}).await;
+    let mut amy = log_in(&server, "amy", &codes["amy"]).await;
+    let mut bob = log_in(&server, "bob", &codes["bob"]).await;
+    let mut prof = log_in(&server, "prof", &codes["prof"]).await;
+    let db = server.db_path();
+    roster(&db, &["remove", "amy"]);
+    assert_eq!(
+        amy.expect_closed().await,
+        vec![
+            "* bob has joined #lobby",
+            "* prof has joined #lobby",
+            "* Your code was changed; log in again."
+        ]
+    );
+    prof.expect("* amy has left #lobby (Code changed)").await;
+    let new_code = code_map(&roster(&db, &["reissue", "bob"]))["bob"].clone();
+    let closed = bob.expect_closed().await;
+    assert_eq!(
+        closed.last().map(String::as_str),
+        Some("* Your code was changed; log in again.")
+    );
+    prof.expect_next("* bob has left #lobby (Code changed)")
+        .await;
+    // The new code lets bob back in; the old one no longer does.
+    let mut old = server.connect().await;
+    old.send("bob").await;
+    old.expect("* Please enter your personal code:").await;
+    old.send(&codes["bob"]).await;
+    old.expect_next("! Wrong code (2 attempts left).").await;
+    log_in(&server, "bob", &new_code).await;
+    prof.expect_next("* bob has joined #lobby").await;
+}

@@ -48,6 +48,13 @@ impl Tmux {
         self.run(&["send-keys", "-t", "0", text, "Enter"]);
     }
 
+    /// Pastes `text` through a tmux buffer: one write of every line, as a terminal
+    /// pastes.
+    fn paste(&self, text: &str) {
+        self.run(&["set-buffer", "-b", "burst", text]);
+        self.run(&["paste-buffer", "-p", "-b", "burst", "-t", "0"]);
+    }
+
     fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "0"])
     }
@@ -101,9 +108,10 @@ async fn keys_typed_together_are_sent_at_once_and_the_prompt_follows_nick() {
     bob.expect_next("amy: hello there").await;
     tmux.type_line("/nick amelia");
     bob.expect_next("* amy is now known as amelia").await;
+    // The prompt shows the new name before anything else is typed.
+    tmux.wait_for("amelia>").await;
     tmux.type_line("still me");
     bob.expect_next("amelia: still me").await;
-    tmux.wait_for("amelia>").await;
     tmux.type_line("/quit");
     bob.expect_next("* amelia has left #lobby (Quit)").await;
 }
@@ -136,4 +144,38 @@ async fn codes_and_passwords_are_asked_without_echo() {
     tmux.run(&["send-keys", "-t", "0", "Up"]);
     let screen = tmux.wait_for("prof>").await;
     assert!(!screen.contains("owl-secret-7"), "{screen}");
+}
+
+#[tokio::test]
+async fn lines_typed_ahead_or_pasted_in_one_burst_all_arrive_in_order() {
+    let server = TestServer::start().await;
+    let mut bob = server.login("bob").await;
+    let home = tempfile::tempdir().unwrap();
+    let Some(tmux) = Tmux::start(&client_command(server.addr.port(), "amy", home.path())) else {
+        return;
+    };
+    bob.expect("* amy has joined #lobby").await;
+    tmux.wait_for("amy>").await;
+    // Three lines and their Enters in one send-keys: one write to the terminal.
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "0",
+        "fast1",
+        "Enter",
+        "fast2",
+        "Enter",
+        "fast3",
+        "Enter",
+    ]);
+    bob.expect_next("amy: fast1").await;
+    bob.expect_next("amy: fast2").await;
+    bob.expect_next("amy: fast3").await;
+    // A paste of three lines (bracketed, where the terminal does that) is the same.
+    tmux.paste("paste1\npaste2\npaste3\n");
+    bob.expect_next("amy: paste1").await;
+    bob.expect_next("amy: paste2").await;
+    bob.expect_next("amy: paste3").await;
+    tmux.type_line("/quit");
+    bob.expect_next("* amy has left #lobby (Quit)").await;
 }

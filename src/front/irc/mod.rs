@@ -204,11 +204,16 @@ impl Connection {
                 read = read_line(lines) => read,
                 _ = tokio::time::sleep_until(deadline) => {
                     let secs = self.cx.config.limits.handshake_timeout_secs;
-                    self.reply("ERROR", &[&LoginError::Timeout(secs).to_string()]);
+                    let error = LoginError::timed_out(secs, reg.login.asking());
+                    self.reply("ERROR", &[&error.to_string()]);
                     return false;
                 }
                 _ = self.cx.shutdown.cancelled() => {
                     self.reply("ERROR", &[&Notice::ShuttingDown.to_string()]);
+                    return false;
+                }
+                _ = self.seat.evicted() => {
+                    self.reply("ERROR", &[&LoginError::Busy.to_string()]);
                     return false;
                 }
             };
@@ -326,7 +331,11 @@ impl Connection {
                 }
                 Step::Admit(admitted) => {
                     // Checked before the welcome, which names the nick for good.
-                    if !self.cx.board.is_name_free(&admitted.name) {
+                    if !self
+                        .cx
+                        .board
+                        .may_register(&admitted.name, &admitted.identity)
+                    {
                         reg.login.refused(NickError::Taken(admitted.name))
                     } else {
                         self.nick = Some(admitted.name.clone());

@@ -288,7 +288,7 @@ impl View {
             Notice::Goodbye { .. } => {
                 message::write(out, time, Source::Server, "ERROR", &[&notice.to_string()]);
             }
-            Notice::ShuttingDown => {
+            Notice::ShuttingDown | Notice::Replaced | Notice::CodeChanged => {
                 let text = notice.to_string();
                 message::write(out, time, Source::Server, "NOTICE", &[me, &text]);
                 message::write(out, time, Source::Server, "ERROR", &[&text]);

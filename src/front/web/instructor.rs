@@ -8,7 +8,7 @@
 //! which is the safe direction.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::listen::Https;
 use super::{same_origin, Web, HTML};
+use crate::access::Locked;
 use crate::front::Context;
 use crate::password;
 use crate::report::{self, Filter, Format, ReportError};
@@ -117,32 +118,46 @@ fn unauthorized() -> Response {
 /// their personal code, or, without a roster, a name in `access.instructors` with
 /// the instructors' password. The hash check costs real CPU on purpose, so it
 /// runs on the blocking pool.
-async fn authenticate(cx: &Context, name: &str, password: String) -> Option<String> {
-    let roster = cx.roster.current()?;
+async fn authenticate(
+    cx: &Context,
+    ip: IpAddr,
+    name: &str,
+    password: String,
+) -> Result<Option<String>, Locked> {
+    let Some(roster) = cx.roster.current() else {
+        return Ok(None);
+    };
+    // An unknown name is checked against nothing, but counted like any other.
     let (listed, hash, personal) = if !roster.is_empty() {
-        let member = roster
+        match roster
             .get(name.trim())
-            .filter(|m| m.role == RosterRole::Instructor)?;
-        (member.name.clone(), member.code_hash.clone(), true)
+            .filter(|m| m.role == RosterRole::Instructor)
+        {
+            Some(member) => (Some(member.name.clone()), member.code_hash.clone(), true),
+            None => (None, String::new(), true),
+        }
     } else {
         let access = &cx.config.access;
         let listed = access
             .instructors
             .iter()
-            .find(|listed| listed.eq_ignore_ascii_case(name.trim()))?
-            .clone();
-        if access.instructor_password.is_empty() {
-            return None;
-        }
+            .find(|listed| listed.eq_ignore_ascii_case(name.trim()))
+            .filter(|_| !access.instructor_password.is_empty())
+            .cloned();
         (listed, access.instructor_password.clone(), false)
     };
-    let verified = tokio::task::spawn_blocking(move || match personal {
-        true => roster::verify(&password, &hash),
-        false => password::verify(&password, &hash),
-    })
-    .await
-    .unwrap_or(false);
-    verified.then_some(listed)
+    let known = listed.is_some();
+    let verified = cx
+        .codes
+        .check(Some(ip), name, "wrong instructor password", move || {
+            known
+                && match personal {
+                    true => roster::verify(&password, &hash),
+                    false => password::verify(&password, &hash),
+                }
+        })
+        .await?;
+    Ok(listed.filter(|_| verified))
 }
 
 /// `GET /instructor`: the page for a logged-in instructor, else the login form.
@@ -184,17 +199,15 @@ pub(super) async fn login(
     if !same_origin(&headers) {
         return (StatusCode::FORBIDDEN, "Log in from the instructor page.\n").into_response();
     }
-    let ip = peer.ip();
-    if let Err(locked) = web.cx.codes.check(ip, Instant::now()) {
-        let wait = locked.retry_secs;
-        let text = format!("Too many wrong passwords from your address; try again in {wait} s.");
-        return login_page(StatusCode::TOO_MANY_REQUESTS, Some(&text));
-    }
-    let Some(name) = authenticate(&web.cx, &form.name, form.password).await else {
-        web.cx
-            .codes
-            .failed(ip, "instructor password", Instant::now());
-        return login_page(StatusCode::UNAUTHORIZED, Some("Wrong name or password."));
+    let name = match authenticate(&web.cx, peer.ip(), &form.name, form.password).await {
+        Ok(Some(name)) => name,
+        Ok(None) => return login_page(StatusCode::UNAUTHORIZED, Some("Wrong name or password.")),
+        Err(locked) => {
+            let wait = locked.retry_secs;
+            let text =
+                format!("Too many wrong passwords from your address; try again in {wait} s.");
+            return login_page(StatusCode::TOO_MANY_REQUESTS, Some(&text));
+        }
     };
     tracing::info!(%peer, instructor = %name, "instructor logged in on the web page");
     let token = web.sessions.create(name);

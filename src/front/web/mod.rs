@@ -15,6 +15,7 @@ mod ws;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -41,15 +42,30 @@ pub(crate) struct Web {
     /// The server's connections; WebSocket clients join it so shutdown waits for them.
     tracker: TaskTracker,
     sessions: instructor::Sessions,
+    /// Host names requests may be addressed to; see [`known_host`].
+    hosts: Vec<String>,
 }
 
 impl Web {
-    pub(crate) fn new(cx: Context, ids: Arc<AtomicI64>, tracker: TaskTracker) -> Web {
+    /// `names`: the TLS certificate's, which are this server's too.
+    pub(crate) fn new(
+        cx: Context,
+        ids: Arc<AtomicI64>,
+        tracker: TaskTracker,
+        names: Vec<String>,
+    ) -> Web {
+        let mut hosts = cx.config.web.hosts.clone();
+        hosts.extend(names);
+        hosts.push("localhost".to_owned());
+        if let Ok(name) = nix::unistd::gethostname() {
+            hosts.extend(name.into_string());
+        }
         Web {
             cx,
             ids,
             tracker,
             sessions: instructor::Sessions::default(),
+            hosts,
         }
     }
 }
@@ -138,6 +154,10 @@ fn router(web: Arc<Web>) -> Router {
         .route("/instructor/", any(instructor::unknown))
         .route("/instructor/{*rest}", any(instructor::unknown))
         .layer(axum::middleware::map_response(secure))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            only_known_hosts,
+        ))
         .with_state(web)
 }
 
@@ -161,6 +181,49 @@ async fn secure(mut response: Response) -> Response {
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Refuses a request addressed to a host name the server does not serve. A page
+/// on `evil.example` whose name the attacker later points at this server (DNS
+/// rebinding) would otherwise be same-origin with it, and its script could open
+/// the WebSocket or read the instructor page from a student's browser.
+async fn only_known_hosts(
+    State(web): State<Arc<Web>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if known_host(host, &web.hosts) {
+        return next.run(request).await;
+    }
+    let body =
+        "This server is not served under that name; an administrator can add it to web.hosts.\n";
+    (StatusCode::MISDIRECTED_REQUEST, body).into_response()
+}
+
+/// Whether `host` (a `Host` header: a name or address, perhaps with a port) is
+/// one the server serves: any IP address (no DNS, nothing to rebind), or a name
+/// in `names`.
+fn known_host(host: &str, names: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]:8080`
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.trim_end_matches('.');
+    !name.is_empty() && names.iter().any(|known| known.eq_ignore_ascii_case(name))
 }
 
 /// Whether the request's `Origin` is this server as the browser addressed it
@@ -192,6 +255,30 @@ mod tests {
             headers.insert(ORIGIN, origin.parse().unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn only_addresses_and_known_names_are_served() {
+        let names = ["localhost".to_owned(), "chat.school.example".to_owned()];
+        for host in [
+            "127.0.0.1:8080",
+            "10.1.2.3",
+            "[::1]:8080",
+            "localhost:8080",
+            "Chat.School.Example",
+            "chat.school.example.:443",
+        ] {
+            assert!(known_host(host, &names), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "",
+            ":8080",
+            "[evil]:80",
+        ] {
+            assert!(!known_host(host, &names), "{host}");
+        }
     }
 
     #[test]

@@ -55,6 +55,10 @@ fn examples() -> Vec<ServerLine> {
             room: name("lobby"),
             count: 20,
         },
+        Notice::HistoryStart {
+            room: name("lab"),
+            count: 1,
+        },
         Notice::HistoryEnd,
         Notice::NowInstructor,
         Notice::Kicked {
@@ -265,4 +269,59 @@ proptest! {
             prop_assert_eq!(line.render_body(), body);
         }
     }
+}
+
+#[test]
+fn a_handshake_timeout_names_what_was_asked_for() {
+    use crate::protocol::LoginError;
+    let said = |asking| ServerLine::Error(LoginError::timed_out(30, asking).to_string());
+    assert_eq!(
+        said(None).to_string(),
+        "! No username given within 30 seconds; goodbye."
+    );
+    assert_eq!(
+        said(Some(CodeKind::JoinCode)).to_string(),
+        "! No code given within 30 seconds; goodbye."
+    );
+    assert_eq!(
+        said(Some(CodeKind::Personal)).to_string(),
+        "! No code given within 30 seconds; goodbye."
+    );
+    assert_eq!(
+        LoginError::timed_out(1, Some(CodeKind::Password)).to_string(),
+        "No password given within 1 second; goodbye."
+    );
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let history = |count| {
+        ServerLine::Notice(Notice::HistoryStart {
+            room: name("lab"),
+            count,
+        })
+        .to_string()
+    };
+    assert_eq!(history(1), "* Last 1 message in #lab:");
+    assert_eq!(history(2), "* Last 2 messages in #lab:");
+    assert_eq!(
+        ServerLine::parse("* Last 1 message in #lab:"),
+        Ok(ServerLine::Notice(Notice::HistoryStart {
+            room: name("lab"),
+            count: 1
+        }))
+    );
+    use crate::protocol::{CommandError, LoginError, NickError};
+    assert_eq!(
+        CommandError::SlowDown(1).to_string(),
+        "Slow down (at most 1 line a second); that message was not sent."
+    );
+    assert_eq!(
+        NickError::TooLong(1).to_string(),
+        "Username too long (max 1 character)"
+    );
+    assert_eq!(
+        LoginError::Full(1).to_string(),
+        "Server is full (1 user); try again later."
+    );
 }

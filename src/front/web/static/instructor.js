@@ -110,6 +110,7 @@
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
   const COLUMNS = [
     { key: 'name', title: 'Student', value: (r) => r.name, text: true },
+    { key: 'full_name', title: 'Full name', value: (r) => r.full_name || '', text: true },
     { key: 'messages', title: 'Messages', value: (r) => r.messages },
     { key: 'private_messages', title: 'Private', value: (r) => r.private_messages },
     { key: 'words', title: 'Words', value: (r) => r.words },
@@ -174,7 +175,7 @@
         svg('rect', { class: 'bar', x: label, y: y + 3, width: bar, height: row - 8, rx: 2 }),
         svg('text', { x: label + bar + 5, y: y + 15, class: 'muted' }, String(r.messages)),
       );
-      group.append(svg('title', {}, r.name + ': ' + r.messages + ' messages'));
+      group.append(svg('title', {}, r.name + ': ' + r.messages + (r.messages === 1 ? ' message' : ' messages')));
       chart.append(group);
     });
     if (data.length === 0) chart.append(svg('text', { x: 10, y: 35, class: 'muted' }, 'No messages in this range.'));
