@@ -824,6 +824,15 @@ mod tests {
         let config = Config::load(&file).unwrap();
         assert_eq!(config.log.dir, Path::new("/var/log/classchat"));
         assert_eq!(config.storage.database, class.join("data/classchat.db"));
+        // The TLS files too.
+        std::fs::write(
+            &file,
+            "[tls]\ncert = \"tls/cert.pem\"\nkey = \"/etc/k.pem\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.tls.cert, Some(class.join("tls/cert.pem")));
+        assert_eq!(config.tls.key, Some(PathBuf::from("/etc/k.pem")));
         // Without a file, the defaults stay relative to the current folder.
         assert_eq!(
             Config::default().storage.database,

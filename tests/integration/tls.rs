@@ -60,6 +60,21 @@ impl TestCa {
         }
     }
 
+    /// A certificate for `names`, signed by this CA.
+    fn issue_for(&self, names: &[&str]) -> Pair {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        Pair {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+            fingerprint: classchat::tls::fingerprint(cert.der()),
+        }
+    }
+
     fn roots(&self) -> rustls::RootCertStore {
         let path = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(path.path(), &self.pem).unwrap();
@@ -684,4 +699,31 @@ async fn sighup_reads_the_certificate_again_and_never_stops_the_server() {
     wait_for_certificate(tls, &second.fingerprint).await;
     let stderr = crate::harness::stop_for_stderr(child);
     assert!(stderr.contains("TLS certificate read again"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_page_is_served_under_the_certificates_names() {
+    let ca = TestCa::new();
+    let pair = ca.issue_for(&["localhost", "chat.lab.example"]);
+    let (server, _files) = tls_server(&pair, |_| {}).await;
+    let https = server.web_tls_addr.unwrap();
+    let get = |host: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\n\r\n",
+            https.port()
+        )
+    };
+    let named = http(
+        tls_connect(https, ca.roots()).await,
+        &get("chat.lab.example"),
+    )
+    .await;
+    assert!(named.starts_with("HTTP/1.1 200 "), "{named}");
+    let other = http(
+        tls_connect(https, ca.roots()).await,
+        &get("rebound.example"),
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 421 "), "{other}");
+    server.stop().await;
 }
