@@ -113,6 +113,23 @@ test('the page fits a phone and says when the connection is lost', async ({ serv
   await page.close();
 });
 
+test('a kicked student sees why, and the same closed state', async ({ server, browser }) => {
+  const page = await browser.newPage();
+  await studentLogsIn(page, server.web, 'kim');
+  const prof = await LineClient.connect(server);
+  prof.send('prof');
+  await prof.expect('* This name is an instructor');
+  prof.send(PASSWORD);
+  await prof.expect('* Welcome, prof!');
+  prof.send('/kick kim');
+  await page.locator('#offline').waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await page.textContent('#offline-text'), 'You were removed from the chat.');
+  assert.equal(await page.locator('#send').isVisible(), false);
+  assert.ok(await page.locator('.line.notice', { hasText: 'You have been kicked by prof' }).isVisible());
+  prof.close();
+  await page.close();
+});
+
 test('the instructor logs in and sees the student live and in the chart', async ({ server, browser }) => {
   const student = await browser.newPage();
   await studentLogsIn(student, server.web, 'ana');
