@@ -234,6 +234,14 @@ test('the report table: the CSV columns, keyboard sorting, one time format, a ph
   assert.equal(await page.getAttribute('#report th[data-key=words]', 'aria-sort'), 'ascending');
   assert.equal(await page.locator('#report th[aria-sort]').count(), 1, 'one sorted column');
   assert.equal(await page.evaluate(() => document.activeElement.closest('th')?.dataset.key), 'words', 'focus stays');
+  // The report refreshes itself (every 15 s, or on Show) and redraws the header.
+  await page.evaluate(() => {
+    document.querySelector('#report thead tr').dataset.old = 'yes';
+    document.getElementById('range').requestSubmit();
+  });
+  await until('the table redrawn', async () => (await page.locator('#report thead tr[data-old]').count()) === 0);
+  assert.equal(await page.getAttribute('#report th[data-key=words]', 'aria-sort'), 'ascending');
+  assert.equal(await page.evaluate(() => document.activeElement.closest('th')?.dataset.key), 'words', 'focus survives a refresh');
   const words = (await page.locator('#report td[data-key=words]').allTextContents()).map(Number);
   assert.deepEqual(words, [...words].sort((a, b) => a - b));
   // A phone: the page does not scroll sideways, the table does and says so, and

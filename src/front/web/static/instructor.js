@@ -157,11 +157,11 @@
     sortDesc = key === sortKey ? !sortDesc : !column.text;
     sortKey = key;
     drawTable();
-    // The header was drawn anew: keep the keyboard where it was.
-    $('report').querySelector(`th[data-key="${key}"] button`).focus();
   }
 
   function drawTable() {
+    // The header is drawn anew (also by the 15 s refresh): keep the keyboard's place.
+    const focused = document.activeElement && document.activeElement.closest('#report th');
     const column = COLUMNS.find((c) => c.key === sortKey);
     const sorted = rows.slice().sort((a, b) => {
       const x = column.value(a);
@@ -185,6 +185,7 @@
       head.append(th);
     }
     $('report').tHead.replaceChildren(head);
+    if (focused) head.querySelector(`th[data-key="${focused.dataset.key}"] button`)?.focus();
     const body = sorted.map((r) => {
       const tr = el('tr');
       for (const c of shown) {
