@@ -205,6 +205,9 @@ pub struct StorageConfig {
     /// Seconds a shutdown keeps retrying a failing database before it saves the
     /// rest to `DATABASE.unsaved.jsonl`.
     pub shutdown_grace_secs: u64,
+    /// Days events and transcript files are kept (SPEC 12): older ones are deleted
+    /// at start and daily. 0 keeps everything.
+    pub retention_days: u32,
     /// A cluster's record, e.g. `postgres://classchat@10.0.0.6/classchat`; set
     /// with `cluster.nats_url`, and then `database` is not used.
     pub postgres_url: String,
@@ -216,6 +219,7 @@ impl Default for StorageConfig {
             database: PathBuf::from("data/classchat.db"),
             max_backlog: 100_000,
             shutdown_grace_secs: 30,
+            retention_days: 0,
             postgres_url: String::new(),
         }
     }
@@ -225,6 +229,12 @@ impl StorageConfig {
     /// How long a shutdown retries a failing database.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// Events before this moment (UTC milliseconds) are past `retention_days`;
+    /// `None` when everything is kept.
+    pub fn retention_cutoff_ms(&self, now_ms: i64) -> Option<i64> {
+        (self.retention_days > 0).then(|| now_ms - i64::from(self.retention_days) * 86_400_000)
     }
 }
 
@@ -504,6 +514,9 @@ impl Config {
         }
         if self.storage.shutdown_grace_secs > 3600 {
             return invalid("storage.shutdown_grace_secs", "must be between 0 and 3600");
+        }
+        if self.storage.retention_days > 36_500 {
+            return invalid("storage.retention_days", "must be between 0 and 36500");
         }
         if self.log.dir.as_os_str().is_empty() {
             return invalid("log.dir", "must not be empty");

@@ -9,8 +9,10 @@
 //! WebSocket clients take their ids and seats from the same counters as the line
 //! port's, so the limits hold across both.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +25,13 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::cluster::{ClusterError, Node};
 use crate::config::ValidConfig;
+use crate::event::EventKind;
 use crate::front::{irc, line, web, Context};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
 use crate::roster::Roster;
-use crate::store::{Closed, Store, StoreError};
+use crate::store::{Closed, Store, StoreError, StoreHandle};
+use crate::student_data::erase;
 use crate::switchboard::Switchboard;
 
 /// The longest a shutdown waits for connections to close before it stops waiting.
@@ -145,9 +149,113 @@ async fn keep_roster_current(cx: Context, mut source: RosterSource) {
     }
 }
 
+/// How often a running server looks for new `erase` events (SPEC 12), as for
+/// roster changes: an erase takes effect within seconds.
+const ERASE_EVERY: Duration = Duration::from_secs(2);
+
+/// How often events past `storage.retention_days` are deleted while the server
+/// runs (it also does so at start).
+const EXPIRE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Keeps a single server's record to SPEC 12 while it runs: daily retention,
+/// and each `chat-server erase` applied to what the command cannot reach safely
+/// itself: the replay tails, and the transcript files this server appends to
+/// (rewritten on the store's writer thread, so that no append races them).
+async fn keep_record_tidy(cx: Context, store: StoreHandle, database: PathBuf) {
+    let retention = cx.config.storage.clone();
+    let mut expire =
+        tokio::time::interval_at(tokio::time::Instant::now() + EXPIRE_EVERY, EXPIRE_EVERY);
+    let mut seen = match read_blocking(&database, erase::last_erase_sqlite).await {
+        Ok(seen) => seen,
+        Err(err) => {
+            tracing::warn!(%err, "cannot read the erase events; looking again shortly");
+            0
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => return,
+            _ = expire.tick() => {
+                if let Some(cutoff) = retention.retention_cutoff_ms(chrono::Utc::now().timestamp_millis()) {
+                    store.expire(cutoff);
+                }
+            }
+            _ = tokio::time::sleep(ERASE_EVERY) => {
+                let newest = match read_blocking(&database, erase::last_erase_sqlite).await {
+                    Ok(newest) => newest,
+                    Err(err) => {
+                        tracing::debug!(%err, "cannot look for erase events");
+                        continue;
+                    }
+                };
+                if newest <= seen {
+                    continue;
+                }
+                let erased = match read_blocking(&database, erase::erased_sqlite).await {
+                    Ok(erased) => erased,
+                    Err(err) => {
+                        tracing::warn!(%err, "cannot read the erased events; trying again shortly");
+                        continue;
+                    }
+                };
+                seen = newest;
+                let lines: HashSet<(String, i64, String)> = erased
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Chat)
+                    .map(|e| (e.room.to_string(), e.ts_ms, e.sender.to_string()))
+                    .collect();
+                let forgotten = cx.board.forget_history(&lines);
+                tracing::info!(forgotten, "an erase was recorded; its lines are no longer replayed");
+                store.rewrite_transcripts(erased);
+            }
+        }
+    }
+}
+
+/// Retention for a cluster's PostgreSQL, at start and daily. Every node does it;
+/// a delete that finds nothing more to delete is harmless.
+async fn keep_postgres_expired(cx: Context) {
+    let storage = cx.config.storage.clone();
+    loop {
+        if let Some(cutoff) = storage.retention_cutoff_ms(chrono::Utc::now().timestamp_millis()) {
+            let expire = async {
+                let client = crate::postgres::connect(&storage.postgres_url).await?;
+                crate::student_data::retention::expire_postgres(&client, cutoff).await
+            };
+            match expire.await {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(deleted, "deleted events past storage.retention_days")
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot delete events past storage.retention_days")
+                }
+            }
+        }
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(EXPIRE_EVERY) => {}
+        }
+    }
+}
+
+/// Runs a read of the database on the blocking pool.
+async fn read_blocking<T: Send + 'static>(
+    database: &Path,
+    read: fn(&rusqlite::Connection) -> rusqlite::Result<T>,
+) -> Result<T, String> {
+    let database = database.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = crate::store::open_read_only(&database).map_err(|e| e.to_string())?;
+        read(&conn).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// Where the events go: this server's SQLite store, or the cluster's stream.
 enum Record {
-    Store(Store),
+    Store(Store, StoreHandle),
     Node(Node),
 }
 
@@ -212,11 +320,12 @@ impl Server {
             Some(opened) => {
                 let history = History::loaded(config.history.replay_lines, opened.history);
                 let hub = Hub::new(Settings::from_config(&config), history);
+                let handle = opened.handle.clone();
                 let board = Switchboard::new(hub, opened.handle, clock);
                 (
                     Arc::new(board),
                     opened.next_session,
-                    Record::Store(opened.store),
+                    Record::Store(opened.store, handle),
                 )
             }
         };
@@ -235,7 +344,7 @@ impl Server {
     pub fn node_number(&self) -> Option<u64> {
         match &self.record {
             Record::Node(node) => Some(node.number),
-            Record::Store(_) => None,
+            Record::Store(..) => None,
         }
     }
 
@@ -280,6 +389,16 @@ impl Server {
         let mut roster = RosterSource::of(&config);
         reload_roster(&cx, &mut roster).await;
         tracker.spawn(keep_roster_current(cx.clone(), roster));
+        match &record {
+            Record::Store(_, handle) => {
+                let database = config.storage.database.clone();
+                tracker.spawn(keep_record_tidy(cx.clone(), handle.clone(), database));
+            }
+            Record::Node(_) if config.storage.retention_days > 0 => {
+                tracker.spawn(keep_postgres_expired(cx.clone()));
+            }
+            Record::Node(_) => {}
+        }
         let ids = Arc::new(AtomicI64::new(next_id));
         if let Some(listener) = web {
             let web = web::Web::new(cx.clone(), ids.clone(), tracker.clone());
@@ -338,7 +457,7 @@ impl Server {
         }
         drop((board, cx));
         let closed = match record {
-            Record::Store(store) => tokio::task::spawn_blocking(move || store.close())
+            Record::Store(store, _) => tokio::task::spawn_blocking(move || store.close())
                 .await
                 .expect("store close panicked"),
             Record::Node(node) => {

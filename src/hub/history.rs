@@ -4,7 +4,7 @@
 //! said, so a replay never waits for the disk and always includes a line said just
 //! before the join, even one still on its way to the database.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::event::HistoryLine;
 use crate::protocol::Name;
@@ -61,5 +61,20 @@ impl History {
             .skip(tail.len().saturating_sub(count))
             .cloned()
             .collect()
+    }
+
+    /// Forgets the lines whose `(room, ts_ms, sender)` is in `erased`: words erased
+    /// from the record (SPEC 12) are not replayed to the next joiner either.
+    /// Returns how many lines were removed.
+    pub fn forget(&mut self, erased: &HashSet<(String, i64, String)>) -> usize {
+        let mut removed = 0;
+        for (room, tail) in &mut self.rooms {
+            let before = tail.len();
+            tail.retain(|line| {
+                !erased.contains(&(room.to_string(), line.ts_ms, line.sender.to_string()))
+            });
+            removed += before - tail.len();
+        }
+        removed
     }
 }

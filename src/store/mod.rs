@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::event::{Event, EventSink, HistoryLine};
 use crate::transcript::Transcript;
 
-pub use lock::lock_path;
+pub use lock::{acquire as lock_database, lock_path, DatabaseLock};
 pub use unsaved::unsaved_path;
 use writer::{Request, Writer};
 
@@ -53,6 +53,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_unsaved.sql",
         include_str!("../../migrations/0003_unsaved.sql"),
+    ),
+    (
+        "0004_erase.sql",
+        include_str!("../../migrations/0004_erase.sql"),
     ),
 ];
 
@@ -125,6 +129,19 @@ impl StoreHandle {
     /// enough for every line.
     pub fn over_backlog(&self) -> bool {
         self.backlog() > self.max_backlog
+    }
+
+    /// Asks the writer thread to delete the events before `cutoff_ms` and the
+    /// transcript files last written before then (`storage.retention_days`).
+    pub fn expire(&self, cutoff_ms: i64) {
+        let _ = self.queue.send(Request::Expire { cutoff_ms });
+    }
+
+    /// Asks the writer thread to replace, in every transcript file, the lines of
+    /// these erased events by their `[erased]` form. The writer is the one that
+    /// appends, so no line is appended while a file is rewritten.
+    pub fn rewrite_transcripts(&self, erased: Vec<Event>) {
+        let _ = self.queue.send(Request::RewriteTranscripts(erased));
     }
 }
 
@@ -217,6 +234,13 @@ impl Store {
         let mut conn = open_database(path)?;
         let unsaved = unsaved_path(path);
         import_unsaved(&mut conn, path, &unsaved)?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if let Some(cutoff_ms) = config.storage.retention_cutoff_ms(now_ms) {
+            // Before the writer starts, so that no append races the removals.
+            crate::student_data::retention::expire_sqlite(&conn, cutoff_ms)
+                .map_err(|source| db_error(path, source))?;
+            crate::student_data::retention::expire_transcripts(&config.log.dir, cutoff_ms);
+        }
         let next_session: i64 = conn
             .query_row(
                 "SELECT COALESCE(MAX(session), 0) + 1 FROM events",
@@ -411,7 +435,8 @@ fn db_error(path: &Path, source: rusqlite::Error) -> StoreError {
 }
 
 /// The last `limit` chat lines of `room`, oldest first (an index walk backwards
-/// from the newest line, so its cost does not grow with the table).
+/// from the newest line, so its cost does not grow with the table). Erased lines
+/// (SPEC 12) are not replayed.
 pub fn query_history(
     conn: &Connection,
     room: &str,
@@ -419,7 +444,8 @@ pub fn query_history(
 ) -> rusqlite::Result<Vec<HistoryLine>> {
     let mut stmt = conn.prepare_cached(
         "SELECT ts_ms, sender, text FROM events
-         WHERE room = ?1 AND kind = 'chat' ORDER BY id DESC LIMIT ?2",
+         WHERE room = ?1 AND kind = 'chat' AND text IS NOT '[erased]'
+         ORDER BY id DESC LIMIT ?2",
     )?;
     let mut lines = stmt
         .query_map(params![room, limit as i64], |row| {
@@ -471,7 +497,8 @@ pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Resul
     insert_counting(conn, events, None)
 }
 
-fn insert_rows(tx: &Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
+/// Inserts events within `tx`.
+pub(crate) fn insert_rows(tx: &Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session, account)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
