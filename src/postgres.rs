@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_room_chat ON events (room, seq, idx) WHERE kind = 'chat';
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
 CREATE INDEX IF NOT EXISTS events_session ON events (session);
+CREATE INDEX IF NOT EXISTS events_erase ON events (ts_ms) WHERE kind = 'erase';
 CREATE TABLE IF NOT EXISTS roster (
     name      TEXT    NOT NULL PRIMARY KEY,
     role      TEXT    NOT NULL DEFAULT 'student',

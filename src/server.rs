@@ -212,30 +212,68 @@ async fn keep_record_tidy(cx: Context, store: StoreHandle, database: PathBuf) {
     }
 }
 
-/// Retention for a cluster's PostgreSQL, at start and daily. Every node does it;
-/// a delete that finds nothing more to delete is harmless.
-async fn keep_postgres_expired(cx: Context) {
+/// A cluster node's share of SPEC 12: retention of the PostgreSQL record at
+/// start and daily (every node does it; a delete that finds nothing more is
+/// harmless), and each `chat-server erase` applied to this node's replay tails.
+async fn keep_postgres_tidy(cx: Context) {
     let storage = cx.config.storage.clone();
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut seen: Option<i64> = None;
+    let mut next_expiry = tokio::time::Instant::now();
     loop {
-        if let Some(cutoff) = storage.retention_cutoff_ms(chrono::Utc::now().timestamp_millis()) {
-            let expire = async {
-                let client = crate::postgres::connect(&storage.postgres_url).await?;
-                crate::student_data::retention::expire_postgres(&client, cutoff).await
-            };
-            match expire.await {
-                Ok(0) => {}
-                Ok(deleted) => {
-                    tracing::info!(deleted, "deleted events past storage.retention_days")
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "cannot delete events past storage.retention_days")
+        let connected = match client.take().filter(|c| !c.is_closed()) {
+            Some(c) => Some(c),
+            None => crate::postgres::connect(&storage.postgres_url).await.ok(),
+        };
+        if let Some(connected) = &connected {
+            let now = tokio::time::Instant::now();
+            if now >= next_expiry {
+                next_expiry = now + EXPIRE_EVERY;
+                let cutoff = storage.retention_cutoff_ms(chrono::Utc::now().timestamp_millis());
+                if let Some(cutoff) = cutoff {
+                    match crate::student_data::retention::expire_postgres(connected, cutoff).await {
+                        Ok(0) => {}
+                        Ok(deleted) => {
+                            tracing::info!(deleted, "deleted events past storage.retention_days")
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "cannot delete events past storage.retention_days")
+                        }
+                    }
                 }
             }
+            forget_erased_postgres(&cx, connected, &mut seen).await;
         }
+        client = connected;
         tokio::select! {
             _ = cx.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(EXPIRE_EVERY) => {}
+            _ = tokio::time::sleep(ERASE_EVERY) => {}
         }
+    }
+}
+
+/// Forgets the erased lines once more `erase` events are recorded than last seen.
+async fn forget_erased_postgres(
+    cx: &Context,
+    client: &tokio_postgres::Client,
+    seen: &mut Option<i64>,
+) {
+    let Ok(count) = erase::erase_count_postgres(client).await else {
+        return;
+    };
+    if seen.is_some_and(|seen| count <= seen) {
+        return;
+    }
+    // At start too: the stream this node replayed may predate an erase.
+    match erase::erased_chat_postgres(client).await {
+        Ok(lines) => {
+            *seen = Some(count);
+            let forgotten = cx.board.forget_history(&lines.into_iter().collect());
+            if forgotten > 0 {
+                tracing::info!(forgotten, "erased lines are no longer replayed");
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot read the erased lines; trying again shortly"),
     }
 }
 
@@ -394,10 +432,9 @@ impl Server {
                 let database = config.storage.database.clone();
                 tracker.spawn(keep_record_tidy(cx.clone(), handle.clone(), database));
             }
-            Record::Node(_) if config.storage.retention_days > 0 => {
-                tracker.spawn(keep_postgres_expired(cx.clone()));
+            Record::Node(_) => {
+                tracker.spawn(keep_postgres_tidy(cx.clone()));
             }
-            Record::Node(_) => {}
         }
         let ids = Arc::new(AtomicI64::new(next_id));
         if let Some(listener) = web {

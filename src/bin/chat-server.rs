@@ -131,6 +131,10 @@ struct EraseArgs {
     /// Folder of the transcript files (default: log.dir of the configuration).
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
+    /// A cluster's NATS, whose stream's copies of the words are deleted too
+    /// (default: cluster.nats_url of the configuration).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 #[derive(Args)]
@@ -702,11 +706,17 @@ fn query(
 
 /// Where `export` and `erase` find the record: as `report` does, and the
 /// transcript folder from the configuration (or `--log-dir`).
-fn student_target(args: &StudentArgs, log_dir: Option<PathBuf>) -> anyhow::Result<Target> {
-    if let Some(url) = postgres_url(&args.postgres, &args.db, &args.config)? {
-        return Ok(Target::Postgres { url });
-    }
+fn student_target(
+    args: &StudentArgs,
+    log_dir: Option<PathBuf>,
+    nats: Option<String>,
+) -> anyhow::Result<Target> {
     let config = load_config(args.config.as_ref())?;
+    if let Some(url) = postgres_url(&args.postgres, &args.db, &args.config)? {
+        let from_config = Some(config.cluster.nats_url).filter(|u| !u.is_empty());
+        let nats = nats.or(from_config);
+        return Ok(Target::Postgres { url, nats });
+    }
     Ok(Target::Sqlite {
         database: args.db.clone().unwrap_or(config.storage.database),
         transcripts: log_dir.unwrap_or(config.log.dir),
@@ -714,7 +724,7 @@ fn student_target(args: &StudentArgs, log_dir: Option<PathBuf>) -> anyhow::Resul
 }
 
 fn export_command(args: ExportArgs) -> anyhow::Result<()> {
-    let target = student_target(&args.target, None)?;
+    let target = student_target(&args.target, None, None)?;
     let format = match args.format {
         ExportFormatArg::Json => ExportFormat::Json,
         ExportFormatArg::Csv => ExportFormat::Csv,
@@ -726,7 +736,7 @@ fn export_command(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 fn erase_command(args: EraseArgs) -> anyhow::Result<()> {
-    let target = student_target(&args.target, args.log_dir)?;
+    let target = student_target(&args.target, args.log_dir, args.nats)?;
     let operator = args
         .by
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))

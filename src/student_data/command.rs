@@ -26,6 +26,8 @@ pub enum Target {
     Postgres {
         /// `storage.postgres_url`.
         url: String,
+        /// `cluster.nats_url`, for `erase` to delete the stream's copies.
+        nats: Option<String>,
     },
 }
 
@@ -74,7 +76,7 @@ pub fn erase(target: &Target, request: &EraseRequest, out: &mut dyn Write) -> an
             database,
             transcripts,
         } => erase_sqlite(database, transcripts, request, out),
-        Target::Postgres { url } => erase_postgres(url, request, out),
+        Target::Postgres { url, nats } => erase_postgres(url, nats.as_deref(), request, out),
     }
 }
 
@@ -156,7 +158,12 @@ fn erase_sqlite(
     Ok(())
 }
 
-fn erase_postgres(url: &str, request: &EraseRequest, out: &mut dyn Write) -> anyhow::Result<()> {
+fn erase_postgres(
+    url: &str,
+    nats: Option<&str>,
+    request: &EraseRequest,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let (runtime, mut client) = postgres_client(url)?;
     let conn = runtime
         .block_on(crate::postgres::snapshot(&mut client))
@@ -172,11 +179,25 @@ fn erase_postgres(url: &str, request: &EraseRequest, out: &mut dyn Write) -> any
         now_ms,
     ))?;
     writeln!(out, "PostgreSQL: {counts} erased; the table was vacuumed")?;
-    writeln!(
-        out,
-        "not changed: the JetStream stream's copies of the messages and the running nodes' replay \
-         (a node restarted after this replays none of the erased lines)"
-    )?;
+    let seqs = runtime.block_on(erase::stream_seqs_postgres(&client, &scope))?;
+    match nats {
+        Some(nats) => {
+            let (deleted, gone) = runtime
+                .block_on(erase::delete_from_stream(nats, &seqs))
+                .map_err(|e| anyhow::anyhow!("cannot delete the stream's copies: {e}"))?;
+            writeln!(
+                out,
+                "stream: {deleted} messages deleted ({gone} were gone already); \
+                 the running nodes stop replaying the erased lines within seconds"
+            )?;
+        }
+        None => writeln!(
+            out,
+            "stream: not changed ({} messages hold the words): give --nats URL or --config \
+             to delete them; the running nodes stop replaying the erased lines within seconds",
+            seqs.len()
+        )?,
+    }
     writeln!(
         out,
         "recorded: erase by {} of {}",
@@ -228,7 +249,7 @@ fn read_connection(target: &Target) -> anyhow::Result<rusqlite::Connection> {
             }
             Ok(store::open_read_only(database)?)
         }
-        Target::Postgres { url } => {
+        Target::Postgres { url, .. } => {
             let (runtime, mut client) = postgres_client(url)?;
             let conn = runtime
                 .block_on(crate::postgres::snapshot(&mut client))

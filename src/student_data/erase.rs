@@ -272,3 +272,75 @@ pub async fn erase_postgres(
     client.batch_execute("VACUUM events").await?;
     Ok(counts)
 }
+
+/// The stream sequences of the inputs that carried the student's chat lines and
+/// private messages: the cluster's copies of their words. Leave reasons stay in
+/// the stream, because their inputs also end a connection, which a node
+/// rebuilding its state must replay.
+pub async fn stream_seqs_postgres(
+    client: &tokio_postgres::Client,
+    scope: &StudentScope,
+) -> Result<Vec<u64>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT seq FROM events WHERE session = ANY($1)
+             AND kind IN ('chat', 'pm') AND seq > 0 ORDER BY seq",
+            &[&scope.sessions],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+}
+
+/// Deletes these messages from the cluster's stream; JetStream overwrites a
+/// deleted message's bytes unless told not to. Returns how many were deleted and
+/// how many were gone already (deleted before, or trimmed).
+pub async fn delete_from_stream(
+    nats_url: &str,
+    seqs: &[u64],
+) -> Result<(usize, usize), async_nats::Error> {
+    let client = async_nats::ConnectOptions::new()
+        .name("classchat-erase")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(nats_url)
+        .await?;
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(crate::cluster::STREAM).await?;
+    let (mut deleted, mut gone) = (0, 0);
+    for &seq in seqs {
+        match stream.delete_message(seq).await {
+            Ok(true) => deleted += 1,
+            Ok(false) => gone += 1,
+            Err(err) if err.to_string().contains("no message found") => gone += 1,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok((deleted, gone))
+}
+
+/// How many `erase` events a cluster's PostgreSQL holds: a node acts when it
+/// grows.
+pub async fn erase_count_postgres(
+    client: &tokio_postgres::Client,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT COUNT(*) FROM events WHERE kind = 'erase'", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Every erased chat line in a cluster's PostgreSQL, as `(room, ts_ms, sender)`:
+/// what a node no longer replays.
+pub async fn erased_chat_postgres(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<(String, i64, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT room, ts_ms, sender FROM events WHERE kind = 'chat' AND text = $1",
+            &[&ERASED],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}

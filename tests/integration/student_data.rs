@@ -506,3 +506,95 @@ async fn export_and_erase_on_postgres() {
 async fn postgres_watermark(client: &tokio_postgres::Client) -> u64 {
     classchat::postgres::watermark(client).await.unwrap()
 }
+
+/// Cluster mode: the words leave PostgreSQL and the stream, and a running node
+/// stops replaying them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erase_in_cluster_mode_reaches_postgresql_the_stream_and_the_nodes() {
+    let Some((nats, pg)) = crate::cluster::engines().await else {
+        return;
+    };
+    let node = crate::cluster::start_node(&nats, &pg).await;
+    let mut alice = node.login("alice").await;
+    let mut bob = node.login("bob").await;
+    alice.expect("* bob has joined #lobby").await;
+    alice.send("nebulaword one").await;
+    bob.expect("alice: nebulaword one").await;
+    alice.send("/msg bob starpmword").await;
+    bob.expect("[PM from alice] starpmword").await;
+    bob.send("bob stays").await;
+    alice.expect("bob: bob stays").await;
+    let recorded = crate::cluster::recorded_chat(&pg, 2, WAIT).await;
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    let client = classchat::postgres::connect(&pg.url()).await.unwrap();
+    let pm_recorded = || async {
+        let row = client
+            .query_one("SELECT COUNT(*) FROM events WHERE kind = 'pm'", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) == 1
+    };
+    let start = Instant::now();
+    while !pm_recorded().await {
+        assert!(start.elapsed() < WAIT, "the pm is recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seqs: Vec<i64> = client
+        .query(
+            "SELECT seq FROM events WHERE sender = 'alice' AND kind IN ('chat', 'pm')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seqs.len(), 2);
+
+    let said = run_async(
+        ["erase", "--postgres", &pg.url(), "--nats", &nats.url()]
+            .into_iter()
+            .chain(["--student", "alice", "--yes", "--by", "officer"])
+            .map(str::to_owned)
+            .collect(),
+    )
+    .await;
+    assert!(said.contains("stream: 2 messages deleted"), "{said}");
+    let left = client
+        .query_one(
+            "SELECT COUNT(*) FROM events WHERE text LIKE '%nebulaword%' OR text LIKE '%starpmword%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 0);
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = js.get_stream(classchat::cluster::STREAM).await.unwrap();
+    for seq in seqs {
+        assert!(
+            stream.get_raw_message(seq as u64).await.is_err(),
+            "message {seq}"
+        );
+    }
+
+    // The node notices within seconds: a newcomer's replay no longer has it.
+    let start = Instant::now();
+    loop {
+        let mut carol = node.login("carol").await;
+        bob.send("marker line").await;
+        let replay = carol.expect("bob: marker line").await;
+        if !replay.iter().any(|l| l.contains("nebulaword")) {
+            assert!(
+                replay.iter().any(|l| l.contains("bob stays")),
+                "{replay:#?}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{replay:#?}");
+        carol.send("/quit").await;
+        carol.expect_closed().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(alice);
+    let _ = node.stop().await;
+}
