@@ -600,6 +600,55 @@ mod tests {
         assert!(texts(0).is_empty());
     }
 
+    /// The daily retention of a running server: the writer thread deletes the
+    /// old rows and transcript files, and keeps the recent ones.
+    #[test]
+    fn the_writer_expires_old_events_and_transcript_files_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.database = dir.path().join("chat.db");
+        config.log.dir = dir.path().join("logs");
+        let day = 86_400_000;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut conn = open_database(&config.storage.database).unwrap();
+        insert_events(
+            &mut conn,
+            &[
+                chat(now - 40 * day, "lobby", "old"),
+                chat(now - day, "lobby", "new"),
+            ],
+        )
+        .unwrap();
+        drop(conn);
+        std::fs::create_dir_all(&config.log.dir).unwrap();
+        let old_file = config.log.dir.join("transcript.2020-01-01.log");
+        std::fs::write(&old_file, "x\n").unwrap();
+        let forty_days_ago = std::time::SystemTime::now() - Duration::from_secs(40 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&old_file)
+            .unwrap()
+            .set_modified(forty_days_ago)
+            .unwrap();
+        let opened = Store::open(&config).unwrap();
+        assert!(
+            old_file.exists(),
+            "retention_days = 0 keeps everything at start"
+        );
+        opened.handle.expire(now - 30 * day);
+        assert_eq!(opened.store.close(), Closed::AllWritten);
+        assert!(!old_file.exists());
+        let conn = open_read_only(&config.storage.database).unwrap();
+        let texts: Vec<String> = conn
+            .prepare("SELECT text FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(texts, ["new"]);
+    }
+
     #[test]
     fn migrations_apply_once() {
         let mut conn = Connection::open_in_memory().unwrap();

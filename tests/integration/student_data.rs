@@ -598,3 +598,34 @@ async fn an_erase_in_cluster_mode_reaches_postgresql_the_stream_and_the_nodes() 
     drop(alice);
     let _ = node.stop().await;
 }
+
+#[test]
+fn the_banner_says_how_long_the_record_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.toml");
+    let mut config = test_config(dir.path());
+    config.storage.retention_days = 30;
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let (mut child, _) = crate::harness::spawn_listening(
+        Command::new(SERVER_BIN)
+            .arg("--config")
+            .arg(&path)
+            .stderr(Stdio::null()),
+    );
+    let mut banner = Vec::new();
+    loop {
+        let line = crate::harness::stdout_line(&mut child);
+        assert!(!line.is_empty(), "{banner:?}");
+        banner.push(line.clone());
+        if line.starts_with("retention:") {
+            break;
+        }
+    }
+    crate::harness::signal(&child, "-TERM");
+    child.wait().unwrap();
+    let line = banner.last().unwrap();
+    assert!(
+        line.contains("older than 30 days are deleted at start and daily"),
+        "{line}"
+    );
+}
