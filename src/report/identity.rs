@@ -83,13 +83,13 @@ impl Student {
 
     /// Keeps the student's own events (from any of their sessions) and the events
     /// aimed at them: private messages, kicks, mutes and unmutes to any of their
-    /// names. Literal session ids are safe (they are integers) and spare SQLite
+    /// names, and the erasure of their words. Literal session ids are safe (they are integers) and spare SQLite
     /// thousands of parameters for a student who reconnected a lot.
     pub(super) fn push_user_clause(&self, sql: &mut Where) {
         let ids: Vec<String> = self.sessions.iter().map(|s| s.id.to_string()).collect();
         let marks = vec!["?"; self.lower_names.len()].join(", ");
         let clause = format!(
-            "(session IN ({}) OR (kind IN ('pm', 'kick', 'mute', 'unmute') \
+            "(session IN ({}) OR (kind IN ('pm', 'kick', 'mute', 'unmute', 'erase') \
              AND recipient COLLATE NOCASE IN ({marks})))",
             ids.join(", ")
         );

@@ -236,6 +236,16 @@ fn erase_without_a_server_rewrites_the_database_and_the_transcripts() {
     assert_eq!(erase.len(), 1);
     assert_eq!(&*erase[0].sender, "officer");
     assert_eq!(erase[0].recipient.as_deref(), Some("amy"));
+    // Her copy now shows the erasure, and none of her words.
+    let json = run_ok(&["export", "--db", db_s, "--student", "amy"]);
+    assert!(
+        json.contains("\"erase\"") && json.contains("[erased]"),
+        "{json}"
+    );
+    assert!(
+        !json.contains("quokkaword") && !json.contains("whisperword"),
+        "{json}"
+    );
 }
 
 /// The words are in neither the database file, nor its log, nor any transcript.
@@ -484,6 +494,9 @@ async fn export_and_erase_on_postgres() {
         (erase.get::<_, &str>(0), erase.get::<_, &str>(1)),
         ("officer", "amy")
     );
+    let transcript = run_async(vec!["transcript".into(), "--postgres".into(), url.clone()]).await;
+    let last = transcript.lines().last().unwrap_or_default();
+    assert!(last.contains(" erase officer -> amy ("), "{transcript}");
     let report = run_async(vec![
         "report".into(),
         "--postgres".into(),
