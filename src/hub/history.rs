@@ -78,3 +78,42 @@ impl History {
         removed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ts_ms: i64, sender: &str) -> HistoryLine {
+        HistoryLine {
+            ts_ms,
+            sender: sender.into(),
+            text: "words".into(),
+        }
+    }
+
+    #[test]
+    fn forget_removes_only_the_erased_lines() {
+        let (lobby, lab): (Name, Name) = ("lobby".into(), "lab".into());
+        let mut history = History::loaded(
+            10,
+            [
+                (
+                    lobby.clone(),
+                    vec![line(1, "amy"), line(2, "bo"), line(3, "amy")],
+                ),
+                (lab.clone(), vec![line(1, "amy")]),
+            ],
+        );
+        // amy's line at 1 in the lobby and at 3; the same name and time in the
+        // lab is another line, not erased.
+        let erased: HashSet<(String, i64, String)> = [
+            ("lobby".into(), 1, "amy".into()),
+            ("lobby".into(), 3, "amy".into()),
+        ]
+        .into();
+        assert_eq!(history.forget(&erased), 2);
+        assert_eq!(history.last("lobby", 10), [line(2, "bo")]);
+        assert_eq!(history.last("lab", 10), [line(1, "amy")]);
+        assert_eq!(history.forget(&erased), 0);
+    }
+}
