@@ -671,22 +671,6 @@ mod tests {
     }
 
     #[test]
-    fn retention_is_off_by_default_and_bounded() {
-        let config = Config::parse("").unwrap().into_inner();
-        assert_eq!(config.storage.retention_cutoff_ms(1_000), None);
-        let config = Config::parse("[storage]\nretention_days = 2\n")
-            .unwrap()
-            .into_inner();
-        let now = 10 * 86_400_000;
-        assert_eq!(
-            config.storage.retention_cutoff_ms(now),
-            Some(8 * 86_400_000)
-        );
-        let err = Config::parse("[storage]\nretention_days = 36501\n").unwrap_err();
-        assert!(err.to_string().contains("storage.retention_days"), "{err}");
-    }
-
-    #[test]
     fn unknown_key_is_named() {
         let err = Config::parse("[limits]\nmax_nick_length = 3\n").unwrap_err();
         assert!(err.to_string().contains("max_nick_length"), "{err}");
@@ -764,5 +748,21 @@ mod tests {
         assert!(Config::parse(ok).is_ok());
         let err = Config::parse("[server]\ntimestamp_format = \"%H%n\"\n").unwrap_err();
         assert!(err.to_string().contains("server.timestamp_format"), "{err}");
+    }
+
+    #[test]
+    fn retention_is_off_by_default_and_bounded() {
+        let config = Config::parse("").unwrap().into_inner();
+        assert_eq!(config.storage.retention_cutoff_ms(1_000), None);
+        let config = Config::parse("[storage]\nretention_days = 2\n")
+            .unwrap()
+            .into_inner();
+        let now = 10 * 86_400_000;
+        assert_eq!(
+            config.storage.retention_cutoff_ms(now),
+            Some(8 * 86_400_000)
+        );
+        let err = Config::parse("[storage]\nretention_days = 36501\n").unwrap_err();
+        assert!(err.to_string().contains("storage.retention_days"), "{err}");
     }
 }
