@@ -161,17 +161,11 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 /// and each `chat-server erase` applied to what the command cannot reach safely
 /// itself: the replay tails, and the transcript files this server appends to
 /// (rewritten on the store's writer thread, so that no append races them).
-async fn keep_record_tidy(cx: Context, store: StoreHandle, database: PathBuf) {
+/// `seen` is the newest erase the history was loaded after.
+async fn keep_record_tidy(cx: Context, store: StoreHandle, database: PathBuf, mut seen: i64) {
     let retention = cx.config.storage.clone();
     let mut expire =
         tokio::time::interval_at(tokio::time::Instant::now() + EXPIRE_EVERY, EXPIRE_EVERY);
-    let mut seen = match read_blocking(&database, erase::last_erase_sqlite).await {
-        Ok(seen) => seen,
-        Err(err) => {
-            tracing::warn!(%err, "cannot read the erase events; looking again shortly");
-            0
-        }
-    };
     loop {
         tokio::select! {
             _ = cx.shutdown.cancelled() => return,
@@ -242,7 +236,9 @@ async fn keep_postgres_tidy(cx: Context) {
                     }
                 }
             }
-            forget_erased_postgres(&cx, connected, &mut seen).await;
+            let forget = forget_erased_postgres(&cx, connected, &mut seen);
+            // A PostgreSQL that stopped answering must not hold this loop.
+            let _ = tokio::time::timeout(crate::postgres::ANSWER_WITHIN, forget).await;
         }
         client = connected;
         tokio::select! {
@@ -293,7 +289,9 @@ async fn read_blocking<T: Send + 'static>(
 
 /// Where the events go: this server's SQLite store, or the cluster's stream.
 enum Record {
-    Store(Store, StoreHandle),
+    /// The store, a handle for its writer's other requests, and the newest
+    /// erase the loaded history already reflects.
+    Store(Store, StoreHandle, i64),
     Node(Node),
 }
 
@@ -363,7 +361,7 @@ impl Server {
                 (
                     Arc::new(board),
                     opened.next_session,
-                    Record::Store(opened.store, handle),
+                    Record::Store(opened.store, handle, opened.last_erase),
                 )
             }
         };
@@ -428,9 +426,14 @@ impl Server {
         reload_roster(&cx, &mut roster).await;
         tracker.spawn(keep_roster_current(cx.clone(), roster));
         match &record {
-            Record::Store(_, handle) => {
+            Record::Store(_, handle, seen) => {
                 let database = config.storage.database.clone();
-                tracker.spawn(keep_record_tidy(cx.clone(), handle.clone(), database));
+                tracker.spawn(keep_record_tidy(
+                    cx.clone(),
+                    handle.clone(),
+                    database,
+                    *seen,
+                ));
             }
             Record::Node(_) => {
                 tracker.spawn(keep_postgres_tidy(cx.clone()));
@@ -494,7 +497,7 @@ impl Server {
         }
         drop((board, cx));
         let closed = match record {
-            Record::Store(store, _) => tokio::task::spawn_blocking(move || store.close())
+            Record::Store(store, ..) => tokio::task::spawn_blocking(move || store.close())
                 .await
                 .expect("store close panicked"),
             Record::Node(node) => {

@@ -167,6 +167,9 @@ pub struct Opened {
     /// Each room's last `history.replay_lines` chat lines, oldest first (empty when
     /// replay is off): the room manager's replay starts from these.
     pub history: Vec<(Arc<str>, Vec<HistoryLine>)>,
+    /// The id of the newest `erase` event when `history` was read: the server
+    /// applies those after it (SPEC 12), the history already has the others.
+    pub last_erase: i64,
 }
 
 /// How the store ended. Only [`Closed::AllWritten`] means every event is in the
@@ -248,6 +251,8 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|source| db_error(path, source))?;
+        let last_erase = crate::student_data::erase::last_erase_sqlite(&conn)
+            .map_err(|source| db_error(path, source))?;
         let replay_lines = config.history.replay_lines;
         let history =
             recent_history(&conn, replay_lines).map_err(|source| db_error(path, source))?;
@@ -290,6 +295,7 @@ impl Store {
             handle,
             next_session,
             history,
+            last_erase,
         })
     }
 
