@@ -642,3 +642,41 @@ fn the_banner_says_how_long_the_record_is_kept() {
         "{line}"
     );
 }
+
+/// On a terminal, `erase` asks first: anything but `yes` changes nothing.
+#[tokio::test]
+async fn erase_asks_on_a_terminal_and_only_yes_erases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.db");
+    let mut conn = store::open_database(&db).unwrap();
+    store::insert_events(&mut conn, &class_events(1_800_000_000_000)).unwrap();
+    drop(conn);
+    let erase = format!(
+        "{SERVER_BIN} erase --db {} --log-dir {} --student amy --by officer",
+        db.display(),
+        dir.path().join("logs").display()
+    );
+    let script = format!("{erase}; echo first done; {erase}; echo second done; sleep 60");
+    let Some(tmux) = crate::terminal::Tmux::start(&format!("sh -c '{script}'")) else {
+        return;
+    };
+    tmux.wait_for("Type yes").await;
+    tmux.type_line("no");
+    tmux.wait_for("first done").await;
+    assert!(stored_events(&db)
+        .iter()
+        .all(|e| e.kind != EventKind::Erase));
+    tmux.wait_for("Type yes").await;
+    tmux.type_line("yes");
+    let screen = tmux.wait_for("second done").await;
+    assert!(screen.contains("not erased"), "{screen}");
+    assert!(
+        screen.contains("recorded: erase by officer of amy"),
+        "{screen}"
+    );
+    let stored = stored_events(&db);
+    assert_eq!(
+        stored.iter().filter(|e| e.kind == EventKind::Erase).count(),
+        1
+    );
+}
