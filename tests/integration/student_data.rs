@@ -608,7 +608,21 @@ async fn an_erase_in_cluster_mode_reaches_postgresql_the_stream_and_the_nodes() 
         carol.expect_closed().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    drop(alice);
+    // A node started now rebuilds its state from the stream, without them.
+    let other = crate::cluster::start_node(&nats, &pg).await;
+    let mut dave = other.login("dave").await;
+    bob.send("marker two").await;
+    let replay = dave.expect("bob: marker two").await;
+    assert!(
+        !replay.iter().any(|l| l.contains("nebulaword")),
+        "{replay:#?}"
+    );
+    assert!(
+        replay.iter().any(|l| l.contains("bob stays")),
+        "{replay:#?}"
+    );
+    drop((alice, dave));
+    let _ = other.stop().await;
     let _ = node.stop().await;
 }
 
