@@ -694,3 +694,69 @@ async fn erase_asks_on_a_terminal_and_only_yes_erases() {
         1
     );
 }
+
+/// A cluster node deletes PostgreSQL's events past `storage.retention_days` as
+/// it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_node_applies_retention_to_postgresql() {
+    let Some((nats, pg)) = crate::cluster::engines().await else {
+        return;
+    };
+    let mut client = classchat::postgres::connect(&pg.url()).await.unwrap();
+    classchat::postgres::migrate(&client).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let rows = [
+        (
+            1,
+            0,
+            event(
+                now - 40 * DAY_MS,
+                EventKind::Chat,
+                "amy",
+                None,
+                "ancient line",
+                1,
+            ),
+        ),
+        (
+            2,
+            0,
+            event(
+                now - 2 * DAY_MS,
+                EventKind::Chat,
+                "amy",
+                None,
+                "recent line",
+                2,
+            ),
+        ),
+    ];
+    classchat::postgres::insert_events(&mut client, &rows)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.cluster.nats_url = nats.url();
+    config.storage.postgres_url = pg.url();
+    config.storage.retention_days = 30;
+    let node = TestServer::start_in(dir, config).await;
+    let texts = || async {
+        client
+            .query(
+                "SELECT text FROM events WHERE kind = 'chat' ORDER BY seq",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    let start = Instant::now();
+    while texts().await.len() > 1 {
+        assert!(start.elapsed() < WAIT, "{:?}", texts().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(texts().await, ["recent line"]);
+    let _ = node.stop().await;
+}
