@@ -23,7 +23,8 @@
 //! [`config::ValidConfig`]), [`server`] (accept loop, seats, orderly shutdown),
 //! [`access`] and [`limiter`] (limits per address and per login name that survive
 //! reconnecting), [`clock`] (timestamps), [`password`] (argon2 hashes) and
-//! [`report`] (the grading report and transcript read back from the database).
+//! [`report`] (the grading report and transcript read back from the database) and
+//! [`student_data`] (retention, a student's own copy, erasure: SPEC 12).
 //!
 //! In cluster mode ([`cluster`]) the switchboard turns each request into a
 //! [`switchboard::Action`] and publishes it to a NATS JetStream stream instead of
@@ -51,5 +52,6 @@ pub mod report;
 pub mod roster;
 pub mod server;
 pub mod store;
+pub mod student_data;
 pub mod switchboard;
 pub mod transcript;

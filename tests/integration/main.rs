@@ -22,5 +22,6 @@ mod postgres;
 mod record_postgres;
 mod reports;
 mod roster;
+mod student_data;
 mod terminal;
 mod web;
