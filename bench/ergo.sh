@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # classchat beside the ergo IRC server (v2.19.1) in one session, through bench/run.py
-# (the shared driver, which already knows ergo: port 6669, `--proto irc`, channel #bench).
+# (bench/driver.py, the shared driver, which knows ergo: port 6669, `--proto irc`, channel #bench).
 #
 #   bench/ergo.sh setup ERGO_SRC   build ergo from a v2.19.1 source tree (with its vendor/)
 #                                  and write its configuration, as shared/bench/ANCHORS.md says

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Runs the shared chat benchmark driver (../shared/bench, not in this repository)
-against classchat and the anchors that can run here, in one session, on 127.0.0.1 only.
-For classchat alone, bench/scenario.sh needs nothing outside the repository.
+"""Runs the benchmark driver (bench/driver.py, from the shared bench beside the project)
+against classchat and the anchors that can run here, in one session, on 127.0.0.1 only:
+the Python baseline (bench/baseline/chat_server.py) and ngircd (bench/ngircd.conf).
 
 Usage: python3 bench/run.py SERVER SCENARIO [--runs N]
   SERVER:   classchat | python | ngircd   (ngircd: `apt-get install ngircd`)
@@ -11,50 +11,29 @@ Needs `cargo build --profile bench-release --features load`. The load generator 
 Results are appended to $BENCH_RESULTS (default /tmp/classchat-bench/results).
 """
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 WORK = Path("/tmp/classchat-bench")
 os.environ.setdefault("BENCH_RESULTS", str(WORK / "results"))
 os.environ.setdefault("ANCHORS", str(WORK / "anchors"))
-sys.path.insert(0, str(SHARED))
-import bench  # noqa: E402  (the shared driver)
+sys.path.insert(0, str(HERE))
+import driver as bench  # noqa: E402  (bench/driver.py: the shared bench's driver)
 
-# ngircd's configuration exactly as in ANCHORS.md.
-NGIRCD_CONF = """[Global]
-\tName = bench.local
-\tInfo = chatload benchmark server
-\tAdminInfo1 = bench
-\tAdminInfo2 = bench
-\tAdminEMail = bench@localhost
-\tListen = 127.0.0.1
-\tPorts = 6668
-\tMotdPhrase = "bench"
-\tPidFile = {dir}/ngircd.pid
-\tServerUID = root
-\tServerGID = root
-[Limits]
-\tMaxConnections = 0
-\tMaxConnectionsIP = 0
-\tMaxJoins = 0
-\tMaxNickLength = 16
-\tMaxPenaltyTime = 0
-\tPingTimeout = 600
-\tPongTimeout = 120
-[Options]
-\tDNS = no
-\tIdent = no
-\tPAM = no
-"""
+# ngircd's configuration, as in the shared bench's ANCHORS.md.
+NGIRCD_CONF = HERE / "ngircd.conf"
 
 
 def main():
     ngircd_dir = Path(os.environ["ANCHORS"]) / "ngircd"
     ngircd_dir.mkdir(parents=True, exist_ok=True)
-    (ngircd_dir / "ngircd.conf").write_text(NGIRCD_CONF.format(dir=ngircd_dir))
+    conf = re.sub(r"(?m)^(\s*PidFile = ).*$", lambda m: m.group(1) + str(ngircd_dir / "ngircd.pid"),
+                  NGIRCD_CONF.read_text())
+    (ngircd_dir / "ngircd.conf").write_text(conf)
     bench.SERVERS["ngircd"]["cmd"] = ["ngircd", "-n", "-f", str(ngircd_dir / "ngircd.conf")]
     if "CHATLOAD" not in os.environ:
         bench.CHATLOAD = str(ROOT / "target/bench-release/chat-load")

@@ -237,6 +237,9 @@ pub struct StorageConfig {
     /// Seconds a shutdown keeps retrying a failing database before it saves the
     /// rest to `DATABASE.unsaved.jsonl`.
     pub shutdown_grace_secs: u64,
+    /// Days events and transcript files are kept (SPEC 12): older ones are deleted
+    /// at start and daily. 0 keeps everything.
+    pub retention_days: u32,
     /// A cluster's record, e.g. `postgres://classchat@10.0.0.6/classchat`; set
     /// with `cluster.nats_url`, and then `database` is not used.
     pub postgres_url: String,
@@ -248,6 +251,7 @@ impl Default for StorageConfig {
             database: PathBuf::from("data/classchat.db"),
             max_backlog: 100_000,
             shutdown_grace_secs: 30,
+            retention_days: 0,
             postgres_url: String::new(),
         }
     }
@@ -257,6 +261,12 @@ impl StorageConfig {
     /// How long a shutdown retries a failing database.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// Events before this moment (UTC milliseconds) are past `retention_days`;
+    /// `None` when everything is kept.
+    pub fn retention_cutoff_ms(&self, now_ms: i64) -> Option<i64> {
+        (self.retention_days > 0).then(|| now_ms - i64::from(self.retention_days) * 86_400_000)
     }
 }
 
@@ -596,6 +606,9 @@ impl Config {
         }
         if self.storage.shutdown_grace_secs > 3600 {
             return invalid("storage.shutdown_grace_secs", "must be between 0 and 3600");
+        }
+        if self.storage.retention_days > 36_500 {
+            return invalid("storage.retention_days", "must be between 0 and 36500");
         }
         if self.log.dir.as_os_str().is_empty() {
             return invalid("log.dir", "must not be empty");
@@ -956,5 +969,21 @@ mod tests {
         assert!(Config::parse(ok).is_ok());
         let err = Config::parse("[server]\ntimestamp_format = \"%H%n\"\n").unwrap_err();
         assert!(err.to_string().contains("server.timestamp_format"), "{err}");
+    }
+
+    #[test]
+    fn retention_is_off_by_default_and_bounded() {
+        let config = Config::parse("").unwrap().into_inner();
+        assert_eq!(config.storage.retention_cutoff_ms(1_000), None);
+        let config = Config::parse("[storage]\nretention_days = 2\n")
+            .unwrap()
+            .into_inner();
+        let now = 10 * 86_400_000;
+        assert_eq!(
+            config.storage.retention_cutoff_ms(now),
+            Some(8 * 86_400_000)
+        );
+        let err = Config::parse("[storage]\nretention_days = 36501\n").unwrap_err();
+        assert!(err.to_string().contains("storage.retention_days"), "{err}");
     }
 }

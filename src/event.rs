@@ -36,6 +36,10 @@ pub enum EventKind {
     Announce,
     /// `sender` turned quiet mode `text` (`on` or `off`).
     Quiet,
+    /// `sender` (an operator at the command line, not a chat user) erased the words
+    /// of the student `recipient`; `text` says what was changed. Recorded with
+    /// session 0, which belongs to no student.
+    Erase,
 }
 
 impl EventKind {
@@ -53,6 +57,7 @@ impl EventKind {
             EventKind::Unmute => "unmute",
             EventKind::Announce => "announce",
             EventKind::Quiet => "quiet",
+            EventKind::Erase => "erase",
         }
     }
 
@@ -70,6 +75,7 @@ impl EventKind {
             "unmute" => EventKind::Unmute,
             "announce" => EventKind::Announce,
             "quiet" => EventKind::Quiet,
+            "erase" => EventKind::Erase,
             _ => return None,
         })
     }
@@ -146,6 +152,7 @@ mod tests {
             EventKind::Unmute,
             EventKind::Announce,
             EventKind::Quiet,
+            EventKind::Erase,
         ];
         for kind in kinds {
             let json = serde_json::to_string(&kind).unwrap();

@@ -24,7 +24,8 @@
 //! [`tls`] (the certificate every TLS listener presents, and the client's trust),
 //! [`access`] and [`limiter`] (limits per address and per login name that survive
 //! reconnecting), [`clock`] (timestamps), [`password`] (argon2 hashes) and
-//! [`report`] (the grading report and transcript read back from the database).
+//! [`report`] (the grading report and transcript read back from the database) and
+//! [`student_data`] (retention, a student's own copy, erasure: SPEC 12).
 //!
 //! In cluster mode ([`cluster`]) the switchboard turns each request into a
 //! [`switchboard::Action`] and publishes it to a NATS JetStream stream instead of
@@ -52,6 +53,7 @@ pub mod report;
 pub mod roster;
 pub mod server;
 pub mod store;
+pub mod student_data;
 pub mod switchboard;
 pub mod tls;
 pub mod transcript;

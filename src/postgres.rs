@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_room_chat ON events (room, seq, idx) WHERE kind = 'chat';
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
 CREATE INDEX IF NOT EXISTS events_session ON events (session);
+CREATE INDEX IF NOT EXISTS events_erase ON events (ts_ms) WHERE kind = 'erase';
 CREATE TABLE IF NOT EXISTS roster (
     name      TEXT    NOT NULL PRIMARY KEY,
     role      TEXT    NOT NULL DEFAULT 'student',
@@ -297,7 +298,8 @@ pub enum SnapshotError {
 }
 
 /// The record as one consistent moment of it, copied into an in-memory SQLite
-/// database with the single-server schema, events in `seq, idx` order: what the
+/// database with the single-server schema, events in `seq, idx` order (then the
+/// `erase` events, which no stream input made): what the
 /// [`report`](crate::report) reads.
 pub async fn snapshot(client: &mut Client) -> Result<rusqlite::Connection, SnapshotError> {
     let mut conn = rusqlite::Connection::open_in_memory()?;
@@ -310,31 +312,41 @@ pub async fn snapshot(client: &mut Client) -> Result<rusqlite::Connection, Snaps
         .read_only(true)
         .start()
         .await?;
-    let rows = tx
-        .query_raw(
-            "SELECT ts_ms, kind, room, sender, recipient, text, session, account
-             FROM events ORDER BY seq, idx",
-            std::iter::empty::<i64>(),
-        )
-        .await?;
-    pin_mut!(rows);
     let mut batch = Vec::with_capacity(SNAPSHOT_BATCH);
-    while let Some(row) = rows.try_next().await? {
-        let kind: &str = row.get(1);
-        batch.push(Event {
-            ts_ms: row.get(0),
-            kind: EventKind::parse(kind)
-                .ok_or_else(|| SnapshotError::UnknownKind(kind.to_owned()))?,
-            room: row.get::<_, &str>(2).into(),
-            sender: row.get::<_, &str>(3).into(),
-            recipient: row.get::<_, Option<&str>>(4).map(Into::into),
-            text: row.get(5),
-            session: row.get(6),
-            account: row.get::<_, Option<&str>>(7).map(Into::into),
-        });
-        if batch.len() == SNAPSHOT_BATCH {
-            crate::store::insert_events(&mut conn, &batch)?;
-            batch.clear();
+    // The stream's events in its order, then those recorded outside it (an
+    // `erase`, keyed by minus its time) oldest first: they came after what they
+    // act on.
+    for order in [
+        "seq >= 0 ORDER BY seq, idx",
+        "seq < 0 ORDER BY seq DESC, idx",
+    ] {
+        let rows = tx
+            .query_raw(
+                &format!(
+                    "SELECT ts_ms, kind, room, sender, recipient, text, session, account
+                     FROM events WHERE {order}"
+                ),
+                std::iter::empty::<i64>(),
+            )
+            .await?;
+        pin_mut!(rows);
+        while let Some(row) = rows.try_next().await? {
+            let kind: &str = row.get(1);
+            batch.push(Event {
+                ts_ms: row.get(0),
+                kind: EventKind::parse(kind)
+                    .ok_or_else(|| SnapshotError::UnknownKind(kind.to_owned()))?,
+                room: row.get::<_, &str>(2).into(),
+                sender: row.get::<_, &str>(3).into(),
+                recipient: row.get::<_, Option<&str>>(4).map(Into::into),
+                text: row.get(5),
+                session: row.get(6),
+                account: row.get::<_, Option<&str>>(7).map(Into::into),
+            });
+            if batch.len() == SNAPSHOT_BATCH {
+                crate::store::insert_events(&mut conn, &batch)?;
+                batch.clear();
+            }
         }
     }
     crate::store::insert_events(&mut conn, &batch)?;

@@ -11,8 +11,10 @@
 //! listens with TLS ([`crate::tls`]); the handshake runs in the connection's own
 //! task, never in an accept loop, so a slow one holds up nobody else.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +29,14 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::cluster::{ClusterError, Node};
 use crate::config::ValidConfig;
+use crate::event::EventKind;
 use crate::front::seat::Seat;
 use crate::front::{irc, line, web, Context, Duplex};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
 use crate::roster::Roster;
-use crate::store::{Closed, Store, StoreError};
+use crate::store::{Closed, Store, StoreError, StoreHandle};
+use crate::student_data::erase;
 use crate::switchboard::Switchboard;
 use crate::tls::server::{Certificates, HANDSHAKE_WITHIN};
 use crate::tls::TlsError;
@@ -155,9 +159,149 @@ async fn keep_roster_current(cx: Context, mut source: RosterSource) {
     }
 }
 
+/// How often a running server looks for new `erase` events (SPEC 12), as for
+/// roster changes: an erase takes effect within seconds.
+const ERASE_EVERY: Duration = Duration::from_secs(2);
+
+/// How often events past `storage.retention_days` are deleted while the server
+/// runs (it also does so at start).
+const EXPIRE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Keeps a single server's record to SPEC 12 while it runs: daily retention,
+/// and each `chat-server erase` applied to what the command cannot reach safely
+/// itself: the replay tails, and the transcript files this server appends to
+/// (rewritten on the store's writer thread, so that no append races them).
+/// `seen` is the newest erase the history was loaded after.
+async fn keep_record_tidy(cx: Context, store: StoreHandle, database: PathBuf, mut seen: i64) {
+    let retention = cx.config.storage.clone();
+    let mut expire =
+        tokio::time::interval_at(tokio::time::Instant::now() + EXPIRE_EVERY, EXPIRE_EVERY);
+    loop {
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => return,
+            _ = expire.tick() => {
+                if let Some(cutoff) = retention.retention_cutoff_ms(chrono::Utc::now().timestamp_millis()) {
+                    store.expire(cutoff);
+                }
+            }
+            _ = tokio::time::sleep(ERASE_EVERY) => {
+                let newest = match read_blocking(&database, erase::last_erase_sqlite).await {
+                    Ok(newest) => newest,
+                    Err(err) => {
+                        tracing::debug!(%err, "cannot look for erase events");
+                        continue;
+                    }
+                };
+                if newest <= seen {
+                    continue;
+                }
+                let erased = match read_blocking(&database, erase::erased_sqlite).await {
+                    Ok(erased) => erased,
+                    Err(err) => {
+                        tracing::warn!(%err, "cannot read the erased events; trying again shortly");
+                        continue;
+                    }
+                };
+                seen = newest;
+                let lines: HashSet<(String, i64, String)> = erased
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Chat)
+                    .map(|e| (e.room.to_string(), e.ts_ms, e.sender.to_string()))
+                    .collect();
+                let forgotten = cx.board.forget_history(&lines);
+                tracing::info!(forgotten, "an erase was recorded; its lines are no longer replayed");
+                store.rewrite_transcripts(erased);
+            }
+        }
+    }
+}
+
+/// A cluster node's share of SPEC 12: retention of the PostgreSQL record at
+/// start and daily (every node does it; a delete that finds nothing more is
+/// harmless), and each `chat-server erase` applied to this node's replay tails.
+async fn keep_postgres_tidy(cx: Context) {
+    let storage = cx.config.storage.clone();
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut seen: Option<i64> = None;
+    let mut next_expiry = tokio::time::Instant::now();
+    loop {
+        let connected = match client.take().filter(|c| !c.is_closed()) {
+            Some(c) => Some(c),
+            None => crate::postgres::connect(&storage.postgres_url).await.ok(),
+        };
+        if let Some(connected) = &connected {
+            let now = tokio::time::Instant::now();
+            if now >= next_expiry {
+                next_expiry = now + EXPIRE_EVERY;
+                let cutoff = storage.retention_cutoff_ms(chrono::Utc::now().timestamp_millis());
+                if let Some(cutoff) = cutoff {
+                    match crate::student_data::retention::expire_postgres(connected, cutoff).await {
+                        Ok(0) => {}
+                        Ok(deleted) => {
+                            tracing::info!(deleted, "deleted events past storage.retention_days")
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "cannot delete events past storage.retention_days")
+                        }
+                    }
+                }
+            }
+            let forget = forget_erased_postgres(&cx, connected, &mut seen);
+            // A PostgreSQL that stopped answering must not hold this loop.
+            let _ = tokio::time::timeout(crate::postgres::ANSWER_WITHIN, forget).await;
+        }
+        client = connected;
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ERASE_EVERY) => {}
+        }
+    }
+}
+
+/// Forgets the erased lines once more `erase` events are recorded than last seen.
+async fn forget_erased_postgres(
+    cx: &Context,
+    client: &tokio_postgres::Client,
+    seen: &mut Option<i64>,
+) {
+    let Ok(count) = erase::erase_count_postgres(client).await else {
+        return;
+    };
+    if seen.is_some_and(|seen| count <= seen) {
+        return;
+    }
+    // At start too: the stream this node replayed may predate an erase.
+    match erase::erased_chat_postgres(client).await {
+        Ok(lines) => {
+            *seen = Some(count);
+            let forgotten = cx.board.forget_history(&lines.into_iter().collect());
+            if forgotten > 0 {
+                tracing::info!(forgotten, "erased lines are no longer replayed");
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot read the erased lines; trying again shortly"),
+    }
+}
+
+/// Runs a read of the database on the blocking pool.
+async fn read_blocking<T: Send + 'static>(
+    database: &Path,
+    read: fn(&rusqlite::Connection) -> rusqlite::Result<T>,
+) -> Result<T, String> {
+    let database = database.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = crate::store::open_read_only(&database).map_err(|e| e.to_string())?;
+        read(&conn).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// Where the events go: this server's SQLite store, or the cluster's stream.
 enum Record {
-    Store(Store),
+    /// The store, a handle for its writer's other requests, and the newest
+    /// erase the loaded history already reflects.
+    Store(Store, StoreHandle, i64),
     Node(Node),
 }
 
@@ -270,11 +414,12 @@ impl Server {
             Some(opened) => {
                 let history = History::loaded(config.history.replay_lines, opened.history);
                 let hub = Hub::new(Settings::from_config(&config), history);
+                let handle = opened.handle.clone();
                 let board = Switchboard::new(hub, opened.handle, clock);
                 (
                     Arc::new(board),
                     opened.next_session,
-                    Record::Store(opened.store),
+                    Record::Store(opened.store, handle, opened.last_erase),
                 )
             }
         };
@@ -293,7 +438,7 @@ impl Server {
     pub fn node_number(&self) -> Option<u64> {
         match &self.record {
             Record::Node(node) => Some(node.number),
-            Record::Store(_) => None,
+            Record::Store(..) => None,
         }
     }
 
@@ -369,6 +514,20 @@ impl Server {
         let mut roster = RosterSource::of(&config);
         reload_roster(&cx, &mut roster).await;
         tracker.spawn(keep_roster_current(cx.clone(), roster));
+        match &record {
+            Record::Store(_, handle, seen) => {
+                let database = config.storage.database.clone();
+                tracker.spawn(keep_record_tidy(
+                    cx.clone(),
+                    handle.clone(),
+                    database,
+                    *seen,
+                ));
+            }
+            Record::Node(_) => {
+                tracker.spawn(keep_postgres_tidy(cx.clone()));
+            }
+        }
         // The names of the certificate at start: one renewed with new names needs a
         // restart (or web.hosts) before the page is served under them.
         let names = certificates.as_ref().map(|c| c.names()).unwrap_or_default();
@@ -413,7 +572,7 @@ impl Server {
         }
         drop((board, cx));
         let closed = match record {
-            Record::Store(store) => tokio::task::spawn_blocking(move || store.close())
+            Record::Store(store, ..) => tokio::task::spawn_blocking(move || store.close())
                 .await
                 .expect("store close panicked"),
             Record::Node(node) => {

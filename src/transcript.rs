@@ -37,6 +37,7 @@ pub fn format_line(event: &Event) -> String {
             format!("{ts} #{room} {kind} {sender} -> {to}")
         }
         EventKind::Quiet => format!("{ts} #{room} quiet {sender} {text}"),
+        EventKind::Erase => format!("{ts} erase {sender} -> {to} ({text})"),
     }
 }
 
@@ -87,6 +88,11 @@ impl Transcript {
         };
         transcript.reopen_if_moved()?;
         Ok(transcript)
+    }
+
+    /// The folder of the transcript files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Appends `bytes`; returns how many were written, and the error that stopped

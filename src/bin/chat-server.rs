@@ -7,6 +7,8 @@
 //! chat-server roster     add|import|list|remove|reissue [--config FILE] [--db FILE | --postgres URL]
 //! chat-server hash-password
 //! chat-server tls self-signed --host NAME... [--out DIR]
+//! chat-server export --student NAME [--config FILE | --db FILE | --postgres URL] [--format json|csv]
+//! chat-server erase  --student NAME [--config FILE | --db FILE | --postgres URL] [--yes] [--by NAME]
 //! ```
 //! Exit codes: 0 after a clean shutdown with every event in the database, 3 when
 //! the database still refused some at shutdown (they are saved beside it and
@@ -27,6 +29,7 @@ use classchat::report::{self, Filter, Format, ReportError};
 use classchat::roster;
 use classchat::server::Server;
 use classchat::store;
+use classchat::student_data::command::{self, EraseRequest, ExportFormat, Target};
 
 /// jemalloc returns what a burst freed to the system within a second or so
 /// (`.cargo/config.toml` sets its decay); glibc's malloc keeps it. Ten thousand
@@ -68,6 +71,15 @@ enum Command {
     /// The class roster: names bound to people by personal codes. Works while the
     /// server runs (it reads the roster again within seconds).
     Roster(RosterArgs),
+    /// A student's own copy: every event by or about them (their chat, private
+    /// messages both ways, moderation of them, sessions) and their roster entry
+    /// without the code hash.
+    Export(ExportArgs),
+    /// Replaces a student's words (chat lines, private messages they sent, leave
+    /// reasons) by [erased] in the database and the transcript files, and records
+    /// who did it. Works while the server runs (it forgets the lines within
+    /// seconds). Asks for confirmation unless --yes.
+    Erase(EraseArgs),
     /// Certificates for the TLS ports.
     Tls {
         #[command(subcommand)]
@@ -88,6 +100,62 @@ enum TlsAction {
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
     },
+}
+
+/// The student and the record `export` and `erase` act on.
+#[derive(Args)]
+struct StudentArgs {
+    /// Any name the student used.
+    #[arg(long, value_name = "NAME")]
+    student: String,
+    /// Configuration whose storage.database and log.dir (a cluster's:
+    /// storage.postgres_url) to use.
+    #[arg(long, value_name = "FILE", conflicts_with = "db")]
+    config: Option<PathBuf>,
+    /// Database to use (default: storage.database of the configuration).
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// The cluster's PostgreSQL to use instead of a database file (default:
+    /// $CLASSCHAT_POSTGRES_URL unless --db or --config is given).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "config"])]
+    postgres: Option<String>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    target: StudentArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    format: ExportFormatArg,
+}
+
+/// `export --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormatArg {
+    /// One JSON object: the student, their roster entry, their events.
+    Json,
+    /// One row per event (formula-like cells quoted).
+    Csv,
+}
+
+#[derive(Args)]
+struct EraseArgs {
+    #[command(flatten)]
+    target: StudentArgs,
+    /// Erase without asking (needed when standard input is not a terminal).
+    #[arg(long)]
+    yes: bool,
+    /// Who is erasing, for the record (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+    /// Folder of the transcript files (default: log.dir of the configuration).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// A cluster's NATS, whose stream's copies of the words are deleted too
+    /// (default: cluster.nats_url of the configuration).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 #[derive(Args)]
@@ -259,6 +327,8 @@ fn main() -> ExitCode {
         Some(Command::Tls {
             action: TlsAction::SelfSigned { hosts, out },
         }) => self_signed(&hosts, &out).map(|()| ExitCode::SUCCESS),
+        Some(Command::Export(args)) => export_command(args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Erase(args)) => erase_command(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -319,6 +389,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let transcripts = absolute(&config.log.dir);
     let nats_url = classchat::cluster::without_credentials(&config.cluster.nats_url);
     let require = config.tls_enabled() && config.tls.require;
+    let retention = match config.storage.retention_days {
+        0 => "retention: everything is kept (storage.retention_days = 0)".to_owned(),
+        days => format!(
+            "retention: events and transcript files older than {days} days are deleted at start and daily"
+        ),
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
@@ -369,6 +445,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 say(format_args!("transcripts: {}", transcripts.display()));
             }
         }
+        println!("{retention}");
         for line in where_to_connect(server.local_addr(), require) {
             say(line);
         }
@@ -750,6 +827,51 @@ fn query(
     write(&conn, &filter, &mut out)?;
     out.flush().map_err(ReportError::from)?;
     Ok(())
+}
+
+/// Where `export` and `erase` find the record: as `report` does, and the
+/// transcript folder from the configuration (or `--log-dir`).
+fn student_target(
+    args: &StudentArgs,
+    log_dir: Option<PathBuf>,
+    nats: Option<String>,
+) -> anyhow::Result<Target> {
+    let config = load_config(args.config.as_ref())?;
+    if let Some(url) = postgres_url(&args.postgres, &args.db, &args.config)? {
+        let from_config = Some(config.cluster.nats_url).filter(|u| !u.is_empty());
+        let nats = nats.or(from_config);
+        return Ok(Target::Postgres { url, nats });
+    }
+    Ok(Target::Sqlite {
+        database: args.db.clone().unwrap_or(config.storage.database),
+        transcripts: log_dir.unwrap_or(config.log.dir),
+    })
+}
+
+fn export_command(args: ExportArgs) -> anyhow::Result<()> {
+    let target = student_target(&args.target, None, None)?;
+    let format = match args.format {
+        ExportFormatArg::Json => ExportFormat::Json,
+        ExportFormatArg::Csv => ExportFormat::Csv,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    command::export(&target, &args.target.student, format, &mut out)?;
+    out.flush().map_err(ReportError::from)?;
+    Ok(())
+}
+
+fn erase_command(args: EraseArgs) -> anyhow::Result<()> {
+    let target = student_target(&args.target, args.log_dir, args.nats)?;
+    let operator = args
+        .by
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let request = EraseRequest {
+        student: args.target.student,
+        operator,
+        yes: args.yes,
+    };
+    command::erase(&target, &request, &mut std::io::stdout().lock())
 }
 
 #[cfg(test)]

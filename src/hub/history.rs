@@ -4,7 +4,7 @@
 //! said, so a replay never waits for the disk and always includes a line said just
 //! before the join, even one still on its way to the database.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::event::HistoryLine;
 use crate::protocol::Name;
@@ -61,5 +61,59 @@ impl History {
             .skip(tail.len().saturating_sub(count))
             .cloned()
             .collect()
+    }
+
+    /// Forgets the lines whose `(room, ts_ms, sender)` is in `erased`: words erased
+    /// from the record (SPEC 12) are not replayed to the next joiner either.
+    /// Returns how many lines were removed.
+    pub fn forget(&mut self, erased: &HashSet<(String, i64, String)>) -> usize {
+        let mut removed = 0;
+        for (room, tail) in &mut self.rooms {
+            let before = tail.len();
+            tail.retain(|line| {
+                !erased.contains(&(room.to_string(), line.ts_ms, line.sender.to_string()))
+            });
+            removed += before - tail.len();
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(ts_ms: i64, sender: &str) -> HistoryLine {
+        HistoryLine {
+            ts_ms,
+            sender: sender.into(),
+            text: "words".into(),
+        }
+    }
+
+    #[test]
+    fn forget_removes_only_the_erased_lines() {
+        let (lobby, lab): (Name, Name) = ("lobby".into(), "lab".into());
+        let mut history = History::loaded(
+            10,
+            [
+                (
+                    lobby.clone(),
+                    vec![line(1, "amy"), line(2, "bo"), line(3, "amy")],
+                ),
+                (lab.clone(), vec![line(1, "amy")]),
+            ],
+        );
+        // amy's line at 1 in the lobby and at 3; the same name and time in the
+        // lab is another line, not erased.
+        let erased: HashSet<(String, i64, String)> = [
+            ("lobby".into(), 1, "amy".into()),
+            ("lobby".into(), 3, "amy".into()),
+        ]
+        .into();
+        assert_eq!(history.forget(&erased), 2);
+        assert_eq!(history.last("lobby", 10), [line(2, "bo")]);
+        assert_eq!(history.last("lab", 10), [line(1, "amy")]);
+        assert_eq!(history.forget(&erased), 0);
     }
 }

@@ -259,6 +259,15 @@ impl Hub {
         self.members.len()
     }
 
+    /// Removes erased lines, keyed `(room, ts_ms, sender)`, from the replay tails;
+    /// see [`History::forget`].
+    pub fn forget_history(
+        &mut self,
+        erased: &std::collections::HashSet<(String, i64, String)>,
+    ) -> usize {
+        self.history.forget(erased)
+    }
+
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<&Name> {
         self.members.get(&id).map(|m| &m.nick)

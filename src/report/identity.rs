@@ -87,17 +87,29 @@ impl Student {
 
     /// Keeps the student's own events (from any of their sessions) and the events
     /// aimed at them: private messages, kicks, mutes and unmutes to any of their
-    /// names. Literal session ids are safe (they are integers) and spare SQLite
+    /// names, and the erasure of their words. Literal session ids are safe (they are integers) and spare SQLite
     /// thousands of parameters for a student who reconnected a lot.
     pub(super) fn push_user_clause(&self, sql: &mut Where) {
         let ids: Vec<String> = self.sessions.iter().map(|s| s.id.to_string()).collect();
         let marks = vec!["?"; self.lower_names.len()].join(", ");
         let clause = format!(
-            "(session IN ({}) OR (kind IN ('pm', 'kick', 'mute', 'unmute') \
+            "(session IN ({}) OR (kind IN ('pm', 'kick', 'mute', 'unmute', 'erase') \
              AND recipient COLLATE NOCASE IN ({marks})))",
             ids.join(", ")
         );
         sql.push(clause, self.lower_names.iter().cloned().map(Value::Text));
+    }
+
+    /// Who the student is, for `export` and `erase`.
+    pub(super) fn scope(&self) -> super::StudentScope {
+        let mut names = self.lower_names.clone();
+        names.sort();
+        super::StudentScope {
+            name: self.name.clone(),
+            other_names: self.other_names.clone(),
+            names,
+            sessions: self.sessions.iter().map(|s| s.id).collect(),
+        }
     }
 
     /// Whether the student was online at all within the filter, which lists them
@@ -311,10 +323,10 @@ impl SessionSeen {
 /// Reads the whole table once, in storage order and without sorting, keeping only
 /// a few names per session: much faster than a `GROUP BY` at a million rows. A
 /// session's events are stored in the order they happened, so its first row is
-/// its log-in.
+/// its log-in. An `erase` is an operator's, from no session, so it is no one's.
 fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportError> {
     let mut stmt =
-        conn.prepare("SELECT session, ts_ms, id, sender, kind, text, room, account FROM events")?;
+        conn.prepare("SELECT session, ts_ms, id, sender, kind, text, room, account FROM events WHERE kind <> 'erase'")?;
     let mut sessions: HashMap<i64, SessionSeen> = HashMap::new();
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {

@@ -39,6 +39,7 @@ use crate::event::{Event, EventKind};
 use crate::transcript;
 
 use identity::load_identities;
+pub use output::formula_guard;
 use output::{write_csv, write_table};
 use tally::{add_targeted, tally_events, Tally, Where};
 
@@ -295,6 +296,50 @@ pub fn write_transcript(
         writeln!(out, "{}", transcript::format_line(&event_from_row(row)?))?;
     }
     Ok(out.flush()?)
+}
+
+/// One student as the report counts them (SPEC 3): the roster account where a
+/// roster is in use, else the name given at log-in, with every connection and
+/// name that belongs to them. What `export` and `erase` act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudentScope {
+    /// The name the report shows.
+    pub name: String,
+    /// Their other names, as the report lists them.
+    pub other_names: Vec<String>,
+    /// Every name they used, lower-cased, sorted.
+    pub names: Vec<String>,
+    /// Their connections (the `session` column).
+    pub sessions: Vec<i64>,
+}
+
+/// The student who used `name` (any case), and every event by or about them in
+/// stored order: what they did under any name, the private messages sent to
+/// them, and the kicks, mutes and unmutes aimed at them, as `transcript --user`
+/// selects. `None` when no student used that name.
+pub fn student_events(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<(StudentScope, Vec<Event>)>, ReportError> {
+    let _snapshot = snapshot(conn)?;
+    let ids = load_identities(conn)?;
+    let Some(student) = ids.find(name) else {
+        return Ok(None);
+    };
+    let student = &ids.students[student];
+    let mut sql = Where::window(&Filter::default());
+    student.push_user_clause(&mut sql);
+    let query = format!(
+        "SELECT ts_ms, kind, room, sender, recipient, text, session, account FROM events{} ORDER BY id",
+        sql.clause()
+    );
+    let mut stmt = conn.prepare(&query)?;
+    let mut rows = stmt.query(params_from_iter(&sql.params))?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(event_from_row(row)?);
+    }
+    Ok(Some((student.scope(), events)))
 }
 
 fn event_from_row(row: &Row<'_>) -> Result<Event, ReportError> {

@@ -143,7 +143,7 @@ pub(super) fn write_csv(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), 
 /// A cell a spreadsheet would run as a formula (it starts with `=`, `+`, `-`,
 /// `@`, TAB or CR) gets a leading `'`, so that it stays text. Room names such as
 /// `-1-1` and `+a` are valid, and a student chooses them.
-pub(super) fn formula_guard(cell: &str) -> std::borrow::Cow<'_, str> {
+pub fn formula_guard(cell: &str) -> std::borrow::Cow<'_, str> {
     match cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         true => format!("'{cell}").into(),
         false => cell.into(),

@@ -116,7 +116,7 @@ impl Tally {
             Some(Private) => self.private_messages += 1,
             Some(Op) => self.instructor = true,
             Some(Kick | Mute | Unmute | Announce | Quiet) => self.moderation_actions += 1,
-            Some(Join | Leave | Nick) | None => {}
+            Some(Join | Leave | Nick | Erase) | None => {}
         }
         if matches!(kind, Some(Chat | Private)) {
             let words = text.unwrap_or("").split_whitespace().count();

@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::event::{Event, EventSink, HistoryLine};
 use crate::transcript::Transcript;
 
-pub use lock::lock_path;
+pub use lock::{acquire as lock_database, lock_path, DatabaseLock};
 pub use unsaved::unsaved_path;
 use writer::{Request, Writer};
 
@@ -53,6 +53,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_unsaved.sql",
         include_str!("../../migrations/0003_unsaved.sql"),
+    ),
+    (
+        "0004_erase.sql",
+        include_str!("../../migrations/0004_erase.sql"),
     ),
 ];
 
@@ -126,6 +130,19 @@ impl StoreHandle {
     pub fn over_backlog(&self) -> bool {
         self.backlog() > self.max_backlog
     }
+
+    /// Asks the writer thread to delete the events before `cutoff_ms` and the
+    /// transcript files last written before then (`storage.retention_days`).
+    pub fn expire(&self, cutoff_ms: i64) {
+        let _ = self.queue.send(Request::Expire { cutoff_ms });
+    }
+
+    /// Asks the writer thread to replace, in every transcript file, the lines of
+    /// these erased events by their `[erased]` form. The writer is the one that
+    /// appends, so no line is appended while a file is rewritten.
+    pub fn rewrite_transcripts(&self, erased: Vec<Event>) {
+        let _ = self.queue.send(Request::RewriteTranscripts(erased));
+    }
 }
 
 impl EventSink for StoreHandle {
@@ -150,6 +167,9 @@ pub struct Opened {
     /// Each room's last `history.replay_lines` chat lines, oldest first (empty when
     /// replay is off): the room manager's replay starts from these.
     pub history: Vec<(Arc<str>, Vec<HistoryLine>)>,
+    /// The id of the newest `erase` event when `history` was read: the server
+    /// applies those after it (SPEC 12), the history already has the others.
+    pub last_erase: i64,
 }
 
 /// How the store ended. Only [`Closed::AllWritten`] means every event is in the
@@ -217,12 +237,21 @@ impl Store {
         let mut conn = open_database(path)?;
         let unsaved = unsaved_path(path);
         import_unsaved(&mut conn, path, &unsaved)?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if let Some(cutoff_ms) = config.storage.retention_cutoff_ms(now_ms) {
+            // Before the writer starts, so that no append races the removals.
+            crate::student_data::retention::expire_sqlite(&conn, cutoff_ms)
+                .map_err(|source| db_error(path, source))?;
+            crate::student_data::retention::expire_transcripts(&config.log.dir, cutoff_ms);
+        }
         let next_session: i64 = conn
             .query_row(
                 "SELECT COALESCE(MAX(session), 0) + 1 FROM events",
                 [],
                 |r| r.get(0),
             )
+            .map_err(|source| db_error(path, source))?;
+        let last_erase = crate::student_data::erase::last_erase_sqlite(&conn)
             .map_err(|source| db_error(path, source))?;
         let replay_lines = config.history.replay_lines;
         let history =
@@ -266,6 +295,7 @@ impl Store {
             handle,
             next_session,
             history,
+            last_erase,
         })
     }
 
@@ -411,7 +441,8 @@ fn db_error(path: &Path, source: rusqlite::Error) -> StoreError {
 }
 
 /// The last `limit` chat lines of `room`, oldest first (an index walk backwards
-/// from the newest line, so its cost does not grow with the table).
+/// from the newest line, so its cost does not grow with the table). Erased lines
+/// (SPEC 12) are not replayed.
 pub fn query_history(
     conn: &Connection,
     room: &str,
@@ -419,7 +450,8 @@ pub fn query_history(
 ) -> rusqlite::Result<Vec<HistoryLine>> {
     let mut stmt = conn.prepare_cached(
         "SELECT ts_ms, sender, text FROM events
-         WHERE room = ?1 AND kind = 'chat' ORDER BY id DESC LIMIT ?2",
+         WHERE room = ?1 AND kind = 'chat' AND text IS NOT '[erased]'
+         ORDER BY id DESC LIMIT ?2",
     )?;
     let mut lines = stmt
         .query_map(params![room, limit as i64], |row| {
@@ -471,7 +503,8 @@ pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Resul
     insert_counting(conn, events, None)
 }
 
-fn insert_rows(tx: &Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
+/// Inserts events within `tx`.
+pub(crate) fn insert_rows(tx: &Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session, account)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -571,6 +604,55 @@ mod tests {
             ]
         );
         assert!(texts(0).is_empty());
+    }
+
+    /// The daily retention of a running server: the writer thread deletes the
+    /// old rows and transcript files, and keeps the recent ones.
+    #[test]
+    fn the_writer_expires_old_events_and_transcript_files_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.database = dir.path().join("chat.db");
+        config.log.dir = dir.path().join("logs");
+        let day = 86_400_000;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut conn = open_database(&config.storage.database).unwrap();
+        insert_events(
+            &mut conn,
+            &[
+                chat(now - 40 * day, "lobby", "old"),
+                chat(now - day, "lobby", "new"),
+            ],
+        )
+        .unwrap();
+        drop(conn);
+        std::fs::create_dir_all(&config.log.dir).unwrap();
+        let old_file = config.log.dir.join("transcript.2020-01-01.log");
+        std::fs::write(&old_file, "x\n").unwrap();
+        let forty_days_ago = std::time::SystemTime::now() - Duration::from_secs(40 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&old_file)
+            .unwrap()
+            .set_modified(forty_days_ago)
+            .unwrap();
+        let opened = Store::open(&config).unwrap();
+        assert!(
+            old_file.exists(),
+            "retention_days = 0 keeps everything at start"
+        );
+        opened.handle.expire(now - 30 * day);
+        assert_eq!(opened.store.close(), Closed::AllWritten);
+        assert!(!old_file.exists());
+        let conn = open_read_only(&config.storage.database).unwrap();
+        let texts: Vec<String> = conn
+            .prepare("SELECT text FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(texts, ["new"]);
     }
 
     #[test]

@@ -30,6 +30,12 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// What the writer thread is asked to do.
 pub(super) enum Request {
     Record(Event),
+    /// Delete what is older than `storage.retention_days` (SPEC 12).
+    Expire {
+        cutoff_ms: i64,
+    },
+    /// Replace the lines of these erased events in every transcript file.
+    RewriteTranscripts(Vec<Event>),
     /// Write what is queued before this and stop.
     Close,
 }
@@ -329,6 +335,47 @@ impl Writer {
                 self.transcript.push(&event, &mut clock);
                 self.database.push(event, &mut clock);
             }
+            Request::Expire { cutoff_ms } => self.expire(cutoff_ms),
+            Request::RewriteTranscripts(erased) => self.rewrite_transcripts(&erased),
+        }
+    }
+
+    /// Retention on this thread: the chat's runtime never waits for the delete,
+    /// and no append races a file's removal.
+    fn expire(&mut self, cutoff_ms: i64) {
+        use crate::student_data::retention;
+        match retention::expire_sqlite(&self.database.conn, cutoff_ms) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted events past storage.retention_days"),
+            Err(err) => {
+                tracing::warn!(%err, "cannot delete events past storage.retention_days; trying again tomorrow")
+            }
+        }
+        retention::expire_transcripts(self.transcript.transcript.dir(), cutoff_ms);
+    }
+
+    /// Erasure on this thread, which alone appends to the transcript: lines still
+    /// waiting to be written are rewritten too, then every file in place (the
+    /// appender keeps its file open, so a file is never replaced, only rewritten).
+    fn rewrite_transcripts(&mut self, erased: &[Event]) {
+        use crate::student_data::rewrite::Rewrites;
+        let rewrites = Rewrites::of(erased);
+        if rewrites.is_empty() {
+            return;
+        }
+        let pending = String::from_utf8_lossy(&self.transcript.pending).into_owned();
+        let (pending, _) = rewrites.apply(&pending);
+        self.transcript.pending = pending.into_bytes();
+        match rewrites.rewrite_dir(self.transcript.transcript.dir()) {
+            Ok(files) => {
+                let lines: usize = files.iter().map(|(_, n)| n).sum();
+                tracing::info!(
+                    files = files.len(),
+                    lines,
+                    "erased words removed from the transcript files"
+                );
+            }
+            Err(err) => tracing::error!(%err, "cannot rewrite the transcript files after an erase"),
         }
     }
 

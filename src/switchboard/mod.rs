@@ -174,6 +174,15 @@ impl Switchboard {
         self.lock().hub.member_count()
     }
 
+    /// Removes erased lines, keyed `(room, ts_ms, sender)`, from the rooms'
+    /// replay tails (SPEC 12); returns how many.
+    pub fn forget_history(
+        &self,
+        erased: &std::collections::HashSet<(String, i64, String)>,
+    ) -> usize {
+        self.lock().hub.forget_history(erased)
+    }
+
     /// Every room and who is in it; see [`Hub::rooms_snapshot`].
     pub fn rooms_snapshot(&self) -> Vec<(Name, Vec<(Name, bool)>)> {
         self.lock().hub.rooms_snapshot()

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import {
   LineClient,
+  PASSWORD,
   WAIT,
   instructorLogsIn,
   launchBrowser,
@@ -39,6 +40,22 @@ test('a student logs in on the page and chats with a terminal user', async ({ se
   await page.close();
 });
 
+test('the header names the server, and the name form shows alone', async ({ server, browser }) => {
+  const page = await browser.newPage();
+  await page.goto(server.web);
+  await page.locator('#name').waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await page.textContent('#server-name'), 'CS101 lab', 'the name from "* Connected to CS101 lab."');
+  assert.match(await page.title(), /^CS101 lab\b/);
+  assert.equal(await page.locator('#status').isVisible(), false, 'no "Connecting…" beside the name form');
+  for (const bar of ['#send', '#offline']) assert.equal(await page.locator(bar).isVisible(), false, bar);
+  await page.fill('#name', 'nell');
+  await page.press('#name', 'Enter');
+  await page.locator('#text').waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await page.textContent('#status'), 'Connected');
+  assert.equal(await page.locator('#login').isVisible(), false);
+  await page.close();
+});
+
 test('markup in a message shows as text and never runs', async ({ server, browser }) => {
   const page = await browser.newPage();
   const dialogs = [];
@@ -70,11 +87,46 @@ test('the page fits a phone and says when the connection is lost', async ({ serv
   assert.ok(await page.locator('#text').isVisible());
   // Dropping the connection from the server's side: /kick is for instructors, so
   // the student leaves with /quit and the page offers to reconnect.
+  // Enough history to scroll, so that a bar pushing the last line out would show.
+  for (let i = 0; i < 3; i += 1) {
+    await page.fill('#text', '/help');
+    await page.press('#text', 'Enter');
+  }
+  await until('three /help answers', async () => (await page.locator('.line.answer', { hasText: '/quit' }).count()) === 3);
   await page.fill('#text', '/quit');
   await page.press('#text', 'Enter');
   await page.locator('#offline').waitFor({ state: 'visible', timeout: WAIT });
+  // One closed state: the bar replaces the input, and the goodbye stays in view.
+  assert.equal(await page.locator('#send').isVisible(), false, 'no disabled input under the bar');
+  assert.equal(await page.textContent('#offline-text'), 'You left the chat.');
+  assert.equal(await page.textContent('#status'), 'Disconnected');
+  const goodbye = page.locator('.line.notice', { hasText: 'Goodbye, pia.' }).last();
+  await until('the goodbye in view', () =>
+    goodbye.evaluate((line) => {
+      const log = line.parentElement.getBoundingClientRect();
+      const box = line.getBoundingClientRect();
+      return box.top >= log.top && box.bottom <= log.bottom + 1;
+    }));
+  assert.ok(await page.locator('#reconnect').isVisible());
   await page.click('#reconnect');
   await page.locator('.line.notice', { hasText: 'Welcome, pia!' }).nth(1).waitFor({ timeout: WAIT });
+  await page.close();
+});
+
+test('a kicked student sees why, and the same closed state', async ({ server, browser }) => {
+  const page = await browser.newPage();
+  await studentLogsIn(page, server.web, 'kim');
+  const prof = await LineClient.connect(server);
+  prof.send('prof');
+  await prof.expect('* This name is an instructor');
+  prof.send(PASSWORD);
+  await prof.expect('* Welcome, prof!');
+  prof.send('/kick kim');
+  await page.locator('#offline').waitFor({ state: 'visible', timeout: WAIT });
+  assert.equal(await page.textContent('#offline-text'), 'You were removed from the chat.');
+  assert.equal(await page.locator('#send').isVisible(), false);
+  assert.ok(await page.locator('.line.notice', { hasText: 'You have been kicked by prof' }).isVisible());
+  prof.close();
   await page.close();
 });
 
@@ -132,6 +184,116 @@ test('over HTTPS the page chats through wss:// and the session cookie is Secure'
     await browser.close();
     await server.stop();
   }
+});
+
+test('the report table: the CSV columns, keyboard sorting, one time format, a phone', async ({ server, browser }) => {
+  // An instructor's name asks for the instructor password as its code.
+  const prof = await LineClient.connect(server);
+  prof.send('prof');
+  await prof.expect('* This name is an instructor');
+  prof.send(PASSWORD);
+  await prof.expect('* Welcome, prof!');
+  const ovid = await LineClient.login(server, 'publius_ovidius');
+  for (const name of ['naso_the_poet', 'metamorphoses', 'tristia_writer', 'ovid']) {
+    ovid.send('/nick ' + name);
+    await ovid.expect('* ');
+  }
+  ovid.send('in nova fert animus');
+  const mira = await LineClient.login(server, 'mira');
+  mira.send('hello');
+  prof.send('/mute mira');
+  await prof.expect('* mira');
+  prof.send('/kick mira');
+  await prof.expect('* mira has been kicked.');
+
+  const context = await browser.newContext({ viewport: { width: 375, height: 740 } });
+  const page = await context.newPage();
+  await instructorLogsIn(page, server.web);
+  const cell = (name, key) => page.locator(`#report tbody tr:has(td[data-key=name]:text-is("${name}")) td[data-key=${key}]`);
+  const others = page.locator('#report td[data-key=other_names]', { hasText: 'metamorphoses' });
+  await until('the moderation in the report', async () => {
+    await page.click('#range button[type=submit]');
+    return (await cell('mira', 'kicked').count()) > 0 &&
+      (await cell('mira', 'kicked').textContent()) === '1' &&
+      (await others.count()) > 0;
+  }, 300);
+  // Every column of report.csv, moderation included.
+  const keys = await page.locator('#report thead th').evaluateAll((ths) => ths.map((th) => th.dataset.key));
+  for (const key of ['instructor', 'moderation_actions', 'kicked', 'muted', 'other_names', 'online_secs']) {
+    assert.ok(keys.includes(key), `${key} in ${keys}`);
+  }
+  assert.equal(await cell('mira', 'kicked').textContent(), '1');
+  assert.equal(await cell('mira', 'muted').textContent(), '1');
+  // Online minutes with one decimal; a short session that ended is not a bare 0.
+  for (const text of await page.locator('#report td[data-key=online_secs]').allTextContents()) {
+    assert.match(text, /^(0|<0\.1|\d+\.\d)$/, 'online minutes');
+  }
+  assert.notEqual(await cell('ana', 'online_secs').textContent(), '0', "ana's few seconds");
+  assert.match(await cell('ana', 'online_secs').getAttribute('title'), /^\d+s$/, 'the exact time on hover');
+  // One time format on the page: YYYY-MM-DD HH:MM, local.
+  for (const text of await page.locator('#report td[data-key=first_seen]').allTextContents()) {
+    assert.match(text, /^\d{4}-\d\d-\d\d \d\d:\d\d$/);
+  }
+  for (const text of await page.locator('#timeline text.tick').allTextContents()) {
+    assert.match(text, /^\d{4}-\d\d-\d\d \d\d:\d\d$/);
+  }
+  assert.match(await page.textContent('#zone'), /local.*UTC[+−]\d\d:\d\d/);
+  // A minute or two of data: slim bars, and labels inside the chart.
+  for (const width of await page.locator('#timeline rect.bar').evaluateAll((rs) => rs.map((r) => Number(r.getAttribute('width'))))) {
+    assert.ok(width <= 24, `bar width ${width}`);
+  }
+  const ticks = await page.locator('#timeline text.tick').evaluateAll((ts) =>
+    ts.map((t) => ({ x: t.getBBox().x, width: t.getBBox().width, chart: t.ownerSVGElement.viewBox.baseVal.width })));
+  ticks.sort((a, b) => a.x - b.x);
+  ticks.forEach((box, i) => {
+    assert.ok(box.x >= 0 && box.x + box.width <= box.chart, `tick label inside the chart: ${JSON.stringify(box)}`);
+    if (i > 0) assert.ok(ticks[i - 1].x + ticks[i - 1].width <= box.x, 'tick labels apart');
+  });
+  // Labels keep their size on a phone: the chart is drawn at the box's width.
+  const scale = await page.locator('#timeline svg').evaluate((svg) => svg.getBoundingClientRect().width / svg.viewBox.baseVal.width);
+  assert.ok(scale > 0.9, `chart text scaled by ${scale}`);
+  // Sorting by keyboard: headers are buttons, and the sorted one says so.
+  await page.focus('#report th[data-key=words] button');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.getAttribute('#report th[data-key=words]', 'aria-sort'), 'descending');
+  await page.keyboard.press('Space');
+  assert.equal(await page.getAttribute('#report th[data-key=words]', 'aria-sort'), 'ascending');
+  assert.equal(await page.locator('#report th[aria-sort]').count(), 1, 'one sorted column');
+  assert.equal(await page.evaluate(() => document.activeElement.closest('th')?.dataset.key), 'words', 'focus stays');
+  // The report refreshes itself (every 15 s, or on Show) and redraws the header.
+  await page.evaluate(() => {
+    document.querySelector('#report thead tr').dataset.old = 'yes';
+    document.getElementById('range').requestSubmit();
+  });
+  await until('the table redrawn', async () => (await page.locator('#report thead tr[data-old]').count()) === 0);
+  assert.equal(await page.getAttribute('#report th[data-key=words]', 'aria-sort'), 'ascending');
+  assert.equal(await page.evaluate(() => document.activeElement.closest('th')?.dataset.key), 'words', 'focus survives a refresh');
+  const words = (await page.locator('#report td[data-key=words]').allTextContents()).map(Number);
+  assert.deepEqual(words, [...words].sort((a, b) => a - b));
+  // A phone: the page does not scroll sideways, the table does and says so, and
+  // the student's name stays in view.
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 375), 'no sideways page');
+  await page.locator('#scroll-hint').waitFor({ state: 'visible', timeout: WAIT });
+  assert.ok(await page.locator('#table-scroll.more-right').count(), 'a shadow on the right');
+  const first = page.locator('#report tbody td[data-key=name]').first();
+  const before = await first.boundingBox();
+  await page.locator('#table-wrap').evaluate((wrap) => { wrap.scrollLeft = wrap.scrollWidth; });
+  await page.locator('#table-scroll.more-left').waitFor({ timeout: WAIT });
+  const after = await first.boundingBox();
+  assert.equal(Math.round(after.x), Math.round(before.x), 'the first column is sticky');
+  // Other names wrap instead of running off.
+  assert.match(await others.textContent(), /^metamorphoses, naso_the_poet, .*tristia_writer$/);
+  const lines = await others.evaluate((td) => {
+    const range = document.createRange();
+    range.selectNodeContents(td);
+    return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+  });
+  assert.ok(lines > 1, `other names wrap (${lines} line)`);
+  assert.ok(await others.evaluate((td) => td.scrollWidth <= td.clientWidth), 'nothing clipped');
+  prof.close();
+  ovid.close();
+  mira.close();
+  await context.close();
 });
 
 test('browsers see the shutdown and then the reconnecting state', async ({ server, browser }) => {

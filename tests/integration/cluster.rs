@@ -32,7 +32,7 @@ fn node_config(dir: &std::path::Path, nats: &Nats, pg: &Postgres) -> Config {
 }
 
 /// Fresh engines, or `None` (with one line printed) without them.
-async fn engines() -> Option<(Nats, Postgres)> {
+pub(crate) async fn engines() -> Option<(Nats, Postgres)> {
     let nats = Nats::start()?;
     let pg = tokio::task::spawn_blocking(Postgres::start)
         .await
@@ -50,7 +50,7 @@ async fn cluster(n: usize) -> Option<Cluster> {
     Some(Cluster { nats, pg, nodes })
 }
 
-async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
+pub(crate) async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut config = node_config(dir.path(), nats, pg);
     crate::harness::enable_irc(&mut config);
@@ -118,7 +118,7 @@ async fn chat_lines(client: &mut TestClient, count: usize) -> Vec<String> {
 
 /// The chat rows of the cluster's record, `NICK: TEXT`, in the table's order,
 /// once there are at least `count` of them.
-async fn recorded_chat(pg: &Postgres, count: usize, within: Duration) -> Vec<String> {
+pub(crate) async fn recorded_chat(pg: &Postgres, count: usize, within: Duration) -> Vec<String> {
     let client = classchat::postgres::connect(&pg.url()).await.unwrap();
     let deadline = Instant::now() + within;
     loop {

@@ -23,6 +23,7 @@ mod postgres;
 mod record_postgres;
 mod reports;
 mod roster;
+mod student_data;
 mod terminal;
 mod tls;
 mod web;

@@ -10,14 +10,14 @@ use crate::harness::{TestServer, WAIT};
 const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
 
 /// A tmux server of the test's own, so that nothing else on the machine is touched.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Tmux {
     /// `None` (after one printed line) where tmux is not installed.
-    fn start(command: &str) -> Option<Tmux> {
+    pub(crate) fn start(command: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             crate::harness::skip("tmux is not installed");
             return None;
@@ -44,7 +44,7 @@ impl Tmux {
     }
 
     /// Types `text` and Enter in one `send-keys`: the keys arrive together.
-    fn type_line(&self, text: &str) {
+    pub(crate) fn type_line(&self, text: &str) {
         self.run(&["send-keys", "-t", "0", text, "Enter"]);
     }
 
@@ -60,7 +60,7 @@ impl Tmux {
     }
 
     /// Waits until the screen shows `needle`; returns the screen.
-    async fn wait_for(&self, needle: &str) -> String {
+    pub(crate) async fn wait_for(&self, needle: &str) -> String {
         let started = Instant::now();
         loop {
             let screen = self.screen();

@@ -22,6 +22,9 @@
   const sendForm = $('send');
   const textInput = $('text');
   const offline = $('offline');
+  const offlineText = $('offline-text');
+  const reconnectButton = $('reconnect');
+  const serverName = $('server-name');
 
   // Lines kept in the page; older ones go, so a long class does not slow the tab.
   const MAX_LINES = 2000;
@@ -35,15 +38,27 @@
   let autoName = false; // whether this connection has offered savedName already
   let autoCode = false;
   let leaving = false; // /quit or a kick: no automatic reconnect
+  let farewell = 'Disconnected.'; // what the closed bar says after leaving
+  let following = true; // whether the history follows the newest line
   let attempts = 0;
   let timer = null;
   let everJoined = false;
   const sent = []; // lines typed, for the arrow keys
   let sentAt = 0;
 
+  // One state at a time in the header: no text hides the badge (while the name
+  // form asks, the form itself says where things stand).
   function setStatus(kind, text) {
     status.className = 'status ' + kind;
     status.textContent = text;
+    status.hidden = !text;
+  }
+
+  // The server names itself in its first line, `* Connected to NAME.`; the page
+  // carries no inline script, so this is where the header learns it.
+  function setServerName(name) {
+    serverName.textContent = name;
+    document.title = name + ' · classchat';
   }
 
   function kindOf(body) {
@@ -66,6 +81,7 @@
 
   function scrollDown() {
     log.scrollTop = log.scrollHeight;
+    following = true;
     jump.hidden = true;
   }
 
@@ -79,7 +95,7 @@
   // One line in the history. Follows the newest line only while the reader is at
   // the bottom; someone scrolled up to read is left where they are.
   function render(ts, body, kind) {
-    const follow = atBottom();
+    const follow = following || atBottom();
     const row = document.createElement('div');
     row.className = 'line ' + kind;
     const time = document.createElement('time');
@@ -111,6 +127,7 @@
     codeField.hidden = !askingCode;
     loginForm.hidden = false;
     sendForm.hidden = true;
+    setStatus('', '');
     (askingCode ? codeInput : nameInput).focus();
   }
 
@@ -146,7 +163,10 @@
       return;
     }
     if (kind !== 'notice') return;
-    if (me === null && /\busername\b/i.test(text)) {
+    const connected = me === null && text.match(/^Connected to (.+)\.$/);
+    if (connected) {
+      setServerName(connected[1]);
+    } else if (me === null && /\busername\b/i.test(text)) {
       if (savedName !== null && !autoName) {
         autoName = true;
         ws.send(savedName);
@@ -169,7 +189,13 @@
         savedName = me;
         meLabel.textContent = me;
       }
-      if (text.startsWith('Goodbye, ') || text.startsWith('You have been kicked')) leaving = true;
+      if (text.startsWith('Goodbye, ')) {
+        leaving = true;
+        farewell = 'You left the chat.';
+      } else if (text.startsWith('You have been kicked')) {
+        leaving = true;
+        farewell = 'You were removed from the chat.';
+      }
     }
   }
 
@@ -180,6 +206,7 @@
     autoName = false;
     autoCode = false;
     leaving = false;
+    farewell = 'Disconnected.';
     setStatus(attempts > 0 ? 'reconnecting' : 'connecting', attempts > 0 ? 'Reconnecting…' : 'Connecting…');
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const socket = new WebSocket(scheme + '//' + location.host + '/ws');
@@ -198,8 +225,13 @@
       textInput.disabled = true;
       loginForm.hidden = true;
       if (leaving) {
+        // One closed state: the input goes, the bar with Reconnect takes its
+        // place, and the history still ends on the goodbye.
         setStatus('offline', 'Disconnected');
+        sendForm.hidden = true;
+        offlineText.textContent = farewell;
         offline.hidden = false;
+        reconnectButton.focus();
         return;
       }
       attempts += 1;
@@ -253,10 +285,16 @@
   });
 
   log.addEventListener('scroll', () => {
-    if (atBottom()) jump.hidden = true;
+    following = atBottom();
+    if (following) jump.hidden = true;
   });
+  // The history's box shrinks when a bar or the phone's keyboard appears; a reader
+  // at the bottom stays at the bottom.
+  new ResizeObserver(() => {
+    if (following) scrollDown();
+  }).observe(log);
   jump.addEventListener('click', scrollDown);
-  $('reconnect').addEventListener('click', () => {
+  reconnectButton.addEventListener('click', () => {
     attempts = 0;
     connect();
   });

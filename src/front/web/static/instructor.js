@@ -9,6 +9,9 @@
   const SVG = 'http://www.w3.org/2000/svg';
   const POLL_MS = 2000;
   const MAX_BARS = 40;
+  // The timeline's widest bar, and a label character's width, in chart units.
+  const MAX_BAR = 24;
+  const LABEL_CHAR = 6.2;
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -81,11 +84,6 @@
 
   // --- the report -------------------------------------------------------------------
 
-  function localDay(date) {
-    const pad = (n) => String(n).padStart(2, '0');
-    return date.getFullYear() + '-' + pad(date.getMonth() + 1) + '-' + pad(date.getDate());
-  }
-
   // The range as the CLI's --since/--until take it: the local days' midnights in UTC.
   function query() {
     const params = new URLSearchParams();
@@ -107,24 +105,63 @@
     return text ? '?' + text : '';
   }
 
-  const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
+  const pad = (n) => String(n).padStart(2, '0');
+  // The page's one time format: local, `YYYY-MM-DD HH:MM` (or the day alone).
+  const day = (d) => d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate());
+  const minute = (d) => day(d) + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
+  const when = (iso) => (iso ? minute(new Date(iso)) : '');
+
+  // Online time in minutes with one decimal; a few seconds read "<0.1", not 0.
+  function minutes(secs) {
+    if (secs <= 0) return '0';
+    if (secs < 6) return '<0.1';
+    return (secs / 60).toFixed(1);
+  }
+
+  // `1h 02m 03s` as the report command prints it, for the cell's tooltip.
+  function duration(secs) {
+    const h = Math.floor(secs / 3600);
+    const m = Math.floor(secs / 60) % 60;
+    const s = secs % 60;
+    if (h > 0) return h + 'h ' + pad(m) + 'm ' + pad(s) + 's';
+    if (m > 0) return m + 'm ' + pad(s) + 's';
+    return s + 's';
+  }
+
+  // The columns of report.csv, in its order, under readable titles.
   const COLUMNS = [
     { key: 'name', title: 'Student', value: (r) => r.name, text: true },
-    { key: 'full_name', title: 'Full name', value: (r) => r.full_name || '', text: true },
+    { key: 'full_name', title: 'Full name', value: (r) => r.full_name || '', text: true, optional: true },
     { key: 'messages', title: 'Messages', value: (r) => r.messages },
     { key: 'private_messages', title: 'Private', value: (r) => r.private_messages },
     { key: 'words', title: 'Words', value: (r) => r.words },
-    { key: 'online_secs', title: 'Online (min)', value: (r) => Math.round(r.online_secs / 60) },
-    { key: 'rooms', title: 'Rooms', value: (r) => r.rooms.map((x) => '#' + x.replace(/^#/, '')).join(' '), text: true },
+    { key: 'rooms', title: 'Rooms', value: (r) => r.rooms.map((x) => '#' + x.replace(/^#/, '')).join(' '), text: true, wrap: true },
     { key: 'first_seen', title: 'First seen', value: (r) => r.first_seen, show: (r) => when(r.first_seen), text: true },
     { key: 'last_seen', title: 'Last seen', value: (r) => r.last_seen, show: (r) => when(r.last_seen), text: true },
-    { key: 'other_names', title: 'Other names', value: (r) => r.other_names.join(', '), text: true },
+    {
+      key: 'online_secs', title: 'Online (min)', value: (r) => r.online_secs,
+      show: (r) => minutes(r.online_secs), tip: (r) => duration(r.online_secs),
+    },
+    { key: 'instructor', title: 'Instructor', value: (r) => (r.instructor ? 1 : 0), show: (r) => (r.instructor ? 'yes' : ''), flag: true },
+    { key: 'moderation_actions', title: 'Moderation actions', value: (r) => r.moderation_actions },
+    { key: 'kicked', title: 'Kicked', value: (r) => r.kicked },
+    { key: 'muted', title: 'Muted', value: (r) => r.muted },
+    { key: 'other_names', title: 'Other names', value: (r) => r.other_names.join(', '), text: true, wrap: true },
   ];
   let rows = [];
   let sortKey = 'messages';
   let sortDesc = true;
 
+  function sortBy(key) {
+    const column = COLUMNS.find((c) => c.key === key);
+    sortDesc = key === sortKey ? !sortDesc : !column.text;
+    sortKey = key;
+    drawTable();
+  }
+
   function drawTable() {
+    // The header is drawn anew (also by the 15 s refresh): keep the keyboard's place.
+    const focused = document.activeElement && document.activeElement.closest('#report th');
     const column = COLUMNS.find((c) => c.key === sortKey);
     const sorted = rows.slice().sort((a, b) => {
       const x = column.value(a);
@@ -132,26 +169,49 @@
       const order = column.text ? String(x).localeCompare(String(y)) : x - y;
       return sortDesc ? -order : order;
     });
+    // A class without a roster has no full names: no empty column, as in the CLI.
+    const shown = COLUMNS.filter((c) => !c.optional || rows.some((r) => c.value(r) !== ''));
     const head = el('tr');
-    for (const c of COLUMNS) {
-      const th = el('th', c.key === sortKey ? (sortDesc ? 'sorted-desc' : 'sorted-asc') : '', c.title);
+    for (const c of shown) {
+      const sorted = c.key === sortKey;
+      const th = el('th', c.text || c.flag ? '' : 'num');
       th.dataset.key = c.key;
-      th.addEventListener('click', () => {
-        sortDesc = c.key === sortKey ? !sortDesc : !c.text;
-        sortKey = c.key;
-        drawTable();
-      });
+      th.scope = 'col';
+      if (sorted) th.setAttribute('aria-sort', sortDesc ? 'descending' : 'ascending');
+      const button = el('button', 'sort' + (sorted ? (sortDesc ? ' sorted-desc' : ' sorted-asc') : ''), c.title);
+      button.type = 'button';
+      button.addEventListener('click', () => sortBy(c.key));
+      th.append(button);
       head.append(th);
     }
     $('report').tHead.replaceChildren(head);
+    if (focused) head.querySelector(`th[data-key="${focused.dataset.key}"] button`)?.focus();
     const body = sorted.map((r) => {
       const tr = el('tr');
-      for (const c of COLUMNS) tr.append(el('td', c.text ? '' : 'num', String((c.show || c.value)(r))));
+      for (const c of shown) {
+        const td = el('td', [c.text || c.flag ? '' : 'num', c.wrap ? 'wrap' : ''].join(' ').trim(), String((c.show || c.value)(r)));
+        td.dataset.key = c.key;
+        if (c.tip) td.title = c.tip(r);
+        tr.append(td);
+      }
       return tr;
     });
     $('report').tBodies[0].replaceChildren(...body);
     $('report-note').textContent = rows.length === 0 ? 'Nobody said anything in this range.' : '';
+    scrolled();
   }
+
+  // A table wider than the screen says so: a hint above it and a shadow on each
+  // side that has more columns; the first column stays put (CSS).
+  function scrolled() {
+    const wrap = $('table-wrap');
+    const more = wrap.scrollWidth - wrap.clientWidth;
+    $('scroll-hint').hidden = more <= 1;
+    $('table-scroll').classList.toggle('more-left', wrap.scrollLeft > 1);
+    $('table-scroll').classList.toggle('more-right', wrap.scrollLeft < more - 1);
+  }
+  $('table-wrap').addEventListener('scroll', scrolled, { passive: true });
+  window.addEventListener('resize', scrolled);
 
   // Horizontal bars, most messages first.
   function drawPerStudent() {
@@ -159,7 +219,7 @@
       .slice()
       .sort((a, b) => b.messages - a.messages || a.name.localeCompare(b.name))
       .slice(0, MAX_BARS);
-    const width = 480;
+    const width = chartWidth('per-student');
     const label = 110;
     const row = 24;
     const height = Math.max(60, data.length * row + 10);
@@ -182,12 +242,15 @@
     $('per-student').replaceChildren(chart);
   }
 
+  // A chart's width in its own units: the box's width in pixels, within reason, so
+  // that its 11px labels stay 11px on a phone rather than shrinking with the chart.
+  function chartWidth(id) {
+    return Math.round(Math.max(280, Math.min(480, $(id).clientWidth || 480)));
+  }
+
   function bucketLabel(ms, bucket) {
     const d = new Date(ms);
-    const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    if (bucket < 3600000) return hm;
-    if (bucket < 86400000) return d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + hm;
-    return d.toLocaleDateString();
+    return bucket < 86400000 ? minute(d) : day(d);
   }
 
   // Messages per bucket as bars; empty buckets between the first and last count as 0.
@@ -202,7 +265,7 @@
       const last = timeline.points[timeline.points.length - 1][0];
       for (let t = first; t <= last && points.length < 2000; t += bucket) points.push([t, counts.get(t) || 0]);
     }
-    const width = 480;
+    const width = chartWidth('timeline');
     const height = 220;
     const left = 34;
     const bottom = 24;
@@ -223,25 +286,45 @@
       svg('text', { x: left - 5, y: 20, 'text-anchor': 'end', class: 'muted' }, String(max)),
       svg('text', { x: left - 5, y: 12 + plotH, 'text-anchor': 'end', class: 'muted' }, '0'),
     );
+    // Bars no wider than MAX_BAR, however few the buckets: one minute of class is
+    // one slim bar, not a wall.
     const step = plotW / points.length;
+    const barW = Math.max(1, Math.min(MAX_BAR, step * 0.8));
+    const centre = (i) => left + i * step + step / 2;
     points.forEach(([t, n], i) => {
       if (n === 0) return;
       const h = (n / max) * plotH;
       const rect = svg('rect', {
-        class: 'bar', x: left + i * step + step * 0.1, y: 12 + plotH - h,
-        width: Math.max(1, step * 0.8), height: h,
+        class: 'bar', x: centre(i) - barW / 2, y: 12 + plotH - h,
+        width: barW, height: h,
       });
       rect.append(svg('title', {}, bucketLabel(t, bucket) + ': ' + n));
       chart.append(rect);
     });
-    const ticks = points.length === 1 ? [0] : [0, Math.floor((points.length - 1) / 2), points.length - 1];
+    // Up to three labels under their bars, moved in where they would leave the chart.
+    // As many as fit side by side (a phone has room for two).
+    const labelW = bucketLabel(points[0][0], bucket).length * LABEL_CHAR;
+    const fit = Math.floor((width - 6) / (labelW + 12));
+    const last = points.length - 1;
+    const ticks = last === 0 || fit < 2 ? [0] : fit < 3 ? [0, last] : [0, Math.floor(last / 2), last];
     for (const i of new Set(ticks)) {
-      const anchor = i === 0 ? 'start' : i === points.length - 1 ? 'end' : 'middle';
-      const x = i === points.length - 1 ? left + plotW : left + i * step + step / 2;
-      chart.append(svg('text', { x, y: height - 6, 'text-anchor': anchor, class: 'muted' }, bucketLabel(points[i][0], bucket)));
+      const text = bucketLabel(points[i][0], bucket);
+      const half = (text.length * LABEL_CHAR) / 2;
+      const x = Math.min(width - 4 - half, Math.max(half + 2, centre(i)));
+      chart.append(svg('text', { x, y: height - 6, 'text-anchor': 'middle', class: 'muted tick' }, text));
     }
     $('timeline').replaceChildren(chart);
   }
+
+  let lastTimeline = { bucket_ms: 60000, points: [] };
+  let resizing = null;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      drawPerStudent();
+      drawTimeline(lastTimeline);
+    }, 150);
+  });
 
   async function loadReport() {
     const q = query();
@@ -253,6 +336,7 @@
         getJson('/instructor/api/timeline' + q),
       ]);
       rows = report;
+      lastTimeline = timeline;
       drawTable();
       drawPerStudent();
       drawTimeline(timeline);
@@ -265,7 +349,12 @@
     event.preventDefault();
     loadReport();
   });
-  const today = localDay(new Date());
+  // Which zone "local" is, so that nobody has to guess when comparing with the CSV.
+  const offset = -new Date().getTimezoneOffset();
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'this computer\'s zone';
+  $('zone').textContent = 'Times on this page are local, ' + zone + ' (UTC' + (offset < 0 ? '−' : '+') +
+    pad(Math.floor(Math.abs(offset) / 60)) + ':' + pad(Math.abs(offset) % 60) + '), as YYYY-MM-DD HH:MM.';
+  const today = day(new Date());
   $('since').value = today;
   $('until').value = today;
   pollLive();

@@ -1,0 +1,274 @@
+//! The `export` and `erase` commands, for SQLite and a cluster's PostgreSQL;
+//! `chat-server` only parses their arguments.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::erase::{self, Checkpoint};
+use super::export;
+use super::rewrite::Rewrites;
+use crate::report::{self, StudentScope};
+use crate::store::{self, StoreError};
+
+/// Where the record is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A single server's database, and the folder of its transcript files.
+    Sqlite {
+        /// The database file.
+        database: PathBuf,
+        /// `log.dir`.
+        transcripts: PathBuf,
+    },
+    /// A cluster's PostgreSQL.
+    Postgres {
+        /// `storage.postgres_url`.
+        url: String,
+        /// `cluster.nats_url`, for `erase` to delete the stream's copies.
+        nats: Option<String>,
+    },
+}
+
+/// `--format` of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object: the student, their roster entry, their events.
+    Json,
+    /// One row per event.
+    Csv,
+}
+
+/// What `erase` is asked to do.
+#[derive(Debug, Clone)]
+pub struct EraseRequest {
+    /// Any name the student used.
+    pub student: String,
+    /// Who runs it, for the `erase` event (`--by`, else `$USER`).
+    pub operator: String,
+    /// `--yes`: no question asked.
+    pub yes: bool,
+}
+
+/// Prints the student's record in `format`.
+pub fn export(
+    target: &Target,
+    student: &str,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let conn = read_connection(target)?;
+    let Some(record) = export::student_record(&conn, student)? else {
+        bail!("no student used the name {student:?}");
+    };
+    match format {
+        ExportFormat::Json => export::write_json(&record, out)?,
+        ExportFormat::Csv => export::write_csv(&record, out)?,
+    }
+    Ok(())
+}
+
+/// Erases the student's words and says what changed.
+pub fn erase(target: &Target, request: &EraseRequest, out: &mut dyn Write) -> anyhow::Result<()> {
+    match target {
+        Target::Sqlite {
+            database,
+            transcripts,
+        } => erase_sqlite(database, transcripts, request, out),
+        Target::Postgres { url, nats } => erase_postgres(url, nats.as_deref(), request, out),
+    }
+}
+
+fn erase_sqlite(
+    database: &Path,
+    transcripts: &Path,
+    request: &EraseRequest,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if !database.exists() {
+        bail!("no database at {}", database.display());
+    }
+    let mut conn = store::open_database(database)?;
+    let scope = find(&conn, &request.student)?;
+    let counts = erase::count_sqlite(&conn, &scope)?;
+    confirm(&scope, &counts.to_string(), request, out)?;
+    // Holding the lock keeps a server from starting while the files are rewritten;
+    // when a server holds it, that server rewrites them.
+    let (_lock, server) = match store::lock_database(database) {
+        Ok(lock) => (Some(lock), None),
+        Err(StoreError::InUse { pid, .. }) => (None, Some(pid)),
+        Err(err) => return Err(err.into()),
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let (counts, erased) = erase::erase_sqlite(&mut conn, &scope, &request.operator, now_ms)?;
+    writeln!(out, "database {}: {counts} erased", database.display())?;
+    match erase::checkpoint(&conn, database) {
+        Checkpoint::Truncated => writeln!(
+            out,
+            "database: the old words are overwritten (secure_delete) and the write-ahead log is emptied"
+        )?,
+        Checkpoint::NotTruncated(why) => writeln!(
+            out,
+            "database: the write-ahead log could not be emptied ({why}); it may hold the old words \
+             until the server's next checkpoint: run `chat-server erase` again later, or stop the server and run it again"
+        )?,
+    }
+    match server {
+        Some(pid) => writeln!(
+            out,
+            "transcripts {}: the running chat-server (pid {pid}) rewrites them and stops replaying \
+             the erased lines within seconds",
+            transcripts.display()
+        )?,
+        None => {
+            let files = Rewrites::of(&erased)
+                .rewrite_dir(transcripts)
+                .with_context(|| {
+                    format!(
+                        "cannot rewrite the transcripts in {}",
+                        transcripts.display()
+                    )
+                })?;
+            writeln!(
+                out,
+                "transcripts {}: {} files rewritten",
+                transcripts.display(),
+                files.len()
+            )?;
+            for (file, lines) in files {
+                writeln!(out, "  {}: {lines} lines", file.display())?;
+            }
+        }
+    }
+    let unsaved = store::unsaved_path(database);
+    if unsaved.exists() {
+        writeln!(
+            out,
+            "note: {} holds events not yet in the database; the next start imports them, \
+             and erase must then be run again",
+            unsaved.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "recorded: erase by {} of {}",
+        request.operator, scope.name
+    )?;
+    Ok(())
+}
+
+fn erase_postgres(
+    url: &str,
+    nats: Option<&str>,
+    request: &EraseRequest,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (runtime, mut client) = postgres_client(url)?;
+    let conn = runtime
+        .block_on(crate::postgres::snapshot(&mut client))
+        .context("cannot read the record from PostgreSQL")?;
+    let scope = find(&conn, &request.student)?;
+    let counts = runtime.block_on(erase::count_postgres(&client, &scope))?;
+    confirm(&scope, &counts.to_string(), request, out)?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let counts = runtime.block_on(erase::erase_postgres(
+        &mut client,
+        &scope,
+        &request.operator,
+        now_ms,
+    ))?;
+    writeln!(out, "PostgreSQL: {counts} erased; the table was vacuumed")?;
+    let seqs = runtime.block_on(erase::stream_seqs_postgres(&client, &scope))?;
+    match nats {
+        Some(nats) => {
+            let (deleted, gone) = runtime
+                .block_on(erase::delete_from_stream(nats, &seqs))
+                .map_err(|e| anyhow::anyhow!("cannot delete the stream's copies: {e}"))?;
+            writeln!(
+                out,
+                "stream: {deleted} messages deleted ({gone} were gone already); \
+                 the running nodes stop replaying the erased lines within seconds"
+            )?;
+        }
+        None => writeln!(
+            out,
+            "stream: not changed ({} messages hold the words): give --nats URL or --config \
+             to delete them; the running nodes stop replaying the erased lines within seconds",
+            seqs.len()
+        )?,
+    }
+    writeln!(
+        out,
+        "recorded: erase by {} of {}",
+        request.operator, scope.name
+    )?;
+    Ok(())
+}
+
+fn find(conn: &rusqlite::Connection, name: &str) -> anyhow::Result<StudentScope> {
+    match report::student_events(conn, name)? {
+        Some((scope, _)) => Ok(scope),
+        None => bail!("no student used the name {name:?}"),
+    }
+}
+
+/// Says what will change and, without `--yes`, asks on the terminal.
+fn confirm(
+    scope: &StudentScope,
+    counts: &str,
+    request: &EraseRequest,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let also = match scope.other_names.is_empty() {
+        true => String::new(),
+        false => format!(" (also {})", scope.other_names.join(", ")),
+    };
+    writeln!(out, "erasing the words of {}{also}: {counts}", scope.name)?;
+    out.flush()?;
+    if request.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("not erasing: standard input is not a terminal to confirm on; add --yes to erase without asking");
+    }
+    eprint!("Type yes to erase them for good: ");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("not erased");
+    }
+    Ok(())
+}
+
+fn read_connection(target: &Target) -> anyhow::Result<rusqlite::Connection> {
+    match target {
+        Target::Sqlite { database, .. } => {
+            if !database.exists() {
+                bail!("no database at {}", database.display());
+            }
+            Ok(store::open_read_only(database)?)
+        }
+        Target::Postgres { url, .. } => {
+            let (runtime, mut client) = postgres_client(url)?;
+            let conn = runtime
+                .block_on(crate::postgres::snapshot(&mut client))
+                .context("cannot read the record from PostgreSQL")?;
+            Ok(conn)
+        }
+    }
+}
+
+fn postgres_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, tokio_postgres::Client)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let client = runtime
+        .block_on(crate::postgres::connect(url))
+        .context("cannot connect to PostgreSQL")?;
+    runtime
+        .block_on(crate::postgres::migrate(&client))
+        .context("cannot prepare the PostgreSQL tables")?;
+    Ok((runtime, client))
+}
