@@ -445,7 +445,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 say(format_args!("transcripts: {}", transcripts.display()));
             }
         }
-        println!("{retention}");
+        say(retention);
         for line in where_to_connect(server.local_addr(), require) {
             say(line);
         }

@@ -62,7 +62,7 @@ fn the_server_says_where_its_database_and_transcripts_are() {
         out.read_line(&mut line).unwrap();
         line
     };
-    let (database, transcripts, reach) = (next(), next(), next());
+    let (database, transcripts, retention, reach) = (next(), next(), next(), next());
     child.kill().unwrap();
     child.wait().unwrap();
     let db = dir.path().join("chat.db");
@@ -71,6 +71,10 @@ fn the_server_says_where_its_database_and_transcripts_are() {
     assert_eq!(
         transcripts.trim_end(),
         format!("transcripts: {}", logs.display())
+    );
+    assert_eq!(
+        retention.trim_end(),
+        "retention: everything is kept (storage.retention_days = 0)"
     );
     assert!(
         reach.starts_with("only this machine can connect"),

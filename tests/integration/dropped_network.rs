@@ -32,20 +32,20 @@ fn ip(args: &[&str]) -> bool {
 }
 
 impl Host {
-    /// A namespace at 192.0.2.N+1 (TEST-NET-1: never routed anywhere), reaching
-    /// this side at 192.0.2.N.
+    /// A namespace at 198.51.100.2 (TEST-NET-2: never routed anywhere), reaching
+    /// this side at 198.51.100.1.
     fn make() -> Option<Host> {
         let id = std::process::id() % 10_000;
         let name = format!("cc{id}");
         let (near, far) = (format!("ccn{id}"), format!("ccf{id}"));
-        let server_ip = Ipv4Addr::new(192, 0, 2, 1);
+        let server_ip = Ipv4Addr::new(198, 51, 100, 1);
         let steps: [&[&str]; 8] = [
             &["netns", "add", &name],
             &["link", "add", &near, "type", "veth", "peer", "name", &far],
             &["link", "set", &far, "netns", &name],
-            &["addr", "add", "192.0.2.1/30", "dev", &near],
+            &["addr", "add", "198.51.100.1/30", "dev", &near],
             &["link", "set", &near, "up"],
-            &["-n", &name, "addr", "add", "192.0.2.2/30", "dev", &far],
+            &["-n", &name, "addr", "add", "198.51.100.2/30", "dev", &far],
             &["-n", &name, "link", "set", &far, "up"],
             &["-n", &name, "link", "set", "lo", "up"],
         ];
