@@ -8,6 +8,9 @@
 #                                     beside an s1 run on the line port (line, ws, ...)
 #   bench/scenario.sh s1irc [RUNS]    s1 through the IRC port in #lobby, each run beside
 #                                     an s1 run on the line port (line, irc, ...)
+#   bench/scenario.sh s1tls [RUNS]    s1 through the line port's TLS listener (a
+#                                     self-signed certificate), each run beside a
+#                                     plain s1 run (line, tls, ...)
 #   bench/scenario.sh s1max           s1 stepped up until loss, p99 > 100 ms or the rate is missed
 #   bench/scenario.sh s2 [RUNS]       1,000 clients, 10 senders x 10 msg/s
 #   bench/scenario.sh s3 [RUNS]       10,000 clients connect and hold (CLIENTS=1000 for fewer)
@@ -20,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/steps.sh
-scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1max|s2|s3|s3mixed|stalled [RUNS]}
+scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1tls|s1max|s2|s3|s3mixed|stalled [RUNS]}
 runs=${2:-1}
 work=${BENCH_WORK:-/tmp/classchat-bench}
 results=${BENCH_RESULTS:-$work/results}
@@ -35,7 +38,10 @@ start_server() {
   dir=$(mktemp -d "$work/run.XXXXXX")
   local config=$dir/classchat.toml
   { cat bench/classchat.toml
-    printf '\n[web]\nenabled = true\nport = 0\n\n[irc]\nenabled = true\nport = 0\n'; } >"$config"
+    printf '\n[web]\nenabled = true\nport = 0\ntls_port = 0\n\n[irc]\nenabled = true\nport = 0\ntls_port = 0\n'
+    if [ -n "${TLS_DIR:-}" ]; then
+      printf '\n[tls]\ncert = "%s"\nkey = "%s"\nline_port = 0\n' "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem"
+    fi; } >"$config"
   "$server" --config "$config" --port 0 --db "$dir/bench.db" --log-dir "$dir/logs" \
     >"$dir/server.out" 2>"$dir/server.err" &
   pid=$!
@@ -50,6 +56,7 @@ start_server() {
 target() {
   case $1 in
     line) echo "--proto line --ready Welcome --addr $(sed -n 's/^listening on //p' "$dir/server.out")" ;;
+    tls) echo "--proto line --tls --ready Welcome --addr $(sed -n 's/^tls listening on //p' "$dir/server.out")" ;;
     irc) echo "--proto irc --channel #lobby --addr $(sed -n 's/^irc listening on //p' "$dir/server.out")" ;;
     ws) echo "--proto ws --ready Welcome --addr $(sed -n 's|^web listening on http://\([^/]*\)/.*|\1|p' "$dir/server.out")" ;;
   esac
@@ -114,6 +121,16 @@ case $scenario in
       PROTO=line run_once "$scenario-line" "${s1[@]}"
       PROTO=${scenario#s1} run_once "$scenario" "${s1[@]}"
     done ;;
+  s1tls)
+    # Both runs on a server with the certificate loaded, so only the port differs.
+    TLS_DIR=$(mktemp -d "$work/tls.XXXXXX")
+    "$server" tls self-signed --host localhost --host 127.0.0.1 --out "$TLS_DIR" >/dev/null
+    export TLS_DIR
+    for _ in $(seq "$runs"); do
+      PROTO=line run_once s1tls-line "${s1[@]}"
+      PROTO=tls run_once s1tls "${s1[@]}"
+    done
+    rm -rf "$TLS_DIR" ;;
   stalled) for _ in $(seq "$runs"); do run_once stalled "${s1[@]}" --stalled 1; done ;;
   s2)
     for _ in $(seq "$runs"); do
