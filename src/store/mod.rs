@@ -645,14 +645,18 @@ mod tests {
         assert_eq!(opened.store.close(), Closed::AllWritten);
         assert!(!old_file.exists());
         let conn = open_read_only(&config.storage.database).unwrap();
-        let texts: Vec<String> = conn
-            .prepare("SELECT text FROM events ORDER BY id")
+        let texts = texts(&conn);
+        assert_eq!(texts, ["new"]);
+    }
+
+    /// Every event's text, in the order stored.
+    fn texts(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT text FROM events ORDER BY id")
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(texts, ["new"]);
+            .unwrap()
     }
 
     #[test]
@@ -696,13 +700,7 @@ mod tests {
         drop(conn);
         let mut conn = open_database(&path).unwrap();
         import_unsaved(&mut conn, &path, &unsaved).unwrap();
-        let texts: Vec<String> = conn
-            .prepare("SELECT text FROM events ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let texts = texts(&conn);
         assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4"]);
         assert!(!unsaved.exists());
     }
