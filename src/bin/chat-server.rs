@@ -108,17 +108,8 @@ struct StudentArgs {
     /// Any name the student used.
     #[arg(long, value_name = "NAME")]
     student: String,
-    /// Configuration whose storage.database and log.dir (a cluster's:
-    /// storage.postgres_url) to use.
-    #[arg(long, value_name = "FILE", conflicts_with = "db")]
-    config: Option<PathBuf>,
-    /// Database to use (default: storage.database of the configuration).
-    #[arg(long, value_name = "FILE")]
-    db: Option<PathBuf>,
-    /// The cluster's PostgreSQL to use instead of a database file (default:
-    /// $CLASSCHAT_POSTGRES_URL unless --db or --config is given).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "config"])]
-    postgres: Option<String>,
+    #[command(flatten)]
+    record: RecordArgs,
 }
 
 #[derive(Args)]
@@ -252,20 +243,50 @@ struct ServeArgs {
     log_dir: Option<PathBuf>,
 }
 
-/// Which database to read and which events to look at.
+/// Where the record is: a database file, or a cluster's PostgreSQL.
 #[derive(Args)]
-struct QueryArgs {
-    /// Configuration whose storage.database (a cluster's: storage.postgres_url) to read.
+struct RecordArgs {
+    /// Configuration whose storage.database (a cluster's: storage.postgres_url,
+    /// and log.dir for `erase`) to use.
     #[arg(long, value_name = "FILE", conflicts_with = "db")]
     config: Option<PathBuf>,
-    /// Database to read (default: storage.database of the configuration).
+    /// Database to use (default: storage.database of the configuration).
     #[arg(long, value_name = "FILE")]
     db: Option<PathBuf>,
-    /// The cluster's PostgreSQL to read instead of a database file
+    /// The cluster's PostgreSQL to use instead of a database file
     /// (postgres://USER@HOST:PORT/DATABASE; default: $CLASSCHAT_POSTGRES_URL
     /// unless --db or --config is given).
     #[arg(long, value_name = "URL", conflicts_with_all = ["db", "config"])]
     postgres: Option<String>,
+}
+
+impl RecordArgs {
+    /// The PostgreSQL to use, if the record is there ([`postgres_url`]).
+    fn postgres_url(&self) -> anyhow::Result<Option<String>> {
+        postgres_url(&self.postgres, &self.db, &self.config)
+    }
+
+    /// The database file: `--db`, else the configuration's; it must exist.
+    fn database(&self, config: &Config) -> anyhow::Result<PathBuf> {
+        let path = self
+            .db
+            .clone()
+            .unwrap_or_else(|| config.storage.database.clone());
+        if !path.exists() {
+            anyhow::bail!(
+                "no database at {} (use --db FILE or --config FILE to point at the server's database)",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
+/// Which database to read and which events to look at.
+#[derive(Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    record: RecordArgs,
     /// Only this room (`lab` or `#lab`).
     #[arg(long)]
     room: Option<String>,
@@ -801,7 +822,8 @@ fn query(
         since: args.since.as_deref().map(report::parse_time).transpose()?,
         until: args.until.as_deref().map(report::parse_time).transpose()?,
     };
-    let conn = match postgres_url(&args.postgres, &args.db, &args.config)? {
+    let record = &args.record;
+    let conn = match record.postgres_url()? {
         Some(url) => {
             let (runtime, mut client) = postgres_client(&url)?;
             runtime
@@ -809,17 +831,8 @@ fn query(
                 .context("cannot read the record from PostgreSQL")?
         }
         None => {
-            let path = match &args.db {
-                Some(db) => db.clone(),
-                None => load_config(args.config.as_ref())?.storage.database,
-            };
-            if !path.exists() {
-                anyhow::bail!(
-                    "no database at {} (use --db FILE or --config FILE to point at the server's database)",
-                    path.display()
-                );
-            }
-            store::open_read_only(&path)?
+            let config = load_config(record.config.as_ref())?;
+            store::open_read_only(&record.database(&config)?)?
         }
     };
     let stdout = std::io::stdout();
@@ -836,14 +849,15 @@ fn student_target(
     log_dir: Option<PathBuf>,
     nats: Option<String>,
 ) -> anyhow::Result<Target> {
-    let config = load_config(args.config.as_ref())?;
-    if let Some(url) = postgres_url(&args.postgres, &args.db, &args.config)? {
+    let record = &args.record;
+    let config = load_config(record.config.as_ref())?;
+    if let Some(url) = record.postgres_url()? {
         let from_config = Some(config.cluster.nats_url).filter(|u| !u.is_empty());
         let nats = nats.or(from_config);
         return Ok(Target::Postgres { url, nats });
     }
     Ok(Target::Sqlite {
-        database: args.db.clone().unwrap_or(config.storage.database),
+        database: record.database(&config)?,
         transcripts: log_dir.unwrap_or(config.log.dir),
     })
 }
