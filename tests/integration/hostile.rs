@@ -9,6 +9,7 @@ async fn nobody_renames_to_an_instructors_name() {
     let server = TestServer::start_with(|c| {
         with_instructor(c);
         enable_irc(c);
+        crate::harness::enable_web(c);
     })
     .await;
     let mut mallory = server.login("mallory").await;
@@ -22,12 +23,20 @@ async fn nobody_renames_to_an_instructors_name() {
     let refused = irc.expect_verb("432").await;
     assert_eq!(refused.text(), "Username Prof is reserved");
 
+    let mut web = crate::web::ws_login(&server, "walt").await;
+    crate::web::send_text(&mut web, "/nick prof").await;
+    let refused = crate::web::expect_frame(&mut web, "! ").await;
+    assert_eq!(refused, "! Username prof is reserved");
+
     // The name is still the instructor's to take, with the password.
     let mut prof = instructor(&server).await;
     prof.send("/who").await;
     let who = prof.expect_prefix("= #lobby").await;
     assert_eq!(who.matches("prof").count(), 1, "{who}");
-    assert!(who.contains("mallory") && who.contains("eve"), "{who}");
+    assert!(
+        who.contains("mallory") && who.contains("eve") && who.contains("walt"),
+        "{who}"
+    );
 }
 
 /// The server binary's peak resident memory, from the kernel.

@@ -73,7 +73,7 @@ async fn next_frame(ws: &mut Ws) -> String {
 }
 
 /// Reads frames until one's body starts with `prefix`; returns that body.
-async fn expect_frame(ws: &mut Ws, prefix: &str) -> String {
+pub(crate) async fn expect_frame(ws: &mut Ws, prefix: &str) -> String {
     let mut seen = Vec::new();
     loop {
         let frame = next_frame(ws).await;
@@ -90,11 +90,11 @@ async fn expect_frame(ws: &mut Ws, prefix: &str) -> String {
     }
 }
 
-async fn send_text(ws: &mut Ws, text: &str) {
+pub(crate) async fn send_text(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.expect("send");
 }
 
-async fn ws_login(server: &TestServer, name: &str) -> Ws {
+pub(crate) async fn ws_login(server: &TestServer, name: &str) -> Ws {
     let mut ws = page_ws(server).await;
     expect_frame(&mut ws, "* Please enter a username").await;
     send_text(&mut ws, name).await;
