@@ -439,4 +439,31 @@ mod code_tests {
             "one check at a time per address"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_parallel_checks_run_at_once_across_addresses() {
+        let guard = Arc::new(CodeGuard::new(20, 60, 3));
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let attempts: Vec<_> = (0..12u8)
+            .map(|host| {
+                let (guard, running, most) = (guard.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    let ip = IpAddr::from([10, 0, 1, host]);
+                    guard
+                        .check(Some(ip), "prof", "test", move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(20));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            false
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for attempt in attempts {
+            assert_eq!(attempt.await.unwrap(), Ok(false), "each is checked in turn");
+        }
+        assert!(most.load(Ordering::SeqCst) <= 3, "{most:?} at once");
+    }
 }
