@@ -805,3 +805,47 @@ async fn reserved_names_hold_and_pass_to_their_owner_across_nodes() {
     let who = prof.expect_prefix("= #lobby (3): ").await;
     assert_eq!(who.matches("prof").count(), 1, "{who}");
 }
+
+/// `roster remove` while the student is on one node and a classmate on the
+/// other: the node she is on ends her connection within seconds, and the other
+/// node's members see her leave once.
+#[tokio::test]
+async fn a_revoked_code_ends_the_connection_on_its_node() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let printed = chat_server(&["roster", "add", "amy", "bob", "--postgres", &pg.url()]);
+    let code = |name: &str| {
+        let prefix = format!("{name},");
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .expect("a code is printed")
+            .to_owned()
+    };
+    let one = start_node(&nats, &pg).await;
+    let two = start_node(&nats, &pg).await;
+    let log_in = |node: &TestServer, name: &'static str, code: String| {
+        let addr = node.addr;
+        async move {
+            let mut client = TestClient::connect(addr).await;
+            client.send(name).await;
+            client.expect("* Please enter your personal code:").await;
+            client.send(&code).await;
+            client.expect_prefix(&format!("* Welcome, {name}!")).await;
+            client
+        }
+    };
+    let mut amy = log_in(&one, "amy", code("amy")).await;
+    let mut bob = log_in(&two, "bob", code("bob")).await;
+    amy.expect("* bob has joined #lobby").await;
+    chat_server(&["roster", "remove", "amy", "--postgres", &pg.url()]);
+    let closed = amy.expect_closed().await;
+    assert_eq!(
+        closed.last().map(String::as_str),
+        Some("* Your code was changed; log in again.")
+    );
+    bob.expect("* amy has left #lobby (Code changed)").await;
+    bob.send("/who").await;
+    bob.expect_next("= #lobby (1): bob").await;
+}
