@@ -72,6 +72,21 @@ const SNAPSHOT_BATCH: usize = 10_000;
 /// connect timeout when the URL sets none, and the limit on each roster read.
 pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A connection for a command-line tool that is otherwise synchronous, with the
+/// small runtime that drives it. The error never holds the URL, which may hold a
+/// password: tokio-postgres names the server by what it says about it.
+pub fn blocking_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, Client)> {
+    use anyhow::Context;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let client = runtime
+        .block_on(connect(url))
+        .context("cannot connect to PostgreSQL")?;
+    Ok((runtime, client))
+}
+
 /// Connects without TLS and runs the connection on the current tokio runtime;
 /// the returned client is usable until the connection ends, which is logged.
 pub async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {

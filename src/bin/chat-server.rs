@@ -669,7 +669,7 @@ fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
     let max_nick_len = config.limits.max_nick_len;
     let mut store = match postgres_url(&args.postgres, &args.db, &args.config)? {
         Some(url) => {
-            let (runtime, client) = postgres_client(&url)?;
+            let (runtime, client) = postgres::blocking_client(&url)?;
             runtime
                 .block_on(postgres::migrate(&client))
                 .context("cannot prepare the PostgreSQL tables")?;
@@ -788,21 +788,6 @@ impl RosterStore {
     }
 }
 
-/// A runtime and a connection for the commands that talk to PostgreSQL; the
-/// others stay synchronous.
-fn postgres_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, tokio_postgres::Client)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    // The URL may hold a password: the message names the server by what
-    // tokio-postgres says about it, never by the URL.
-    let client = runtime
-        .block_on(postgres::connect(url))
-        .context("cannot connect to PostgreSQL")?;
-    Ok((runtime, client))
-}
-
 /// A CSV cell: quoted when it holds a comma or a quote.
 fn csv_cell(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
@@ -825,7 +810,7 @@ fn query(
     let record = &args.record;
     let conn = match record.postgres_url()? {
         Some(url) => {
-            let (runtime, mut client) = postgres_client(&url)?;
+            let (runtime, mut client) = postgres::blocking_client(&url)?;
             runtime
                 .block_on(postgres::snapshot(&mut client))
                 .context("cannot read the record from PostgreSQL")?

@@ -260,13 +260,7 @@ fn read_connection(target: &Target) -> anyhow::Result<rusqlite::Connection> {
 }
 
 fn postgres_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, tokio_postgres::Client)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    let client = runtime
-        .block_on(crate::postgres::connect(url))
-        .context("cannot connect to PostgreSQL")?;
+    let (runtime, client) = crate::postgres::blocking_client(url)?;
     runtime
         .block_on(crate::postgres::migrate(&client))
         .context("cannot prepare the PostgreSQL tables")?;
