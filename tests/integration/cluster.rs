@@ -849,3 +849,25 @@ async fn a_revoked_code_ends_the_connection_on_its_node() {
     bob.send("/who").await;
     bob.expect_next("= #lobby (1): bob").await;
 }
+
+/// A kick made on one node holds on every node: the kicked student cannot come
+/// back through another one.
+#[tokio::test]
+async fn a_kick_holds_on_every_node() {
+    let Some(c) = cluster(2).await else { return };
+    let mut prof = instructor(&c.nodes[0]).await;
+    let mut sam = c.nodes[1].login("sam").await;
+    prof.expect("* sam has joined #lobby").await;
+    prof.send("/kick sam").await;
+    prof.expect("* sam has been kicked.").await;
+    sam.expect_closed().await;
+    for node in &c.nodes {
+        let mut again = node.connect().await;
+        again.send("sam").await;
+        let closed = again.expect_closed().await;
+        assert_eq!(
+            closed.last().map(String::as_str),
+            Some("! You were kicked; you can log in again in 10 minutes.")
+        );
+    }
+}
