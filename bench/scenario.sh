@@ -13,6 +13,9 @@
 #                                     plain s1 run (line, tls, ...)
 #   bench/scenario.sh s1max           s1 stepped up until loss, p99 > 100 ms or the rate is missed
 #   bench/scenario.sh s2 [RUNS]       1,000 clients, 10 senders x 10 msg/s
+#   bench/scenario.sh s2floor [RUNS]  s2 against chat-floor (benches/floor.rs: fan-out
+#                                     and nothing else), each run beside an s2 run
+#                                     against classchat (s2, s2floor, ...)
 #   bench/scenario.sh s3 [RUNS]       10,000 clients connect and hold (CLIENTS=1000 for fewer)
 #   bench/scenario.sh s3mixed [RUNS]  s3 with half the clients on the line port and half
 #                                     on IRC, both at once; prints RSS per connection
@@ -23,13 +26,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/steps.sh
-scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1tls|s1max|s2|s3|s3mixed|stalled [RUNS]}
+scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1tls|s1max|s2|s2floor|s3|s3mixed|stalled [RUNS]}
 runs=${2:-1}
 work=${BENCH_WORK:-/tmp/classchat-bench}
 results=${BENCH_RESULTS:-$work/results}
 server=target/bench-release/chat-server
 load=target/bench-release/chat-load
-[ -x "$server" ] && [ -x "$load" ] || { echo "run cargo build --profile bench-release --features load first" >&2; exit 1; }
+floor=target/bench-release/chat-floor
+[ -x "$server" ] && [ -x "$load" ] && [ -x "$floor" ] || { echo "run cargo build --profile bench-release --features load first" >&2; exit 1; }
 mkdir -p "$results"
 
 # Starts a fresh server (new database and transcript) in $dir with the line port,
@@ -81,6 +85,25 @@ run_once() {
   return $status
 }
 
+# Prints one chat-load JSON line for a fresh chat-floor, then stops it.
+floor_once() {
+  local label=$1; shift
+  local out pid status=0
+  out=$(mktemp "$work/floor.XXXXXX")
+  "$floor" >"$out" &
+  pid=$!
+  for _ in $(seq 100); do
+    grep -q '^listening on' "$out" && break
+    sleep 0.1
+  done
+  "$load" --proto line --ready Welcome --addr "$(sed -n 's/^listening on //p' "$out")" \
+    --server-pid "$pid" --label "floor/$label" --json-out "$results/$label.jsonl" "$@" ||
+    status=$?
+  kill "$pid"; wait "$pid" || true
+  rm -f "$out"
+  return $status
+}
+
 # Half the clients on the line port and half on IRC at once, to one server; prints
 # the server's RSS per connection after both generators' hold.
 s3mixed_once() {
@@ -113,6 +136,8 @@ s3mixed_once() {
 }
 
 s1=(--clients 100 --rate 1000 --duration 10 --warmup 2)
+s2=(--clients 1000 --senders 10 --per-sender-rate 10 --duration 10 --warmup 2 --settle 3
+  --handshake-timeout 120)
 case $scenario in
   s1) for _ in $(seq "$runs"); do run_once s1 "${s1[@]}"; done ;;
   s1ws|s1irc)
@@ -132,10 +157,11 @@ case $scenario in
     done
     rm -rf "$TLS_DIR" ;;
   stalled) for _ in $(seq "$runs"); do run_once stalled "${s1[@]}" --stalled 1; done ;;
-  s2)
+  s2) for _ in $(seq "$runs"); do run_once s2 "${s2[@]}"; done ;;
+  s2floor)
     for _ in $(seq "$runs"); do
-      run_once s2 --clients 1000 --senders 10 --per-sender-rate 10 --duration 10 --warmup 2 \
-        --settle 3 --handshake-timeout 120
+      run_once s2floor-classchat "${s2[@]}"
+      floor_once s2floor "${s2[@]}"
     done ;;
   s3)
     for _ in $(seq "$runs"); do
