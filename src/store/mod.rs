@@ -17,8 +17,17 @@
 //! `DATABASE.unsaved.jsonl`, which the next [`Store::open`] imports first.
 //!
 //! One server per database: [`Store::open`] holds an advisory lock beside it.
+//!
+//! Reading the record back and keeping the roster go through small traits
+//! ([`RecordRead`], [`RosterEdit`], [`RosterSource`]) with one implementation per
+//! back end: [`sqlite`] for a single server, [`postgres`] for a cluster, whose
+//! nodes share one record.
 
 mod lock;
+pub mod postgres;
+mod read;
+mod roster;
+pub mod sqlite;
 mod unsaved;
 mod writer;
 
@@ -36,6 +45,8 @@ use crate::event::{Event, EventSink, HistoryLine};
 use crate::transcript::Transcript;
 
 pub use lock::{acquire as lock_database, lock_path, DatabaseLock};
+pub use read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, StudentKeys};
+pub use roster::{roster_source, RosterEdit, RosterSource};
 pub use unsaved::unsaved_path;
 use writer::{Request, Writer};
 
@@ -97,6 +108,29 @@ pub enum StoreError {
         /// The holder's process id, as it wrote it in the lock file.
         pid: String,
     },
+}
+
+/// Why a back end could not answer a query.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused, or the connection to it failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Open(#[from] StoreError),
+    /// PostgreSQL did not answer in time.
+    #[error("PostgreSQL did not answer within {} s", .0.as_secs())]
+    NoAnswer(Duration),
+    /// The task reading it on the blocking pool failed.
+    #[error("the reading task failed: {0}")]
+    Task(String),
+    /// A stored event has a kind this version does not know.
+    #[error("the database holds an event of unknown kind {0:?}")]
+    UnknownKind(String),
 }
 
 /// The sending side of the store: cheap to clone, never blocks.

@@ -10,7 +10,8 @@ use super::erase::{self, Checkpoint};
 use super::export;
 use super::rewrite::Rewrites;
 use crate::report::{self, StudentScope};
-use crate::store::{self, StoreError};
+use crate::store::postgres::Blocking;
+use crate::store::{self, RecordRead, StoreError};
 
 /// Where the record is.
 #[derive(Debug, Clone)]
@@ -58,8 +59,8 @@ pub fn export(
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let conn = read_connection(target)?;
-    let Some(record) = export::student_record(&conn, student)? else {
+    let records = open_records(target)?;
+    let Some(record) = export::student_record(&*records, student)? else {
         bail!("no student used the name {student:?}");
     };
     match format {
@@ -164,22 +165,22 @@ fn erase_postgres(
     request: &EraseRequest,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (runtime, mut client) = postgres_client(url)?;
-    let conn = runtime
-        .block_on(crate::postgres::snapshot(&mut client))
-        .context("cannot read the record from PostgreSQL")?;
-    let scope = find(&conn, &request.student)?;
-    let counts = runtime.block_on(erase::count_postgres(&client, &scope))?;
+    let mut postgres = Blocking::connect(url)?;
+    let scope = find(&postgres, &request.student)?;
+    let Blocking {
+        runtime, client, ..
+    } = &mut postgres;
+    let counts = runtime.block_on(erase::count_postgres(client, &scope))?;
     confirm(&scope, &counts.to_string(), request, out)?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let counts = runtime.block_on(erase::erase_postgres(
-        &mut client,
+        client,
         &scope,
         &request.operator,
         now_ms,
     ))?;
     writeln!(out, "PostgreSQL: {counts} erased; the table was vacuumed")?;
-    let seqs = runtime.block_on(erase::stream_seqs_postgres(&client, &scope))?;
+    let seqs = runtime.block_on(erase::stream_seqs_postgres(client, &scope))?;
     match nats {
         Some(nats) => {
             let (deleted, gone) = runtime
@@ -206,8 +207,8 @@ fn erase_postgres(
     Ok(())
 }
 
-fn find(conn: &rusqlite::Connection, name: &str) -> anyhow::Result<StudentScope> {
-    match report::student_events(conn, name)? {
+fn find(records: &dyn RecordRead, name: &str) -> anyhow::Result<StudentScope> {
+    match report::student_events(records, name)? {
         Some((scope, _)) => Ok(scope),
         None => bail!("no student used the name {name:?}"),
     }
@@ -241,28 +242,15 @@ fn confirm(
     Ok(())
 }
 
-fn read_connection(target: &Target) -> anyhow::Result<rusqlite::Connection> {
+/// The record to read, from either back end.
+fn open_records(target: &Target) -> anyhow::Result<Box<dyn RecordRead>> {
     match target {
         Target::Sqlite { database, .. } => {
             if !database.exists() {
                 bail!("no database at {}", database.display());
             }
-            Ok(store::open_read_only(database)?)
+            Ok(Box::new(store::open_read_only(database)?))
         }
-        Target::Postgres { url, .. } => {
-            let (runtime, mut client) = postgres_client(url)?;
-            let conn = runtime
-                .block_on(crate::postgres::snapshot(&mut client))
-                .context("cannot read the record from PostgreSQL")?;
-            Ok(conn)
-        }
+        Target::Postgres { url, .. } => Ok(Box::new(Blocking::connect(url)?)),
     }
-}
-
-fn postgres_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, tokio_postgres::Client)> {
-    let (runtime, client) = crate::postgres::blocking_client(url)?;
-    runtime
-        .block_on(crate::postgres::migrate(&client))
-        .context("cannot prepare the PostgreSQL tables")?;
-    Ok((runtime, client))
 }

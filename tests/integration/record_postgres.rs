@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use classchat::event::{Event, EventKind};
-use classchat::postgres;
+use classchat::store::postgres;
 
 use crate::harness::{TestServer, SERVER_BIN};
 use crate::persistence::{scripted_session, stored_events};

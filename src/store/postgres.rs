@@ -6,20 +6,22 @@
 //! `ORDER BY seq, idx`, and inserting is idempotent, so a node that writes a batch
 //! again after a restart or a redelivery changes nothing.
 //!
-//! The report and transcript are not written twice: [`snapshot`] copies the
-//! record into an in-memory SQLite database with the single-server schema, and
-//! the [`report`](crate::report) runs on that unchanged. The roster commands share
-//! their names, codes and hashing with [`roster`] and only put the
-//! rows elsewhere.
+//! The report, `transcript`, `export` and `erase` read it through [`Blocking`],
+//! which runs the same [`Selection`]s as SQLite does ([`RecordRead`]). The roster
+//! commands share their names, codes and hashing with [`roster`] and only put the
+//! rows elsewhere ([`RosterEdit`]).
 
+use std::cell::Cell;
 use std::error::Error;
 
 use bytes::BytesMut;
 use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::{accepts, to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{Client, IsolationLevel, NoTls};
+use tokio_postgres::{Client, NoTls, Row};
 
-use crate::event::{Event, EventKind};
+use super::read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, COLUMNS};
+use super::{DbError, RosterEdit};
+use crate::event::Event;
 use crate::roster::{self, Member, NewMember, Roster, RosterError};
 
 /// The schema. Columns and types mirror `migrations/` (SQLite's `INTEGER` is 64
@@ -64,28 +66,9 @@ CREATE TABLE IF NOT EXISTS stream (
 /// fixed: "classchat" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0063_6c61_7373_6368;
 
-/// Events copied into SQLite per insert while taking a [`snapshot`], so that a
-/// large record is never held twice in memory.
-const SNAPSHOT_BATCH: usize = 10_000;
-
 /// How long a server waits for PostgreSQL before it counts it as unreachable: the
 /// connect timeout when the URL sets none, and the limit on each roster read.
 pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A connection for a command-line tool that is otherwise synchronous, with the
-/// small runtime that drives it. The error never holds the URL, which may hold a
-/// password: tokio-postgres names the server by what it says about it.
-pub fn blocking_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, Client)> {
-    use anyhow::Context;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    let client = runtime
-        .block_on(connect(url))
-        .context("cannot connect to PostgreSQL")?;
-    Ok((runtime, client))
-}
 
 /// Connects without TLS and runs the connection on the current tokio runtime;
 /// the returned client is usable until the connection ends, which is logged.
@@ -298,98 +281,170 @@ pub async fn roster_reissue(client: &Client, name: &str) -> Result<(String, Stri
     Ok((row.get(0), code))
 }
 
-/// Why the record could not be copied out of PostgreSQL.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// PostgreSQL refused.
-    #[error("PostgreSQL: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    /// The in-memory SQLite copy refused.
-    #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A stored event has a kind this version does not know.
-    #[error("the database holds an event of unknown kind {0:?}")]
-    UnknownKind(String),
+/// The record in PostgreSQL for a command-line tool that is otherwise
+/// synchronous (`report`, `transcript`, `roster`, `export`, `erase`): a
+/// connection with the small runtime that drives it.
+pub struct Blocking {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) client: Client,
+    /// Whether a [`Snapshot`] holds a transaction open on `client`.
+    in_snapshot: Cell<bool>,
 }
 
-/// The record as one consistent moment of it, copied into an in-memory SQLite
-/// database with the single-server schema, events in `seq, idx` order (then the
-/// `erase` events, which no stream input made): what the
-/// [`report`](crate::report) reads.
-pub async fn snapshot(client: &mut Client) -> Result<rusqlite::Connection, SnapshotError> {
-    let mut conn = rusqlite::Connection::open_in_memory()?;
-    crate::store::migrate(&mut conn)?;
-    // Nodes keep writing while this reads; one snapshot keeps the events and the
-    // roster from two different moments.
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let mut batch = Vec::with_capacity(SNAPSHOT_BATCH);
-    // The stream's events in its order, then those recorded outside it (an
-    // `erase`, keyed by minus its time) oldest first: they came after what they
-    // act on.
-    for order in [
-        "seq >= 0 ORDER BY seq, idx",
-        "seq < 0 ORDER BY seq DESC, idx",
-    ] {
-        let rows = tx
-            .query_raw(
-                &format!(
-                    "SELECT ts_ms, kind, room, sender, recipient, text, session, account
-                     FROM events WHERE {order}"
-                ),
-                std::iter::empty::<i64>(),
-            )
-            .await?;
-        pin_mut!(rows);
-        while let Some(row) = rows.try_next().await? {
-            let kind: &str = row.get(1);
-            batch.push(Event {
-                ts_ms: row.get(0),
-                kind: EventKind::parse(kind)
-                    .ok_or_else(|| SnapshotError::UnknownKind(kind.to_owned()))?,
-                room: row.get::<_, &str>(2).into(),
-                sender: row.get::<_, &str>(3).into(),
-                recipient: row.get::<_, Option<&str>>(4).map(Into::into),
-                text: row.get(5),
-                session: row.get(6),
-                account: row.get::<_, Option<&str>>(7).map(Into::into),
-            });
-            if batch.len() == SNAPSHOT_BATCH {
-                crate::store::insert_events(&mut conn, &batch)?;
-                batch.clear();
-            }
-        }
+impl Blocking {
+    /// Connects and creates the tables that do not exist yet. The error never
+    /// holds the URL, which may hold a password: tokio-postgres names the server
+    /// by what it says about it.
+    pub fn connect(url: &str) -> anyhow::Result<Blocking> {
+        use anyhow::Context;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?;
+        let client = runtime
+            .block_on(connect(url))
+            .context("cannot connect to PostgreSQL")?;
+        runtime
+            .block_on(migrate(&client))
+            .context("cannot prepare the PostgreSQL tables")?;
+        Ok(Blocking {
+            runtime,
+            client,
+            in_snapshot: Cell::new(false),
+        })
     }
-    crate::store::insert_events(&mut conn, &batch)?;
-    // The report reads only events today; the roster comes along so that the copy
-    // is the whole record, as a single server's database is.
-    let roster = tx
-        .query(
-            "SELECT name, role, full_name, code_hash, added_ms FROM roster",
-            &[],
-        )
-        .await?;
-    tx.commit().await?;
-    let sqlite = conn.transaction()?;
-    {
-        let mut insert = sqlite.prepare(
-            "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+}
+
+impl RecordRead for Blocking {
+    /// A read-only `REPEATABLE READ` transaction: nodes keep writing while a
+    /// report reads.
+    fn snapshot(&self) -> Result<Snapshot<'_>, DbError> {
+        if self.in_snapshot.get() {
+            return Ok(Snapshot::nested());
+        }
+        self.runtime.block_on(
+            self.client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
         )?;
-        for row in roster {
-            insert.execute(rusqlite::params![
-                row.get::<_, &str>(0),
-                row.get::<_, &str>(1),
-                row.get::<_, Option<&str>>(2),
-                row.get::<_, &str>(3),
-                row.get::<_, i64>(4),
-            ])?;
+        self.in_snapshot.set(true);
+        Ok(Snapshot::ending(move || {
+            // Read-only: ending it any way loses nothing.
+            let _ = self.runtime.block_on(self.client.batch_execute("COMMIT"));
+            self.in_snapshot.set(false);
+        }))
+    }
+
+    /// In order, the stream's events by `seq, idx`, then those recorded outside
+    /// it (an `erase`, keyed by minus its time) oldest first: they came after
+    /// what they act on.
+    fn each_event(&self, selection: &Selection, each: &mut EachEvent<'_>) -> Result<(), DbError> {
+        let (clause, params) = selection.where_clause('$');
+        let order = match selection.in_order {
+            true => " ORDER BY seq < 0, abs(seq), idx",
+            false => "",
+        };
+        let query = format!("SELECT {COLUMNS} FROM events{clause}{order}");
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|param| match param {
+                Param::Text(text) => text as &(dyn ToSql + Sync),
+                Param::Int(int) => int,
+            })
+            .collect();
+        self.runtime.block_on(async {
+            let rows = self.client.query_raw(&query, params).await?;
+            pin_mut!(rows);
+            let mut order = 0;
+            while let Some(row) = rows.try_next().await? {
+                order += 1;
+                if each(&stored_event(&row, order)).is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn members(&self) -> Result<Vec<Member>, DbError> {
+        Ok(self.runtime.block_on(roster_list(&self.client))?)
+    }
+}
+
+impl RosterEdit for Blocking {
+    fn add_members(
+        &mut self,
+        people: &[NewMember],
+        max_nick_len: usize,
+        now_ms: i64,
+    ) -> Result<Vec<(String, String)>, RosterError> {
+        let Blocking {
+            runtime, client, ..
+        } = self;
+        runtime.block_on(roster_add(client, people, max_nick_len, now_ms))
+    }
+
+    fn remove_member(&mut self, name: &str) -> Result<(), RosterError> {
+        self.runtime.block_on(roster_remove(&self.client, name))
+    }
+
+    fn reissue_code(&mut self, name: &str) -> Result<(String, String), RosterError> {
+        self.runtime.block_on(roster_reissue(&self.client, name))
+    }
+}
+
+/// A row of [`COLUMNS`] as a [`StoredEvent`]; `order` is its place in the read.
+fn stored_event(row: &Row, order: i64) -> StoredEvent<'_> {
+    StoredEvent {
+        order,
+        ts_ms: row.get(0),
+        kind: row.get(1),
+        room: row.get(2),
+        sender: row.get(3),
+        recipient: row.get(4),
+        text: row.get(5),
+        session: row.get(6),
+        account: row.get(7),
+    }
+}
+
+/// Reads the roster for a running node, connecting (again) when it must.
+pub(crate) struct RosterReader {
+    url: String,
+    client: Option<Client>,
+}
+
+impl RosterReader {
+    pub(crate) fn new(url: &str) -> RosterReader {
+        RosterReader {
+            url: url.to_owned(),
+            client: None,
         }
     }
-    sqlite.commit()?;
-    Ok(conn)
+}
+
+impl super::RosterSource for RosterReader {
+    fn read(&mut self) -> futures_util::future::BoxFuture<'_, Result<Roster, DbError>> {
+        Box::pin(async move {
+            let read = async {
+                if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+                    let connected = connect(&self.url).await?;
+                    // The first node of a new cluster reads before anyone made the tables.
+                    migrate(&connected).await?;
+                    self.client = Some(connected);
+                }
+                let client = self.client.as_ref().expect("connected above");
+                Ok(load_roster(client).await?)
+            };
+            // A server that stopped answering must not hold up the start (the
+            // first read comes before anyone is let in) or the reloads.
+            let answered = tokio::time::timeout(ANSWER_WITHIN, read).await;
+            match answered {
+                Ok(read) => read,
+                Err(_) => {
+                    self.client = None;
+                    Err(DbError::NoAnswer(ANSWER_WITHIN))
+                }
+            }
+        })
+    }
 }

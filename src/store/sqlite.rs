@@ -1,0 +1,154 @@
+//! The record's queries on a single server's SQLite database: the report's
+//! reads ([`RecordRead`]) and the roster commands ([`RosterEdit`]), on any
+//! [`Connection`] (read-only for reports, read-write for the commands).
+
+use rusqlite::types::{Type, Value};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+use super::read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, COLUMNS};
+use super::{DbError, RosterEdit};
+use crate::roster::{self, Issued, Member, NewMember, RosterError};
+
+impl RecordRead for Connection {
+    /// A read transaction, begun unless one is open already; SQLite fixes its
+    /// moment at the first read.
+    fn snapshot(&self) -> Result<Snapshot<'_>, DbError> {
+        if !self.is_autocommit() {
+            return Ok(Snapshot::nested());
+        }
+        let tx = self.unchecked_transaction()?;
+        Ok(Snapshot::ending(move || drop(tx)))
+    }
+
+    /// In order by row id, which a scan of the whole table follows anyway.
+    fn each_event(&self, selection: &Selection, each: &mut EachEvent<'_>) -> Result<(), DbError> {
+        let (clause, params) = selection.where_clause('?');
+        let order = match selection.in_order {
+            true => " ORDER BY id",
+            false => "",
+        };
+        let mut stmt = self.prepare(&format!("SELECT id, {COLUMNS} FROM events{clause}{order}"))?;
+        let params = params.into_iter().map(|param| match param {
+            Param::Text(text) => Value::Text(text),
+            Param::Int(int) => Value::Integer(int),
+        });
+        let mut rows = stmt.query(params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            if each(&stored_event(row)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn members(&self) -> Result<Vec<Member>, DbError> {
+        let mut stmt =
+            self.prepare("SELECT name, role, full_name, code_hash FROM roster ORDER BY name")?;
+        let rows = stmt.query_map([], |row| {
+            let role: String = row.get(1)?;
+            Ok(roster::member(row.get(0)?, &role, row.get(2)?, row.get(3)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl RosterEdit for Connection {
+    fn add_members(
+        &mut self,
+        people: &[NewMember],
+        max_nick_len: usize,
+        now_ms: i64,
+    ) -> Result<Vec<(String, String)>, RosterError> {
+        let issued = roster::issue_codes(people, max_nick_len)?;
+        // Immediate: the server writes events all the time, and a read
+        // transaction could not be promoted to a write after one of its commits.
+        let tx = self.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for Issued {
+            person, code_hash, ..
+        } in &issued
+        {
+            let exists: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM roster WHERE name = ?1",
+                    [&person.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Err(RosterError::Exists(person.name.clone()));
+            }
+            tx.execute(
+                "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    person.name,
+                    person.role.as_str(),
+                    person.full_name,
+                    code_hash,
+                    now_ms
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(roster::printable(issued))
+    }
+
+    fn remove_member(&mut self, name: &str) -> Result<(), RosterError> {
+        let rows = self.execute("DELETE FROM roster WHERE name = ?1", [name])?;
+        roster::removed(name, rows as u64)
+    }
+
+    fn reissue_code(&mut self, name: &str) -> Result<(String, String), RosterError> {
+        let stored: Option<String> = self
+            .query_row("SELECT name FROM roster WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let stored = stored.ok_or_else(|| RosterError::Missing(name.to_owned()))?;
+        let (code, code_hash) = roster::issue_code()?;
+        self.execute(
+            "UPDATE roster SET code_hash = ?1 WHERE name = ?2",
+            params![code_hash, stored],
+        )?;
+        Ok((stored, code))
+    }
+}
+
+/// A row of `id, ` [`COLUMNS`] as a [`StoredEvent`], its text borrowed.
+fn stored_event<'a>(row: &'a Row<'_>) -> rusqlite::Result<StoredEvent<'a>> {
+    Ok(StoredEvent {
+        order: row.get(0)?,
+        ts_ms: row.get(1)?,
+        kind: text(row, 2)?.unwrap_or(""),
+        room: text(row, 3)?.unwrap_or(""),
+        sender: text(row, 4)?.unwrap_or(""),
+        recipient: text(row, 5)?,
+        text: text(row, 6)?,
+        session: row.get(7)?,
+        account: text(row, 8)?,
+    })
+}
+
+/// A text column borrowed from the row, to count without allocating.
+fn text<'a>(row: &'a Row<'_>, column: usize) -> rusqlite::Result<Option<&'a str>> {
+    row.get_ref(column)?
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(e)))
+}
+
+/// Reads the roster of the database at this path, on the blocking pool.
+pub(crate) struct RosterReader(pub(crate) std::path::PathBuf);
+
+impl super::RosterSource for RosterReader {
+    fn read(&mut self) -> futures_util::future::BoxFuture<'_, Result<roster::Roster, DbError>> {
+        let database = self.0.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = super::open_read_only(&database)?;
+                Ok(roster::Roster::from_members(conn.members()?))
+            })
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+        })
+    }
+}
