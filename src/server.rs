@@ -219,9 +219,9 @@ async fn forget_erased_postgres(
 }
 
 /// Runs a read of the database on the blocking pool.
-async fn read_blocking<T: Send + 'static>(
+async fn read_blocking<T: Send + 'static, E: std::fmt::Display + 'static>(
     database: &Path,
-    read: fn(&rusqlite::Connection) -> rusqlite::Result<T>,
+    read: fn(&rusqlite::Connection) -> Result<T, E>,
 ) -> Result<T, String> {
     let database = database.to_owned();
     tokio::task::spawn_blocking(move || {

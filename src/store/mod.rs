@@ -18,11 +18,13 @@
 //!
 //! One server per database: [`Store::open`] holds an advisory lock beside it.
 //!
-//! Reading the record back and keeping the roster go through small traits
-//! ([`RecordRead`], [`RosterEdit`], [`RosterSource`]) with one implementation per
+//! Reading the record back, erasing from it and keeping the roster go through
+//! small traits ([`RecordRead`], [`RecordErase`], [`RosterEdit`],
+//! [`RosterSource`]) with one implementation per
 //! back end: [`sqlite`] for a single server, [`postgres`] for a cluster, whose
 //! nodes share one record.
 
+mod erase;
 mod lock;
 pub mod postgres;
 mod read;
@@ -44,6 +46,7 @@ use crate::config::Config;
 use crate::event::{Event, EventSink, HistoryLine};
 use crate::transcript::Transcript;
 
+pub use erase::{Counts, RecordErase, ERASED};
 pub use lock::{acquire as lock_database, lock_path, DatabaseLock};
 pub use read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, StudentKeys};
 pub use roster::{roster_source, RosterEdit, RosterSource};

@@ -19,6 +19,7 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::{accepts, to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
 
+use super::erase::{count_sql, erase_sql, Counts, RecordErase};
 use super::read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, COLUMNS};
 use super::{DbError, RosterEdit};
 use crate::event::Event;
@@ -389,6 +390,55 @@ impl RosterEdit for Blocking {
 
     fn reissue_code(&mut self, name: &str) -> Result<(String, String), RosterError> {
         self.runtime.block_on(roster_reissue(&self.client, name))
+    }
+}
+
+impl RecordErase for Blocking {
+    fn count_words(&self, sessions: &[i64]) -> Result<Counts, DbError> {
+        let rows = self
+            .runtime
+            .block_on(self.client.query(&count_sql(sessions), &[]))?;
+        Ok(Counts::of(rows.iter().map(|r| (r.get(0), r.get(1)))))
+    }
+
+    /// The `erase` event is keyed by a negative `seq` (minus its time): it came
+    /// from no stream input, and the nodes' watermark, the highest `seq`, must
+    /// not move. The table is vacuumed afterwards, so that the old row versions
+    /// are reclaimed.
+    fn erase_words(
+        &mut self,
+        sessions: &[i64],
+        erase: &dyn Fn(Counts) -> Event,
+    ) -> Result<Counts, DbError> {
+        let Blocking {
+            runtime, client, ..
+        } = self;
+        runtime.block_on(async {
+            let tx = client.transaction().await?;
+            let rows = tx.query(&count_sql(sessions), &[]).await?;
+            let counts = Counts::of(rows.iter().map(|r| (r.get(0), r.get(1))));
+            tx.execute(&erase_sql(sessions), &[]).await?;
+            let event = erase(counts);
+            tx.execute(
+                "INSERT INTO events (seq, idx, ts_ms, kind, room, sender, recipient, text, session, account)
+                 VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                &[
+                    &-event.ts_ms,
+                    &event.ts_ms,
+                    &event.kind.as_str(),
+                    &&*event.room,
+                    &&*event.sender,
+                    &event.recipient.as_deref(),
+                    &event.text,
+                    &event.session,
+                    &event.account.as_deref(),
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            client.batch_execute("VACUUM events").await?;
+            Ok(counts)
+        })
     }
 }
 

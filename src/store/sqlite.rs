@@ -5,8 +5,10 @@
 use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
+use super::erase::{count_sql, erase_sql, Counts, RecordErase};
 use super::read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, COLUMNS};
 use super::{DbError, RosterEdit};
+use crate::event::Event;
 use crate::roster::{self, Issued, Member, NewMember, RosterError};
 
 impl RecordRead for Connection {
@@ -111,6 +113,31 @@ impl RosterEdit for Connection {
             params![code_hash, stored],
         )?;
         Ok((stored, code))
+    }
+}
+
+impl RecordErase for Connection {
+    fn count_words(&self, sessions: &[i64]) -> Result<Counts, DbError> {
+        let mut stmt = self.prepare(&count_sql(sessions))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Counts::of(rows.iter().map(|(kind, n)| (kind.as_str(), *n))))
+    }
+
+    /// With `secure_delete` on, the freed space is overwritten: the old words
+    /// leave no copy in the file (the write-ahead log is the caller's to empty).
+    fn erase_words(
+        &mut self,
+        sessions: &[i64],
+        erase: &dyn Fn(Counts) -> Event,
+    ) -> Result<Counts, DbError> {
+        self.pragma_update(None, "secure_delete", true)?;
+        let tx = self.transaction()?;
+        let counts = tx.count_words(sessions)?;
+        tx.execute(&erase_sql(sessions), [])?;
+        super::insert_rows(&tx, &[erase(counts)])?;
+        tx.commit()?;
+        Ok(counts)
     }
 }
 

@@ -11,7 +11,7 @@ use super::export;
 use super::rewrite::Rewrites;
 use crate::report::{self, StudentScope};
 use crate::store::postgres::Blocking;
-use crate::store::{self, RecordRead, StoreError};
+use crate::store::{self, Counts, RecordErase, RecordRead, StoreError};
 
 /// Where the record is.
 #[derive(Debug, Clone)]
@@ -91,18 +91,16 @@ fn erase_sqlite(
         bail!("no database at {}", database.display());
     }
     let mut conn = store::open_database(database)?;
-    let scope = find(&conn, &request.student)?;
-    let counts = erase::count_sqlite(&conn, &scope)?;
-    confirm(&scope, &counts.to_string(), request, out)?;
     // Holding the lock keeps a server from starting while the files are rewritten;
     // when a server holds it, that server rewrites them.
-    let (_lock, server) = match store::lock_database(database) {
-        Ok(lock) => (Some(lock), None),
-        Err(StoreError::InUse { pid, .. }) => (None, Some(pid)),
-        Err(err) => return Err(err.into()),
-    };
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let (counts, erased) = erase::erase_sqlite(&mut conn, &scope, &request.operator, now_ms)?;
+    let ((_lock, server), scope, counts) = erase_words(&mut conn, request, out, || {
+        match store::lock_database(database) {
+            Ok(lock) => Ok((Some(lock), None)),
+            Err(StoreError::InUse { pid, .. }) => Ok((None, Some(pid))),
+            Err(err) => Err(err.into()),
+        }
+    })?;
+    let erased = erase::erased_events(&conn, Some(&scope.sessions))?;
     writeln!(out, "database {}: {counts} erased", database.display())?;
     match erase::checkpoint(&conn, database) {
         Checkpoint::Truncated => writeln!(
@@ -151,12 +149,7 @@ fn erase_sqlite(
             unsaved.display()
         )?;
     }
-    writeln!(
-        out,
-        "recorded: erase by {} of {}",
-        request.operator, scope.name
-    )?;
-    Ok(())
+    recorded(request, &scope, out)
 }
 
 fn erase_postgres(
@@ -166,20 +159,11 @@ fn erase_postgres(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut postgres = Blocking::connect(url)?;
-    let scope = find(&postgres, &request.student)?;
+    let ((), scope, counts) = erase_words(&mut postgres, request, out, || Ok(()))?;
+    writeln!(out, "PostgreSQL: {counts} erased; the table was vacuumed")?;
     let Blocking {
         runtime, client, ..
-    } = &mut postgres;
-    let counts = runtime.block_on(erase::count_postgres(client, &scope))?;
-    confirm(&scope, &counts.to_string(), request, out)?;
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let counts = runtime.block_on(erase::erase_postgres(
-        client,
-        &scope,
-        &request.operator,
-        now_ms,
-    ))?;
-    writeln!(out, "PostgreSQL: {counts} erased; the table was vacuumed")?;
+    } = &postgres;
     let seqs = runtime.block_on(erase::stream_seqs_postgres(client, &scope))?;
     match nats {
         Some(nats) => {
@@ -199,6 +183,35 @@ fn erase_postgres(
             seqs.len()
         )?,
     }
+    recorded(request, &scope, out)
+}
+
+/// What erasing is on every back end: finds the student, says what will change
+/// and asks ([`confirm`]), runs `before` (once confirmed), replaces the words and
+/// records the `erase` event. Returns what `before` gave, the student and what
+/// changed.
+fn erase_words<T>(
+    record: &mut dyn RecordErase,
+    request: &EraseRequest,
+    out: &mut dyn Write,
+    before: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, StudentScope, Counts)> {
+    let scope = find(record, &request.student)?;
+    let counts = record.count_words(&scope.sessions)?;
+    confirm(&scope, &counts.to_string(), request, out)?;
+    let before = before()?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let event = |counts| erase::erase_event(&scope, &request.operator, counts, now_ms);
+    let counts = record.erase_words(&scope.sessions, &event)?;
+    Ok((before, scope, counts))
+}
+
+/// The last line of an erase.
+fn recorded(
+    request: &EraseRequest,
+    scope: &StudentScope,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     writeln!(
         out,
         "recorded: erase by {} of {}",
