@@ -287,6 +287,15 @@ pub fn read_csv(input: impl Read) -> Result<Vec<NewMember>, RosterError> {
     Ok(people)
 }
 
+/// What adding `person` came to, given how many rows it inserted: none when the
+/// name was taken.
+pub fn added(person: &NewMember, rows: u64) -> Result<(), RosterError> {
+    match rows {
+        0 => Err(RosterError::Exists(person.name.clone())),
+        _ => Ok(()),
+    }
+}
+
 /// What removing `name` came to, given how many rows it deleted.
 pub fn removed(name: &str, rows: u64) -> Result<(), RosterError> {
     match rows {

@@ -23,7 +23,7 @@ use super::erase::{count_sql, erase_sql, Counts, RecordErase};
 use super::read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, COLUMNS};
 use super::{DbError, RosterEdit};
 use crate::event::Event;
-use crate::roster::{self, Member, NewMember, Roster, RosterError};
+use crate::roster::{self, Issued, Member, Roster, RosterError};
 
 /// The schema. Columns and types mirror `migrations/` (SQLite's `INTEGER` is 64
 /// bits, hence `BIGINT`); `(seq, idx)` takes the place of SQLite's row id.
@@ -220,68 +220,6 @@ pub async fn roster_list(client: &Client) -> Result<Vec<Member>, tokio_postgres:
     Ok(members)
 }
 
-/// Adds people in one transaction (all or none); returns each name with its new
-/// code, to be printed once. As [`roster::add`] does for SQLite.
-pub async fn roster_add(
-    client: &mut Client,
-    people: &[NewMember],
-    max_nick_len: usize,
-    now_ms: i64,
-) -> Result<Vec<(String, String)>, RosterError> {
-    let issued = roster::issue_codes(people, max_nick_len)?;
-    let tx = client.transaction().await?;
-    let insert = tx
-        .prepare(
-            "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    for issued in &issued {
-        let person = &issued.person;
-        // The conflict is on either unique index, so a name taken in another
-        // case counts, and so does one added concurrently by another command.
-        let added = tx
-            .execute(
-                &insert,
-                &[
-                    &person.name,
-                    &person.role.as_str(),
-                    &person.full_name,
-                    &issued.code_hash,
-                    &now_ms,
-                ],
-            )
-            .await?;
-        if added == 0 {
-            return Err(RosterError::Exists(person.name.clone()));
-        }
-    }
-    tx.commit().await?;
-    Ok(roster::printable(issued))
-}
-
-/// Takes `name` (any case) off the roster.
-pub async fn roster_remove(client: &Client, name: &str) -> Result<(), RosterError> {
-    let rows = client
-        .execute("DELETE FROM roster WHERE lower(name) = lower($1)", &[&name])
-        .await?;
-    roster::removed(name, rows)
-}
-
-/// Gives `name` (any case) a new code (the old one stops working); returns the
-/// stored name and the code.
-pub async fn roster_reissue(client: &Client, name: &str) -> Result<(String, String), RosterError> {
-    let (code, code_hash) = roster::issue_code()?;
-    let row = client
-        .query_opt(
-            "UPDATE roster SET code_hash = $1 WHERE lower(name) = lower($2) RETURNING name",
-            &[&code_hash, &name],
-        )
-        .await?;
-    let row = row.ok_or_else(|| RosterError::Missing(name.to_owned()))?;
-    Ok((row.get(0), code))
-}
-
 /// The record in PostgreSQL for a command-line tool that is otherwise
 /// synchronous (`report`, `transcript`, `roster`, `export`, `erase`): a
 /// connection with the small runtime that drives it.
@@ -372,24 +310,55 @@ impl RecordRead for Blocking {
 }
 
 impl RosterEdit for Blocking {
-    fn add_members(
-        &mut self,
-        people: &[NewMember],
-        max_nick_len: usize,
-        now_ms: i64,
-    ) -> Result<Vec<(String, String)>, RosterError> {
+    fn insert_members(&mut self, issued: &[Issued], now_ms: i64) -> Result<(), RosterError> {
         let Blocking {
             runtime, client, ..
         } = self;
-        runtime.block_on(roster_add(client, people, max_nick_len, now_ms))
+        runtime.block_on(async {
+            let tx = client.transaction().await?;
+            let insert = tx
+                .prepare(
+                    "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            for issued in issued {
+                let person = &issued.person;
+                // The conflict is on either unique index, so a name taken in another
+                // case counts, and so does one added concurrently by another command.
+                let added = tx
+                    .execute(
+                        &insert,
+                        &[
+                            &person.name,
+                            &person.role.as_str(),
+                            &person.full_name,
+                            &issued.code_hash,
+                            &now_ms,
+                        ],
+                    )
+                    .await?;
+                roster::added(person, added)?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     fn remove_member(&mut self, name: &str) -> Result<(), RosterError> {
-        self.runtime.block_on(roster_remove(&self.client, name))
+        let rows = self.runtime.block_on(
+            self.client
+                .execute("DELETE FROM roster WHERE lower(name) = lower($1)", &[&name]),
+        )?;
+        roster::removed(name, rows)
     }
 
-    fn reissue_code(&mut self, name: &str) -> Result<(String, String), RosterError> {
-        self.runtime.block_on(roster_reissue(&self.client, name))
+    fn replace_code(&mut self, name: &str, code_hash: &str) -> Result<Option<String>, RosterError> {
+        let row = self.runtime.block_on(self.client.query_opt(
+            "UPDATE roster SET code_hash = $1 WHERE lower(name) = lower($2) RETURNING name",
+            &[&code_hash, &name],
+        ))?;
+        Ok(row.map(|row| row.get(0)))
     }
 }
 

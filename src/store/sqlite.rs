@@ -9,7 +9,7 @@ use super::erase::{count_sql, erase_sql, Counts, RecordErase};
 use super::read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, COLUMNS};
 use super::{DbError, RosterEdit};
 use crate::event::Event;
-use crate::roster::{self, Issued, Member, NewMember, RosterError};
+use crate::roster::{self, Issued, Member, RosterError};
 
 impl RecordRead for Connection {
     /// A read transaction, begun unless one is open already; SQLite fixes its
@@ -55,44 +55,32 @@ impl RecordRead for Connection {
 }
 
 impl RosterEdit for Connection {
-    fn add_members(
-        &mut self,
-        people: &[NewMember],
-        max_nick_len: usize,
-        now_ms: i64,
-    ) -> Result<Vec<(String, String)>, RosterError> {
-        let issued = roster::issue_codes(people, max_nick_len)?;
+    fn insert_members(&mut self, issued: &[Issued], now_ms: i64) -> Result<(), RosterError> {
         // Immediate: the server writes events all the time, and a read
         // transaction could not be promoted to a write after one of its commits.
         let tx = self.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for Issued {
-            person, code_hash, ..
-        } in &issued
         {
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT name FROM roster WHERE name = ?1",
-                    [&person.name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_some() {
-                return Err(RosterError::Exists(person.name.clone()));
-            }
-            tx.execute(
+            // The name's NOCASE key makes a name taken in another case conflict.
+            let mut insert = tx.prepare(
                 "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            )?;
+            for Issued {
+                person, code_hash, ..
+            } in issued
+            {
+                let added = insert.execute(params![
                     person.name,
                     person.role.as_str(),
                     person.full_name,
                     code_hash,
                     now_ms
-                ],
-            )?;
+                ])?;
+                roster::added(person, added as u64)?;
+            }
         }
         tx.commit()?;
-        Ok(roster::printable(issued))
+        Ok(())
     }
 
     fn remove_member(&mut self, name: &str) -> Result<(), RosterError> {
@@ -100,19 +88,15 @@ impl RosterEdit for Connection {
         roster::removed(name, rows as u64)
     }
 
-    fn reissue_code(&mut self, name: &str) -> Result<(String, String), RosterError> {
-        let stored: Option<String> = self
-            .query_row("SELECT name FROM roster WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
+    fn replace_code(&mut self, name: &str, code_hash: &str) -> Result<Option<String>, RosterError> {
+        let stored = self
+            .query_row(
+                "UPDATE roster SET code_hash = ?1 WHERE name = ?2 RETURNING name",
+                params![code_hash, name],
+                |r| r.get(0),
+            )
             .optional()?;
-        let stored = stored.ok_or_else(|| RosterError::Missing(name.to_owned()))?;
-        let (code, code_hash) = roster::issue_code()?;
-        self.execute(
-            "UPDATE roster SET code_hash = ?1 WHERE name = ?2",
-            params![code_hash, stored],
-        )?;
-        Ok((stored, code))
+        Ok(stored)
     }
 }
 
