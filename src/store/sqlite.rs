@@ -1,15 +1,200 @@
-//! The record's queries on a single server's SQLite database: the report's
-//! reads ([`RecordRead`]) and the roster commands ([`RosterEdit`]), on any
-//! [`Connection`] (read-only for reports, read-write for the commands).
+//! A single server's SQLite database: opening and migrating it, the writer's
+//! inserts and the replay tails read at start, and the record's queries: the
+//! report's reads ([`RecordRead`]), erasing ([`RecordErase`]) and the roster
+//! commands ([`RosterEdit`]), on any [`Connection`] (read-only for reports,
+//! read-write for the commands).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::types::{Type, Value};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{
+    params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row, Transaction,
+};
 
 use super::erase::{count_sql, erase_sql, Counts, RecordErase};
 use super::read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, COLUMNS};
-use super::{DbError, RosterEdit};
-use crate::event::Event;
+use super::{DbError, RosterEdit, StoreError};
+use crate::event::{Event, HistoryLine};
 use crate::roster::{self, Issued, Member, RosterError};
+
+/// The schema, in order. Each entry is applied once; `PRAGMA user_version` counts
+/// how many already were.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_roster.sql",
+        include_str!("../../migrations/0002_roster.sql"),
+    ),
+    (
+        "0003_unsaved.sql",
+        include_str!("../../migrations/0003_unsaved.sql"),
+    ),
+    (
+        "0004_erase.sql",
+        include_str!("../../migrations/0004_erase.sql"),
+    ),
+];
+
+pub(super) fn create_folder(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            what: format!("database folder {}", dir.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Opens the database read-write, creating it and its folder, in WAL mode, with
+/// every migration applied.
+pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
+    create_folder(path)?;
+    let mut conn = Connection::open(path).map_err(|source| db_error(path, source))?;
+    // NORMAL is durable against a crash of this process in WAL mode; only a power
+    // loss can undo the last commits, and it saves an fsync per batch.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .and_then(|()| conn.busy_timeout(Duration::from_secs(5)))
+        .and_then(|()| migrate(&mut conn))
+        .map_err(|source| db_error(path, source))?;
+    Ok(conn)
+}
+
+/// Opens an existing database for reading only (reports), while a server may be
+/// writing it.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| db_error(path, source))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|source| db_error(path, source))?;
+    Ok(conn)
+}
+
+/// Applies the migrations the database has not seen yet, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (version, (_, sql)) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub(super) fn db_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Database {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The last `limit` chat lines of `room`, oldest first (an index walk backwards
+/// from the newest line, so its cost does not grow with the table). Erased lines
+/// (SPEC 12) are not replayed.
+pub fn query_history(
+    conn: &Connection,
+    room: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<HistoryLine>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts_ms, sender, text FROM events
+         WHERE room = ?1 AND kind = 'chat' AND text IS NOT '[erased]'
+         ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut lines = stmt
+        .query_map(params![room, limit as i64], |row| {
+            Ok(HistoryLine {
+                ts_ms: row.get(0)?,
+                sender: row.get::<_, String>(1)?.into(),
+                text: row.get::<_, Option<String>>(2)?.unwrap_or_default().into(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// Each room that has chat lines, with its last `per_room` of them, oldest first;
+/// nothing when `per_room` is 0. The rooms are found by skipping through the
+/// `events_room_chat` index one room at a time, so the cost grows with the
+/// number of rooms, not of rows.
+pub fn recent_history(
+    conn: &Connection,
+    per_room: usize,
+) -> rusqlite::Result<Vec<(Arc<str>, Vec<HistoryLine>)>> {
+    if per_room == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "WITH RECURSIVE rooms(room) AS (
+             SELECT MIN(room) FROM events WHERE kind = 'chat'
+             UNION ALL
+             SELECT (SELECT MIN(room) FROM events WHERE kind = 'chat' AND room > rooms.room)
+             FROM rooms WHERE rooms.room IS NOT NULL
+         )
+         SELECT room FROM rooms WHERE room IS NOT NULL",
+    )?;
+    let rooms = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rooms
+        .into_iter()
+        .map(|room| {
+            let lines = query_history(conn, &room, per_room)?;
+            Ok((room.into(), lines))
+        })
+        .collect()
+}
+
+/// Inserts a batch of events in one transaction.
+pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
+    insert_counting(conn, events, None)
+}
+
+/// Inserts events within `tx`.
+pub(super) fn insert_rows(tx: &Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session, account)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for e in events {
+        insert.execute(params![
+            e.ts_ms,
+            e.kind.as_str(),
+            &*e.room,
+            &*e.sender,
+            e.recipient.as_deref(),
+            e.text.as_deref(),
+            e.session,
+            e.account.as_deref()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Inserts `events` and, in the same transaction, counts `from_file.1` of them
+/// as committed from the unsaved-events file of generation `from_file.0`.
+pub(super) fn insert_counting(
+    conn: &mut Connection,
+    events: &[Event],
+    from_file: Option<(&str, usize)>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    insert_rows(&tx, events)?;
+    if let Some((generation, count)) = from_file.filter(|(_, count)| *count > 0) {
+        tx.execute(
+            "INSERT INTO unsaved_progress (generation, committed) VALUES (?1, ?2)
+             ON CONFLICT (generation) DO UPDATE SET committed = committed + ?2",
+            params![generation, count as i64],
+        )?;
+    }
+    tx.commit()
+}
 
 impl RecordRead for Connection {
     /// A read transaction, begun unless one is open already; SQLite fixes its
