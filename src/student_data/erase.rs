@@ -7,6 +7,9 @@
 //! messages are counted, only their words are gone. Private messages others sent
 //! them are the others' words and stay.
 //!
+//! Counting and replacing the words is the record's own
+//! ([`RecordErase`](crate::store::RecordErase)), the same on either back end; this
+//! module makes the `erase` event and does what else each back end needs.
 //! SQLite keeps old contents in free space and in the write-ahead log, so the
 //! update runs with `secure_delete` (freed space is overwritten) and is followed
 //! by a checkpoint that empties the log ([`checkpoint`]).
