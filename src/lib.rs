@@ -31,7 +31,7 @@
 //! [`switchboard::Action`] and publishes it to a NATS JetStream stream instead of
 //! applying it; every node applies the stream's actions, in the stream's order, to
 //! its own copy of the hub, so all of them agree without any protocol of their
-//! own. The record lives in PostgreSQL ([`postgres`]): the events in stream order
+//! own. The record lives in PostgreSQL ([`store::postgres`]): the events in stream order
 //! and the roster, shared by every node; the report and the roster commands read
 //! and write it there.
 #![deny(missing_docs)]
@@ -47,7 +47,6 @@ pub mod hub;
 pub mod limiter;
 pub mod mailbox;
 pub mod password;
-pub mod postgres;
 pub mod protocol;
 pub mod report;
 pub mod roster;

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::password;
 
@@ -66,12 +65,9 @@ pub struct Member {
 /// Why a roster command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
-    /// The database refused.
-    #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// PostgreSQL (cluster mode) refused.
-    #[error("PostgreSQL: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    /// The database (SQLite, or a cluster's PostgreSQL) refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::DbError),
     /// A name that is not a valid username.
     #[error("'{0}' is not a valid username")]
     BadName(String),
@@ -89,6 +85,18 @@ pub enum RosterError {
     Hash(String),
 }
 
+impl From<rusqlite::Error> for RosterError {
+    fn from(err: rusqlite::Error) -> Self {
+        RosterError::Store(err.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for RosterError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        RosterError::Store(err.into())
+    }
+}
+
 /// The roster as the server holds it, by lower-cased name.
 #[derive(Debug, Clone, Default)]
 pub struct Roster {
@@ -96,11 +104,6 @@ pub struct Roster {
 }
 
 impl Roster {
-    /// Reads the whole roster.
-    pub fn load(conn: &Connection) -> rusqlite::Result<Roster> {
-        Ok(Roster::from_members(list(conn)?))
-    }
-
     /// The roster of these members, wherever they were read from.
     pub fn from_members(members: Vec<Member>) -> Roster {
         let members = members
@@ -222,17 +225,6 @@ pub fn sort_members(members: &mut [Member]) {
     members.sort_by_cached_key(|m| m.name.to_ascii_lowercase());
 }
 
-/// Every member, sorted by name.
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Member>> {
-    let mut stmt =
-        conn.prepare("SELECT name, role, full_name, code_hash FROM roster ORDER BY name")?;
-    let rows = stmt.query_map([], |row| {
-        let role: String = row.get(1)?;
-        Ok(member(row.get(0)?, &role, row.get(2)?, row.get(3)?))
-    })?;
-    rows.collect()
-}
-
 /// The member a row of `name, role, full_name, code_hash` describes; an unknown
 /// role reads as a student, the least privilege.
 pub fn member(name: String, role: &str, full_name: Option<String>, code_hash: String) -> Member {
@@ -253,48 +245,6 @@ pub struct NewMember {
     pub role: RosterRole,
     /// The full name, if known.
     pub full_name: Option<String>,
-}
-
-/// Adds people in one transaction (all or none); returns each name with its new
-/// code, to be printed once.
-pub fn add(
-    conn: &mut Connection,
-    people: &[NewMember],
-    max_nick_len: usize,
-    now_ms: i64,
-) -> Result<Vec<(String, String)>, RosterError> {
-    let issued = issue_codes(people, max_nick_len)?;
-    // Immediate: the server writes events all the time, and a read transaction
-    // could not be promoted to a write after one of its commits.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for Issued {
-        person, code_hash, ..
-    } in &issued
-    {
-        let exists: Option<String> = tx
-            .query_row(
-                "SELECT name FROM roster WHERE name = ?1",
-                [&person.name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_some() {
-            return Err(RosterError::Exists(person.name.clone()));
-        }
-        tx.execute(
-            "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                person.name,
-                person.role.as_str(),
-                person.full_name,
-                code_hash,
-                now_ms
-            ],
-        )?;
-    }
-    tx.commit()?;
-    Ok(printable(issued))
 }
 
 /// Each name with its new code, as the commands print them.
@@ -337,10 +287,13 @@ pub fn read_csv(input: impl Read) -> Result<Vec<NewMember>, RosterError> {
     Ok(people)
 }
 
-/// Takes `name` off the roster.
-pub fn remove(conn: &Connection, name: &str) -> Result<(), RosterError> {
-    let rows = conn.execute("DELETE FROM roster WHERE name = ?1", [name])?;
-    removed(name, rows as u64)
+/// What adding `person` came to, given how many rows it inserted: none when the
+/// name was taken.
+pub fn added(person: &NewMember, rows: u64) -> Result<(), RosterError> {
+    match rows {
+        0 => Err(RosterError::Exists(person.name.clone())),
+        _ => Ok(()),
+    }
 }
 
 /// What removing `name` came to, given how many rows it deleted.
@@ -351,25 +304,11 @@ pub fn removed(name: &str, rows: u64) -> Result<(), RosterError> {
     }
 }
 
-/// Gives `name` a new code (the old one stops working); returns it.
-pub fn reissue(conn: &Connection, name: &str) -> Result<(String, String), RosterError> {
-    let stored: Option<String> = conn
-        .query_row("SELECT name FROM roster WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let stored = stored.ok_or_else(|| RosterError::Missing(name.to_owned()))?;
-    let (code, code_hash) = issue_code()?;
-    conn.execute(
-        "UPDATE roster SET code_hash = ?1 WHERE name = ?2",
-        params![code_hash, stored],
-    )?;
-    Ok((stored, code))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{RecordRead, RosterEdit};
+    use rusqlite::Connection;
 
     fn db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -401,8 +340,10 @@ mod tests {
     #[test]
     fn add_verify_reissue_remove() {
         let mut conn = db();
-        let codes = add(&mut conn, &[student("amy"), student("bob")], 16, 0).unwrap();
-        let roster = Roster::load(&conn).unwrap();
+        let codes = conn
+            .add_members(&[student("amy"), student("bob")], 16, 0)
+            .unwrap();
+        let roster = Roster::from_members(conn.members().unwrap());
         let amy = roster.get("AMY").unwrap();
         assert!(verify(&codes[0].1, &amy.code_hash));
         assert!(verify(
@@ -411,15 +352,21 @@ mod tests {
         ));
         assert!(!verify(&codes[1].1, &amy.code_hash));
         assert!(matches!(
-            add(&mut conn, &[student("Amy")], 16, 0),
+            conn.add_members(&[student("Amy")], 16, 0),
             Err(RosterError::Exists(_))
         ));
-        let (_, fresh) = reissue(&conn, "amy").unwrap();
-        let amy = Roster::load(&conn).unwrap().get("amy").unwrap().clone();
+        let (_, fresh) = conn.reissue_code("amy").unwrap();
+        let amy = Roster::from_members(conn.members().unwrap())
+            .get("amy")
+            .unwrap()
+            .clone();
         assert!(verify(&fresh, &amy.code_hash) && !verify(&codes[0].1, &amy.code_hash));
-        remove(&conn, "bob").unwrap();
-        assert!(matches!(remove(&conn, "bob"), Err(RosterError::Missing(_))));
-        assert_eq!(list(&conn).unwrap().len(), 1);
+        conn.remove_member("bob").unwrap();
+        assert!(matches!(
+            conn.remove_member("bob"),
+            Err(RosterError::Missing(_))
+        ));
+        assert_eq!(conn.members().unwrap().len(), 1);
     }
 
     #[test]

@@ -34,8 +34,7 @@ use crate::front::seat::Seat;
 use crate::front::{irc, line, web, Context, Duplex};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
-use crate::roster::Roster;
-use crate::store::{Closed, Store, StoreError, StoreHandle};
+use crate::store::{roster_source, Closed, RosterSource, Store, StoreError, StoreHandle};
 use crate::student_data::erase;
 use crate::switchboard::Switchboard;
 use crate::tls::server::{Certificates, HANDSHAKE_WITHIN};
@@ -70,74 +69,8 @@ pub enum ServerError {
 /// roster` commands take effect while it runs.
 const ROSTER_EVERY: Duration = Duration::from_secs(2);
 
-/// Where the roster is read from: the SQLite database, or a cluster's PostgreSQL.
-enum RosterSource {
-    Sqlite(std::path::PathBuf),
-    Postgres {
-        url: String,
-        client: Option<tokio_postgres::Client>,
-    },
-}
-
-impl RosterSource {
-    fn of(config: &ValidConfig) -> RosterSource {
-        match config.is_cluster() {
-            true => RosterSource::Postgres {
-                url: config.storage.postgres_url.clone(),
-                client: None,
-            },
-            false => RosterSource::Sqlite(config.storage.database.clone()),
-        }
-    }
-
-    /// Reads the roster (SQLite on the blocking pool).
-    async fn read(&mut self) -> Result<Roster, String> {
-        match self {
-            RosterSource::Sqlite(database) => {
-                let database = database.clone();
-                tokio::task::spawn_blocking(move || {
-                    let conn =
-                        crate::store::open_read_only(&database).map_err(|e| e.to_string())?;
-                    Roster::load(&conn).map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
-            RosterSource::Postgres { url, client } => {
-                let read = async {
-                    if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        let connected = crate::postgres::connect(url).await;
-                        let connected = connected.map_err(|e| e.to_string())?;
-                        // The first node of a new cluster reads before anyone made the tables.
-                        crate::postgres::migrate(&connected)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        *client = Some(connected);
-                    }
-                    let connected = client.as_ref().expect("connected above");
-                    crate::postgres::load_roster(connected)
-                        .await
-                        .map_err(|e| e.to_string())
-                };
-                // A server that stopped answering must not hold up the start (the
-                // first read comes before anyone is let in) or the reloads.
-                match tokio::time::timeout(crate::postgres::ANSWER_WITHIN, read).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        *client = None;
-                        Err(format!(
-                            "PostgreSQL did not answer within {} s",
-                            crate::postgres::ANSWER_WITHIN.as_secs()
-                        ))
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Reads the roster; on failure keeps the last one read.
-async fn reload_roster(cx: &Context, source: &mut RosterSource) {
+async fn reload_roster(cx: &Context, source: &mut dyn RosterSource) {
     match source.read().await {
         Ok(roster) => {
             // Someone removed from the roster, or given a new code, is out
@@ -150,11 +83,11 @@ async fn reload_roster(cx: &Context, source: &mut RosterSource) {
     }
 }
 
-async fn keep_roster_current(cx: Context, mut source: RosterSource) {
+async fn keep_roster_current(cx: Context, mut source: Box<dyn RosterSource>) {
     loop {
         tokio::select! {
             _ = cx.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(ROSTER_EVERY) => reload_roster(&cx, &mut source).await,
+            _ = tokio::time::sleep(ROSTER_EVERY) => reload_roster(&cx, &mut *source).await,
         }
     }
 }
@@ -227,7 +160,9 @@ async fn keep_postgres_tidy(cx: Context) {
     loop {
         let connected = match client.take().filter(|c| !c.is_closed()) {
             Some(c) => Some(c),
-            None => crate::postgres::connect(&storage.postgres_url).await.ok(),
+            None => crate::store::postgres::connect(&storage.postgres_url)
+                .await
+                .ok(),
         };
         if let Some(connected) = &connected {
             let now = tokio::time::Instant::now();
@@ -248,7 +183,7 @@ async fn keep_postgres_tidy(cx: Context) {
             }
             let forget = forget_erased_postgres(&cx, connected, &mut seen);
             // A PostgreSQL that stopped answering must not hold this loop.
-            let _ = tokio::time::timeout(crate::postgres::ANSWER_WITHIN, forget).await;
+            let _ = tokio::time::timeout(crate::store::postgres::ANSWER_WITHIN, forget).await;
         }
         client = connected;
         tokio::select! {
@@ -284,9 +219,9 @@ async fn forget_erased_postgres(
 }
 
 /// Runs a read of the database on the blocking pool.
-async fn read_blocking<T: Send + 'static>(
+async fn read_blocking<T: Send + 'static, E: std::fmt::Display + 'static>(
     database: &Path,
-    read: fn(&rusqlite::Connection) -> rusqlite::Result<T>,
+    read: fn(&rusqlite::Connection) -> Result<T, E>,
 ) -> Result<T, String> {
     let database = database.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -511,8 +446,8 @@ impl Server {
         let stopping = CancellationToken::new();
         let cx = Context::new(board.clone(), config.clone(), stopping.clone());
         let tracker = TaskTracker::new();
-        let mut roster = RosterSource::of(&config);
-        reload_roster(&cx, &mut roster).await;
+        let mut roster = roster_source(&config);
+        reload_roster(&cx, &mut *roster).await;
         tracker.spawn(keep_roster_current(cx.clone(), roster));
         match &record {
             Record::Store(_, handle, seen) => {

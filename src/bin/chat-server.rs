@@ -24,11 +24,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use classchat::config::{Config, ConfigError};
 use classchat::password;
-use classchat::postgres;
 use classchat::report::{self, Filter, Format, ReportError};
 use classchat::roster;
 use classchat::server::Server;
-use classchat::store;
+use classchat::store::{self, postgres::Blocking, RecordRead, RosterEdit};
 use classchat::student_data::command::{self, EraseRequest, ExportFormat, Target};
 
 /// jemalloc returns what a burst freed to the system within a second or so
@@ -667,17 +666,14 @@ fn hash_password() -> anyhow::Result<()> {
 fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
     let max_nick_len = config.limits.max_nick_len;
-    let mut store = match postgres_url(&args.postgres, &args.db, &args.config)? {
-        Some(url) => {
-            let (runtime, client) = postgres::blocking_client(&url)?;
-            runtime
-                .block_on(postgres::migrate(&client))
-                .context("cannot prepare the PostgreSQL tables")?;
-            RosterStore::Postgres { runtime, client }
-        }
+    // Where the commands read and write: the server's SQLite file, or the
+    // cluster's PostgreSQL. The same names, codes and output either way.
+    let mut store: Box<dyn RosterEdit> = match postgres_url(&args.postgres, &args.db, &args.config)?
+    {
+        Some(url) => Box::new(Blocking::connect(&url)?),
         None => {
             let path = args.db.clone().unwrap_or(config.storage.database);
-            RosterStore::Sqlite(store::open_database(&path)?)
+            Box::new(store::open_database(&path)?)
         }
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -703,7 +699,7 @@ fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
                     full_name: None,
                 })
                 .collect();
-            let codes = store.add(&people, max_nick_len, now_ms)?;
+            let codes = store.add_members(&people, max_nick_len, now_ms)?;
             print_codes(&mut out, &codes)?;
         }
         RosterAction::Import { file } => {
@@ -714,78 +710,25 @@ fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot read {}", file.display()))?;
                 roster::read_csv(input)?
             };
-            let codes = store.add(&people, max_nick_len, now_ms)?;
+            let codes = store.add_members(&people, max_nick_len, now_ms)?;
             print_codes(&mut out, &codes)?;
         }
         RosterAction::List => {
             writeln!(out, "name,role,full_name")?;
-            for member in store.list()? {
+            for member in store.members()? {
                 let role = member.role.as_str();
                 let full_name = member.full_name.unwrap_or_default();
                 writeln!(out, "{},{role},{}", member.name, csv_cell(&full_name))?;
             }
         }
-        RosterAction::Remove { name } => store.remove(&name)?,
+        RosterAction::Remove { name } => store.remove_member(&name)?,
         RosterAction::Reissue { name } => {
-            let code = store.reissue(&name)?;
+            let code = store.reissue_code(&name)?;
             print_codes(&mut out, &[code])?;
         }
     }
     out.flush()?;
     Ok(())
-}
-
-/// Where the roster commands read and write: the server's SQLite file, or the
-/// cluster's PostgreSQL. The same names, codes and output either way.
-enum RosterStore {
-    Sqlite(rusqlite::Connection),
-    Postgres {
-        runtime: tokio::runtime::Runtime,
-        client: tokio_postgres::Client,
-    },
-}
-
-impl RosterStore {
-    fn add(
-        &mut self,
-        people: &[roster::NewMember],
-        max_nick_len: usize,
-        now_ms: i64,
-    ) -> Result<Vec<(String, String)>, roster::RosterError> {
-        match self {
-            RosterStore::Sqlite(conn) => roster::add(conn, people, max_nick_len, now_ms),
-            RosterStore::Postgres { runtime, client } => {
-                runtime.block_on(postgres::roster_add(client, people, max_nick_len, now_ms))
-            }
-        }
-    }
-
-    fn list(&self) -> Result<Vec<roster::Member>, roster::RosterError> {
-        Ok(match self {
-            RosterStore::Sqlite(conn) => roster::list(conn)?,
-            RosterStore::Postgres { runtime, client } => {
-                runtime.block_on(postgres::roster_list(client))?
-            }
-        })
-    }
-
-    fn remove(&self, name: &str) -> Result<(), roster::RosterError> {
-        match self {
-            RosterStore::Sqlite(conn) => roster::remove(conn, name),
-            RosterStore::Postgres { runtime, client } => {
-                runtime.block_on(postgres::roster_remove(client, name))
-            }
-        }
-    }
-
-    fn reissue(&self, name: &str) -> Result<(String, String), roster::RosterError> {
-        match self {
-            RosterStore::Sqlite(conn) => roster::reissue(conn, name),
-            RosterStore::Postgres { runtime, client } => {
-                runtime.block_on(postgres::roster_reissue(client, name))
-            }
-        }
-    }
 }
 
 /// A CSV cell: quoted when it holds a comma or a quote.
@@ -799,7 +742,7 @@ fn csv_cell(text: &str) -> String {
 
 fn query(
     args: &QueryArgs,
-    write: impl FnOnce(&rusqlite::Connection, &Filter, &mut dyn Write) -> Result<(), ReportError>,
+    write: impl FnOnce(&dyn RecordRead, &Filter, &mut dyn Write) -> Result<(), ReportError>,
 ) -> anyhow::Result<()> {
     let filter = Filter {
         room: args.room.clone(),
@@ -808,21 +751,16 @@ fn query(
         until: args.until.as_deref().map(report::parse_time).transpose()?,
     };
     let record = &args.record;
-    let conn = match record.postgres_url()? {
-        Some(url) => {
-            let (runtime, mut client) = postgres::blocking_client(&url)?;
-            runtime
-                .block_on(postgres::snapshot(&mut client))
-                .context("cannot read the record from PostgreSQL")?
-        }
+    let records: Box<dyn RecordRead> = match record.postgres_url()? {
+        Some(url) => Box::new(Blocking::connect(&url)?),
         None => {
             let config = load_config(record.config.as_ref())?;
-            store::open_read_only(&record.database(&config)?)?
+            Box::new(store::open_read_only(&record.database(&config)?)?)
         }
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    write(&conn, &filter, &mut out)?;
+    write(&*records, &filter, &mut out)?;
     out.flush().map_err(ReportError::from)?;
     Ok(())
 }

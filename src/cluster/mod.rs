@@ -34,7 +34,7 @@ use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::event::{Event, EventSink};
 use crate::hub::{ConnId, History, Hub, Settings};
-use crate::postgres;
+use crate::store::postgres;
 use crate::switchboard::{action, Action, Entry, Switchboard};
 use actions::Actions;
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::event::{Event, EventSink};
 use crate::hub::{History, Hub, Settings};
-use crate::postgres;
+use crate::store::postgres;
 use crate::switchboard::Switchboard;
 
 use super::actions::Actions;

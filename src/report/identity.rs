@@ -5,12 +5,11 @@
 //! student went by are listed as their other names.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
-use rusqlite::types::Value;
-use rusqlite::Connection;
-
-use super::tally::{room_of, Students, Tally, Where};
-use super::{text, Filter, ReportError, StudentRow};
+use super::tally::{room_of, Students, Tally};
+use super::{Filter, ReportError, StudentRow};
+use crate::store::{RecordRead, Selection, StudentKeys};
 
 /// Every student in the database, with the sessions and names that make them up.
 #[derive(Default)]
@@ -85,19 +84,13 @@ impl Student {
         self.other_names = others;
     }
 
-    /// Keeps the student's own events (from any of their sessions) and the events
-    /// aimed at them: private messages, kicks, mutes and unmutes to any of their
-    /// names, and the erasure of their words. Literal session ids are safe (they are integers) and spare SQLite
-    /// thousands of parameters for a student who reconnected a lot.
-    pub(super) fn push_user_clause(&self, sql: &mut Where) {
-        let ids: Vec<String> = self.sessions.iter().map(|s| s.id.to_string()).collect();
-        let marks = vec!["?"; self.lower_names.len()].join(", ");
-        let clause = format!(
-            "(session IN ({}) OR (kind IN ('pm', 'kick', 'mute', 'unmute', 'erase') \
-             AND recipient COLLATE NOCASE IN ({marks})))",
-            ids.join(", ")
-        );
-        sql.push(clause, self.lower_names.iter().cloned().map(Value::Text));
+    /// What selects the student's own events (from any of their sessions) and
+    /// the events aimed at them (see [`Selection::student`]).
+    pub(super) fn keys(&self) -> StudentKeys {
+        StudentKeys {
+            sessions: self.sessions.iter().map(|s| s.id).collect(),
+            names: self.lower_names.clone(),
+        }
     }
 
     /// Who the student is, for `export` and `erase`.
@@ -208,8 +201,8 @@ fn online(sessions: &[SessionSpan], filter: &Filter) -> Vec<(i64, i64)> {
 }
 
 /// Groups sessions into students, from one pass over the table.
-pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportError> {
-    let sessions = scan_sessions(conn)?;
+pub(super) fn load_identities(records: &dyn RecordRead) -> Result<Identities, ReportError> {
+    let sessions = scan_sessions(records)?;
     let mut ids = Identities::default();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     // Per student: each lower-cased name it used, with its most recent spelling.
@@ -273,7 +266,7 @@ pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportErr
     for ((student, names), key) in ids.students.iter_mut().zip(spellings).zip(keys) {
         student.name_from(names, &key);
     }
-    let full_names = roster_full_names(conn)?;
+    let full_names = roster_full_names(records)?;
     for student in &mut ids.students {
         student.full_name = student
             .account
@@ -285,14 +278,15 @@ pub(super) fn load_identities(conn: &Connection) -> Result<Identities, ReportErr
 
 /// The roster's full names by lower-cased account. A person removed from the
 /// roster since keeps their rows, without a full name.
-fn roster_full_names(conn: &Connection) -> Result<HashMap<String, String>, ReportError> {
-    let mut stmt = conn.prepare(
-        "SELECT name, full_name FROM roster WHERE full_name IS NOT NULL AND full_name != ''",
-    )?;
-    let rows = stmt.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?.to_ascii_lowercase(), row.get(1)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn roster_full_names(records: &dyn RecordRead) -> Result<HashMap<String, String>, ReportError> {
+    Ok(records
+        .members()?
+        .into_iter()
+        .filter_map(|m| {
+            let full_name = m.full_name.filter(|f| !f.is_empty())?;
+            Some((m.name.to_ascii_lowercase(), full_name))
+        })
+        .collect())
 }
 
 /// One session as the identity pass saw it: its first and last event, its
@@ -320,18 +314,20 @@ impl SessionSeen {
     }
 }
 
-/// Reads the whole table once, in storage order and without sorting, keeping only
-/// a few names per session: much faster than a `GROUP BY` at a million rows. A
-/// session's events are stored in the order they happened, so its first row is
-/// its log-in. An `erase` is an operator's, from no session, so it is no one's.
-fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportError> {
-    let mut stmt =
-        conn.prepare("SELECT session, ts_ms, id, sender, kind, text, room, account FROM events WHERE kind <> 'erase'")?;
+/// Reads the whole record once, in its order, keeping only a few names per
+/// session: much faster than a `GROUP BY` at a million rows. A session's events
+/// are recorded in the order they happened, so its first is its log-in. An
+/// `erase` is an operator's, from no session, so it is no one's.
+fn scan_sessions(records: &dyn RecordRead) -> Result<HashMap<i64, SessionSeen>, ReportError> {
     let mut sessions: HashMap<i64, SessionSeen> = HashMap::new();
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (session, ts, id): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let sender = text(row, 3)?.unwrap_or("");
+    let everything = Selection {
+        skip_erase: true,
+        in_order: true,
+        ..Selection::default()
+    };
+    records.each_event(&everything, &mut |event| {
+        let (session, ts, id) = (event.session, event.ts_ms, event.order);
+        let sender = event.sender;
         let seen = sessions.entry(session).or_insert_with(|| SessionSeen {
             first: ts,
             last: ts,
@@ -343,19 +339,19 @@ fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportE
         });
         (seen.first, seen.last) = (seen.first.min(ts), seen.last.max(ts));
         if seen.account.is_none() {
-            seen.account = text(row, 7)?.filter(|a| !a.is_empty()).map(str::to_owned);
+            seen.account = event.account.filter(|a| !a.is_empty()).map(str::to_owned);
         }
         seen.saw(sender, (ts, id, 0));
-        let room = text(row, 6)?.unwrap_or("");
-        match (text(row, 4)?, text(row, 5)?) {
-            (Some("nick"), Some(new_name)) => {
+        let room = event.room;
+        match (event.kind, event.text) {
+            ("nick", Some(new_name)) => {
                 // The new name outranks the old one at the same instant.
                 seen.saw(new_name, (ts, id, 1));
             }
-            (Some("op"), _) => seen.opped = true,
-            (Some("join"), _) => seen.stays.push((room.to_owned(), ts, i64::MIN)),
-            (Some("leave"), _) => {
-                // A session's events are stored in order, so the open stay is its last.
+            ("op", _) => seen.opped = true,
+            ("join", _) => seen.stays.push((room.to_owned(), ts, i64::MIN)),
+            ("leave", _) => {
+                // A session's events are recorded in order, so the open stay is its last.
                 let mut open = seen.stays.iter_mut().rev();
                 if let Some(stay) = open.find(|s| s.2 == i64::MIN && s.0 == room) {
                     stay.2 = ts;
@@ -363,6 +359,7 @@ fn scan_sessions(conn: &Connection) -> Result<HashMap<i64, SessionSeen>, ReportE
             }
             _ => {}
         }
-    }
+        ControlFlow::Continue(())
+    })?;
     Ok(sessions)
 }

@@ -10,8 +10,10 @@
 //! `unmute`, `announce`, `quiet`) goes to the sender's student like any event, and a
 //! `kick` or `mute` also counts for the student its recipient name belongs to.
 //!
-//! Room and time filters go into SQL `WHERE` clauses and the events are streamed, so a
-//! report over a million rows holds only one entry per session and per name.
+//! The record is read through [`RecordRead`], so a report says the same from a
+//! single server's SQLite and a cluster's PostgreSQL. Room and time filters go
+//! into the query's `WHERE` clause and the events are streamed, so a report over a
+//! million rows holds only one entry per session and per name.
 //!
 //! What the filters mean, so that the columns agree with each other: counts
 //! (messages, words, moderation) are of events inside the room and window; time
@@ -29,19 +31,19 @@ mod tally;
 mod tests;
 
 use std::io::{self, BufWriter, Write};
+use std::ops::ControlFlow;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
-use rusqlite::types::Type;
-use rusqlite::{params_from_iter, Connection, Row, Transaction};
 use serde::Serialize;
 
-use crate::event::{Event, EventKind};
+use crate::event::Event;
+use crate::store::{DbError, RecordRead, Selection};
 use crate::transcript;
 
 use identity::load_identities;
 pub use output::formula_guard;
 use output::{write_csv, write_table};
-use tally::{add_targeted, tally_events, Tally, Where};
+use tally::{add_targeted, tally_events, window, Tally};
 
 /// Why a report or transcript could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +51,10 @@ pub enum ReportError {
     /// A `--since`/`--until` value in none of the accepted forms; holds the value.
     #[error("invalid time {0:?}: expected RFC 3339 (2026-11-24T19:05:03Z), YYYY-MM-DD or YYYY-MM-DD HH:MM[:SS] in UTC, or HH:MM[:SS], today or yesterday in local time")]
     BadTime(String),
-    /// SQLite failed to read the events.
-    #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// A stored event has a kind this version does not know, so it cannot be printed.
-    #[error("the database holds an event of unknown kind {0:?}")]
-    UnknownKind(String),
+    /// The database failed to read the events, or holds an event of a kind this
+    /// version does not know, which cannot be printed.
+    #[error(transparent)]
+    Store(#[from] DbError),
     /// The reader of the output went away (`report | head`). Kept apart from [`Io`]
     /// so that the binary can exit quietly with success.
     ///
@@ -72,6 +72,12 @@ impl From<io::Error> for ReportError {
             io::ErrorKind::BrokenPipe => ReportError::BrokenPipe,
             _ => ReportError::Io(err),
         }
+    }
+}
+
+impl From<rusqlite::Error> for ReportError {
+    fn from(err: rusqlite::Error) -> Self {
+        ReportError::Store(err.into())
     }
 }
 
@@ -217,19 +223,22 @@ pub struct StudentRow {
 /// with a matching event of their own and those online within it (in the room, in
 /// the window), so a student who listened without a word still shows. Being kicked
 /// or muted adds to a row but does not make one.
-pub fn student_rows(conn: &Connection, filter: &Filter) -> Result<Vec<StudentRow>, ReportError> {
-    let _snapshot = snapshot(conn)?;
-    let ids = load_identities(conn)?;
-    let mut sql = Where::window(filter);
+pub fn student_rows(
+    records: &dyn RecordRead,
+    filter: &Filter,
+) -> Result<Vec<StudentRow>, ReportError> {
+    let _snapshot = records.snapshot()?;
+    let ids = load_identities(records)?;
+    let mut selection = window(filter);
     let mut only = None;
     if let Some(user) = &filter.user {
         let Some(student) = ids.find(user) else {
             return Ok(Vec::new());
         };
-        ids.students[student].push_user_clause(&mut sql);
+        selection.student = Some(ids.students[student].keys());
         only = Some(student);
     }
-    let (mut tallies, targeted) = tally_events(conn, &sql, &ids)?;
+    let (mut tallies, targeted) = tally_events(records, &selection, &ids)?;
     // The user clause also reads others' events aimed at the user: not their rows.
     tallies.retain(|&student, _| only.is_none_or(|only| only == student));
     // Being there counts for attendance, even without a word said.
@@ -250,12 +259,12 @@ pub fn student_rows(conn: &Connection, filter: &Filter) -> Result<Vec<StudentRow
 /// Prints the report in `format`. On an empty result, a table says so in words, a
 /// CSV is only its header, and JSON is `[]`.
 pub fn write_report(
-    conn: &Connection,
+    records: &dyn RecordRead,
     filter: &Filter,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
-    let rows = student_rows(conn, filter)?;
+    let rows = student_rows(records, filter)?;
     match format {
         Format::Table => write_table(&rows, out),
         Format::Csv => write_csv(&rows, out),
@@ -272,29 +281,24 @@ pub fn write_report(
 /// name, the private messages sent to them and the kicks, mutes and unmutes aimed
 /// at them.
 pub fn write_transcript(
-    conn: &Connection,
+    records: &dyn RecordRead,
     filter: &Filter,
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
-    let _snapshot = snapshot(conn)?;
-    let mut sql = Where::window(filter);
+    let _snapshot = records.snapshot()?;
+    let mut selection = window(filter);
     if let Some(user) = &filter.user {
-        let ids = load_identities(conn)?;
+        let ids = load_identities(records)?;
         let Some(student) = ids.find(user) else {
             return Ok(());
         };
-        ids.students[student].push_user_clause(&mut sql);
+        selection.student = Some(ids.students[student].keys());
     }
-    let query = format!(
-        "SELECT ts_ms, kind, room, sender, recipient, text, session, account FROM events{} ORDER BY id",
-        sql.clause()
-    );
-    let mut stmt = conn.prepare(&query)?;
-    let mut rows = stmt.query(params_from_iter(&sql.params))?;
     let mut out = BufWriter::with_capacity(64 * 1024, out);
-    while let Some(row) = rows.next()? {
-        writeln!(out, "{}", transcript::format_line(&event_from_row(row)?))?;
-    }
+    each_in_order(records, selection, &mut |event| {
+        writeln!(out, "{}", transcript::format_line(&event))?;
+        Ok(())
+    })?;
     Ok(out.flush()?)
 }
 
@@ -318,56 +322,49 @@ pub struct StudentScope {
 /// them, and the kicks, mutes and unmutes aimed at them, as `transcript --user`
 /// selects. `None` when no student used that name.
 pub fn student_events(
-    conn: &Connection,
+    records: &dyn RecordRead,
     name: &str,
 ) -> Result<Option<(StudentScope, Vec<Event>)>, ReportError> {
-    let _snapshot = snapshot(conn)?;
-    let ids = load_identities(conn)?;
+    let _snapshot = records.snapshot()?;
+    let ids = load_identities(records)?;
     let Some(student) = ids.find(name) else {
         return Ok(None);
     };
     let student = &ids.students[student];
-    let mut sql = Where::window(&Filter::default());
-    student.push_user_clause(&mut sql);
-    let query = format!(
-        "SELECT ts_ms, kind, room, sender, recipient, text, session, account FROM events{} ORDER BY id",
-        sql.clause()
-    );
-    let mut stmt = conn.prepare(&query)?;
-    let mut rows = stmt.query(params_from_iter(&sql.params))?;
+    let selection = Selection {
+        student: Some(student.keys()),
+        ..Selection::default()
+    };
     let mut events = Vec::new();
-    while let Some(row) = rows.next()? {
-        events.push(event_from_row(row)?);
-    }
+    each_in_order(records, selection, &mut |event| {
+        events.push(event);
+        Ok(())
+    })?;
     Ok(Some((student.scope(), events)))
 }
 
-fn event_from_row(row: &Row<'_>) -> Result<Event, ReportError> {
-    let kind: String = row.get(1)?;
-    Ok(Event {
-        ts_ms: row.get(0)?,
-        kind: EventKind::parse(&kind).ok_or(ReportError::UnknownKind(kind))?,
-        room: row.get::<_, String>(2)?.into(),
-        sender: row.get::<_, String>(3)?.into(),
-        recipient: row.get::<_, Option<String>>(4)?.map(Into::into),
-        text: row.get(5)?,
-        session: row.get(6)?,
-        account: row.get::<_, Option<String>>(7)?.map(Into::into),
-    })
-}
-
-/// A text column borrowed from the row, to count without allocating.
-fn text<'a>(row: &'a Row<'_>, column: usize) -> rusqlite::Result<Option<&'a str>> {
-    row.get_ref(column)?
-        .as_str_or_null()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(e)))
-}
-
-/// Reads everything in one read transaction, so that a server writing meanwhile
-/// cannot add a session between the identity pass and the counting pass.
-fn snapshot(conn: &Connection) -> Result<Option<Transaction<'_>>, ReportError> {
-    Ok(match conn.is_autocommit() {
-        true => Some(conn.unchecked_transaction()?),
-        false => None,
-    })
+/// Calls `each` with every event `selection` keeps, in the record's order, until
+/// it fails.
+fn each_in_order(
+    records: &dyn RecordRead,
+    selection: Selection,
+    each: &mut dyn FnMut(Event) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let selection = Selection {
+        in_order: true,
+        ..selection
+    };
+    let mut failed = None;
+    records.each_event(&selection, &mut |stored| match stored
+        .to_event()
+        .map_err(ReportError::from)
+        .and_then(&mut *each)
+    {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(err) => {
+            failed = Some(err);
+            ControlFlow::Break(())
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
 }

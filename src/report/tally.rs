@@ -1,13 +1,12 @@
-//! Counting: the SQL `WHERE` clause of a filter, and one streaming pass over the
-//! matching events that tallies what each student did.
+//! Counting: the events a filter selects, and one streaming pass over them that
+//! tallies what each student did.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
 
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
-
-use super::{text, Filter, ReportError};
+use super::{Filter, ReportError};
 use crate::event::EventKind;
+use crate::store::{RecordRead, Selection};
 
 /// The room of a filter as it is stored: `#Lab` and `lab` are both `lab`.
 pub(super) fn room_of(filter: &Filter) -> Option<String> {
@@ -15,43 +14,13 @@ pub(super) fn room_of(filter: &Filter) -> Option<String> {
     Some(room.strip_prefix('#').unwrap_or(room).to_ascii_lowercase())
 }
 
-/// A `WHERE` clause under construction and its `?` parameters, in order.
-#[derive(Default)]
-pub(super) struct Where {
-    conditions: Vec<String>,
-    pub(super) params: Vec<Value>,
-}
-
-impl Where {
-    /// The room and time conditions of a filter; these can use the indexes.
-    pub(super) fn window(filter: &Filter) -> Where {
-        let mut sql = Where::default();
-        if let Some(room) = room_of(filter) {
-            sql.push("room = ?", [Value::Text(room)]);
-        }
-        if let Some(since) = filter.since {
-            sql.push("ts_ms >= ?", [Value::Integer(since)]);
-        }
-        if let Some(until) = filter.until {
-            sql.push("ts_ms < ?", [Value::Integer(until)]);
-        }
-        sql
-    }
-
-    pub(super) fn push(
-        &mut self,
-        condition: impl Into<String>,
-        params: impl IntoIterator<Item = Value>,
-    ) {
-        self.conditions.push(condition.into());
-        self.params.extend(params);
-    }
-
-    pub(super) fn clause(&self) -> String {
-        match self.conditions.is_empty() {
-            true => String::new(),
-            false => format!(" WHERE {}", self.conditions.join(" AND ")),
-        }
+/// The room and time window of a filter, as a selection of events.
+pub(super) fn window(filter: &Filter) -> Selection {
+    Selection {
+        room: room_of(filter),
+        since: filter.since,
+        until: filter.until,
+        ..Selection::default()
     }
 }
 
@@ -159,31 +128,24 @@ impl Targeted {
 /// matching event of their own get no tally. Kicks and mutes come back apart, to
 /// be added with [`add_targeted`] once every row is known.
 pub(super) fn tally_events(
-    conn: &Connection,
-    sql: &Where,
+    records: &dyn RecordRead,
+    selection: &Selection,
     ids: &dyn Students,
 ) -> Result<(PerStudent<Tally>, PerStudent<Targeted>), ReportError> {
-    let query = format!(
-        "SELECT ts_ms, kind, room, session, text, recipient FROM events{}",
-        sql.clause()
-    );
-    let mut stmt = conn.prepare(&query)?;
-    let mut rows = stmt.query(params_from_iter(&sql.params))?;
     let mut tallies: HashMap<usize, Tally> = HashMap::new();
     let mut targeted: HashMap<usize, Targeted> = HashMap::new();
-    while let Some(row) = rows.next()? {
-        let ts: i64 = row.get(0)?;
-        let kind = text(row, 1)?.and_then(EventKind::parse);
-        if let Some(student) = Targeted::target(ids, kind, text(row, 5)?) {
+    records.each_event(selection, &mut |event| {
+        let kind = event.kind();
+        if let Some(student) = Targeted::target(ids, kind, event.recipient) {
             targeted.entry(student).or_default().count(kind);
         }
-        let Some(student) = ids.of_session(row.get::<_, i64>(3)?) else {
-            continue;
-        };
-        let tally = tallies.entry(student).or_insert_with(Tally::empty);
-        tally.sessions.insert(row.get(3)?);
-        tally.sent(ts, text(row, 2)?.unwrap_or(""), kind, text(row, 4)?);
-    }
+        if let Some(student) = ids.of_session(event.session) {
+            let tally = tallies.entry(student).or_insert_with(Tally::empty);
+            tally.sessions.insert(event.session);
+            tally.sent(event.ts_ms, event.room, kind, event.text);
+        }
+        ControlFlow::Continue(())
+    })?;
     Ok((tallies, targeted))
 }
 

@@ -1,6 +1,8 @@
 use super::output::{format_duration, CSV_HEADER};
 use super::*;
+use crate::event::EventKind;
 use crate::store;
+use rusqlite::Connection;
 use serde_json::json;
 
 /// 2026-11-24T19:00:00Z

@@ -17,8 +17,19 @@
 //! `DATABASE.unsaved.jsonl`, which the next [`Store::open`] imports first.
 //!
 //! One server per database: [`Store::open`] holds an advisory lock beside it.
+//!
+//! Reading the record back, erasing from it and keeping the roster go through
+//! small traits ([`RecordRead`], [`RecordErase`], [`RosterEdit`],
+//! [`RosterSource`]) with one implementation per
+//! back end: [`sqlite`] for a single server, [`postgres`] for a cluster, whose
+//! nodes share one record.
 
+mod erase;
 mod lock;
+pub mod postgres;
+mod read;
+mod roster;
+pub mod sqlite;
 mod unsaved;
 mod writer;
 
@@ -29,36 +40,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::config::Config;
 use crate::event::{Event, EventSink, HistoryLine};
 use crate::transcript::Transcript;
 
+pub use erase::{Counts, RecordErase, ERASED};
 pub use lock::{acquire as lock_database, lock_path, DatabaseLock};
+pub use read::{EachEvent, Param, RecordRead, Selection, Snapshot, StoredEvent, StudentKeys};
+pub use roster::{roster_source, RosterEdit, RosterSource};
+use sqlite::{create_folder, db_error, insert_counting, insert_rows};
+pub use sqlite::{
+    insert_events, migrate, open_database, open_read_only, query_history, recent_history,
+    MIGRATIONS,
+};
 pub use unsaved::unsaved_path;
 use writer::{Request, Writer};
-
-/// The schema, in order. Each entry is applied once; `PRAGMA user_version` counts
-/// how many already were.
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_init.sql",
-        include_str!("../../migrations/0001_init.sql"),
-    ),
-    (
-        "0002_roster.sql",
-        include_str!("../../migrations/0002_roster.sql"),
-    ),
-    (
-        "0003_unsaved.sql",
-        include_str!("../../migrations/0003_unsaved.sql"),
-    ),
-    (
-        "0004_erase.sql",
-        include_str!("../../migrations/0004_erase.sql"),
-    ),
-];
 
 /// How long the writer gathers events before it commits them: one commit per
 /// interval instead of one per event when the class chats steadily. It is also the
@@ -97,6 +95,29 @@ pub enum StoreError {
         /// The holder's process id, as it wrote it in the lock file.
         pid: String,
     },
+}
+
+/// Why a back end could not answer a query.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused, or the connection to it failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Open(#[from] StoreError),
+    /// PostgreSQL did not answer in time.
+    #[error("PostgreSQL did not answer within {} s", .0.as_secs())]
+    NoAnswer(Duration),
+    /// The task reading it on the blocking pool failed.
+    #[error("the reading task failed: {0}")]
+    Task(String),
+    /// A stored event has a kind this version does not know.
+    #[error("the database holds an event of unknown kind {0:?}")]
+    UnknownKind(String),
 }
 
 /// The sending side of the store: cheap to clone, never blocks.
@@ -385,162 +406,6 @@ fn import_unsaved(conn: &mut Connection, path: &Path, unsaved: &Path) -> Result<
         std::fs::remove_file(unsaved).map_err(io_error)?;
     }
     Ok(())
-}
-
-fn create_folder(path: &Path) -> Result<(), StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            what: format!("database folder {}", dir.display()),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
-/// Opens the database read-write, creating it and its folder, in WAL mode, with
-/// every migration applied.
-pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
-    create_folder(path)?;
-    let mut conn = Connection::open(path).map_err(|source| db_error(path, source))?;
-    // NORMAL is durable against a crash of this process in WAL mode; only a power
-    // loss can undo the last commits, and it saves an fsync per batch.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-        .and_then(|()| conn.busy_timeout(Duration::from_secs(5)))
-        .and_then(|()| migrate(&mut conn))
-        .map_err(|source| db_error(path, source))?;
-    Ok(conn)
-}
-
-/// Opens an existing database for reading only (reports), while a server may be
-/// writing it.
-pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|source| db_error(path, source))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|source| db_error(path, source))?;
-    Ok(conn)
-}
-
-/// Applies the migrations the database has not seen yet, each in its own transaction.
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (version, (_, sql)) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version + 1)?;
-        tx.commit()?;
-    }
-    Ok(())
-}
-
-fn db_error(path: &Path, source: rusqlite::Error) -> StoreError {
-    StoreError::Database {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// The last `limit` chat lines of `room`, oldest first (an index walk backwards
-/// from the newest line, so its cost does not grow with the table). Erased lines
-/// (SPEC 12) are not replayed.
-pub fn query_history(
-    conn: &Connection,
-    room: &str,
-    limit: usize,
-) -> rusqlite::Result<Vec<HistoryLine>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ts_ms, sender, text FROM events
-         WHERE room = ?1 AND kind = 'chat' AND text IS NOT '[erased]'
-         ORDER BY id DESC LIMIT ?2",
-    )?;
-    let mut lines = stmt
-        .query_map(params![room, limit as i64], |row| {
-            Ok(HistoryLine {
-                ts_ms: row.get(0)?,
-                sender: row.get::<_, String>(1)?.into(),
-                text: row.get::<_, Option<String>>(2)?.unwrap_or_default().into(),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    lines.reverse();
-    Ok(lines)
-}
-
-/// Each room that has chat lines, with its last `per_room` of them, oldest first;
-/// nothing when `per_room` is 0. The rooms are found by skipping through the
-/// `events_room_chat` index one room at a time, so the cost grows with the
-/// number of rooms, not of rows.
-pub fn recent_history(
-    conn: &Connection,
-    per_room: usize,
-) -> rusqlite::Result<Vec<(Arc<str>, Vec<HistoryLine>)>> {
-    if per_room == 0 {
-        return Ok(Vec::new());
-    }
-    let mut stmt = conn.prepare(
-        "WITH RECURSIVE rooms(room) AS (
-             SELECT MIN(room) FROM events WHERE kind = 'chat'
-             UNION ALL
-             SELECT (SELECT MIN(room) FROM events WHERE kind = 'chat' AND room > rooms.room)
-             FROM rooms WHERE rooms.room IS NOT NULL
-         )
-         SELECT room FROM rooms WHERE room IS NOT NULL",
-    )?;
-    let rooms = stmt
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rooms
-        .into_iter()
-        .map(|room| {
-            let lines = query_history(conn, &room, per_room)?;
-            Ok((room.into(), lines))
-        })
-        .collect()
-}
-
-/// Inserts a batch of events in one transaction.
-pub fn insert_events(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
-    insert_counting(conn, events, None)
-}
-
-/// Inserts events within `tx`.
-pub(crate) fn insert_rows(tx: &Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO events (ts_ms, kind, room, sender, recipient, text, session, account)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for e in events {
-        insert.execute(params![
-            e.ts_ms,
-            e.kind.as_str(),
-            &*e.room,
-            &*e.sender,
-            e.recipient.as_deref(),
-            e.text.as_deref(),
-            e.session,
-            e.account.as_deref()
-        ])?;
-    }
-    Ok(())
-}
-
-/// Inserts `events` and, in the same transaction, counts `from_file.1` of them
-/// as committed from the unsaved-events file of generation `from_file.0`.
-pub(crate) fn insert_counting(
-    conn: &mut Connection,
-    events: &[Event],
-    from_file: Option<(&str, usize)>,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    insert_rows(&tx, events)?;
-    if let Some((generation, count)) = from_file.filter(|(_, count)| *count > 0) {
-        tx.execute(
-            "INSERT INTO unsaved_progress (generation, committed) VALUES (?1, ?2)
-             ON CONFLICT (generation) DO UPDATE SET committed = committed + ?2",
-            params![generation, count as i64],
-        )?;
-    }
-    tx.commit()
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use super::erase::{self, Checkpoint};
 use super::export;
 use super::rewrite::Rewrites;
 use crate::report::{self, StudentScope};
-use crate::store::{self, StoreError};
+use crate::store::postgres::Blocking;
+use crate::store::{self, Counts, RecordErase, RecordRead, StoreError};
 
 /// Where the record is.
 #[derive(Debug, Clone)]
@@ -58,8 +59,8 @@ pub fn export(
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let conn = read_connection(target)?;
-    let Some(record) = export::student_record(&conn, student)? else {
+    let records = open_records(target)?;
+    let Some(record) = export::student_record(&*records, student)? else {
         bail!("no student used the name {student:?}");
     };
     match format {
@@ -90,18 +91,16 @@ fn erase_sqlite(
         bail!("no database at {}", database.display());
     }
     let mut conn = store::open_database(database)?;
-    let scope = find(&conn, &request.student)?;
-    let counts = erase::count_sqlite(&conn, &scope)?;
-    confirm(&scope, &counts.to_string(), request, out)?;
     // Holding the lock keeps a server from starting while the files are rewritten;
     // when a server holds it, that server rewrites them.
-    let (_lock, server) = match store::lock_database(database) {
-        Ok(lock) => (Some(lock), None),
-        Err(StoreError::InUse { pid, .. }) => (None, Some(pid)),
-        Err(err) => return Err(err.into()),
-    };
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let (counts, erased) = erase::erase_sqlite(&mut conn, &scope, &request.operator, now_ms)?;
+    let ((_lock, server), scope, counts) = erase_words(&mut conn, request, out, || {
+        match store::lock_database(database) {
+            Ok(lock) => Ok((Some(lock), None)),
+            Err(StoreError::InUse { pid, .. }) => Ok((None, Some(pid))),
+            Err(err) => Err(err.into()),
+        }
+    })?;
+    let erased = erase::erased_events(&conn, Some(&scope.sessions))?;
     writeln!(out, "database {}: {counts} erased", database.display())?;
     match erase::checkpoint(&conn, database) {
         Checkpoint::Truncated => writeln!(
@@ -150,12 +149,7 @@ fn erase_sqlite(
             unsaved.display()
         )?;
     }
-    writeln!(
-        out,
-        "recorded: erase by {} of {}",
-        request.operator, scope.name
-    )?;
-    Ok(())
+    recorded(request, &scope, out)
 }
 
 fn erase_postgres(
@@ -164,22 +158,13 @@ fn erase_postgres(
     request: &EraseRequest,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (runtime, mut client) = postgres_client(url)?;
-    let conn = runtime
-        .block_on(crate::postgres::snapshot(&mut client))
-        .context("cannot read the record from PostgreSQL")?;
-    let scope = find(&conn, &request.student)?;
-    let counts = runtime.block_on(erase::count_postgres(&client, &scope))?;
-    confirm(&scope, &counts.to_string(), request, out)?;
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let counts = runtime.block_on(erase::erase_postgres(
-        &mut client,
-        &scope,
-        &request.operator,
-        now_ms,
-    ))?;
+    let mut postgres = Blocking::connect(url)?;
+    let ((), scope, counts) = erase_words(&mut postgres, request, out, || Ok(()))?;
     writeln!(out, "PostgreSQL: {counts} erased; the table was vacuumed")?;
-    let seqs = runtime.block_on(erase::stream_seqs_postgres(&client, &scope))?;
+    let Blocking {
+        runtime, client, ..
+    } = &postgres;
+    let seqs = runtime.block_on(erase::stream_seqs_postgres(client, &scope))?;
     match nats {
         Some(nats) => {
             let (deleted, gone) = runtime
@@ -198,6 +183,35 @@ fn erase_postgres(
             seqs.len()
         )?,
     }
+    recorded(request, &scope, out)
+}
+
+/// What erasing is on every back end: finds the student, says what will change
+/// and asks ([`confirm`]), runs `before` (once confirmed), replaces the words and
+/// records the `erase` event. Returns what `before` gave, the student and what
+/// changed.
+fn erase_words<T>(
+    record: &mut dyn RecordErase,
+    request: &EraseRequest,
+    out: &mut dyn Write,
+    before: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, StudentScope, Counts)> {
+    let scope = find(record, &request.student)?;
+    let counts = record.count_words(&scope.sessions)?;
+    confirm(&scope, &counts.to_string(), request, out)?;
+    let before = before()?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let event = |counts| erase::erase_event(&scope, &request.operator, counts, now_ms);
+    let counts = record.erase_words(&scope.sessions, &event)?;
+    Ok((before, scope, counts))
+}
+
+/// The last line of an erase.
+fn recorded(
+    request: &EraseRequest,
+    scope: &StudentScope,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     writeln!(
         out,
         "recorded: erase by {} of {}",
@@ -206,8 +220,8 @@ fn erase_postgres(
     Ok(())
 }
 
-fn find(conn: &rusqlite::Connection, name: &str) -> anyhow::Result<StudentScope> {
-    match report::student_events(conn, name)? {
+fn find(records: &dyn RecordRead, name: &str) -> anyhow::Result<StudentScope> {
+    match report::student_events(records, name)? {
         Some((scope, _)) => Ok(scope),
         None => bail!("no student used the name {name:?}"),
     }
@@ -241,28 +255,15 @@ fn confirm(
     Ok(())
 }
 
-fn read_connection(target: &Target) -> anyhow::Result<rusqlite::Connection> {
+/// The record to read, from either back end.
+fn open_records(target: &Target) -> anyhow::Result<Box<dyn RecordRead>> {
     match target {
         Target::Sqlite { database, .. } => {
             if !database.exists() {
                 bail!("no database at {}", database.display());
             }
-            Ok(store::open_read_only(database)?)
+            Ok(Box::new(store::open_read_only(database)?))
         }
-        Target::Postgres { url, .. } => {
-            let (runtime, mut client) = postgres_client(url)?;
-            let conn = runtime
-                .block_on(crate::postgres::snapshot(&mut client))
-                .context("cannot read the record from PostgreSQL")?;
-            Ok(conn)
-        }
+        Target::Postgres { url, .. } => Ok(Box::new(Blocking::connect(url)?)),
     }
-}
-
-fn postgres_client(url: &str) -> anyhow::Result<(tokio::runtime::Runtime, tokio_postgres::Client)> {
-    let (runtime, client) = crate::postgres::blocking_client(url)?;
-    runtime
-        .block_on(crate::postgres::migrate(&client))
-        .context("cannot prepare the PostgreSQL tables")?;
-    Ok((runtime, client))
 }

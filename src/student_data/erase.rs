@@ -7,61 +7,27 @@
 //! messages are counted, only their words are gone. Private messages others sent
 //! them are the others' words and stay.
 //!
+//! Counting and replacing the words is the record's own
+//! ([`RecordErase`](crate::store::RecordErase)), the same on either back end; this
+//! module makes the `erase` event and does what else each back end needs.
 //! SQLite keeps old contents in free space and in the write-ahead log, so the
 //! update runs with `secure_delete` (freed space is overwritten) and is followed
 //! by a checkpoint that empties the log ([`checkpoint`]).
 
-use std::fmt;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use super::ERASED;
 use crate::event::{Event, EventKind};
 use crate::report::StudentScope;
-
-/// The kinds whose text is the student's own words.
-const WORDS: [EventKind; 3] = [EventKind::Chat, EventKind::Private, EventKind::Leave];
+pub use crate::store::Counts;
+use crate::store::{DbError, RecordRead, Selection, StudentKeys};
 
 /// How long [`checkpoint`] keeps trying while a server or a reader holds the log.
 const CHECKPOINT_FOR: Duration = Duration::from_secs(10);
-
-/// Rows whose words an erase replaces (or replaced).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Chat lines.
-    pub chat: u64,
-    /// Private messages the student sent.
-    pub private: u64,
-    /// Reasons given for leaving.
-    pub reasons: u64,
-}
-
-impl Counts {
-    /// All rows.
-    pub fn total(&self) -> u64 {
-        self.chat + self.private + self.reasons
-    }
-
-    fn add(&mut self, kind: EventKind, n: u64) {
-        match kind {
-            EventKind::Chat => self.chat += n,
-            EventKind::Private => self.private += n,
-            _ => self.reasons += n,
-        }
-    }
-}
-
-impl fmt::Display for Counts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} chat lines, {} private messages, {} leave reasons",
-            self.chat, self.private, self.reasons
-        )
-    }
-}
 
 /// The `erase` event for `scope`, run by `operator`.
 pub fn erase_event(scope: &StudentScope, operator: &str, counts: Counts, now_ms: i64) -> Event {
@@ -77,84 +43,45 @@ pub fn erase_event(scope: &StudentScope, operator: &str, counts: Counts, now_ms:
     }
 }
 
-/// The student's sessions as SQL literals: integers, so safe to inline.
-fn session_list(scope: &StudentScope) -> String {
-    let ids: Vec<String> = scope.sessions.iter().map(i64::to_string).collect();
-    ids.join(", ")
-}
-
-/// What an erase of `scope` would change now.
-pub fn count_sqlite(conn: &Connection, scope: &StudentScope) -> rusqlite::Result<Counts> {
-    let mut counts = Counts::default();
-    for kind in WORDS {
-        let n: i64 = conn.query_row(
-            &format!(
-                "SELECT COUNT(*) FROM events WHERE session IN ({}) AND kind = ?1
-                 AND text IS NOT NULL AND text <> ?2",
-                session_list(scope)
-            ),
-            params![kind.as_str(), ERASED],
-            |r| r.get(0),
-        )?;
-        counts.add(kind, n as u64);
-    }
-    Ok(counts)
-}
-
-/// Replaces the student's words and records the `erase` event, in one
-/// transaction with `secure_delete` on. Returns what changed and every erased
-/// event of the student (for the transcript files).
-pub fn erase_sqlite(
-    conn: &mut Connection,
-    scope: &StudentScope,
-    operator: &str,
-    now_ms: i64,
-) -> rusqlite::Result<(Counts, Vec<Event>)> {
-    conn.pragma_update(None, "secure_delete", true)?;
-    let tx = conn.transaction()?;
-    let mut counts = Counts::default();
-    for kind in WORDS {
-        let n = tx.execute(
-            &format!(
-                "UPDATE events SET text = ?2 WHERE session IN ({}) AND kind = ?1
-                 AND text IS NOT NULL AND text <> ?2",
-                session_list(scope)
-            ),
-            params![kind.as_str(), ERASED],
-        )?;
-        counts.add(kind, n as u64);
-    }
-    crate::store::insert_rows(&tx, &[erase_event(scope, operator, counts, now_ms)])?;
-    let erased = erased_where(&tx, &format!("session IN ({})", session_list(scope)))?;
-    tx.commit()?;
-    Ok((counts, erased))
-}
-
-/// Every erased chat line, private message and leave reason in the database,
-/// whoever's: what a running server removes from its transcripts and replay.
-pub fn erased_sqlite(conn: &Connection) -> rusqlite::Result<Vec<Event>> {
-    erased_where(conn, "1")
-}
-
-fn erased_where(conn: &Connection, clause: &str) -> rusqlite::Result<Vec<Event>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT ts_ms, kind, room, sender, recipient, session, account FROM events
-         WHERE {clause} AND kind IN ('chat', 'pm', 'leave') AND text = ?1 ORDER BY id"
-    ))?;
-    let rows = stmt.query_map([ERASED], |row| {
-        let kind: String = row.get(1)?;
-        Ok(Event {
-            ts_ms: row.get(0)?,
-            kind: EventKind::parse(&kind).unwrap_or(EventKind::Chat),
-            room: row.get::<_, String>(2)?.into(),
-            sender: row.get::<_, String>(3)?.into(),
-            recipient: row.get::<_, Option<String>>(4)?.map(Into::into),
-            text: Some(ERASED.to_owned()),
-            session: row.get(5)?,
-            account: row.get::<_, Option<String>>(6)?.map(Into::into),
-        })
+/// Every erased chat line, private message and leave reason, in the record's
+/// order: of these connections, or of everyone's (what a running server removes
+/// from its transcripts and replay).
+pub fn erased_events(
+    records: &dyn RecordRead,
+    sessions: Option<&[i64]>,
+) -> Result<Vec<Event>, DbError> {
+    let selection = Selection {
+        student: sessions.map(|sessions| StudentKeys {
+            sessions: sessions.to_vec(),
+            names: Vec::new(),
+        }),
+        in_order: true,
+        ..Selection::default()
+    };
+    let mut events = Vec::new();
+    let mut failed = None;
+    records.each_event(&selection, &mut |stored| {
+        let words = matches!(stored.kind, "chat" | "pm" | "leave");
+        if !words || stored.text != Some(ERASED) {
+            return ControlFlow::Continue(());
+        }
+        match stored.to_event() {
+            Ok(event) => {
+                events.push(event);
+                ControlFlow::Continue(())
+            }
+            Err(err) => {
+                failed = Some(err);
+                ControlFlow::Break(())
+            }
+        }
     })?;
-    rows.collect()
+    failed.map_or(Ok(events), Err)
+}
+
+/// [`erased_events`] of everyone in a SQLite database.
+pub fn erased_sqlite(conn: &Connection) -> Result<Vec<Event>, DbError> {
+    erased_events(conn, None)
 }
 
 /// The id of the newest `erase` event, 0 when there is none: a running server
@@ -211,66 +138,6 @@ pub fn checkpoint(conn: &Connection, database: &Path) -> Checkpoint {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// What an erase of `scope` would change now, in a cluster's PostgreSQL.
-pub async fn count_postgres(
-    client: &tokio_postgres::Client,
-    scope: &StudentScope,
-) -> Result<Counts, tokio_postgres::Error> {
-    let mut counts = Counts::default();
-    for kind in WORDS {
-        let row = client
-            .query_one(
-                "SELECT COUNT(*) FROM events WHERE session = ANY($1) AND kind = $2
-                 AND text IS NOT NULL AND text <> $3",
-                &[&scope.sessions, &kind.as_str(), &ERASED],
-            )
-            .await?;
-        counts.add(kind, row.get::<_, i64>(0) as u64);
-    }
-    Ok(counts)
-}
-
-/// Replaces the student's words in a cluster's PostgreSQL and records the
-/// `erase` event, in one transaction, then vacuums the table so that the old row
-/// versions are reclaimed. The event is keyed by a negative `seq` (minus its
-/// time): it came from no stream input, and the nodes' watermark, the highest
-/// `seq`, must not move.
-pub async fn erase_postgres(
-    client: &mut tokio_postgres::Client,
-    scope: &StudentScope,
-    operator: &str,
-    now_ms: i64,
-) -> Result<Counts, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let mut counts = Counts::default();
-    for kind in WORDS {
-        let n = tx
-            .execute(
-                "UPDATE events SET text = $3 WHERE session = ANY($1) AND kind = $2
-                 AND text IS NOT NULL AND text <> $3",
-                &[&scope.sessions, &kind.as_str(), &ERASED],
-            )
-            .await?;
-        counts.add(kind, n);
-    }
-    let event = erase_event(scope, operator, counts, now_ms);
-    tx.execute(
-        "INSERT INTO events (seq, idx, ts_ms, kind, room, sender, recipient, text, session, account)
-         VALUES ($1, 0, $2, 'erase', '', $3, $4, $5, 0, NULL) ON CONFLICT DO NOTHING",
-        &[
-            &-now_ms,
-            &now_ms,
-            &&*event.sender,
-            &event.recipient.as_deref(),
-            &event.text,
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    client.batch_execute("VACUUM events").await?;
-    Ok(counts)
 }
 
 /// The stream sequences of the inputs that carried the student's chat lines and

@@ -9,12 +9,11 @@
 use std::io::Write;
 
 use chrono::{TimeZone, Utc};
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::event::Event;
 use crate::report::{self, formula_guard, ReportError, StudentScope};
-use crate::roster;
+use crate::store::RecordRead;
 
 /// A student's roster entry as they may see it: never the hash of their code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,11 +62,14 @@ pub struct StudentRecord {
 
 /// The student who used `name` and everything about them; `None` when no
 /// student used that name.
-pub fn student_record(conn: &Connection, name: &str) -> Result<Option<StudentRecord>, ReportError> {
-    let Some((scope, events)) = report::student_events(conn, name)? else {
+pub fn student_record(
+    records: &dyn RecordRead,
+    name: &str,
+) -> Result<Option<StudentRecord>, ReportError> {
+    let Some((scope, events)) = report::student_events(records, name)? else {
         return Ok(None);
     };
-    let roster = roster_entry(conn, &scope)?;
+    let roster = roster_entry(records, &scope)?;
     Ok(Some(StudentRecord {
         student: scope.name,
         other_names: scope.other_names,
@@ -77,10 +79,10 @@ pub fn student_record(conn: &Connection, name: &str) -> Result<Option<StudentRec
 }
 
 fn roster_entry(
-    conn: &Connection,
+    records: &dyn RecordRead,
     scope: &StudentScope,
 ) -> Result<Option<RosterEntry>, ReportError> {
-    let members = roster::list(conn)?;
+    let members = records.members()?;
     let key = scope.name.to_ascii_lowercase();
     let member = members
         .into_iter()

@@ -18,5 +18,4 @@ pub mod export;
 pub mod retention;
 pub mod rewrite;
 
-/// What erased words are replaced by.
-pub const ERASED: &str = "[erased]";
+pub use crate::store::ERASED;

@@ -119,7 +119,9 @@ async fn chat_lines(client: &mut TestClient, count: usize) -> Vec<String> {
 /// The chat rows of the cluster's record, `NICK: TEXT`, in the table's order,
 /// once there are at least `count` of them.
 pub(crate) async fn recorded_chat(pg: &Postgres, count: usize, within: Duration) -> Vec<String> {
-    let client = classchat::postgres::connect(&pg.url()).await.unwrap();
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
     let deadline = Instant::now() + within;
     loop {
         let rows = client
@@ -772,7 +774,9 @@ async fn a_restarted_cluster_replays_the_stream_and_records_nothing_twice() {
     said.push("cat: after the restart".to_owned());
     let recorded = recorded_chat(&pg, 21, WAIT).await;
     assert_eq!(recorded, said);
-    let client = classchat::postgres::connect(&pg.url()).await.unwrap();
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
     let joins: i64 = client
         .query_one("SELECT count(*) FROM events WHERE kind = 'join'", &[])
         .await

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use classchat::event::{Event, EventKind};
-use classchat::postgres;
+use classchat::store::postgres;
 
 use crate::harness::{TestServer, SERVER_BIN};
 use crate::persistence::{scripted_session, stored_events};
@@ -248,6 +248,83 @@ async fn report_and_transcript_say_the_same_from_postgres() {
         with_env(&["transcript", "--db", other.to_str().unwrap()]),
         ""
     );
+}
+
+/// The same record, with the same roster entry and the same erase made through
+/// each back end's `RecordErase`, reads the same through each back end's
+/// `RecordRead`: the report (full names included), the transcript (the `erase`
+/// event last, though PostgreSQL keys it apart from the stream's events) and a
+/// student's export.
+#[tokio::test]
+async fn an_erased_record_reads_the_same_from_either_back_end() {
+    use classchat::store::RecordErase;
+
+    let Some(pg) = Postgres::start() else { return };
+    let (_dir, db) = class_record().await;
+    let mut client = postgres::connect(&pg.url()).await.unwrap();
+    copy_to_postgres(&db, &mut client).await;
+    let entry = "INSERT INTO roster (name, role, full_name, code_hash, added_ms)
+                 VALUES ('zoë', 'student', 'Zoë Example', 'no code', 0)";
+    client.execute(entry, &[]).await.unwrap();
+    let url = pg.url();
+    let sqlite_db = db.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        let mut sqlite = classchat::store::open_database(&sqlite_db).unwrap();
+        sqlite.execute(entry, []).unwrap();
+        let mut postgres = postgres::Blocking::connect(&url).unwrap();
+        let at = classchat::report::parse_time("2030-01-03 09:00").unwrap();
+        let erase = |record: &mut dyn RecordErase| {
+            let (scope, _) = classchat::report::student_events(&*record, "ZED")
+                .unwrap()
+                .unwrap();
+            let event =
+                |counts| classchat::student_data::erase::erase_event(&scope, "officer", counts, at);
+            assert_eq!(record.members().unwrap().len(), 1);
+            (
+                scope.clone(),
+                record.erase_words(&scope.sessions, &event).unwrap(),
+            )
+        };
+        let from_sqlite = erase(&mut sqlite);
+        assert_eq!(erase(&mut postgres), from_sqlite);
+        from_sqlite.1
+    })
+    .await
+    .unwrap();
+    assert_eq!((counts.chat, counts.private, counts.reasons), (2, 0, 1));
+
+    let db = db.to_str().unwrap();
+    let url = pg.url();
+    let queries: &[&[&str]] = &[
+        &["report", "--format", "json"],
+        &["report", "--user", "zed", "--format", "csv"],
+        &["transcript"],
+        &["transcript", "--user", "zoe"],
+        &["export", "--student", "zed"],
+        &["export", "--student", "zed", "--format", "csv"],
+    ];
+    for query in queries {
+        let sqlite = run(&[*query, &["--db", db]].concat());
+        let postgres = run(&[*query, &["--postgres", &url]].concat());
+        assert_eq!(postgres, sqlite, "{query:?}");
+    }
+    let report = run(&[
+        "report",
+        "--user",
+        "zed",
+        "--format",
+        "json",
+        "--postgres",
+        &url,
+    ]);
+    assert!(
+        report.contains("\"full_name\": \"Zoë Example\""),
+        "{report}"
+    );
+    let transcript = run(&["transcript", "--postgres", &url]);
+    let last = transcript.lines().last().unwrap();
+    assert!(last.contains(" erase officer -> zoë ("), "{transcript}");
+    assert!(!transcript.contains("still me") && transcript.contains("[erased]"));
 }
 
 #[tokio::test]

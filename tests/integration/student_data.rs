@@ -103,7 +103,7 @@ fn export_holds_everything_by_or_about_the_student_and_no_one_elses_messages() {
         role: classchat::roster::RosterRole::Student,
         full_name: Some("Amy Example".into()),
     }];
-    classchat::roster::add(&mut conn, &people, 16, 1).unwrap();
+    classchat::store::RosterEdit::add_members(&mut conn, &people, 16, 1).unwrap();
     drop(conn);
     let db = db.to_str().unwrap();
 
@@ -427,14 +427,14 @@ async fn retention_deletes_old_events_and_transcript_files_at_start() {
 async fn export_and_erase_on_postgres() {
     let Some(pg) = Postgres::start() else { return };
     let url = pg.url();
-    let mut client = classchat::postgres::connect(&url).await.unwrap();
-    classchat::postgres::migrate(&client).await.unwrap();
+    let mut client = classchat::store::postgres::connect(&url).await.unwrap();
+    classchat::store::postgres::migrate(&client).await.unwrap();
     let rows: Vec<(u64, u32, Event)> = class_events(1_800_000_000_000)
         .into_iter()
         .enumerate()
         .map(|(i, e)| (i as u64 + 1, 0, e))
         .collect();
-    classchat::postgres::insert_events(&mut client, &rows)
+    classchat::store::postgres::insert_events(&mut client, &rows)
         .await
         .unwrap();
 
@@ -517,7 +517,7 @@ async fn export_and_erase_on_postgres() {
 }
 
 async fn postgres_watermark(client: &tokio_postgres::Client) -> u64 {
-    classchat::postgres::watermark(client).await.unwrap()
+    classchat::store::postgres::watermark(client).await.unwrap()
 }
 
 /// Cluster mode: the words leave PostgreSQL and the stream, and a running node
@@ -539,7 +539,9 @@ async fn an_erase_in_cluster_mode_reaches_postgresql_the_stream_and_the_nodes() 
     alice.expect("bob: bob stays").await;
     let recorded = crate::cluster::recorded_chat(&pg, 2, WAIT).await;
     assert_eq!(recorded.len(), 2, "{recorded:?}");
-    let client = classchat::postgres::connect(&pg.url()).await.unwrap();
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
     let pm_recorded = || async {
         let row = client
             .query_one("SELECT COUNT(*) FROM events WHERE kind = 'pm'", &[])
@@ -702,8 +704,10 @@ async fn a_cluster_node_applies_retention_to_postgresql() {
     let Some((nats, pg)) = crate::cluster::engines().await else {
         return;
     };
-    let mut client = classchat::postgres::connect(&pg.url()).await.unwrap();
-    classchat::postgres::migrate(&client).await.unwrap();
+    let mut client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
+    classchat::store::postgres::migrate(&client).await.unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     let rows = [
         (
@@ -731,7 +735,7 @@ async fn a_cluster_node_applies_retention_to_postgresql() {
             ),
         ),
     ];
-    classchat::postgres::insert_events(&mut client, &rows)
+    classchat::store::postgres::insert_events(&mut client, &rows)
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
