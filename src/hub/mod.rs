@@ -67,6 +67,8 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// Members removed by someone else (kicked): their connections must close.
     pub closed: Vec<ConnId>,
+    /// Members who left the chat (not just a room), with their names and why.
+    pub departed: Vec<(ConnId, Name, LeaveReason)>,
 }
 
 /// What the hub takes from the configuration.
@@ -271,6 +273,11 @@ impl Hub {
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<&Name> {
         self.members.get(&id).map(|m| &m.nick)
+    }
+
+    /// A member's room.
+    pub fn room(&self, id: ConnId) -> Option<&Name> {
+        self.members.get(&id).map(|m| &m.room)
     }
 
     /// Checks the form of a username (not whether it is free).
@@ -540,9 +547,15 @@ impl Hub {
 
     /// `/who`: the members of `id`'s room, sorted case-insensitively.
     fn who(&self, out: &mut Step, id: ConnId) {
-        let Some((_, room)) = self.name_and_room(id) else {
-            return;
-        };
+        if let Some(answer) = self.who_answer(id) {
+            out.for_one(id, ServerLine::Answer(answer));
+        }
+    }
+
+    /// The answer to `/who` for member `id`: its room and who is in it, sorted
+    /// case-insensitively.
+    pub fn who_answer(&self, id: ConnId) -> Option<Answer> {
+        let (_, room) = self.name_and_room(id)?;
         let mut members: Vec<WhoEntry> = self
             .room_members(&room)
             .iter()
@@ -557,17 +570,22 @@ impl Hub {
             })
             .collect();
         members.sort_by_cached_key(|entry| entry.nick.to_ascii_lowercase());
-        out.for_one(id, ServerLine::Answer(Answer::Who { room, members }));
+        Some(Answer::Who { room, members })
     }
 
     /// `/rooms`: every room with its head count, sorted by name.
     fn rooms(&self, out: &mut Step, id: ConnId) {
+        out.for_one(id, ServerLine::Answer(self.rooms_answer()));
+    }
+
+    /// The answer to `/rooms`.
+    pub fn rooms_answer(&self) -> Answer {
         let rooms = self
             .rooms
             .iter()
             .map(|(name, room)| (name.clone(), room.members.len()))
             .collect();
-        out.for_one(id, ServerLine::Answer(Answer::Rooms(rooms)));
+        Answer::Rooms(rooms)
     }
 
     /// `/nick NEW`.
@@ -808,7 +826,8 @@ impl Hub {
             return;
         };
         // Recorded while still a member, so the leave carries its account.
-        self.leave_room(out, id, &nick, &room, reason);
+        self.leave_room(out, id, &nick, &room, reason.clone());
+        out.outcome.departed.push((id, nick.clone(), reason));
         self.members.remove(&id);
         self.nicks.remove(&nick.to_ascii_lowercase());
     }

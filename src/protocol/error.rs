@@ -1,10 +1,24 @@
 //! Why a client's line was refused. Each `Display` is exactly the text the client
 //! gets after `! `.
 
+use super::input::Command;
 use super::line::{CodeKind, Count};
 
+/// What a refused request asked for (see [`ServerLine::Refused`](super::ServerLine::Refused)).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Asked {
+    /// A line as a whole (its length, the rate limit), nothing in particular.
+    Line,
+    /// To log in under this name.
+    LogIn(String),
+    /// To say something in one's room.
+    Chat,
+    /// A command.
+    Command(Command),
+}
+
 /// Why a line was refused. `Display` is exactly the text after `! `.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// No such command.
     #[error("Unknown command: /{0} (try /help)")]
@@ -87,7 +101,7 @@ fn minutes_left(minutes: Option<u64>) -> String {
 }
 
 /// Why a username was refused. `Display` is the text after `! `.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NickError {
     /// Longer than `limits.max_nick_len`.
     #[error("Username too long (max {})", Count(*.0 as u64, "character"))]

@@ -13,6 +13,8 @@ use bytes::Bytes;
 
 use crate::clock::Clock;
 
+use super::error::{Asked, CommandError};
+
 /// A name (nick or room) as the hub shares it between lines and events.
 pub type Name = Arc<str>;
 
@@ -44,8 +46,17 @@ pub enum ServerLine {
     Notice(Notice),
     /// `= ...`
     Answer(Answer),
-    /// `! TEXT`: your last line was refused, and why.
+    /// `! TEXT`: your last line was refused, and why (as the client reads it).
     Error(String),
+    /// `! TEXT`: a request of yours was refused, with what it asked for, so
+    /// that each front end can word it its own way (IRC: the numeric, and the
+    /// channel or nick it is about). Rendered as [`ServerLine::Error`].
+    Refused {
+        /// Why.
+        error: CommandError,
+        /// What was asked.
+        asked: Asked,
+    },
 }
 
 /// Why a member left, as shown in `* NICK has left #ROOM (REASON)`.
@@ -460,6 +471,7 @@ impl fmt::Display for ServerLine {
             ServerLine::Notice(notice) => write!(f, "* {notice}"),
             ServerLine::Answer(answer) => write!(f, "= {answer}"),
             ServerLine::Error(text) => write!(f, "! {text}"),
+            ServerLine::Refused { error, .. } => write!(f, "! {error}"),
         }
     }
 }
@@ -519,7 +531,7 @@ impl ServerLine {
             ServerLine::PmFrom { .. } | ServerLine::PmTo { .. } => LineKind::Private,
             ServerLine::Notice(_) => LineKind::Notice,
             ServerLine::Answer(_) => LineKind::Answer,
-            ServerLine::Error(_) => LineKind::Error,
+            ServerLine::Error(_) | ServerLine::Refused { .. } => LineKind::Error,
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod input;
 pub mod line;
 
 pub use codec::{Inbound, LineCodec};
-pub use error::{CommandError, LoginError, NickError};
+pub use error::{Asked, CommandError, LoginError, NickError};
 pub use input::{check_nick, normalize_room, parse, read_line, sanitize, Command, Input};
 pub use line::{
     Answer, CodeKind, LeaveReason, LineKind, Name, Notice, Role, ServerLine, Stamped, WhoEntry,

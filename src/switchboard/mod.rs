@@ -3,10 +3,14 @@
 //! asks the hub what that means, then applies the [`Outcome`]: queues each line
 //! for its audience, records each event, and closes whom the hub removed.
 //!
-//! A single server applies an action at once. A cluster node hands it to a
-//! [`Relay`] (NATS JetStream) instead, and applies it when the stream returns it
-//! ([`Switchboard::replay`]), like every other node: see [`action`]. Its answers
-//! (a refusal, say) then reach the member as lines rather than as return values.
+//! Every action takes one path: a [`Sequencer`] puts it in order, and
+//! [`Switchboard::settle`] applies it. A single server's sequencer hands it back
+//! at once; a cluster node's hands it to a [`Relay`] (NATS JetStream), and the node
+//! applies it when the stream returns it ([`Switchboard::replay`]), like every
+//! other node: see [`action`]. Either way a refusal by the hub reaches the member
+//! as a [`ServerLine::Refused`] that says what it refuses, so each front end
+//! words it its own way; only what is refused before ordering (the stream or the
+//! record out of reach) is a return value.
 //!
 //! One [`std::sync::Mutex`], not an actor task and not a Tokio mutex: nothing under
 //! it awaits (queueing is a non-blocking `try_send` into each member's bounded
@@ -29,11 +33,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::event::{EventKind, EventSink};
+use crate::event::EventSink;
 use crate::hub::{Audience, ConnId, Hub, Identity, Outcome};
 use crate::mailbox;
 use crate::protocol::{
-    Command, CommandError, LeaveReason, LoginError, Name, NickError, Notice, ServerLine, Stamped,
+    Answer, Asked, Command, CommandError, LeaveReason, LoginError, Name, NickError, Notice,
+    ServerLine, Stamped,
 };
 
 pub use action::{Action, Entry};
@@ -53,6 +58,90 @@ pub trait Relay: Send + Sync {
     fn send(&self, entry: Entry);
 }
 
+/// Puts actions in the one order every copy of the hub applies them in.
+trait Sequencer: Send + Sync {
+    /// The node number this server's entries carry; `None` for a recorder, which
+    /// applies what others ordered and has nobody to answer.
+    fn node(&self) -> Option<u64>;
+
+    /// Whether other servers apply the same actions (a cluster node).
+    fn is_shared(&self) -> bool;
+
+    /// Whether an action can be ordered now.
+    fn is_up(&self) -> bool;
+
+    /// Orders `entry`: returns it when it is to be applied now, or `None` when it
+    /// comes back through [`Switchboard::replay`].
+    fn order(&self, entry: Entry) -> Option<Entry>;
+}
+
+/// A single server: its own order is the order.
+struct Alone;
+
+impl Sequencer for Alone {
+    fn node(&self) -> Option<u64> {
+        Some(0)
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn is_up(&self) -> bool {
+        true
+    }
+
+    fn order(&self, entry: Entry) -> Option<Entry> {
+        Some(entry)
+    }
+}
+
+/// A cluster node's recorder: it applies the stream and asks for nothing.
+struct Recording;
+
+impl Sequencer for Recording {
+    fn node(&self) -> Option<u64> {
+        None
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn is_up(&self) -> bool {
+        true
+    }
+
+    fn order(&self, _: Entry) -> Option<Entry> {
+        None
+    }
+}
+
+/// A cluster node: the stream's order is the order.
+struct Stream {
+    number: u64,
+    relay: Box<dyn Relay>,
+}
+
+impl Sequencer for Stream {
+    fn node(&self) -> Option<u64> {
+        Some(self.number)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn is_up(&self) -> bool {
+        self.relay.is_up()
+    }
+
+    fn order(&self, entry: Entry) -> Option<Entry> {
+        self.relay.send(entry);
+        None
+    }
+}
+
 /// How the switchboard reaches one member's connection.
 struct Member {
     outbox: Outbox,
@@ -66,25 +155,12 @@ struct Inner {
     members: HashMap<ConnId, Member>,
 }
 
-/// This server alone, one node of a cluster, or a cluster node's recorder.
-enum Mode {
-    Single,
-    /// Applies what the stream says to turn it into events: nobody is connected,
-    /// and it logs nothing (the live switchboard beside it does).
-    Recorder,
-    Node {
-        /// This node's number (see [`Action::NodeStarted`]).
-        number: u64,
-        relay: Box<dyn Relay>,
-    },
-}
-
 /// See the module docs. Shared as `Arc<Switchboard>`.
 pub struct Switchboard {
     inner: Mutex<Inner>,
     sink: Box<dyn EventSink>,
     clock: Clock,
-    mode: Mode,
+    sequencer: Box<dyn Sequencer>,
     /// Cluster: the stream has been applied up to this node's start, so what it
     /// applies now is news rather than history.
     live: AtomicBool,
@@ -94,13 +170,13 @@ impl Switchboard {
     /// A single server's switchboard for `hub`, recording into `sink`, stamping
     /// with `clock`.
     pub fn new(hub: Hub, sink: impl EventSink + 'static, clock: Clock) -> Switchboard {
-        Switchboard::with_mode(hub, Box::new(sink), clock, Mode::Single)
+        Switchboard::with(hub, Box::new(sink), clock, Box::new(Alone))
     }
 
     /// A cluster node's recorder: [`Switchboard::replay`] turns the stream's
     /// actions into events for `sink`.
     pub fn recorder(hub: Hub, sink: impl EventSink + 'static, clock: Clock) -> Switchboard {
-        Switchboard::with_mode(hub, Box::new(sink), clock, Mode::Recorder)
+        Switchboard::with(hub, Box::new(sink), clock, Box::new(Recording))
     }
 
     /// Cluster node `number`'s switchboard: actions go out through `relay` and
@@ -113,10 +189,16 @@ impl Switchboard {
         relay: impl Relay + 'static,
     ) -> Switchboard {
         let relay = Box::new(relay);
-        Switchboard::with_mode(hub, Box::new(sink), clock, Mode::Node { number, relay })
+        let sequencer = Box::new(Stream { number, relay });
+        Switchboard::with(hub, Box::new(sink), clock, sequencer)
     }
 
-    fn with_mode(hub: Hub, sink: Box<dyn EventSink>, clock: Clock, mode: Mode) -> Switchboard {
+    fn with(
+        hub: Hub,
+        sink: Box<dyn EventSink>,
+        clock: Clock,
+        sequencer: Box<dyn Sequencer>,
+    ) -> Switchboard {
         Switchboard {
             inner: Mutex::new(Inner {
                 hub,
@@ -124,7 +206,7 @@ impl Switchboard {
             }),
             sink,
             clock,
-            mode,
+            sequencer,
             live: AtomicBool::new(false),
         }
     }
@@ -169,6 +251,22 @@ impl Switchboard {
         self.lock().hub.nick(id).cloned()
     }
 
+    /// A member's current room (in a cluster, once the stream has said so).
+    pub fn room(&self, id: ConnId) -> Option<Name> {
+        self.lock().hub.room(id).cloned()
+    }
+
+    /// What `/who` would answer member `id` now, read without asking the hub
+    /// through the sequencer (for front ends that show it in other forms).
+    pub fn who(&self, id: ConnId) -> Option<Answer> {
+        self.lock().hub.who_answer(id)
+    }
+
+    /// What `/rooms` would answer now; see [`Switchboard::who`].
+    pub fn rooms(&self) -> Answer {
+        self.lock().hub.rooms_answer()
+    }
+
     /// How many members there are now (in a cluster, on every node).
     pub fn member_count(&self) -> usize {
         self.lock().hub.member_count()
@@ -191,9 +289,9 @@ impl Switchboard {
     /// Whether a request would be taken now: always on a single server; on a
     /// cluster node, while NATS can be reached.
     pub fn available(&self) -> Result<(), CommandError> {
-        match &self.mode {
-            Mode::Node { relay, .. } if !relay.is_up() => Err(CommandError::Undeliverable),
-            _ => Ok(()),
+        match self.sequencer.is_up() {
+            true => Ok(()),
+            false => Err(CommandError::Undeliverable),
         }
     }
 
@@ -209,9 +307,10 @@ impl Switchboard {
 
     /// Makes connection `id` a member called `nick`, reached through `outbox`.
     ///
-    /// On a cluster node the name is checked against this node's view first; if
-    /// another node's member took it a moment earlier, the stream's order decides,
-    /// and the loser is told `! Username ... is already taken` and closed.
+    /// The name is checked against this server's view first. If the hub refuses
+    /// it when the action is applied (on a cluster node, another node's member
+    /// took it a moment earlier, and the stream's order decides), the member is
+    /// told `! Username ... is already taken` and closed.
     pub fn register(
         &self,
         id: ConnId,
@@ -220,49 +319,21 @@ impl Switchboard {
         outbox: Outbox,
         dropped: CancellationToken,
     ) -> Result<(), LoginError> {
-        let now = self.clock.now_ms();
         let mut inner = self.lock();
         // Checked before the member is added, so a refused name leaves nothing.
         inner.hub.check_name(nick)?;
         if !inner.hub.may_register(nick, &identity) {
             return Err(NickError::Taken(nick.to_owned()).into());
         }
+        self.available()?;
+        inner.members.insert(id, Member { outbox, dropped });
         let action = Action::Register {
             id,
             nick: nick.to_owned(),
             identity,
         };
-        match &self.mode {
-            Mode::Single | Mode::Recorder => {
-                inner.members.insert(id, Member { outbox, dropped });
-                match self.act(&mut inner, action, now) {
-                    Ok(()) => {
-                        let online = inner.hub.member_count();
-                        tracing::info!(online, "{nick} logged in");
-                        Ok(())
-                    }
-                    Err(err) => {
-                        inner.members.remove(&id);
-                        Err(match err {
-                            CommandError::Nick(err) => LoginError::Nick(err),
-                            err => LoginError::Line(err),
-                        })
-                    }
-                }
-            }
-            Mode::Node { number, relay } => {
-                if !relay.is_up() {
-                    return Err(CommandError::Undeliverable.into());
-                }
-                inner.members.insert(id, Member { outbox, dropped });
-                relay.send(Entry {
-                    at: now,
-                    node: *number,
-                    action,
-                });
-                Ok(())
-            }
-        }
+        self.dispatch(&mut inner, action)?;
+        Ok(())
     }
 
     /// A chat line from `id` to its room.
@@ -282,6 +353,15 @@ impl Switchboard {
     /// Makes `id` an instructor; the caller has checked the password.
     pub fn op(&self, id: ConnId) {
         let _ = self.request(Action::Op { id });
+    }
+
+    /// Queues `line` for member `id` alone, if it is connected here: a front end's
+    /// own answer, in order with what the hub queues.
+    pub fn tell(&self, id: ConnId, line: ServerLine) {
+        let line = Stamped::new(self.clock.now_ms(), line);
+        if let Some(member) = self.lock().members.get(&id) {
+            let _ = member.outbox.try_send(line);
+        }
     }
 
     /// Ends the connections made here under roster account `account`, whose code
@@ -314,27 +394,89 @@ impl Switchboard {
     pub fn shutdown(&self) {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        match self.mode {
-            Mode::Single | Mode::Recorder => {
-                let outcome = inner.hub.shutdown(now);
-                self.apply(&mut inner, outcome, now);
+        if self.sequencer.is_shared() {
+            let line = Stamped::new(now, ServerLine::Notice(Notice::ShuttingDown));
+            for member in inner.members.values() {
+                let _ = member.outbox.try_send(line.clone());
             }
-            Mode::Node { .. } => {
-                let line = Stamped::new(now, ServerLine::Notice(Notice::ShuttingDown));
-                for member in inner.members.values() {
-                    let _ = member.outbox.try_send(line.clone());
-                }
+        } else {
+            let outcome = inner.hub.shutdown(now);
+            for entry in self.apply(&mut inner, outcome) {
+                self.settle(&mut inner, entry);
             }
         }
     }
 
-    /// Cluster: applies one action from the stream, in the stream's order. Lines go
-    /// to the members connected here; a refusal goes to the member who asked, if
-    /// it is connected here.
+    /// Cluster: applies one action from the stream, in the stream's order.
     pub fn replay(&self, entry: Entry) {
         let mut inner = self.lock();
-        let from_here = matches!(self.mode, Mode::Node { number, .. } if number == entry.node);
-        let asker = entry.action.member();
+        self.settle(&mut inner, entry);
+    }
+
+    /// Cluster: `entry` was given up on, unacknowledged; its member hears why. A
+    /// log-in given up on may have been stored after all: the connection is closed
+    /// and its departure sent, so that it leaves no ghost behind.
+    pub fn undelivered(&self, entry: &Entry) {
+        let mut inner = self.lock();
+        if let Some(id) = entry.action.member() {
+            let error = CommandError::Undeliverable;
+            self.refuse(&mut inner, id, error, asked(&entry.action), entry.at);
+            if matches!(entry.action, Action::Register { .. }) {
+                if let Some(member) = inner.members.remove(&id) {
+                    member.dropped.cancel();
+                }
+                let reason = LeaveReason::Lost;
+                let _ = self.dispatch(&mut inner, Action::Leave { id, reason });
+            }
+        }
+    }
+
+    /// Queues the refusal of what member `id` asked, if it is connected here.
+    fn refuse(&self, inner: &mut Inner, id: ConnId, error: CommandError, asked: Asked, now: i64) {
+        if let Some(member) = inner.members.get(&id) {
+            let line = Stamped::new(now, ServerLine::Refused { error, asked });
+            let _ = member.outbox.try_send(line);
+        }
+    }
+
+    /// A member's request, ordered; refused here only if it cannot be ordered.
+    fn request(&self, action: Action) -> Result<(), CommandError> {
+        let mut inner = self.lock();
+        self.dispatch(&mut inner, action)
+    }
+
+    /// Hands `action` to the sequencer (unless it cannot be ordered now: leaving
+    /// is never refused), and settles it if it is to be applied now.
+    fn dispatch(&self, inner: &mut Inner, action: Action) -> Result<(), CommandError> {
+        if !self.sequencer.is_up() && !action.is_departure() {
+            return Err(CommandError::Undeliverable);
+        }
+        let entry = Entry {
+            at: self.clock.now_ms(),
+            node: self.sequencer.node().unwrap_or(0),
+            action,
+        };
+        if let Some(entry) = self.sequencer.order(entry) {
+            self.settle(inner, entry);
+        }
+        Ok(())
+    }
+
+    /// Applies an ordered entry, then what it leads to here (members found too
+    /// slow, a log-in whose connection is already gone), one after the other.
+    fn settle(&self, inner: &mut Inner, entry: Entry) {
+        let mut next = vec![entry];
+        while let Some(entry) = next.pop() {
+            let follow = self.settle_one(inner, entry);
+            next.extend(follow.into_iter().rev());
+        }
+    }
+
+    /// Applies one entry and answers its member, if it is connected here; returns
+    /// the actions it leads to that are to be applied now.
+    fn settle_one(&self, inner: &mut Inner, entry: Entry) -> Vec<Entry> {
+        let from_here = self.sequencer.node() == Some(entry.node);
+        let asker = entry.action.member().filter(|_| from_here);
         let registering = matches!(entry.action, Action::Register { .. });
         let quitting = matches!(
             entry.action,
@@ -343,14 +485,16 @@ impl Switchboard {
                 ..
             }
         );
-        let result = self.act(&mut inner, entry.action, entry.at);
-        // Only the node the member is connected to answers it.
-        let Some(id) = asker.filter(|_| from_here) else {
-            return;
+        let asked = asker.map(|_| asked(&entry.action));
+        let (result, mut follow) = self.act(inner, entry.action, entry.at);
+        // Only the server the member is connected to answers it.
+        let Some(id) = asker else {
+            return follow;
         };
         match result {
             Err(error) => {
-                self.refuse(&mut inner, id, &error, entry.at);
+                let asked = asked.unwrap_or(Asked::Line);
+                self.refuse(inner, id, error, asked, entry.at);
                 if registering {
                     if let Some(member) = inner.members.remove(&id) {
                         member.dropped.cancel();
@@ -362,13 +506,8 @@ impl Switchboard {
                 // its departure may even have been ordered first (a publish retried
                 // after a reconnect). Without a departure after it, every node would
                 // keep a member nobody can reach, holding the name.
-                let _ = self.dispatch(
-                    &mut inner,
-                    Action::Leave {
-                        id,
-                        reason: LeaveReason::Lost,
-                    },
-                );
+                let reason = LeaveReason::Lost;
+                follow.extend(self.order(Action::Leave { id, reason }));
             }
             Ok(()) if registering => {
                 let online = inner.hub.member_count();
@@ -382,95 +521,48 @@ impl Switchboard {
             // Its goodbye is queued; dropping the queue lets the connection close.
             inner.members.remove(&id);
         }
+        follow
     }
 
-    /// Cluster: `entry` was given up on, unacknowledged; its member hears why. A
-    /// log-in given up on may have been stored after all: the connection is closed
-    /// and its departure sent, so that it leaves no ghost behind.
-    pub fn undelivered(&self, entry: &Entry) {
-        let mut inner = self.lock();
-        if let Some(id) = entry.action.member() {
-            self.refuse(&mut inner, id, &CommandError::Undeliverable, entry.at);
-            if matches!(entry.action, Action::Register { .. }) {
-                if let Some(member) = inner.members.remove(&id) {
-                    member.dropped.cancel();
-                }
-                let reason = LeaveReason::Lost;
-                let _ = self.dispatch(&mut inner, Action::Leave { id, reason });
-            }
-        }
+    /// Hands `action`, which follows from another, to the sequencer; returns it
+    /// when it is to be applied now.
+    fn order(&self, action: Action) -> Option<Entry> {
+        let entry = Entry {
+            at: self.clock.now_ms(),
+            node: self.sequencer.node().unwrap_or(0),
+            action,
+        };
+        self.sequencer.order(entry)
     }
 
-    /// Queues `! ERROR` for member `id`, if it is connected here.
-    fn refuse(&self, inner: &mut Inner, id: ConnId, error: &CommandError, now: i64) {
-        if let Some(member) = inner.members.get(&id) {
-            let line = Stamped::new(now, ServerLine::Error(error.to_string()));
-            let _ = member.outbox.try_send(line);
-        }
-    }
-
-    /// A member's request: applied now on a single server; on a cluster node,
-    /// sent to be ordered, unless NATS is out of reach. Leaving is never refused.
-    fn request(&self, action: Action) -> Result<(), CommandError> {
-        let mut inner = self.lock();
-        self.dispatch(&mut inner, action)
-    }
-
-    fn dispatch(&self, inner: &mut Inner, action: Action) -> Result<(), CommandError> {
-        let now = self.clock.now_ms();
-        match &self.mode {
-            Mode::Single | Mode::Recorder => {
-                let quit = match &action {
-                    Action::Perform {
-                        id,
-                        command: Command::Quit(_),
-                    } => Some(*id),
-                    _ => None,
-                };
-                self.act(inner, action, now)?;
-                if let Some(id) = quit {
-                    inner.members.remove(&id);
-                }
-                Ok(())
-            }
-            Mode::Node { number, relay } => {
-                if !relay.is_up() && !action.is_departure() {
-                    return Err(CommandError::Undeliverable);
-                }
-                relay.send(Entry {
-                    at: now,
-                    node: *number,
-                    action,
-                });
-                Ok(())
-            }
-        }
-    }
-
-    /// What `action` means, applied.
-    fn act(&self, inner: &mut Inner, action: Action, now: i64) -> Result<(), CommandError> {
+    /// What `action` means, applied; returns the hub's verdict and the actions
+    /// that follow from it, to be applied now.
+    fn act(
+        &self,
+        inner: &mut Inner,
+        action: Action,
+        now: i64,
+    ) -> (Result<(), CommandError>, Vec<Entry>) {
         let hub = &mut inner.hub;
         let outcome = match action {
-            Action::Register { id, nick, identity } => hub.register(id, &nick, identity, now)?,
-            Action::Chat { id, text } => hub.chat(id, &text, now)?,
-            Action::Perform { id, command } => hub.perform(id, command, now)?,
-            Action::Op { id } => hub.op(id, now),
-            Action::Leave { id, reason } => hub.leave(id, reason, now),
-            Action::Revoke { id } => hub.revoke(id, now),
+            Action::Register { id, nick, identity } => hub
+                .register(id, &nick, identity, now)
+                .map_err(CommandError::from),
+            Action::Chat { id, text } => hub.chat(id, &text, now),
+            Action::Perform { id, command } => hub.perform(id, command, now),
+            Action::Op { id } => Ok(hub.op(id, now)),
+            Action::Leave { id, reason } => Ok(hub.leave(id, reason, now)),
+            Action::Revoke { id } => Ok(hub.revoke(id, now)),
             Action::NodeStarted { settings } => {
                 let ours = hub.settings().fingerprint();
-                if settings != 0
-                    && settings != ours
-                    && matches!(self.mode, Mode::Node { .. })
-                    && self.is_live()
-                {
+                if settings != 0 && settings != ours && self.is_live() {
                     tracing::error!(
                         "a node started with other [server], [limits] or [history] settings \
                          (or another version) than this one: every node needs the same \
                          configuration, or they will disagree about names and rooms"
                     );
                 }
-                Outcome::default()
+                Ok(Outcome::default())
             }
             Action::NodeGone { node } => {
                 let mut gone: Vec<ConnId> = hub
@@ -483,25 +575,24 @@ impl Switchboard {
                     let left = hub.leave(id, LeaveReason::Lost, now);
                     outcome.deliveries.extend(left.deliveries);
                     outcome.events.extend(left.events);
+                    outcome.departed.extend(left.departed);
                     // Declared gone while it still runs (cut off from NATS too
                     // long): its connections end, as the others were told.
                     outcome.closed.push(id);
                 }
-                outcome
+                Ok(outcome)
             }
         };
-        self.apply(inner, outcome, now);
-        Ok(())
+        match outcome {
+            Ok(outcome) => (Ok(()), self.apply(inner, outcome)),
+            Err(error) => (Err(error), Vec::new()),
+        }
     }
 
-    /// Whether departures of connection `id` are logged here: on a cluster node,
-    /// only those of its own connections, so each is logged once.
+    /// Whether departures of connection `id` are logged here: only those of its
+    /// own connections, so that in a cluster each is logged once.
     fn logs(&self, id: ConnId) -> bool {
-        match self.mode {
-            Mode::Single => true,
-            Mode::Recorder => false,
-            Mode::Node { number, .. } => action::node_of(id) == number,
-        }
+        self.sequencer.node() == Some(action::node_of(id))
     }
 
     /// Chat and private messages wait while the record is too far behind.
@@ -520,75 +611,65 @@ impl Switchboard {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues, records and closes what `outcome` says, then removes the members
-    /// found too slow meanwhile (which is an outcome of its own; on a cluster node,
-    /// an action for the stream).
-    fn apply(&self, inner: &mut Inner, outcome: Outcome, now: i64) {
-        let mut next = Some(outcome);
-        while let Some(outcome) = next.take() {
-            let Inner { hub, members } = &mut *inner;
-            let mut too_slow = Vec::new();
-            for delivery in outcome.deliveries {
-                let mut send = |id: ConnId| {
-                    let Some(member) = members.get(&id) else {
-                        return;
-                    };
-                    if member.outbox.try_send(delivery.line.clone()).is_err() {
-                        too_slow.push(id);
-                    }
+    /// Queues, records and closes what `outcome` says. The members found too slow
+    /// meanwhile are removed: returns their departures, when they are to be
+    /// applied now.
+    fn apply(&self, inner: &mut Inner, outcome: Outcome) -> Vec<Entry> {
+        let Inner { hub, members } = &mut *inner;
+        let mut too_slow = Vec::new();
+        for delivery in outcome.deliveries {
+            let mut send = |id: ConnId| {
+                let Some(member) = members.get(&id) else {
+                    return;
                 };
-                match &delivery.to {
-                    Audience::One(id) => send(*id),
-                    Audience::Room { room, except } => hub
-                        .room_members(room)
-                        .iter()
-                        .filter(|id| Some(**id) != *except)
-                        .for_each(|id| send(*id)),
-                    Audience::Everyone => hub.member_ids().for_each(send),
+                if member.outbox.try_send(delivery.line.clone()).is_err() {
+                    too_slow.push(id);
                 }
-            }
-            for event in outcome.events {
-                if event.kind == EventKind::Leave && self.logs(event.session) {
-                    let reason = event.text.as_deref().unwrap_or("");
-                    if !reason.starts_with("joined #") {
-                        tracing::info!(
-                            online = hub.member_count(),
-                            "{} left ({reason})",
-                            event.sender
-                        );
-                    }
-                }
-                self.sink.record(event);
-            }
-            for id in outcome.closed {
-                if let Some(member) = members.remove(&id) {
-                    member.dropped.cancel();
-                }
-            }
-            too_slow.sort_unstable();
-            too_slow.dedup();
-            let mut gone = Outcome::default();
-            for id in too_slow {
-                if let Some(member) = members.remove(&id) {
-                    member.dropped.cancel();
-                }
-                let reason = LeaveReason::TooSlow;
-                match &self.mode {
-                    Mode::Single | Mode::Recorder => {
-                        let left = hub.leave(id, reason, now);
-                        gone.deliveries.extend(left.deliveries);
-                        gone.events.extend(left.events);
-                    }
-                    Mode::Node { number, relay } => relay.send(Entry {
-                        at: now,
-                        node: *number,
-                        action: Action::Leave { id, reason },
-                    }),
-                }
-            }
-            if !gone.events.is_empty() {
-                next = Some(gone);
+            };
+            match &delivery.to {
+                Audience::One(id) => send(*id),
+                Audience::Room { room, except } => hub
+                    .room_members(room)
+                    .iter()
+                    .filter(|id| Some(**id) != *except)
+                    .for_each(|id| send(*id)),
+                Audience::Everyone => hub.member_ids().for_each(send),
             }
         }
+        for (id, nick, reason) in outcome.departed {
+            if self.logs(id) {
+                let online = hub.member_count();
+                tracing::info!(online, "{nick} left ({reason})");
+            }
+        }
+        for event in outcome.events {
+            self.sink.record(event);
+        }
+        for id in outcome.closed {
+            if let Some(member) = members.remove(&id) {
+                member.dropped.cancel();
+            }
+        }
+        too_slow.sort_unstable();
+        too_slow.dedup();
+        let mut follow = Vec::new();
+        for id in too_slow {
+            if let Some(member) = members.remove(&id) {
+                member.dropped.cancel();
+            }
+            let reason = LeaveReason::TooSlow;
+            follow.extend(self.order(Action::Leave { id, reason }));
+        }
+        follow
+    }
+}
+
+/// What a member's action asked, as its refusal says.
+fn asked(action: &Action) -> Asked {
+    match action {
+        Action::Register { nick, .. } => Asked::LogIn(nick.clone()),
+        Action::Chat { .. } => Asked::Chat,
+        Action::Perform { command, .. } => Asked::Command(command.clone()),
+        _ => Asked::Line,
     }
 }

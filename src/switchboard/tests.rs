@@ -223,3 +223,78 @@ fn a_log_in_ordered_after_its_departure_leaves_no_ghost() {
     assert_eq!(one.member_count(), 0);
     assert_eq!(two.member_count(), 0);
 }
+
+/// Every refusal the stream's order decides comes back to the member who asked,
+/// typed, with what it asked for, exactly as a single server refuses it at once.
+#[test]
+fn each_refusal_on_the_asynchronous_path_says_what_it_refuses() {
+    let (board, kept, _) = node(3);
+    let single = Switchboard::new(
+        Hub::new(settings(), History::new(3)),
+        Events::default(),
+        Clock::new("%H:%M", true),
+    );
+    let ids: Vec<ConnId> = (0..5).map(|n| action::first_id(3) + n).collect();
+    let nicks = ["amy", "bob", "cat", "dan", "eve"];
+    let mut queues = Vec::new();
+    let mut single_queues = Vec::new();
+    for (id, nick) in ids.iter().zip(nicks) {
+        queues.push(member(&board, *id, nick));
+        single_queues.push(member(&single, *id, nick));
+    }
+    let settle = |board: &Switchboard| {
+        for entry in stream(&kept) {
+            board.replay(entry);
+        }
+    };
+    settle(&board);
+    // Three more rooms, so that a fifth is one too many (`max_rooms` is 4).
+    for (n, id) in ids[1..4].iter().enumerate() {
+        let room = Command::Join(format!("r{n}"));
+        board.perform(*id, room.clone()).unwrap();
+        single.perform(*id, room).unwrap();
+    }
+    settle(&board);
+    let amy = ids[0];
+    let pm = Command::Msg {
+        to: "dave".into(),
+        text: "hi".into(),
+    };
+    let cases = [
+        (pm, CommandError::NoSuchUser("dave".into())),
+        (
+            Command::Nick("BOB".into()),
+            CommandError::Nick(NickError::Taken("BOB".into())),
+        ),
+        (Command::Join("r9".into()), CommandError::TooManyRooms(4)),
+        (
+            Command::Unmute("bob".into()),
+            CommandError::PermissionDenied,
+        ),
+    ];
+    let refusals = |queue: &mut mailbox::Receiver<Arc<Stamped>>| {
+        std::iter::from_fn(|| queue.try_recv())
+            .filter_map(|line| match &line.line {
+                ServerLine::Refused { error, asked } => Some((error.clone(), asked.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for (command, error) in cases {
+        refusals(&mut queues[0]);
+        refusals(&mut single_queues[0]);
+        board.perform(amy, command.clone()).unwrap();
+        assert!(
+            refusals(&mut queues[0]).is_empty(),
+            "nothing before the stream"
+        );
+        settle(&board);
+        let expected = vec![(error, Asked::Command(command.clone()))];
+        assert_eq!(refusals(&mut queues[0]), expected, "{command:?}");
+        single.perform(amy, command.clone()).unwrap();
+        assert_eq!(refusals(&mut single_queues[0]), expected, "{command:?}");
+    }
+    // The refused join left her where she was.
+    assert_eq!(board.room(amy).as_deref(), Some("lobby"));
+    assert_eq!(board.nick(amy).as_deref(), Some("amy"));
+}

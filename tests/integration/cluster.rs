@@ -51,9 +51,19 @@ async fn cluster(n: usize) -> Option<Cluster> {
 }
 
 pub(crate) async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
+    start_node_with(nats, pg, |_| {}).await
+}
+
+/// A node whose configuration `tweak` changes (every node needs the same).
+async fn start_node_with(
+    nats: &Nats,
+    pg: &Postgres,
+    tweak: impl FnOnce(&mut Config),
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut config = node_config(dir.path(), nats, pg);
     crate::harness::enable_irc(&mut config);
+    tweak(&mut config);
     TestServer::start_in(dir, config).await
 }
 
@@ -564,6 +574,45 @@ async fn an_irc_client_on_one_node_talks_with_a_line_client_on_another() {
     late.send("NICK bob").await;
     late.send("USER bob 0 * :bob").await;
     late.expect_verb("433").await;
+}
+
+/// What the hub refuses once the stream returns the request reaches an IRC
+/// client as the numeric a single server sends, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_irc_a_node_s_refusals_are_numerics_and_change_nothing() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let two_rooms = |c: &mut Config| c.limits.max_rooms = 2;
+    let one = start_node_with(&nats, &pg, two_rooms).await;
+    let two = start_node_with(&nats, &pg, two_rooms).await;
+    let mut cat = two.login("cat").await;
+    let mut bob = two.login("bob").await;
+    let mut ann = one.irc_login("ann").await;
+    bob.expect("* ann has joined #lobby").await;
+
+    ann.send("PRIVMSG ghost :hello?").await;
+    assert_eq!(ann.expect_next("401").await.params[1], "ghost");
+
+    ann.send("NICK Bob").await;
+    let taken = ann.expect_next("433").await;
+    assert_eq!(taken.params[..2], ["ann", "Bob"], "{}", taken.raw);
+    ann.expect_nothing_pending().await;
+
+    // #lobby and #lab are the two rooms there may be.
+    bob.send("/join lab").await;
+    bob.expect_prefix("* You are now in #lab").await;
+    ann.expect_where("bob's PART", |l| l.verb == "PART").await;
+    ann.send("JOIN #other").await;
+    let refused = ann.expect_next("405").await;
+    assert_eq!(refused.params[1], "#other", "{}", refused.raw);
+    ann.expect_nothing_pending().await;
+    // Still in #lobby, under the old name.
+    ann.send("PRIVMSG #lobby :still here").await;
+    cat.expect("ann: still here").await;
+    ann.send("NAMES").await;
+    let names = ann.expect_next("353").await;
+    assert_eq!(names.params[2], "#lobby", "{}", names.raw);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

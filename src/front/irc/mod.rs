@@ -5,9 +5,12 @@
 //! The reader (this module) turns IRC verbs into the same switchboard calls the
 //! line protocol makes, under the same login rules ([`Login`]), rate limit,
 //! sanitising and queue limits, so the record and the report cannot tell the
-//! two apart. It answers what only concerns its client (numerics, `PONG`) itself;
-//! the writer ([`render`]) renders what the hub queues. Both reach the socket
-//! through the writer task, in order (see [`render::Direct`]).
+//! two apart. It keeps no state of the chat: its nick and channel are what the
+//! switchboard says they are, so a change takes effect when the hub (on a cluster
+//! node, the stream) accepts it. It answers what only concerns its client
+//! (registration numerics, `PONG`) itself; the writer ([`render`]) renders what
+//! the hub queues, refusals included. Both reach the socket through the writer
+//! task, in order (see [`render::Direct`]).
 //!
 //! - [`message`]: IRC lines read and written.
 //! - [`render`]: hub lines as IRC.
@@ -36,8 +39,8 @@ use crate::hub::ConnId;
 use crate::limiter::RateKey;
 use crate::mailbox;
 use crate::protocol::{
-    self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, NickError,
-    Notice, Stamped,
+    self, Asked, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError,
+    NickError, Notice, ServerLine, Stamped,
 };
 use crate::switchboard::Outbox;
 
@@ -67,8 +70,7 @@ pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Conte
     let capacity = cx.config.limits.outbound_queue;
     let (outbox, queue) = mailbox::bounded(capacity);
     let (direct, directs) = mailbox::bounded(capacity);
-    let (purpose, purposes) = mailbox::bounded(capacity);
-    let view = View::new(cx.board.clock().clone(), purposes);
+    let view = View::new(cx.board.clone(), id);
     let writer = tokio::spawn(write_loop(writer, queue, directs, view));
     let lines = FramedRead::with_capacity(reader, LineCodec::new(message::MAX_LINE), READ_BUFFER);
     let mut conn = Connection {
@@ -76,11 +78,9 @@ pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Conte
         cx,
         outbox,
         direct,
-        purpose,
         dropped: CancellationToken::new(),
         peer,
         nick: None,
-        room: String::new(),
         server_time: false,
         login: RateKey::default(),
         seat,
@@ -123,14 +123,10 @@ struct Connection {
     cx: Context,
     outbox: Outbox,
     direct: mailbox::Sender<Direct>,
-    /// What the next room answer of the hub is for (see [`render`]).
-    purpose: mailbox::Sender<AnswerAs>,
     dropped: CancellationToken,
     peer: Option<IpAddr>,
-    /// The nick given (before registration) or held (after).
+    /// The nick given before registration (after it, the switchboard's).
     nick: Option<String>,
-    /// The room this client is in; only its own joins change it.
-    room: String,
     server_time: bool,
     /// The name logged in with, which the chat rate is kept by.
     login: RateKey,
@@ -156,8 +152,16 @@ struct Registration {
 }
 
 impl Connection {
-    fn me(&self) -> &str {
-        self.nick.as_deref().unwrap_or("*")
+    fn me(&self) -> String {
+        match self.cx.board.nick(self.id) {
+            Some(nick) => nick.to_string(),
+            None => self.nick.clone().unwrap_or_else(|| "*".to_owned()),
+        }
+    }
+
+    /// This client's room, as the switchboard has it.
+    fn room(&self) -> String {
+        self.cx.board.room(self.id).unwrap_or_default().to_string()
     }
 
     /// Hands the writer one message. A writer that cannot keep up with its own
@@ -166,9 +170,14 @@ impl Connection {
         self.direct.try_send(direct).is_ok()
     }
 
-    /// Says what the next room answer is for; call right before asking.
-    fn expect(&self, purpose: AnswerAs) {
-        let _ = self.purpose.try_send(purpose);
+    /// Queues the refusal of what this client asked, behind what the hub queued
+    /// before it; the writer words it ([`render`]), as it words the hub's.
+    fn refuse(&self, error: CommandError, asked: Asked) {
+        let line = Stamped::new(
+            self.cx.board.clock().now_ms(),
+            ServerLine::Refused { error, asked },
+        );
+        let _ = self.outbox.try_send(line);
     }
 
     fn stamp(&self) -> Option<i64> {
@@ -184,14 +193,15 @@ impl Connection {
 
     /// A numeric: `:classchat NNN me params...`.
     fn numeric(&self, code: &str, params: &[&str]) {
+        let me = self.me();
         let mut all = Vec::with_capacity(params.len() + 1);
-        all.push(self.me());
+        all.push(me.as_str());
         all.extend_from_slice(params);
         self.reply(code, &all);
     }
 
     fn notice(&self, text: &str) {
-        self.reply("NOTICE", &[self.me(), text]);
+        self.reply("NOTICE", &[&self.me(), text]);
     }
 
     /// Reads lines until the client is registered and in its first room. `false`
@@ -355,9 +365,7 @@ impl Connection {
                         }
                         tracing::Span::current().record("nick", admitted.name.as_str());
                         self.login = RateKey::new(&admitted.name);
-                        self.room = self.cx.config.server.default_room.clone();
                         self.send(Direct::Registered);
-                        self.join_names();
                         return Flow::Registered;
                     }
                 }
@@ -478,19 +486,11 @@ impl Connection {
         }
     }
 
-    /// Asks the hub for the room's members, shown as `353`/`366` after a join.
-    fn join_names(&self) {
-        let _ = self.ask(AnswerAs::JoinNames, Command::Who);
-    }
-
-    /// Asks the hub a question whose answer this client's view renders as
-    /// `purpose`. The purpose goes first (the answer may be queued before
-    /// `perform` returns), so a question refused before it is asked (a cluster
-    /// node cut off from NATS) must not leave one behind.
-    fn ask(&self, purpose: AnswerAs, command: Command) -> Result<(), CommandError> {
-        self.cx.board.available()?;
-        self.expect(purpose);
-        self.perform(command)
+    /// Hands the writer a room answer, looked up now, to render as `form`.
+    fn show(&self, form: AnswerAs, answer: Option<protocol::Answer>) {
+        if let Some(answer) = answer {
+            self.send(Direct::Answer(form, answer));
+        }
     }
 
     /// The one decode path for every line, registered or not: its clean text, or
@@ -557,7 +557,7 @@ impl Connection {
             let free = matches!(verb.as_str(), "PING" | "PONG" | "CAP");
             if !free && !self.cx.rate.check(&self.login) {
                 let limit = self.cx.config.limits.messages_per_sec;
-                self.command_error(&verb, "", CommandError::SlowDown(limit));
+                self.refuse(CommandError::SlowDown(limit), Asked::Line);
                 continue;
             }
             if self.dropped.is_cancelled() || self.direct.is_full() {
@@ -578,13 +578,11 @@ impl Connection {
                     self.numeric(ERR_NONICKNAMEGIVEN, &["No nickname given"]);
                     return;
                 }
-                Some(new) => self.perform(Command::Nick(new.to_owned())).map(|()| {
-                    self.nick = Some(new.to_owned());
-                }),
+                Some(new) => return self.perform(Command::Nick(new.to_owned())),
             },
             "NAMES" => return self.room_query(message, AnswerAs::Names),
             "WHO" => return self.room_query(message, AnswerAs::Who),
-            "LIST" => self.ask(AnswerAs::List, Command::Rooms),
+            "LIST" => return self.show(AnswerAs::List, Some(self.cx.board.rooms())),
             "TOPIC" => return self.topic(message),
             "MODE" => return self.mode(message),
             "WHOIS" => return self.whois(message),
@@ -609,15 +607,11 @@ impl Connection {
                     return;
                 };
                 let reason = message.param(2).map(clean_text).filter(|r| !r.is_empty());
-                let kick = Command::Kick {
+                let _ = channel;
+                return self.perform(Command::Kick {
                     nick: nick.to_owned(),
                     reason,
-                };
-                let channel = clean_word(channel);
-                if let Err(error) = self.perform(kick) {
-                    self.command_error("KICK", &channel, error);
-                }
-                return;
+                });
             }
             "OP" => {
                 let password = message.params.join(" ");
@@ -627,7 +621,8 @@ impl Connection {
                 }
                 super::line::op(&self.cx, self.peer, self.id, password).await
             }
-            "MUTE" | "UNMUTE" | "ANNOUNCE" | "QUIET" | "ROOMS" | "HELP" => {
+            "ROOMS" => return self.show(AnswerAs::Notice, Some(self.cx.board.rooms())),
+            "MUTE" | "UNMUTE" | "ANNOUNCE" | "QUIET" | "HELP" => {
                 // The line protocol's own parser, so the arguments mean the same.
                 let line = format!(
                     "/{} {}",
@@ -635,10 +630,7 @@ impl Connection {
                     message.params.join(" ")
                 );
                 match protocol::parse(&protocol::sanitize(&line)) {
-                    Ok(Input::Command(Command::Rooms)) => {
-                        self.ask(AnswerAs::Notice, Command::Rooms)
-                    }
-                    Ok(Input::Command(command)) => self.perform(command),
+                    Ok(Input::Command(command)) => return self.perform(command),
                     Ok(_) => Ok(()),
                     Err(error) => Err(error),
                 }
@@ -650,45 +642,15 @@ impl Connection {
             }
         };
         if let Err(error) = result {
-            self.command_error(verb, "", error);
+            self.refuse(error, Asked::Line);
         }
     }
 
-    fn perform(&self, command: Command) -> Result<(), CommandError> {
-        self.cx.board.perform(self.id, command)
-    }
-
-    /// A refused line, as the matching numeric, else as a `NOTICE` with the line
-    /// protocol's text. `about` is the channel or nick concerned, if any.
-    fn command_error(&self, verb: &str, about: &str, error: CommandError) {
-        let text = error.to_string();
-        match error {
-            CommandError::AlreadyInRoom(_) | CommandError::SameNick(_) => {}
-            CommandError::TooLong(_) => self.numeric(ERR_INPUTTOOLONG, &[&text]),
-            CommandError::Usage(_) => self.numeric(ERR_NEEDMOREPARAMS, &[verb, &text]),
-            CommandError::Unknown(verb) => {
-                self.numeric(ERR_UNKNOWNCOMMAND, &[&clean_word(&verb), &text]);
-            }
-            CommandError::BadRoom => self.numeric(ERR_BADCHANNAME, &[about, &text]),
-            CommandError::NoSuchUser(nick) => {
-                self.numeric(
-                    ERR_NOSUCHNICK,
-                    &[&clean_word(&nick), "No such nick/channel"],
-                );
-            }
-            CommandError::TooManyRooms(_) => self.numeric(ERR_TOOMANYCHANNELS, &[about, &text]),
-            CommandError::Nick(error) => self.nick_error(error),
-            CommandError::PermissionDenied if about.starts_with('#') => {
-                self.numeric(ERR_CHANOPRIVSNEEDED, &[about, &text]);
-            }
-            CommandError::PermissionDenied => self.numeric(ERR_NOPRIVILEGES, &[&text]),
-            CommandError::WrongPassword => self.numeric(ERR_PASSWDMISMATCH, &[&text]),
-            CommandError::Muted(_) | CommandError::QuietMode | CommandError::SlowDown(_)
-                if about.starts_with('#') =>
-            {
-                self.numeric(ERR_CANNOTSENDTOCHAN, &[about, &text]);
-            }
-            _ => self.notice(&text),
+    /// Hands `command` to the switchboard; a refusal comes back through the
+    /// writer, whether it is refused now or once it has been ordered.
+    fn perform(&self, command: Command) {
+        if let Err(error) = self.cx.board.perform(self.id, command.clone()) {
+            self.refuse(error, Asked::Command(command));
         }
     }
 
@@ -714,28 +676,26 @@ impl Connection {
         }
         if text.len() > self.cx.config.limits.max_line_bytes {
             let limit = self.cx.config.limits.max_line_bytes;
-            self.command_error(verb, "", CommandError::TooLong(limit));
+            self.refuse(CommandError::TooLong(limit), Asked::Chat);
             return;
         }
         if target.starts_with('#') {
-            let channel = clean_word(target);
-            if protocol::normalize_room(target).ok().as_deref() != Some(&self.room) {
-                let text = format!("Cannot send to channel: you are in #{}", self.room);
+            let room = self.room();
+            if protocol::normalize_room(target).ok().as_deref() != Some(&room) {
+                let channel = clean_word(target);
+                let text = format!("Cannot send to channel: you are in #{room}");
                 self.numeric(ERR_CANNOTSENDTOCHAN, &[&channel, &text]);
                 return;
             }
             if let Err(error) = self.cx.board.chat(self.id, text) {
-                self.command_error(verb, &channel, error);
+                self.refuse(error, Asked::Chat);
             }
             return;
         }
-        let pm = Command::Msg {
+        self.perform(Command::Msg {
             to: target.to_owned(),
             text,
-        };
-        if let Err(error) = self.perform(pm) {
-            self.command_error(verb, target, error);
-        }
+        });
     }
 
     /// `JOIN #room`: `/join`. One room at a time, so only the first channel counts.
@@ -748,24 +708,16 @@ impl Connection {
         if channel == "0" {
             return;
         }
-        let channel_shown = clean_word(channel);
-        let room = match protocol::normalize_room(channel) {
-            Ok(room) => room,
-            Err(error) => return self.command_error("JOIN", &channel_shown, error),
-        };
-        self.go_to(room, &channel_shown);
+        match protocol::normalize_room(channel) {
+            Ok(room) => self.go_to(room),
+            Err(error) => self.refuse(error, Asked::Command(Command::Join(clean_word(channel)))),
+        }
     }
 
-    fn go_to(&mut self, room: String, channel: &str) {
-        if room == self.room {
-            return;
-        }
-        match self.perform(Command::Join(room.clone())) {
-            Ok(()) => {
-                self.room = room;
-                self.join_names();
-            }
-            Err(error) => self.command_error("JOIN", channel, error),
+    /// `/join`, unless already there; the writer shows the move once it is made.
+    fn go_to(&mut self, room: String) {
+        if room != self.room() {
+            self.perform(Command::Join(room));
         }
     }
 
@@ -775,38 +727,37 @@ impl Connection {
             self.numeric(ERR_NEEDMOREPARAMS, &["PART", "Not enough parameters"]);
             return;
         };
+        let room = self.room();
         let ours = channels
             .split(',')
-            .any(|c| protocol::normalize_room(c).ok().as_deref() == Some(&self.room));
+            .any(|c| protocol::normalize_room(c).ok().as_deref() == Some(&room));
         if !ours {
             let channel = clean_word(channels);
             self.numeric(ERR_NOTONCHANNEL, &[&channel, "You're not on that channel"]);
             return;
         }
         let default = self.cx.config.server.default_room.clone();
-        if self.room == default {
+        if room == default {
             let text = format!("#{default} is where everyone is when not in another room; join another channel to leave it.");
             self.notice(&text);
             return;
         }
-        self.go_to(default.clone(), &format!("#{default}"));
+        self.go_to(default);
     }
 
     /// `NAMES`/`WHO`: the hub answers for your room; other rooms are not shown.
     fn room_query(&self, message: &Message<'_>, purpose: AnswerAs) {
         let target = message.word(0);
+        let room = self.room();
         let ours =
-            target.is_none_or(|t| protocol::normalize_room(t).ok().as_deref() == Some(&self.room));
+            target.is_none_or(|t| protocol::normalize_room(t).ok().as_deref() == Some(&room));
         if ours {
-            if let Err(error) = self.ask(purpose, Command::Who) {
-                self.command_error("WHO", "", error);
-            }
-            return;
+            return self.show(purpose, self.cx.board.who(self.id));
         }
         let target = clean_word(target.unwrap_or("*"));
         let mut line = String::new();
         if purpose == AnswerAs::Names {
-            render::end_of_names(&mut line, self.stamp(), self.me(), &target);
+            render::end_of_names(&mut line, self.stamp(), &self.me(), &target);
             self.send(Direct::Raw(line));
         } else {
             self.numeric(RPL_ENDOFWHO, &[&target, "End of /WHO list."]);
@@ -846,7 +797,7 @@ impl Connection {
                     &[&target, "Channel modes are fixed here"],
                 ),
             }
-        } else if target.eq_ignore_ascii_case(self.me()) {
+        } else if target.eq_ignore_ascii_case(&self.me()) {
             self.numeric(RPL_UMODEIS, &["+"]);
         } else {
             self.numeric(ERR_USERSDONTMATCH, &["Can't change mode for other users"]);

@@ -12,25 +12,32 @@
 //! [`Stamped::irc_wire`](crate::protocol::Stamped::irc_wire). Everything else is
 //! rendered per recipient.
 //!
-//! After a `JOIN` the client must see `353`/`366` before the room's history. The
-//! reader asks the hub for the members right after the join; until that answer
-//! arrives, the view holds the lines behind it. Registration works the same way:
-//! what the hub queues on joining waits until the reader's `001`–`376` are out.
+//! After a `JOIN` the client must see `353`/`366` before the room's history: the
+//! view renders them from the switchboard's current view of the room as it
+//! renders the `JOIN`, ahead of the history queued behind it. Registration is the
+//! one wait: what the hub queues on joining is held until the reader's
+//! `001`–`376` are out.
 //!
-//! A room answer of the hub does not say what it was asked for (`NAMES`, `WHO`,
-//! `LIST`, a join). The reader says so on a channel of its own before asking,
-//! and the view takes one purpose per answer, in order.
+//! A refusal says what it refuses ([`ServerLine::Refused`]), and a room answer
+//! the reader hands over says which form it was asked in ([`AnswerAs`]), so every
+//! numeric is chosen here, whether the hub answered at once or, on a cluster node,
+//! once the stream returned the request.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::mailbox;
 use bytes::Bytes;
 
+use super::clean_word;
 use super::message::{self, Source, HOST};
 use super::numerics::*;
 use crate::clock::Clock;
-use crate::protocol::{Answer, LeaveReason, Name, Notice, Role, ServerLine, Stamped, WhoEntry};
+use crate::hub::ConnId;
+use crate::protocol::{
+    Answer, Asked, Command, CommandError, LeaveReason, Name, NickError, Notice, Role, ServerLine,
+    Stamped, WhoEntry,
+};
+use crate::switchboard::Switchboard;
 
 /// What the reader tells the writer. The writer takes it after every line the
 /// hub queued before it was sent.
@@ -42,13 +49,13 @@ pub enum Direct {
     ServerTime(bool),
     /// Registration is over: release what the hub queued meanwhile.
     Registered,
+    /// A room answer the reader looked up, and the form it was asked in.
+    Answer(AnswerAs, Answer),
 }
 
-/// What a room answer of the hub (`/who`, `/rooms`) was asked for.
+/// The form a room answer (`/who`, `/rooms`) was asked in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerAs {
-    /// `353`/`366` right after a join; releases the lines held behind it.
-    JoinNames,
     /// `NAMES`: `353`/`366`.
     Names,
     /// `WHO`: `352`/`315`.
@@ -59,42 +66,36 @@ pub enum AnswerAs {
     Notice,
 }
 
-/// Lines held behind a pending answer, at most; beyond it the view stops waiting.
+/// Lines held before registration, at most; beyond it the view stops waiting.
 const MAX_HELD: usize = 4096;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gate {
-    Open,
-    /// Until [`Direct::Registered`].
-    Registration,
-    /// Until the room answer for [`AnswerAs::JoinNames`].
-    Names,
-}
 
 /// One client as its writer knows it; see the module docs.
 pub struct View {
     clock: Clock,
+    /// Where the members of a room just joined are looked up.
+    board: Arc<Switchboard>,
+    id: ConnId,
     nick: Name,
     room: Option<Name>,
     server_time: bool,
     in_history: bool,
-    /// What each room answer was asked for, sent before the question.
-    purposes: mailbox::Receiver<AnswerAs>,
-    gate: Gate,
+    /// Until [`Direct::Registered`], the hub's lines wait in `held`.
+    registered: bool,
     held: VecDeque<Arc<Stamped>>,
 }
 
 impl View {
-    /// A client not yet registered.
-    pub fn new(clock: Clock, purposes: mailbox::Receiver<AnswerAs>) -> View {
+    /// Connection `id`, not yet registered.
+    pub fn new(board: Arc<Switchboard>, id: ConnId) -> View {
         View {
-            clock,
+            clock: board.clock().clone(),
+            board,
+            id,
             nick: "*".into(),
             room: None,
             server_time: false,
             in_history: false,
-            purposes,
-            gate: Gate::Registration,
+            registered: false,
             held: VecDeque::new(),
         }
     }
@@ -105,22 +106,26 @@ impl View {
             Direct::Raw(text) => out.extend_from_slice(text.as_bytes()),
             Direct::ServerTime(on) => self.server_time = on,
             Direct::Registered => {
-                if self.gate == Gate::Registration {
-                    self.gate = Gate::Open;
-                }
+                self.registered = true;
                 self.pump(out);
+            }
+            Direct::Answer(form, answer) => {
+                let mut text = String::new();
+                let time = self.time(self.clock.now_ms());
+                self.answer(time, form, &answer, &mut text);
+                out.extend_from_slice(text.as_bytes());
             }
         }
     }
 
     /// Takes one line queued by the hub; `out` gets the bytes to send, now or
-    /// once what it waits behind has arrived.
+    /// once registration is over.
     pub fn feed(&mut self, line: Arc<Stamped>, out: &mut Vec<u8>) {
         self.held.push_back(line);
         if self.held.len() > MAX_HELD {
-            // The answer it waits for is not coming (the member was removed
-            // meanwhile); late is better than never.
-            self.gate = Gate::Open;
+            // Registration is not finishing (the member was removed meanwhile);
+            // late is better than never.
+            self.registered = true;
         }
         self.pump(out);
     }
@@ -134,26 +139,16 @@ impl View {
 
     /// Renders whatever is held, e.g. when the connection closes.
     pub fn flush(&mut self, out: &mut Vec<u8>) {
-        self.gate = Gate::Open;
+        self.registered = true;
         self.pump(out);
     }
 
     fn pump(&mut self, out: &mut Vec<u8>) {
-        loop {
-            let next = match self.gate {
-                Gate::Open => self.held.pop_front(),
-                Gate::Registration => None,
-                Gate::Names => {
-                    let answer = self.held.iter().position(|line| {
-                        matches!(line.line, ServerLine::Answer(Answer::Who { .. }))
-                    });
-                    answer.and_then(|i| self.held.remove(i))
-                }
-            };
-            match next {
-                Some(line) => self.render(&line, out),
-                None => return,
-            }
+        if !self.registered {
+            return;
+        }
+        while let Some(line) = self.held.pop_front() {
+            self.render(&line, out);
         }
     }
 
@@ -215,10 +210,11 @@ impl View {
             // IRC clients show what they send themselves.
             ServerLine::PmTo { .. } => {}
             ServerLine::Notice(notice) => self.notice(stamped, notice, bytes, out),
-            ServerLine::Answer(answer) => self.answer(time, answer, out),
+            ServerLine::Answer(answer) => self.answer(time, AnswerAs::Notice, answer, out),
             ServerLine::Error(text) => {
                 message::write(out, time, Source::Server, "NOTICE", &[me, text]);
             }
+            ServerLine::Refused { error, asked } => self.refused(time, error, asked, out),
         }
     }
 
@@ -266,7 +262,7 @@ impl View {
                 self.room = Some(room.clone());
                 let channel = format!("#{room}");
                 message::write(out, time, Source::User(nick), "JOIN", &[&channel]);
-                self.gate = Gate::Names;
+                self.names_of_room(time, out);
             }
             Notice::Moved { room, .. } => {
                 let new = format!("#{room}");
@@ -277,7 +273,7 @@ impl View {
                     message::write(out, time, Source::User(me), "PART", &params);
                 }
                 message::write(out, time, Source::User(me), "JOIN", &[&new]);
-                self.gate = Gate::Names;
+                self.names_of_room(time, out);
             }
             Notice::HistoryStart { .. } | Notice::HistoryEnd => {
                 self.in_history = matches!(notice, Notice::HistoryStart { .. });
@@ -307,21 +303,20 @@ impl View {
         }
     }
 
-    fn answer(&mut self, time: Option<i64>, answer: &Answer, out: &mut String) {
-        let me = self.nick.clone();
-        let me: &str = &me;
-        let purpose = match answer {
-            Answer::Who { .. } | Answer::Rooms(_) => self.purposes.try_recv(),
-            Answer::Help(_) => None,
-        };
-        match (answer, purpose) {
-            (Answer::Who { room, members }, Some(AnswerAs::JoinNames | AnswerAs::Names)) => {
-                if purpose == Some(AnswerAs::JoinNames) && self.gate == Gate::Names {
-                    self.gate = Gate::Open;
-                }
+    /// `353`/`366` for the room just joined, as it is now.
+    fn names_of_room(&self, time: Option<i64>, out: &mut String) {
+        if let Some(Answer::Who { room, members }) = self.board.who(self.id) {
+            names(out, time, &self.nick, &room, &members);
+        }
+    }
+
+    fn answer(&self, time: Option<i64>, form: AnswerAs, answer: &Answer, out: &mut String) {
+        let me: &str = &self.nick;
+        match (answer, form) {
+            (Answer::Who { room, members }, AnswerAs::Names) => {
                 names(out, time, me, room, members);
             }
-            (Answer::Who { room, members }, Some(AnswerAs::Who)) => {
+            (Answer::Who { room, members }, AnswerAs::Who) => {
                 let channel = format!("#{room}");
                 for member in members {
                     let flags = match member.role {
@@ -336,7 +331,7 @@ impl View {
                 let params = [me, channel.as_str(), "End of /WHO list."];
                 message::write(out, time, Source::Server, RPL_ENDOFWHO, &params);
             }
-            (Answer::Rooms(rooms), Some(AnswerAs::List)) => {
+            (Answer::Rooms(rooms), AnswerAs::List) => {
                 let params = [me, "Channel", "Users  Name"];
                 message::write(out, time, Source::Server, RPL_LISTSTART, &params);
                 for (room, count) in rooms {
@@ -349,6 +344,77 @@ impl View {
             }
             (answer, _) => {
                 let text = answer.to_string();
+                message::write(out, time, Source::Server, "NOTICE", &[me, &text]);
+            }
+        }
+    }
+
+    /// A numeric to this client: `:classchat NNN me params...`.
+    fn numeric(&self, out: &mut String, time: Option<i64>, code: &str, params: &[&str]) {
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(&*self.nick);
+        all.extend_from_slice(params);
+        message::write(out, time, Source::Server, code, &all);
+    }
+
+    /// A refused request, as the matching numeric, else as a `NOTICE` with the
+    /// line protocol's text.
+    fn refused(&self, time: Option<i64>, error: &CommandError, asked: &Asked, out: &mut String) {
+        let text = error.to_string();
+        let room = self.room_channel();
+        // The channel or nick the refusal is about, if any.
+        let about = match asked {
+            Asked::Chat | Asked::Command(Command::Kick { .. }) => room,
+            Asked::Command(Command::Join(room)) => format!("#{}", room.trim_start_matches('#')),
+            Asked::Command(Command::Msg { to, .. }) => clean_word(to),
+            _ => String::new(),
+        };
+        let mut numeric = |code: &str, params: &[&str]| self.numeric(out, time, code, params);
+        match error {
+            CommandError::AlreadyInRoom(_) | CommandError::SameNick(_) => {}
+            _ if matches!(asked, Asked::LogIn(_)) => {
+                // After `001` a name can no longer be refused: the client goes.
+                message::write(out, time, Source::Server, "ERROR", &[&text]);
+            }
+            CommandError::TooLong(_) => numeric(ERR_INPUTTOOLONG, &[&text]),
+            CommandError::Usage(usage) => {
+                let verb = usage
+                    .trim_start_matches('/')
+                    .split(' ')
+                    .next()
+                    .unwrap_or("");
+                numeric(ERR_NEEDMOREPARAMS, &[&verb.to_ascii_uppercase(), &text]);
+            }
+            CommandError::Unknown(verb) => {
+                numeric(ERR_UNKNOWNCOMMAND, &[&clean_word(verb), &text]);
+            }
+            CommandError::BadRoom => numeric(ERR_BADCHANNAME, &[&about, &text]),
+            CommandError::NoSuchUser(nick) => {
+                numeric(ERR_NOSUCHNICK, &[&clean_word(nick), "No such nick/channel"]);
+            }
+            CommandError::TooManyRooms(_) => numeric(ERR_TOOMANYCHANNELS, &[&about, &text]),
+            CommandError::Nick(NickError::Taken(nick)) => {
+                numeric(ERR_NICKNAMEINUSE, &[&clean_word(nick), &text]);
+            }
+            CommandError::Nick(_) => {
+                let nick = match asked {
+                    Asked::Command(Command::Nick(new)) => clean_word(new),
+                    _ => self.nick.to_string(),
+                };
+                numeric(ERR_ERRONEUSNICKNAME, &[&nick, &text]);
+            }
+            CommandError::PermissionDenied if about.starts_with('#') => {
+                numeric(ERR_CHANOPRIVSNEEDED, &[&about, &text]);
+            }
+            CommandError::PermissionDenied => numeric(ERR_NOPRIVILEGES, &[&text]),
+            CommandError::WrongPassword => numeric(ERR_PASSWDMISMATCH, &[&text]),
+            CommandError::Muted(_) | CommandError::QuietMode | CommandError::SlowDown(_)
+                if about.starts_with('#') =>
+            {
+                numeric(ERR_CANNOTSENDTOCHAN, &[&about, &text]);
+            }
+            _ => {
+                let me: &str = &self.nick;
                 message::write(out, time, Source::Server, "NOTICE", &[me, &text]);
             }
         }
@@ -390,23 +456,62 @@ pub fn end_of_names(out: &mut String, time: Option<i64>, me: &str, channel: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Event, EventSink};
+    use crate::hub::{History, Hub, Identity, Settings};
+    use crate::mailbox;
+    use tokio_util::sync::CancellationToken;
 
-    fn view() -> (View, mailbox::Sender<AnswerAs>) {
-        let (purpose, purposes) = mailbox::bounded(4);
-        let mut view = View::new(Clock::new("%H:%M:%S", true), purposes);
+    struct Nowhere;
+
+    impl EventSink for Nowhere {
+        fn record(&self, _: Event) {}
+    }
+
+    /// A single server's switchboard where member 1 is `ann`, in `#lobby`, and
+    /// her queue (which must stay open, or she goes as too slow).
+    fn board() -> (Arc<Switchboard>, mailbox::Receiver<Arc<Stamped>>) {
+        let settings = Settings {
+            default_room: "lobby".into(),
+            permanent_rooms: vec!["lobby".into()],
+            max_rooms: 4,
+            replay_lines: 3,
+            max_nick_len: 16,
+            reserved_nicks: vec![],
+            instructor_names: vec![],
+            kick_ms: 600_000,
+        };
+        let hub = Hub::new(settings, History::new(3));
+        let board = Switchboard::new(hub, Nowhere, Clock::new("%H:%M:%S", true));
+        let (outbox, queue) = mailbox::bounded(16);
+        let dropped = CancellationToken::new();
+        board
+            .register(1, "ann", Identity::default(), outbox, dropped)
+            .unwrap();
+        (Arc::new(board), queue)
+    }
+
+    fn view() -> View {
+        let (board, queue) = board();
+        std::mem::forget(queue);
+        let mut view = View::new(board, 1);
         view.direct(Direct::ServerTime(true), &mut Vec::new());
-        (view, purpose)
+        view
     }
 
     fn stamped(line: ServerLine) -> Arc<Stamped> {
         Stamped::new(1_764_011_103_123, line)
     }
 
+    fn rendered(view: &mut View, line: ServerLine) -> String {
+        let mut out = Vec::new();
+        view.feed(stamped(line), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn join_names_come_before_the_history_they_were_queued_after() {
-        let (mut view, purpose) = view();
+        let mut view = view();
         let mut out = Vec::new();
-        purpose.try_send(AnswerAs::JoinNames).unwrap();
         view.feed(
             stamped(ServerLine::Notice(Notice::Welcome {
                 nick: "ann".into(),
@@ -424,27 +529,61 @@ mod tests {
         );
         assert!(out.is_empty(), "nothing before registration");
         view.direct(Direct::Registered, &mut out);
-        let text = String::from_utf8(out.clone()).unwrap();
-        assert!(
-            text.contains("JOIN :#lobby") && !text.contains("earlier"),
-            "{text}"
-        );
-        view.feed(
-            stamped(ServerLine::Answer(Answer::Who {
-                room: "lobby".into(),
-                members: vec![WhoEntry {
-                    nick: "ann".into(),
-                    role: None,
-                }],
-            })),
-            &mut out,
-        );
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].ends_with("JOIN :#lobby"), "{out}");
         assert!(lines[1].ends_with(" 353 ann = #lobby :ann"), "{out}");
         assert!(lines[2].contains(" 366 ann #lobby "), "{out}");
         assert!(
             lines[3].ends_with(":bob!bob@classchat PRIVMSG #lobby :earlier"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn refusals_become_the_numerics_of_what_they_refuse() {
+        let mut view = view();
+        view.flush(&mut Vec::new());
+        rendered(
+            &mut view,
+            ServerLine::Notice(Notice::Welcome {
+                nick: "ann".into(),
+                room: "lobby".into(),
+                others: 0,
+            }),
+        );
+        let refused = |view: &mut View, error: CommandError, asked: Asked| {
+            rendered(view, ServerLine::Refused { error, asked })
+        };
+        let pm = Asked::Command(Command::Msg {
+            to: "dave".into(),
+            text: "hi".into(),
+        });
+        let out = refused(&mut view, CommandError::NoSuchUser("dave".into()), pm);
+        assert!(out.contains(" 401 ann dave :No such nick/channel"), "{out}");
+        let nick = Asked::Command(Command::Nick("bob".into()));
+        let taken = CommandError::Nick(NickError::Taken("bob".into()));
+        let out = refused(&mut view, taken, nick);
+        assert!(
+            out.contains(" 433 ann bob :Username bob is already taken"),
+            "{out}"
+        );
+        let join = Asked::Command(Command::Join("lab".into()));
+        let out = refused(&mut view, CommandError::TooManyRooms(4), join);
+        assert!(out.contains(" 405 ann #lab :Too many rooms"), "{out}");
+        let out = refused(&mut view, CommandError::Muted(None), Asked::Chat);
+        assert!(out.contains(" 404 ann #lobby :You are muted"), "{out}");
+        let kick = Asked::Command(Command::Kick {
+            nick: "bob".into(),
+            reason: None,
+        });
+        let out = refused(&mut view, CommandError::PermissionDenied, kick);
+        assert!(out.contains(" 482 ann #lobby :Permission denied"), "{out}");
+        let out = refused(&mut view, CommandError::SameNick("ann".into()), Asked::Line);
+        assert!(out.is_empty(), "{out}");
+        let out = refused(&mut view, CommandError::Undeliverable, Asked::Chat);
+        assert!(
+            out.contains("NOTICE ann :Messages cannot be delivered"),
             "{out}"
         );
     }
@@ -455,7 +594,7 @@ mod tests {
             nick: "bob".into(),
             room: "lobby".into(),
         }));
-        let (mut tagged, _) = view();
+        let mut tagged = view();
         tagged.flush(&mut Vec::new());
         let mut a = Vec::new();
         tagged.feed(line.clone(), &mut a);
