@@ -20,6 +20,7 @@ mod load;
 mod nats;
 mod persistence;
 mod postgres;
+mod proxy;
 mod record_postgres;
 mod reports;
 mod roster;
