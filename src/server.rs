@@ -302,7 +302,7 @@ enum Record {
     /// The store, a handle for its writer's other requests, and the newest
     /// erase the loaded history already reflects.
     Store(Store, StoreHandle, i64),
-    Node(Node),
+    Node(Box<Node>),
 }
 
 /// A bound, not yet running server.
@@ -409,7 +409,11 @@ impl Server {
         let (board, next_id, record) = match opened {
             None => {
                 let node = Node::start(&config, clock).await?;
-                (node.board.clone(), node.first_id(), Record::Node(node))
+                (
+                    node.board.clone(),
+                    node.first_id(),
+                    Record::Node(Box::new(node)),
+                )
             }
             Some(opened) => {
                 let history = History::loaded(config.history.replay_lines, opened.history);
@@ -524,8 +528,9 @@ impl Server {
                     *seen,
                 ));
             }
-            Record::Node(_) => {
+            Record::Node(node) => {
                 tracker.spawn(keep_postgres_tidy(cx.clone()));
+                tracker.spawn(node.share_counters(&cx, stopping.clone()));
             }
         }
         // The names of the certificate at start: one renewed with new names needs a

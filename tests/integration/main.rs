@@ -8,6 +8,7 @@ mod binaries;
 mod browser;
 mod chat;
 mod cluster;
+mod cluster_limits;
 mod commands;
 mod dropped_network;
 mod durability;
