@@ -15,6 +15,12 @@
 //! burst of log-ins can take the server's memory. What is refused is logged at
 //! most once per address per minute, with the count, so a flood of guesses or
 //! connections cannot flood the log.
+//!
+//! In a cluster every node counts what the others counted too: each counted
+//! connection and code attempt is handed to [`Shared`] (see
+//! [`cluster::counters`](crate::cluster::counters)), which tells the other nodes,
+//! and what they tell is added with [`AddressWindow::counted_elsewhere`] and
+//! [`CodeGuard::counted_elsewhere`]; so N nodes allow no more than one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -24,7 +30,45 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+/// Something one node counted, as the other nodes are told of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Counted {
+    /// A connection admitted from `ip`.
+    Connect {
+        /// The client's address.
+        ip: IpAddr,
+    },
+    /// A code or password given for `name` from `ip`, counted before its check.
+    Code {
+        /// The client's address.
+        ip: IpAddr,
+        /// The name it was given for, as counted (trimmed, lower-cased, bounded).
+        name: String,
+    },
+}
+
+/// Where a node's counts go to be told to the other nodes; unset on a single
+/// server. Telling never waits: when the queue is full, a count stays local.
+#[derive(Debug, Default)]
+pub struct Shared(std::sync::OnceLock<mpsc::Sender<Counted>>);
+
+impl Shared {
+    /// From now on, counts are sent to `others`.
+    pub fn connect(&self, others: mpsc::Sender<Counted>) {
+        let _ = self.0.set(others);
+    }
+
+    fn tell(&self, counted: Counted) {
+        if let Some(others) = self.0.get() {
+            if others.try_send(counted).is_err() {
+                tracing::debug!("a count was not shared: the queue to the other nodes is full");
+            }
+        }
+    }
+}
 
 /// The window over which wrong codes are counted.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -37,6 +81,8 @@ pub struct AddressWindow {
     /// Allowed per address in the window; 0 = no limit.
     per_minute: u32,
     state: Mutex<HashMap<IpAddr, Failures>>,
+    /// The other nodes, in a cluster.
+    pub shared: Shared,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +113,7 @@ impl AddressWindow {
             what,
             per_minute,
             state: Mutex::default(),
+            shared: Shared::default(),
         }
     }
 
@@ -78,8 +125,24 @@ impl AddressWindow {
         }
         if self.per_minute > 0 {
             self.lock().entry(ip).or_default().times.push_back(now);
+            self.shared.tell(Counted::Connect { ip });
         }
         Ok(())
+    }
+
+    /// Counts a connection another node admitted from `ip`, as of `now`.
+    pub fn counted_elsewhere(&self, ip: IpAddr, now: Instant) {
+        if self.per_minute == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        let failures = state.entry(ip).or_default();
+        failures.expire(now);
+        failures.times.push_back(now);
+        // As in `failed`: only the newest `per_minute` times decide anything.
+        if failures.times.len() > self.per_minute as usize {
+            failures.times.pop_front();
+        }
     }
 
     /// Whether `ip` may try now.
@@ -176,6 +239,8 @@ pub struct CodeGuard {
     /// When each address was last logged, and its refusals since.
     logged: Mutex<HashMap<IpAddr, (Option<Instant>, u32)>>,
     counted: std::sync::atomic::AtomicU32,
+    /// The other nodes, in a cluster.
+    pub shared: Shared,
 }
 
 /// One attempt's turn to be checked, given back when dropped.
@@ -215,6 +280,7 @@ impl CodeGuard {
             checking: Arc::default(),
             logged: Mutex::default(),
             counted: Default::default(),
+            shared: Shared::default(),
         }
     }
 
@@ -256,6 +322,21 @@ impl CodeGuard {
     /// Counts one attempt, before it is checked, so a burst sent in parallel is
     /// refused as surely as one sent in turn.
     fn count(&self, ip: IpAddr, name: &str) -> Result<(), Locked> {
+        // Bounded, so a flood of long made-up names costs no memory.
+        let name: String = name.trim().chars().take(64).collect();
+        let name = name.to_lowercase();
+        self.count_as(ip, &name)?;
+        self.shared.tell(Counted::Code { ip, name });
+        Ok(())
+    }
+
+    /// Counts an attempt another node counted (for `name` as it counted it).
+    pub fn counted_elsewhere(&self, ip: IpAddr, name: &str) {
+        let name: String = name.chars().take(64).collect();
+        let _ = self.count_as(ip, &name);
+    }
+
+    fn count_as(&self, ip: IpAddr, name: &str) -> Result<(), Locked> {
         let n = self
             .counted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -268,11 +349,7 @@ impl CodeGuard {
             retry_secs: not.wait_time_from(now).as_secs_f64().ceil().max(1.0) as u64,
         };
         if let Some(per_name) = &self.per_name {
-            // Bounded, so a flood of long made-up names costs no memory.
-            let name: String = name.trim().chars().take(64).collect();
-            per_name
-                .check_key(&(ip, name.to_lowercase()))
-                .map_err(wait)?;
+            per_name.check_key(&(ip, name.to_owned())).map_err(wait)?;
         }
         if let Some(per_address) = &self.per_address {
             per_address.check_key(&ip).map_err(wait)?;
@@ -395,6 +472,38 @@ mod code_tests {
             guard.check(Some(other), "amy", "test", || true).await,
             Ok(true)
         );
+    }
+
+    #[tokio::test]
+    async fn attempts_counted_on_another_node_lock_here_too() {
+        let (here, there) = (CodeGuard::new(3, 5, 4), CodeGuard::new(3, 5, 4));
+        let (tell, mut told) = mpsc::channel(16);
+        there.shared.connect(tell);
+        for code in ["a", "b", "c"] {
+            assert_eq!(
+                there.check(Some(IP), " Amy", code, || false).await,
+                Ok(false)
+            );
+        }
+        while let Ok(Counted::Code { ip, name }) = told.try_recv() {
+            here.counted_elsewhere(ip, &name);
+        }
+        assert!(here.check(Some(IP), "amy", "test", || true).await.is_err());
+        assert_eq!(here.check(Some(IP), "bob", "test", || true).await, Ok(true));
+    }
+
+    #[test]
+    fn connections_admitted_elsewhere_count_here() {
+        let (here, there) = (AddressWindow::connects(2), AddressWindow::connects(2));
+        let (tell, mut told) = mpsc::channel(16);
+        there.shared.connect(tell);
+        let now = Instant::now();
+        assert_eq!(there.admit(IP, now), Ok(()));
+        assert_eq!(there.admit(IP, now), Ok(()));
+        while let Ok(Counted::Connect { ip }) = told.try_recv() {
+            here.counted_elsewhere(ip, now);
+        }
+        assert!(here.admit(IP, now).is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

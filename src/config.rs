@@ -129,6 +129,48 @@ pub struct ServerConfig {
     pub utc: bool,
     /// Message of the day, shown in the greeting when not empty.
     pub motd: String,
+    /// Every listener expects a PROXY protocol header (v1 or v2) before anything
+    /// else, from a balancer in `trusted_proxies`, and takes the client's address
+    /// from it.
+    pub proxy_protocol: bool,
+    /// The balancers whose PROXY headers are believed: addresses or CIDRs. With
+    /// `proxy_protocol`, a connection from anywhere else is closed.
+    pub trusted_proxies: Vec<TrustedProxy>,
+}
+
+/// One entry of `server.trusted_proxies`: `10.0.0.10` or `10.0.0.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustedProxy(ipnet::IpNet);
+
+impl TrustedProxy {
+    /// Whether `ip` is this proxy, or in its network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let net = match text.parse::<IpAddr>() {
+            Ok(ip) => ipnet::IpNet::from(ip),
+            Err(_) => text
+                .parse::<ipnet::IpNet>()
+                .map_err(|_| format!("'{text}' is neither an address nor a CIDR (10.0.0.0/24)"))?,
+        };
+        Ok(TrustedProxy(net))
+    }
+}
+
+impl From<TrustedProxy> for String {
+    fn from(proxy: TrustedProxy) -> String {
+        match proxy.0.prefix_len() == proxy.0.max_prefix_len() {
+            true => proxy.0.addr().to_string(),
+            false => proxy.0.to_string(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -143,6 +185,8 @@ impl Default for ServerConfig {
             timestamp_format: "%H:%M:%S".into(),
             utc: false,
             motd: String::new(),
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -517,6 +561,12 @@ impl Config {
             return invalid("server.name", "must not be empty");
         }
         wire_text("server.motd", &server.motd)?;
+        if server.proxy_protocol && server.trusted_proxies.is_empty() {
+            return invalid(
+                "server.trusted_proxies",
+                "must name the load balancer when server.proxy_protocol is on",
+            );
+        }
         if protocol::normalize_room(&server.default_room).as_deref() != Ok(&server.default_room) {
             return invalid("server.default_room", "rooms are 1-32 of a-z 0-9 _ -");
         }

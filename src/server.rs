@@ -237,7 +237,7 @@ enum Record {
     /// The store, a handle for its writer's other requests, and the newest
     /// erase the loaded history already reflects.
     Store(Store, StoreHandle, i64),
-    Node(Node),
+    Node(Box<Node>),
 }
 
 /// A bound, not yet running server.
@@ -344,7 +344,11 @@ impl Server {
         let (board, next_id, record) = match opened {
             None => {
                 let node = Node::start(&config, clock).await?;
-                (node.board.clone(), node.first_id(), Record::Node(node))
+                (
+                    node.board.clone(),
+                    node.first_id(),
+                    Record::Node(Box::new(node)),
+                )
             }
             Some(opened) => {
                 let history = History::loaded(config.history.replay_lines, opened.history);
@@ -459,8 +463,9 @@ impl Server {
                     *seen,
                 ));
             }
-            Record::Node(_) => {
+            Record::Node(node) => {
                 tracker.spawn(keep_postgres_tidy(cx.clone()));
+                tracker.spawn(node.share_counters(&cx, stopping.clone()));
             }
         }
         // The names of the certificate at start: one renewed with new names needs a
@@ -521,6 +526,7 @@ impl Server {
 }
 
 /// What a chat port's accept loop hands each connection.
+#[derive(Clone)]
 struct Accept {
     cx: Context,
     ids: Arc<AtomicI64>,
@@ -550,48 +556,78 @@ impl Accept {
                 }
             };
             crate::front::liveness::watch(&socket);
-            let seat = match self.cx.admit(peer.ip()) {
-                Ok(seat) => seat,
-                Err(refusal) => {
-                    let refuse = front.refuse(tls.clone(), socket, clock.clone(), refusal);
-                    self.tracker.spawn(refuse);
-                    continue;
+            if !self.cx.proxies.expected() {
+                self.admit(socket, peer, front, &tls, &clock);
+                continue;
+            }
+            // The header is read in a task of its own, so a slow one holds up
+            // nobody else's connection; the limits then count the client's address.
+            let (accept, tls, clock) = (self.clone(), tls.clone(), clock.clone());
+            self.tracker.spawn(async move {
+                let mut socket = socket;
+                let stopping = accept.cx.shutdown.clone();
+                let client = tokio::select! {
+                    client = accept.cx.proxies.client(&mut socket, peer) => client,
+                    _ = stopping.cancelled() => return,
+                };
+                match client {
+                    Ok(client) => accept.admit(socket, client, front, &tls, &clock),
+                    Err(refused) => accept.cx.proxies.log_refusal(peer, &refused),
                 }
-            };
-            let id = self.ids.fetch_add(1, Ordering::Relaxed);
-            let secure = tls.is_some();
-            let span =
-                tracing::info_span!("conn", id, %peer, tls = secure, nick = tracing::field::Empty);
-            let cx = self.cx.clone();
-            let tls = tls.clone();
-            self.tracker.spawn(
-                async move {
-                    tracing::debug!(?front, "connected");
-                    match tls {
-                        None => front.serve(socket, peer, id, cx, seat).await,
-                        Some(tls) => {
-                            let stopping = cx.shutdown.clone();
-                            let handshake =
-                                tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket));
-                            // The TLS handshake holds a handshake place: a newer
-                            // connection may take it, as during the login.
-                            let shaken = tokio::select! {
-                                shaken = handshake => shaken,
-                                _ = stopping.cancelled() => return,
-                                _ = seat.evicted() => return,
-                            };
-                            match shaken {
-                                Ok(Ok(stream)) => front.serve(stream, peer, id, cx, seat).await,
-                                Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
-                            }
+            });
+        }
+    }
+
+    /// Gives a connection from `peer` its places under the limits and serves it
+    /// in a task of its own, or turns it away in its own protocol.
+    fn admit(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        front: Front,
+        tls: &Option<TlsAcceptor>,
+        clock: &Clock,
+    ) {
+        let seat = match self.cx.admit(peer.ip()) {
+            Ok(seat) => seat,
+            Err(refusal) => {
+                let refuse = front.refuse(tls.clone(), socket, clock.clone(), refusal);
+                self.tracker.spawn(refuse);
+                return;
+            }
+        };
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let secure = tls.is_some();
+        let span =
+            tracing::info_span!("conn", id, %peer, tls = secure, nick = tracing::field::Empty);
+        let cx = self.cx.clone();
+        let tls = tls.clone();
+        self.tracker.spawn(
+            async move {
+                tracing::debug!(?front, "connected");
+                match tls {
+                    None => front.serve(socket, peer, id, cx, seat).await,
+                    Some(tls) => {
+                        let stopping = cx.shutdown.clone();
+                        let handshake = tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket));
+                        // The TLS handshake holds a handshake place: a newer
+                        // connection may take it, as during the login.
+                        let shaken = tokio::select! {
+                            shaken = handshake => shaken,
+                            _ = stopping.cancelled() => return,
+                            _ = seat.evicted() => return,
+                        };
+                        match shaken {
+                            Ok(Ok(stream)) => front.serve(stream, peer, id, cx, seat).await,
+                            Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
                     }
-                    tracing::debug!("closed");
                 }
-                .instrument(span),
-            );
-        }
+                tracing::debug!("closed");
+            }
+            .instrument(span),
+        );
     }
 }
 

@@ -18,6 +18,7 @@
 //! takes about a second per hundred thousand actions (docs/PERFORMANCE.md).
 
 mod actions;
+pub mod counters;
 pub mod liveness;
 pub mod record;
 pub mod relay;
@@ -85,6 +86,8 @@ pub struct Node {
     /// Follow the stream and watch the other nodes; end when `stop` is cancelled.
     followers: Vec<JoinHandle<()>>,
     record: record::Recorder,
+    client: async_nats::Client,
+    js: jetstream::Context,
 }
 
 /// Events are recorded by [`record`], from the stream; the live copy records none.
@@ -198,7 +201,7 @@ impl Node {
         let _ = ready.wait_for(|seq| *seq >= number).await;
         board.caught_up();
         followers.push(tokio::spawn(liveness::watch(
-            client,
+            client.clone(),
             board.clone(),
             number,
             stop.clone(),
@@ -211,7 +214,26 @@ impl Node {
             outbound,
             followers,
             record,
+            client,
+            js,
         })
+    }
+
+    /// Shares the limits per address of `cx` with the other nodes until `stop`
+    /// (see [`counters`]).
+    pub fn share_counters(
+        &self,
+        cx: &crate::front::Context,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        counters::share(
+            self.client.clone(),
+            self.js.clone(),
+            self.number,
+            cx.connects.clone(),
+            cx.codes.clone(),
+            stop,
+        )
     }
 
     /// The first connection id this node hands out.

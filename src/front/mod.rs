@@ -14,6 +14,7 @@ pub mod irc;
 pub mod line;
 pub mod liveness;
 pub mod login;
+pub mod proxy;
 pub mod seat;
 pub mod web;
 
@@ -31,6 +32,7 @@ use crate::limiter::ChatRate;
 use crate::protocol::LoginError;
 use crate::roster::LiveRoster;
 use crate::switchboard::Switchboard;
+use proxy::Proxies;
 use seat::{AddressSeat, NoSeat, Seat, Seats};
 
 /// A client's connection, plain TCP or TLS, as its two halves: the front ends
@@ -82,6 +84,8 @@ pub struct Context {
     pub roster: Arc<LiveRoster>,
     /// New connections per address per minute.
     pub connects: Arc<AddressWindow>,
+    /// Whose PROXY protocol headers name the client's address.
+    pub proxies: Arc<Proxies>,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
 }
@@ -141,6 +145,7 @@ impl Context {
             ),
             roster: Arc::default(),
             connects: Arc::new(AddressWindow::connects(limits.connects_per_minute_per_ip)),
+            proxies: Arc::new(Proxies::new(&config.server)),
             board,
             config,
             shutdown,

@@ -21,7 +21,7 @@ struct Cluster {
 }
 
 /// A node's configuration: its own (unused) files, the shared NATS and PostgreSQL.
-fn node_config(dir: &std::path::Path, nats: &Nats, pg: &Postgres) -> Config {
+pub(crate) fn node_config(dir: &std::path::Path, nats: &Nats, pg: &Postgres) -> Config {
     let mut config = test_config(dir);
     config.cluster.nats_url = nats.url();
     config.storage.postgres_url = pg.url();

@@ -308,6 +308,11 @@ pub struct TestClient {
 impl TestClient {
     pub async fn connect(addr: SocketAddr) -> TestClient {
         let stream = TcpStream::connect(addr).await.expect("connects");
+        TestClient::over(stream)
+    }
+
+    /// A client on a connection already open (one that sent a PROXY header first).
+    pub fn over(stream: TcpStream) -> TestClient {
         stream.set_nodelay(true).unwrap();
         let (reader, writer) = stream.into_split();
         TestClient {

@@ -26,8 +26,9 @@ use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use super::{Mode, Web};
@@ -94,43 +95,73 @@ pub(super) async fn serve(listener: TcpListener, web: Arc<Web>, router: Router, 
             }
         };
         liveness::watch(&socket);
-        let place = match cx.admit_http(peer.ip()) {
-            Ok(place) => place,
-            Err(refusal) => {
-                tracing::debug!(%peer, %refusal, "HTTP connection refused");
-                let tls = tls.clone();
-                web.tracker.spawn(async move {
-                    match tls {
-                        None => refuse(socket, refusal).await,
-                        Some(tls) => {
-                            if let Ok(Ok(stream)) =
-                                timeout(HANDSHAKE_WITHIN, tls.accept(socket)).await
-                            {
-                                refuse(stream, refusal).await;
-                            }
-                        }
-                    }
-                });
-                continue;
-            }
-        };
+        if !cx.proxies.expected() {
+            admit(socket, peer, &web, &router, &tls);
+            continue;
+        }
+        // As on the chat ports: the header in a task of its own, then the limits
+        // count the client's address.
         let (web, router, tls) = (web.clone(), router.clone(), tls.clone());
         web.tracker.clone().spawn(async move {
-            let Some(tls) = tls else {
-                return connection(socket, peer, place, web, router, false).await;
-            };
-            let handshake = timeout(HANDSHAKE_WITHIN, tls.accept(socket));
-            let shaken = tokio::select! {
-                shaken = handshake => shaken,
+            let mut socket = socket;
+            let proxies = web.cx.proxies.clone();
+            let client = tokio::select! {
+                client = proxies.client(&mut socket, peer) => client,
                 _ = web.cx.shutdown.cancelled() => return,
             };
-            match shaken {
-                Ok(Ok(stream)) => connection(stream, peer, place, web, router, true).await,
-                Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            match client {
+                Ok(client) => admit(socket, client, &web, &router, &tls),
+                Err(refused) => proxies.log_refusal(peer, &refused),
             }
         });
     }
+}
+
+/// Gives an HTTP connection from `peer` its place under the limits and serves it
+/// in a task of the server's tracker, or answers 429.
+fn admit(
+    socket: TcpStream,
+    peer: SocketAddr,
+    web: &Arc<Web>,
+    router: &Router,
+    tls: &Option<TlsAcceptor>,
+) {
+    let cx = &web.cx;
+    let place = match cx.admit_http(peer.ip()) {
+        Ok(place) => place,
+        Err(refusal) => {
+            tracing::debug!(%peer, %refusal, "HTTP connection refused");
+            let tls = tls.clone();
+            web.tracker.spawn(async move {
+                match tls {
+                    None => refuse(socket, refusal).await,
+                    Some(tls) => {
+                        if let Ok(Ok(stream)) = timeout(HANDSHAKE_WITHIN, tls.accept(socket)).await
+                        {
+                            refuse(stream, refusal).await;
+                        }
+                    }
+                }
+            });
+            return;
+        }
+    };
+    let (web, router, tls) = (web.clone(), router.clone(), tls.clone());
+    web.tracker.clone().spawn(async move {
+        let Some(tls) = tls else {
+            return connection(socket, peer, place, web, router, false).await;
+        };
+        let handshake = timeout(HANDSHAKE_WITHIN, tls.accept(socket));
+        let shaken = tokio::select! {
+            shaken = handshake => shaken,
+            _ = web.cx.shutdown.cancelled() => return,
+        };
+        match shaken {
+            Ok(Ok(stream)) => connection(stream, peer, place, web, router, true).await,
+            Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    });
 }
 
 /// Serves one HTTP connection until the client closes it, it falls idle, it is
