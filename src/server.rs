@@ -31,7 +31,7 @@ use crate::cluster::{ClusterError, Node};
 use crate::config::ValidConfig;
 use crate::event::EventKind;
 use crate::front::seat::Seat;
-use crate::front::{irc, line, web, Context, Duplex};
+use crate::front::{conn, irc, line, web, Context, Duplex};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
 use crate::store::{roster_source, Closed, RosterSource, Store, StoreError, StoreHandle};
@@ -540,42 +540,11 @@ impl Accept {
     async fn run(self, listener: Listener, stop: CancellationToken) {
         let Listener { socket, front, tls } = listener;
         let clock = self.cx.board.clock().clone();
-        loop {
-            let accepted = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = socket.accept() => accepted,
-            };
-            let (socket, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Usually out of file descriptors: wait for some to free up
-                    // instead of ending the server.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            crate::front::liveness::watch(&socket);
-            if !self.cx.proxies.expected() {
-                self.admit(socket, peer, front, &tls, &clock);
-                continue;
-            }
-            // The header is read in a task of its own, so a slow one holds up
-            // nobody else's connection; the limits then count the client's address.
-            let (accept, tls, clock) = (self.clone(), tls.clone(), clock.clone());
-            self.tracker.spawn(async move {
-                let mut socket = socket;
-                let stopping = accept.cx.shutdown.clone();
-                let client = tokio::select! {
-                    client = accept.cx.proxies.client(&mut socket, peer) => client,
-                    _ = stopping.cancelled() => return,
-                };
-                match client {
-                    Ok(client) => accept.admit(socket, client, front, &tls, &clock),
-                    Err(refused) => accept.cx.proxies.log_refusal(peer, &refused),
-                }
-            });
-        }
+        let (cx, tracker, accept) = (self.cx.clone(), self.tracker.clone(), self.clone());
+        conn::accept(&socket, &cx, &stop, &tracker, move |socket, peer| {
+            accept.admit(socket, peer, front, &tls, &clock)
+        })
+        .await;
     }
 
     /// Gives a connection from `peer` its places under the limits and serves it

@@ -3,19 +3,18 @@
 //! drains the outgoing queue.
 //!
 //! Every line to the client, greeting and errors included, goes through one bounded
-//! queue, so the client sees lines in the order they happened. The writer takes
-//! what is queued (up to `WRITE_BATCH` lines) and writes it with one syscall, so
-//! a busy room costs one write per wake-up, not one per line.
+//! queue, so the client sees lines in the order they happened; the writer sends
+//! them a batch per wake-up ([`conn::Batch`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::{self, finish_writer, next_inbound, read_line, Batch, Read};
 use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
 use super::{Context, Duplex};
@@ -23,24 +22,14 @@ use crate::clock::Clock;
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
 use crate::mailbox;
-use crate::password;
 use crate::protocol::{
     self, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError, Notice,
     ServerLine, Stamped,
 };
 use crate::switchboard::Outbox;
 
-/// How long a closing connection may take to flush what is queued for it.
-const FLUSH_ON_CLOSE: Duration = Duration::from_secs(3);
-
 /// Initial read buffer per connection.
 const READ_BUFFER: usize = 256;
-
-/// Buffer bytes a writer may keep while its client is idle.
-pub(super) const KEEP_WHEN_IDLE: usize = 2048;
-
-/// Lines the writer takes off the queue per wake-up.
-const WRITE_BATCH: usize = 256;
 
 /// Serves one accepted client (TCP or TLS) from `peer` until it leaves, is
 /// dropped, or the server stops. `seat` is its place under the connection limits,
@@ -117,15 +106,6 @@ where
     drop(lines);
 }
 
-/// Lets the writer flush what is queued (for at most [`FLUSH_ON_CLOSE`]), unless
-/// the client stopped reading, in which case nothing it is owed can arrive anyway.
-pub(super) async fn finish_writer(writer: tokio::task::JoinHandle<()>, abandon: bool) {
-    let abort = writer.abort_handle();
-    if abandon || tokio::time::timeout(FLUSH_ON_CLOSE, writer).await.is_err() {
-        abort.abort();
-    }
-}
-
 struct Connection<R> {
     id: ConnId,
     cx: Context,
@@ -138,16 +118,6 @@ struct Connection<R> {
     peer: Option<IpAddr>,
     /// The name logged in with, which the chat rate is kept by.
     login: RateKey,
-}
-
-/// What the reader got from the socket.
-pub(super) enum Read {
-    /// A framed line.
-    Line(Inbound),
-    /// The client closed the connection.
-    Closed,
-    /// The connection failed.
-    Lost,
 }
 
 impl<R> Connection<R>
@@ -288,7 +258,7 @@ where
     }
 
     async fn op(&self, password: String) -> Result<(), CommandError> {
-        op(&self.cx, self.peer, self.id, password).await
+        conn::op(&self.cx, self.peer, self.id, password).await
     }
 
     /// Drops everything but the read half; with this connection's queue sender gone,
@@ -314,131 +284,36 @@ where
     }
 }
 
-/// `/op PASSWORD` for member `id`, from any front end. The hash check costs tens
-/// of milliseconds of CPU on purpose, so it runs on the blocking pool, and wrong
-/// passwords count against the address like wrong codes.
-pub(super) async fn op(
-    cx: &Context,
-    peer: Option<IpAddr>,
-    id: ConnId,
-    password: String,
-) -> Result<(), CommandError> {
-    let access = &cx.config.access;
-    let nick = cx.board.nick(id).unwrap_or_default();
-    let listed = access
-        .instructors
-        .iter()
-        .any(|name| name.eq_ignore_ascii_case(&nick));
-    if !listed || access.instructor_password.is_empty() {
-        return Err(CommandError::PermissionDenied);
-    }
-    let hash = access.instructor_password.clone();
-    let checked = cx
-        .codes
-        .check(peer, &nick, "wrong instructor password", move || {
-            password::verify(&password, &hash)
-        });
-    match checked.await {
-        Err(locked) => return Err(CommandError::TooManyCodes(locked.retry_secs)),
-        Ok(false) => return Err(CommandError::WrongPassword),
-        Ok(true) => {}
-    }
-    cx.board.op(id);
-    Ok(())
-}
-
-pub(super) async fn read_line<R>(lines: &mut R) -> Read
-where
-    R: Stream<Item = std::io::Result<Inbound>> + Unpin,
-{
-    match lines.next().await {
-        Some(Ok(inbound)) => Read::Line(inbound),
-        None => Read::Closed,
-        // A TLS client that closes its socket without the TLS goodbye has still
-        // closed it: most do.
-        Some(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => Read::Closed,
-        Some(Err(_)) => Read::Lost,
-    }
-}
-
-/// The next line of a member's connection, or why the member is gone: `None`
-/// when the switchboard already removed it, else the reason to record. The same
-/// for every front end that reads lines.
-pub(super) async fn next_inbound<R>(
-    lines: &mut R,
-    dropped: &CancellationToken,
-    cx: &Context,
-) -> Result<Inbound, Option<LeaveReason>>
-where
-    R: Stream<Item = std::io::Result<Inbound>> + Unpin,
-{
-    let read = tokio::select! {
-        biased;
-        _ = dropped.cancelled() => return Err(None),
-        _ = cx.shutdown.cancelled() => return Err(Some(LeaveReason::Shutdown)),
-        read = read_line(lines) => read,
-        _ = idle_timer(cx.config.limits.idle_timeout()) => return Err(Some(LeaveReason::TimedOut)),
-    };
-    match read {
-        Read::Line(inbound) => Ok(inbound),
-        Read::Closed => Err(Some(LeaveReason::Closed)),
-        Read::Lost => Err(Some(LeaveReason::Lost)),
-    }
-}
-
-pub(super) async fn idle_timer(idle: Option<Duration>) {
-    match idle {
-        Some(limit) => tokio::time::sleep(limit).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Writes everything queued for one client, a batch per wake-up, until the queue
-/// closes (the client left) or the socket fails.
-///
-/// A lone line is written straight from its shared bytes. Buffers that grew in a
-/// burst are released when the queue runs dry, so ten thousand idle clients hold
-/// almost nothing.
+/// closes (the client left) or the socket fails. A lone line is written straight
+/// from its shared bytes.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut socket: W,
     mut queue: mailbox::Receiver<Arc<Stamped>>,
     clock: Clock,
 ) {
-    let mut batch = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let written = match batch.as_slice() {
-            [line] => socket.write_all(line.wire(&clock)).await,
+    let mut batch = Batch::default();
+    while batch.take(&mut queue).await > 0 {
+        let bytes = match batch.lines.as_slice() {
+            [line] => &line.wire(&clock)[..],
             lines => {
                 for line in lines {
-                    buf.extend_from_slice(line.wire(&clock));
+                    batch.out.extend_from_slice(line.wire(&clock));
                 }
-                socket.write_all(&buf).await
+                &batch.out[..]
             }
         };
-        // Over TLS a write the socket could not take whole may leave records in
-        // the session's buffer; flushing sends them now, not with the next line.
-        // (On plain TCP a flush does nothing.)
-        if written.is_err() || socket.flush().await.is_err() {
+        if conn::send(&mut socket, bytes).await.is_err() {
             return;
         }
-        batch.clear();
-        buf.clear();
-        if buf.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE && queue.is_empty() {
-            (batch, buf) = (Vec::new(), Vec::new());
-            queue.release_room();
-        }
+        batch.settle(&queue);
     }
     let _ = socket.shutdown().await;
 }
 
 /// Tells a client why it cannot come in (`! REASON`) and closes, without taking a
 /// seat.
-pub async fn refuse<S: AsyncWrite + Unpin>(mut socket: S, clock: Clock, reason: LoginError) {
+pub async fn refuse<S: AsyncWrite + Unpin>(socket: S, clock: Clock, reason: LoginError) {
     let line = Stamped::new(clock.now_ms(), ServerLine::Error(reason.to_string()));
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = socket.write_all(line.wire(&clock)).await;
-        let _ = socket.shutdown().await;
-    })
-    .await;
+    conn::say_and_close(socket, line.wire(&clock)).await;
 }

@@ -8,8 +8,11 @@
 //! - [`web`]: the same line protocol over a WebSocket for the browser's chat page,
 //!   and the instructor page (SPEC section 8).
 //!
-//! [`liveness`] sets the socket options that notice a vanished client, for all of them.
+//! [`conn`] is the plumbing their connections share (reading, the batched writer,
+//! closing, `/op`); [`liveness`] sets the socket options that notice a vanished
+//! client, for all of them.
 
+pub mod conn;
 pub mod irc;
 pub mod line;
 pub mod liveness;

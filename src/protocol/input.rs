@@ -166,6 +166,12 @@ pub fn parse(line: &str) -> Result<Input, CommandError> {
         Some((name, rest)) => (name, rest.trim()),
         None => (command_line, ""),
     };
+    command(name, rest).map(Input::Command)
+}
+
+/// The command `name` (without its `/`, any case) with its arguments `rest`: the
+/// one grammar of every command's arguments, whichever front end they came from.
+pub fn command(name: &str, rest: &str) -> Result<Command, CommandError> {
     let first_word = rest.split_whitespace().next();
     let command = match name.to_ascii_lowercase().as_str() {
         "nick" => Command::Nick(
@@ -233,7 +239,7 @@ pub fn parse(line: &str) -> Result<Input, CommandError> {
         },
         _ => return Err(CommandError::Unknown(name.to_owned())),
     };
-    Ok(Input::Command(command))
+    Ok(command)
 }
 
 fn non_empty(text: &str) -> Option<String> {

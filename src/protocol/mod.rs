@@ -14,7 +14,7 @@ pub mod line;
 
 pub use codec::{Inbound, LineCodec};
 pub use error::{Asked, CommandError, LoginError, NickError};
-pub use input::{check_nick, normalize_room, parse, read_line, sanitize, Command, Input};
+pub use input::{check_nick, command, normalize_room, parse, read_line, sanitize, Command, Input};
 pub use line::{
     Answer, CodeKind, LeaveReason, LineKind, Name, Notice, Role, ServerLine, Stamped, WhoEntry,
 };

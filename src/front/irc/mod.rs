@@ -13,12 +13,14 @@
 //! task, in order (see [`render::Direct`]).
 //!
 //! - [`message`]: IRC lines read and written.
+//! - [`verbs`]: what each verb a registered client sends does.
 //! - [`render`]: hub lines as IRC.
 //! - [`numerics`]: the numeric replies.
 
 pub mod message;
 pub mod numerics;
 pub mod render;
+mod verbs;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use self::message::{Message, Refusal, Source};
 use self::numerics::*;
 use self::render::{AnswerAs, Direct, View};
-use super::line::{finish_writer, next_inbound, read_line, Read, KEEP_WHEN_IDLE};
+use super::conn::{self, finish_writer, next_inbound, read_line, Batch, Read};
 use super::login::{Login, Step};
 use super::seat::Seat;
 use super::{Context, Duplex};
@@ -39,13 +41,10 @@ use crate::hub::ConnId;
 use crate::limiter::RateKey;
 use crate::mailbox;
 use crate::protocol::{
-    self, Asked, Command, CommandError, Inbound, Input, LeaveReason, LineCodec, LoginError,
-    NickError, Notice, ServerLine, Stamped,
+    self, Asked, Command, CommandError, Inbound, LeaveReason, LineCodec, LoginError, NickError,
+    Notice, ServerLine, Stamped,
 };
 use crate::switchboard::Outbox;
-
-/// Lines the writer takes off the queue per wake-up.
-const WRITE_BATCH: usize = 256;
 
 /// Initial read buffer per connection.
 const READ_BUFFER: usize = 512;
@@ -102,7 +101,7 @@ pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Conte
 
 /// Tells a client why it cannot come in (`ERROR`) and closes, without taking a
 /// seat.
-pub async fn refuse<S: AsyncWrite + Unpin>(mut socket: S, reason: LoginError) {
+pub async fn refuse<S: AsyncWrite + Unpin>(socket: S, reason: LoginError) {
     let mut line = String::new();
     message::write(
         &mut line,
@@ -111,11 +110,7 @@ pub async fn refuse<S: AsyncWrite + Unpin>(mut socket: S, reason: LoginError) {
         "ERROR",
         &[&reason.to_string()],
     );
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = socket.write_all(line.as_bytes()).await;
-        let _ = socket.shutdown().await;
-    })
-    .await;
+    conn::say_and_close(socket, line.as_bytes()).await;
 }
 
 struct Connection {
@@ -258,10 +253,10 @@ impl Connection {
                 self.cap(message);
             }
             "PASS" => {
-                let Some(pass) = message.word(0) else {
-                    self.numeric(ERR_NEEDMOREPARAMS, &["PASS", "Not enough parameters"]);
+                if !self.enough(message, 1) {
                     return Flow::Wait;
-                };
+                }
+                let pass = message.word(0).unwrap_or_default();
                 if reg.login.asking().is_some() {
                     let step = reg.login.offer(&self.cx, self.peer, pass).await;
                     return self.login_step(reg, step).await;
@@ -282,8 +277,7 @@ impl Connection {
                 self.nick = Some(nick.to_owned());
             }
             "USER" => {
-                if message.params.len() < 4 {
-                    self.numeric(ERR_NEEDMOREPARAMS, &["USER", "Not enough parameters"]);
+                if !self.enough(message, 4) {
                     return Flow::Wait;
                 }
                 reg.user = true;
@@ -474,7 +468,7 @@ impl Connection {
         }
     }
 
-    fn pong(&self, message: &Message<'_>) {
+    fn pong(&mut self, message: &Message<'_>) {
         let token = message.param(0).unwrap_or("");
         self.reply("PONG", &[message::HOST, token]);
     }
@@ -546,16 +540,19 @@ impl Connection {
             let Some(message) = self.parse(&text) else {
                 continue;
             };
-            let verb = message.verb.to_ascii_uppercase();
-            if verb == "QUIT" {
+            let Some(verb) = verbs::find(message.verb) else {
+                let verb = clean_word(message.verb);
+                self.numeric(ERR_UNKNOWNCOMMAND, &[&verb, "Unknown command"]);
+                continue;
+            };
+            if let verbs::Handler::Quit = verb.handler {
                 let reason = message.param(0).map(clean_text).filter(|r| !r.is_empty());
                 let _ = self.cx.board.perform(self.id, Command::Quit(reason));
                 return None;
             }
-            // Keep-alives and capability talk cost nothing; every other line counts
-            // against the rate limit, as on the line port.
-            let free = matches!(verb.as_str(), "PING" | "PONG" | "CAP");
-            if !free && !self.cx.rate.check(&self.login) {
+            // Every line but keep-alives and capability talk counts against the
+            // rate limit, as on the line port.
+            if !verb.free && !self.cx.rate.check(&self.login) {
                 let limit = self.cx.config.limits.messages_per_sec;
                 self.refuse(CommandError::SlowDown(limit), Asked::Line);
                 continue;
@@ -563,271 +560,8 @@ impl Connection {
             if self.dropped.is_cancelled() || self.direct.is_full() {
                 return Some(LeaveReason::TooSlow);
             }
-            self.act(&verb, &message).await;
+            self.act(verb, &message).await;
         }
-    }
-
-    /// Carries out one registered client's message.
-    async fn act(&mut self, verb: &str, message: &Message<'_>) {
-        let result = match verb {
-            "PRIVMSG" | "NOTICE" => return self.privmsg(verb, message),
-            "JOIN" => return self.join(message),
-            "PART" => return self.part(message),
-            "NICK" => match message.word(0) {
-                None => {
-                    self.numeric(ERR_NONICKNAMEGIVEN, &["No nickname given"]);
-                    return;
-                }
-                Some(new) => return self.perform(Command::Nick(new.to_owned())),
-            },
-            "NAMES" => return self.room_query(message, AnswerAs::Names),
-            "WHO" => return self.room_query(message, AnswerAs::Who),
-            "LIST" => return self.show(AnswerAs::List, Some(self.cx.board.rooms())),
-            "TOPIC" => return self.topic(message),
-            "MODE" => return self.mode(message),
-            "WHOIS" => return self.whois(message),
-            "ISON" => return self.ison(message),
-            "AWAY" => {
-                match message.word(0) {
-                    Some(_) => self.numeric(RPL_NOWAWAY, &["You have been marked as away"]),
-                    None => self.numeric(RPL_UNAWAY, &["You are no longer marked as away"]),
-                }
-                return;
-            }
-            "PING" => return self.pong(message),
-            "PONG" => return,
-            "CAP" => return self.cap(message),
-            "USER" | "PASS" => {
-                self.numeric(ERR_ALREADYREGISTERED, &["You may not reregister"]);
-                return;
-            }
-            "KICK" => {
-                let (Some(channel), Some(nick)) = (message.word(0), message.word(1)) else {
-                    self.numeric(ERR_NEEDMOREPARAMS, &["KICK", "Not enough parameters"]);
-                    return;
-                };
-                let reason = message.param(2).map(clean_text).filter(|r| !r.is_empty());
-                let _ = channel;
-                return self.perform(Command::Kick {
-                    nick: nick.to_owned(),
-                    reason,
-                });
-            }
-            "OP" => {
-                let password = message.params.join(" ");
-                if password.is_empty() {
-                    self.numeric(ERR_NEEDMOREPARAMS, &["OP", "Not enough parameters"]);
-                    return;
-                }
-                super::line::op(&self.cx, self.peer, self.id, password).await
-            }
-            "ROOMS" => return self.show(AnswerAs::Notice, Some(self.cx.board.rooms())),
-            "MUTE" | "UNMUTE" | "ANNOUNCE" | "QUIET" | "HELP" => {
-                // The line protocol's own parser, so the arguments mean the same.
-                let line = format!(
-                    "/{} {}",
-                    verb.to_ascii_lowercase(),
-                    message.params.join(" ")
-                );
-                match protocol::parse(&protocol::sanitize(&line)) {
-                    Ok(Input::Command(command)) => return self.perform(command),
-                    Ok(_) => Ok(()),
-                    Err(error) => Err(error),
-                }
-            }
-            _ => {
-                let verb = clean_word(message.verb);
-                self.numeric(ERR_UNKNOWNCOMMAND, &[&verb, "Unknown command"]);
-                return;
-            }
-        };
-        if let Err(error) = result {
-            self.refuse(error, Asked::Line);
-        }
-    }
-
-    /// Hands `command` to the switchboard; a refusal comes back through the
-    /// writer, whether it is refused now or once it has been ordered.
-    fn perform(&self, command: Command) {
-        if let Err(error) = self.cx.board.perform(self.id, command.clone()) {
-            self.refuse(error, Asked::Command(command));
-        }
-    }
-
-    /// `PRIVMSG`/`NOTICE #yourroom :text` is chat; to a nick, a private message.
-    fn privmsg(&mut self, verb: &str, message: &Message<'_>) {
-        let Some(target) = message.word(0) else {
-            self.numeric(ERR_NORECIPIENT, &[&format!("No recipient given ({verb})")]);
-            return;
-        };
-        // Several targets at once would be several lines; the first is enough.
-        let target = target.split(',').next().unwrap_or(target);
-        let Some(text) = message.param(1).and_then(ctcp).map(|t| clean_text(&t)) else {
-            // Other CTCP requests (VERSION, PING) have nobody to answer them.
-            if message.param(1).is_some_and(|t| t.starts_with('\u{1}')) {
-                return;
-            }
-            self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
-            return;
-        };
-        if text.is_empty() {
-            self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
-            return;
-        }
-        if text.len() > self.cx.config.limits.max_line_bytes {
-            let limit = self.cx.config.limits.max_line_bytes;
-            self.refuse(CommandError::TooLong(limit), Asked::Chat);
-            return;
-        }
-        if target.starts_with('#') {
-            let room = self.room();
-            if protocol::normalize_room(target).ok().as_deref() != Some(&room) {
-                let channel = clean_word(target);
-                let text = format!("Cannot send to channel: you are in #{room}");
-                self.numeric(ERR_CANNOTSENDTOCHAN, &[&channel, &text]);
-                return;
-            }
-            if let Err(error) = self.cx.board.chat(self.id, text) {
-                self.refuse(error, Asked::Chat);
-            }
-            return;
-        }
-        self.perform(Command::Msg {
-            to: target.to_owned(),
-            text,
-        });
-    }
-
-    /// `JOIN #room`: `/join`. One room at a time, so only the first channel counts.
-    fn join(&mut self, message: &Message<'_>) {
-        let Some(channels) = message.word(0) else {
-            self.numeric(ERR_NEEDMOREPARAMS, &["JOIN", "Not enough parameters"]);
-            return;
-        };
-        let channel = channels.split(',').next().unwrap_or(channels);
-        if channel == "0" {
-            return;
-        }
-        match protocol::normalize_room(channel) {
-            Ok(room) => self.go_to(room),
-            Err(error) => self.refuse(error, Asked::Command(Command::Join(clean_word(channel)))),
-        }
-    }
-
-    /// `/join`, unless already there; the writer shows the move once it is made.
-    fn go_to(&mut self, room: String) {
-        if room != self.room() {
-            self.perform(Command::Join(room));
-        }
-    }
-
-    /// `PART` of your room takes you to the default room; there is no leaving it.
-    fn part(&mut self, message: &Message<'_>) {
-        let Some(channels) = message.word(0) else {
-            self.numeric(ERR_NEEDMOREPARAMS, &["PART", "Not enough parameters"]);
-            return;
-        };
-        let room = self.room();
-        let ours = channels
-            .split(',')
-            .any(|c| protocol::normalize_room(c).ok().as_deref() == Some(&room));
-        if !ours {
-            let channel = clean_word(channels);
-            self.numeric(ERR_NOTONCHANNEL, &[&channel, "You're not on that channel"]);
-            return;
-        }
-        let default = self.cx.config.server.default_room.clone();
-        if room == default {
-            let text = format!("#{default} is where everyone is when not in another room; join another channel to leave it.");
-            self.notice(&text);
-            return;
-        }
-        self.go_to(default);
-    }
-
-    /// `NAMES`/`WHO`: the hub answers for your room; other rooms are not shown.
-    fn room_query(&self, message: &Message<'_>, purpose: AnswerAs) {
-        let target = message.word(0);
-        let room = self.room();
-        let ours =
-            target.is_none_or(|t| protocol::normalize_room(t).ok().as_deref() == Some(&room));
-        if ours {
-            return self.show(purpose, self.cx.board.who(self.id));
-        }
-        let target = clean_word(target.unwrap_or("*"));
-        let mut line = String::new();
-        if purpose == AnswerAs::Names {
-            render::end_of_names(&mut line, self.stamp(), &self.me(), &target);
-            self.send(Direct::Raw(line));
-        } else {
-            self.numeric(RPL_ENDOFWHO, &[&target, "End of /WHO list."]);
-        }
-    }
-
-    fn topic(&self, message: &Message<'_>) {
-        let Some(channel) = message.word(0) else {
-            self.numeric(ERR_NEEDMOREPARAMS, &["TOPIC", "Not enough parameters"]);
-            return;
-        };
-        let channel = clean_word(channel);
-        if message.params.len() > 1 {
-            self.numeric(
-                ERR_CHANOPRIVSNEEDED,
-                &[&channel, "Topics are not used here"],
-            );
-        } else {
-            self.numeric(RPL_NOTOPIC, &[&channel, "No topic is set"]);
-        }
-    }
-
-    fn mode(&self, message: &Message<'_>) {
-        let Some(target) = message.word(0) else {
-            self.numeric(ERR_NEEDMOREPARAMS, &["MODE", "Not enough parameters"]);
-            return;
-        };
-        let target = clean_word(target);
-        if target.starts_with('#') {
-            match message.param(1).map(|m| m.trim_start_matches('+')) {
-                None => self.numeric(RPL_CHANNELMODEIS, &[&target, "+nt"]),
-                Some("b") => self.numeric(RPL_ENDOFBANLIST, &[&target, "End of ban list"]),
-                Some("e") => self.numeric(RPL_ENDOFEXCEPTLIST, &[&target, "End of list"]),
-                Some("I") => self.numeric(RPL_ENDOFINVITELIST, &[&target, "End of list"]),
-                Some(_) => self.numeric(
-                    ERR_CHANOPRIVSNEEDED,
-                    &[&target, "Channel modes are fixed here"],
-                ),
-            }
-        } else if target.eq_ignore_ascii_case(&self.me()) {
-            self.numeric(RPL_UMODEIS, &["+"]);
-        } else {
-            self.numeric(ERR_USERSDONTMATCH, &["Can't change mode for other users"]);
-        }
-    }
-
-    fn whois(&self, message: &Message<'_>) {
-        let Some(nick) = message.params.iter().rev().find(|p| !p.is_empty()) else {
-            self.numeric(ERR_NONICKNAMEGIVEN, &["No nickname given"]);
-            return;
-        };
-        let nick = clean_word(nick);
-        if self.cx.board.is_name_free(&nick) {
-            self.numeric(ERR_NOSUCHNICK, &[&nick, "No such nick/channel"]);
-        } else {
-            self.numeric(RPL_WHOISUSER, &[&nick, &nick, message::HOST, "*", &nick]);
-            let server = &self.cx.config.server.name;
-            self.numeric(RPL_WHOISSERVER, &[&nick, message::HOST, server]);
-        }
-        self.numeric(RPL_ENDOFWHOIS, &[&nick, "End of /WHOIS list."]);
-    }
-
-    fn ison(&self, message: &Message<'_>) {
-        let online: Vec<&str> = message
-            .params
-            .iter()
-            .flat_map(|p| p.split(' '))
-            .filter(|n| !n.is_empty() && !self.cx.board.is_name_free(n))
-            .collect();
-        self.numeric(RPL_ISON, &[&online.join(" ")]);
     }
 }
 
@@ -898,43 +632,35 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut directs: mailbox::Receiver<Direct>,
     mut view: View,
 ) {
-    let mut batch = Vec::new();
-    let mut out = Vec::new();
+    let mut batch = Batch::default();
     let (mut queue_open, mut directs_open) = (true, true);
     while queue_open || directs_open {
         tokio::select! {
             biased;
-            count = queue.recv_many(&mut batch, WRITE_BATCH), if queue_open => {
+            count = batch.take(&mut queue), if queue_open => {
                 if count == 0 {
                     queue_open = false;
                 }
-                for line in batch.drain(..) {
-                    view.feed(line, &mut out);
+                for line in batch.lines.drain(..) {
+                    view.feed(line, &mut batch.out);
                 }
             }
             direct = directs.recv(), if directs_open => {
                 // Lines queued between the two polls were queued first.
                 while let Some(line) = queue.try_recv() {
-                    view.feed(line, &mut out);
+                    view.feed(line, &mut batch.out);
                 }
                 match direct {
-                    Some(direct) => view.direct(direct, &mut out),
+                    Some(direct) => view.direct(direct, &mut batch.out),
                     None => directs_open = false,
                 }
             }
         }
-        if !out.is_empty() {
-            // Flushed as on the line port: TLS may hold back the end otherwise.
-            if socket.write_all(&out).await.is_err() || socket.flush().await.is_err() {
-                return;
-            }
-            out.clear();
+        if !batch.out.is_empty() && conn::send(&mut socket, &batch.out).await.is_err() {
+            return;
         }
-        // As on the line port: what a burst grew is given back once it is over.
-        if out.capacity() + batch.capacity() * 8 > KEEP_WHEN_IDLE && queue.is_empty() {
-            (batch, out) = (Vec::new(), Vec::new());
+        if batch.settle(&queue) {
             view.shrink();
-            queue.release_room();
             directs.release_room();
         }
     }

@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use super::{Mode, Web};
-use crate::front::liveness;
+use crate::front::conn;
 use crate::front::seat::AddressSeat;
 use crate::protocol::LoginError;
 use crate::tls::server::HANDSHAKE_WITHIN;
@@ -79,42 +79,15 @@ pub(super) async fn serve(listener: TcpListener, web: Arc<Web>, router: Router, 
         Mode::Https(acceptor) => Some(acceptor),
         Mode::Http | Mode::Redirect { .. } => None,
     };
-    let cx = &web.cx;
-    loop {
-        let accepted = tokio::select! {
-            _ = cx.shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                // As on the chat ports: usually out of file descriptors.
-                tracing::warn!(%err, "web accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        liveness::watch(&socket);
-        if !cx.proxies.expected() {
-            admit(socket, peer, &web, &router, &tls);
-            continue;
-        }
-        // As on the chat ports: the header in a task of its own, then the limits
-        // count the client's address.
-        let (web, router, tls) = (web.clone(), router.clone(), tls.clone());
-        web.tracker.clone().spawn(async move {
-            let mut socket = socket;
-            let proxies = web.cx.proxies.clone();
-            let client = tokio::select! {
-                client = proxies.client(&mut socket, peer) => client,
-                _ = web.cx.shutdown.cancelled() => return,
-            };
-            match client {
-                Ok(client) => admit(socket, client, &web, &router, &tls),
-                Err(refused) => proxies.log_refusal(peer, &refused),
-            }
-        });
-    }
+    let (cx, tracker) = (web.cx.clone(), web.tracker.clone());
+    conn::accept(
+        &listener,
+        &cx,
+        &cx.shutdown,
+        &tracker,
+        move |socket, peer| admit(socket, peer, &web, &router, &tls),
+    )
+    .await;
 }
 
 /// Gives an HTTP connection from `peer` its place under the limits and serves it

@@ -22,13 +22,11 @@ use tracing::Instrument;
 use super::listen::Place;
 use super::{same_origin, Web};
 use crate::clock::Clock;
+use crate::front::conn::Batch;
 use crate::front::line::{self, Transport};
 use crate::front::seat::AddressSeat;
 use crate::mailbox;
 use crate::protocol::{Inbound, LoginError, ServerLine, Stamped};
-
-/// Lines the writer takes off the queue before it flushes.
-const WRITE_BATCH: usize = 256;
 
 /// Bytes read from the socket at a time: a few lines. tungstenite zero-fills this
 /// much before every read and keeps it per connection; its default of 128 KiB cost
@@ -160,13 +158,13 @@ async fn write_loop(
     clock: Clock,
     heartbeat: Arc<Heartbeat>,
 ) {
-    let mut batch = Vec::new();
+    let mut batch = Batch::default();
     let start = tokio::time::Instant::now() + PING_EVERY;
     let mut pings = tokio::time::interval_at(start, PING_EVERY);
     let mut awaiting = false;
     loop {
         let count = tokio::select! {
-            count = queue.recv_many(&mut batch, WRITE_BATCH) => count,
+            count = batch.take(&mut queue) => count,
             _ = pings.tick() => {
                 let heard = heartbeat.heard.swap(false, Ordering::Relaxed);
                 if awaiting && !heard {
@@ -184,18 +182,15 @@ async fn write_loop(
         if count == 0 {
             break;
         }
-        for line in batch.drain(..) {
-            if sink.feed(frame(&line, &clock)).await.is_err() {
+        for line in &batch.lines {
+            if sink.feed(frame(line, &clock)).await.is_err() {
                 return;
             }
         }
         if sink.flush().await.is_err() {
             return;
         }
-        if batch.capacity() * 8 > line::KEEP_WHEN_IDLE && queue.is_empty() {
-            batch = Vec::new();
-            queue.release_room();
-        }
+        batch.settle(&queue);
     }
     let _ = sink.close().await;
 }
