@@ -41,16 +41,33 @@ struct Message {
     counted: Counted,
 }
 
-/// Shares `connects` and `codes` with the other nodes until `stop`.
-pub async fn share(
+/// Shares `connects` and `codes` with the other nodes until `stop`. Counts wait
+/// in a queue from the moment this is called, and are published once the stream
+/// exists (what is published before is stored nowhere): the guesses made while a
+/// node starts count on the others too.
+pub fn share(
     client: async_nats::Client,
     js: jetstream::Context,
     node: u64,
     connects: Arc<AddressWindow>,
     codes: Arc<CodeGuard>,
     stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tell, told) = mpsc::channel(QUEUE);
+    connects.shared.connect(tell.clone());
+    codes.shared.connect(tell);
+    run(client, js, node, connects, codes, told, stop)
+}
+
+async fn run(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    node: u64,
+    connects: Arc<AddressWindow>,
+    codes: Arc<CodeGuard>,
+    mut told: mpsc::Receiver<Counted>,
+    stop: CancellationToken,
 ) {
-    // The stream first: what is published before it exists is stored nowhere.
     while let Err(err) = js.get_or_create_stream(config()).await {
         tracing::debug!(%err, "cannot reach the counts' stream yet");
         tokio::select! {
@@ -58,9 +75,6 @@ pub async fn share(
             _ = tokio::time::sleep(RETRY) => {}
         }
     }
-    let (tell, mut told) = mpsc::channel(QUEUE);
-    connects.shared.connect(tell.clone());
-    codes.shared.connect(tell);
     let publish = async {
         while let Some(counted) = told.recv().await {
             let message = Message { node, counted };

@@ -59,15 +59,21 @@ async fn three_nodes_allow_an_address_what_one_allows() {
             "{bodies:?}"
         );
     }
-    // ...and one more connection from the other.
+    // ...and more connections from the other. The last connects reach the other
+    // nodes within milliseconds, so a node may still let one or two through; one
+    // counting alone would let a third of the flood through again.
     for node in &nodes {
-        let mut again = TestClient::connect_from(node.addr, FLOODER).await;
-        let bodies = again.expect_closed().await;
-        assert_eq!(bodies.len(), 1, "{bodies:?}");
-        assert!(
-            bodies[0].starts_with("! Too many connections from your address; try again in "),
-            "{bodies:?}"
-        );
+        let mut refused = None;
+        for _ in 0..3 {
+            let mut again = TestClient::connect_from(node.addr, FLOODER).await;
+            let first = again.next_body().await;
+            if first.starts_with("! Too many connections from your address; try again in ") {
+                refused = Some(first);
+                break;
+            }
+            assert!(first.starts_with("* Connected to "), "{first:?}");
+        }
+        assert!(refused.is_some(), "node {} counted alone", node.addr);
     }
     // A classmate elsewhere is not affected.
     let mut bob = TestClient::connect_from(nodes[0].addr, CLASSMATE).await;
