@@ -34,7 +34,7 @@ use crate::front::seat::Seat;
 use crate::front::{conn, irc, line, web, Context, Duplex};
 use crate::hub::{ConnId, History, Hub, Settings};
 use crate::protocol::LoginError;
-use crate::store::{roster_source, Closed, RosterSource, Store, StoreError, StoreHandle};
+use crate::store::{postgres, roster_source, Closed, RosterSource, Store, StoreError, StoreHandle};
 use crate::student_data::erase;
 use crate::switchboard::Switchboard;
 use crate::tls::server::{Certificates, HANDSHAKE_WITHIN};
@@ -118,7 +118,7 @@ async fn keep_record_tidy(cx: Context, store: StoreHandle, database: PathBuf, mu
                 }
             }
             _ = tokio::time::sleep(ERASE_EVERY) => {
-                let newest = match read_blocking(&database, erase::last_erase_sqlite).await {
+                let newest = match read_blocking(&database, crate::store::sqlite::last_erase).await {
                     Ok(newest) => newest,
                     Err(err) => {
                         tracing::debug!(%err, "cannot look for erase events");
@@ -170,7 +170,7 @@ async fn keep_postgres_tidy(cx: Context) {
                 next_expiry = now + EXPIRE_EVERY;
                 let cutoff = storage.retention_cutoff_ms(chrono::Utc::now().timestamp_millis());
                 if let Some(cutoff) = cutoff {
-                    match crate::student_data::retention::expire_postgres(connected, cutoff).await {
+                    match postgres::expire_before(connected, cutoff).await {
                         Ok(0) => {}
                         Ok(deleted) => {
                             tracing::info!(deleted, "deleted events past storage.retention_days")
@@ -199,14 +199,14 @@ async fn forget_erased_postgres(
     client: &tokio_postgres::Client,
     seen: &mut Option<i64>,
 ) {
-    let Ok(count) = erase::erase_count_postgres(client).await else {
+    let Ok(count) = postgres::erase_count(client).await else {
         return;
     };
     if seen.is_some_and(|seen| count <= seen) {
         return;
     }
     // At start too: the stream this node replayed may predate an erase.
-    match erase::erased_chat_postgres(client).await {
+    match postgres::erased_chat(client).await {
         Ok(lines) => {
             *seen = Some(count);
             let forgotten = cx.board.forget_history(&lines.into_iter().collect());

@@ -1,11 +1,13 @@
 //! The human-readable transcript: one greppable line per event, written to a
 //! rotating file by the store and printed by `chat-server transcript`.
 //!
-//! Both use [`format_line`], so the file and the command always agree.
+//! Both use [`format_line`], so the file and the command always agree. Files
+//! older than `storage.retention_days` are removed by [`expire_transcripts`].
 
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use chrono::{TimeZone, Utc};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
@@ -139,4 +141,46 @@ impl Transcript {
         self.appender = Some((appender, (meta.dev(), meta.ino())));
         Ok(())
     }
+}
+
+/// Whether `name` is one of the transcript's files (`transcript.DATE.log`).
+pub fn is_transcript_file(name: &str) -> bool {
+    name.starts_with("transcript") && name.ends_with(".log")
+}
+
+/// Removes the transcript files in `dir` last written before `cutoff_ms`; returns
+/// how many. A file still being appended to was written recently, so it stays.
+/// Failures are logged: a file that cannot be removed today is tried again
+/// tomorrow.
+pub fn expire_transcripts(dir: &Path, cutoff_ms: i64) -> usize {
+    let cutoff = SystemTime::UNIX_EPOCH + Duration::from_millis(cutoff_ms.max(0) as u64);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !is_transcript_file(&name.to_string_lossy()) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified < cutoff);
+        if !old {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(err) => tracing::warn!(%err, file = %entry.path().display(),
+                "cannot remove a transcript file past storage.retention_days"),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed transcript files past storage.retention_days"
+        );
+    }
+    removed
 }

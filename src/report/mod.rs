@@ -29,6 +29,7 @@ mod output;
 mod tally;
 #[cfg(test)]
 mod tests;
+mod timeline;
 
 use std::io::{self, BufWriter, Write};
 use std::ops::ControlFlow;
@@ -44,6 +45,7 @@ use identity::load_identities;
 pub use output::formula_guard;
 use output::{write_csv, write_table};
 use tally::{add_targeted, tally_events, window, Tally};
+pub use timeline::{timeline, Timeline};
 
 /// Why a report or transcript could not be produced.
 #[derive(Debug, thiserror::Error)]

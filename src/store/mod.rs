@@ -261,9 +261,8 @@ impl Store {
         let now_ms = chrono::Utc::now().timestamp_millis();
         if let Some(cutoff_ms) = config.storage.retention_cutoff_ms(now_ms) {
             // Before the writer starts, so that no append races the removals.
-            crate::student_data::retention::expire_sqlite(&conn, cutoff_ms)
-                .map_err(|source| db_error(path, source))?;
-            crate::student_data::retention::expire_transcripts(&config.log.dir, cutoff_ms);
+            sqlite::expire_before(&conn, cutoff_ms).map_err(|source| db_error(path, source))?;
+            crate::transcript::expire_transcripts(&config.log.dir, cutoff_ms);
         }
         let next_session: i64 = conn
             .query_row(
@@ -272,8 +271,7 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|source| db_error(path, source))?;
-        let last_erase = crate::student_data::erase::last_erase_sqlite(&conn)
-            .map_err(|source| db_error(path, source))?;
+        let last_erase = sqlite::last_erase(&conn).map_err(|source| db_error(path, source))?;
         let replay_lines = config.history.replay_lines;
         let history =
             recent_history(&conn, replay_lines).map_err(|source| db_error(path, source))?;
@@ -363,6 +361,17 @@ impl Store {
             }
         }
     }
+}
+
+/// The record a server's configuration names, to read: a cluster's PostgreSQL,
+/// or the SQLite database, read-only. It blocks: call it on a blocking thread.
+pub fn open_record(config: &Config) -> anyhow::Result<Box<dyn RecordRead>> {
+    if !config.storage.postgres_url.is_empty() {
+        return Ok(Box::new(postgres::Blocking::connect(
+            &config.storage.postgres_url,
+        )?));
+    }
+    Ok(Box::new(open_read_only(&config.storage.database)?))
 }
 
 /// Writes the events a previous run saved in `unsaved` into the database, in one

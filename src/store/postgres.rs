@@ -220,6 +220,58 @@ pub async fn roster_list(client: &Client) -> Result<Vec<Member>, tokio_postgres:
     Ok(members)
 }
 
+/// Deletes the events before `cutoff_ms` (`storage.retention_days`); returns how
+/// many. Any node may do it: deleting twice deletes nothing more.
+pub async fn expire_before(client: &Client, cutoff_ms: i64) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute("DELETE FROM events WHERE ts_ms < $1", &[&cutoff_ms])
+        .await
+}
+
+/// The stream sequences of the inputs that carried the student's chat lines and
+/// private messages: the cluster's copies of their words. Leave reasons stay in
+/// the stream, because their inputs also end a connection, which a node
+/// rebuilding its state must replay.
+pub async fn stream_seqs(
+    client: &Client,
+    sessions: &[i64],
+) -> Result<Vec<u64>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT seq FROM events WHERE session = ANY($1)
+             AND kind IN ('chat', 'pm') AND seq > 0 ORDER BY seq",
+            &[&sessions],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+}
+
+/// How many `erase` events a cluster's PostgreSQL holds: a node acts when it
+/// grows.
+pub async fn erase_count(client: &Client) -> Result<i64, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT COUNT(*) FROM events WHERE kind = 'erase'", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Every erased chat line in a cluster's PostgreSQL, as `(room, ts_ms, sender)`:
+/// what a node no longer replays.
+pub async fn erased_chat(
+    client: &Client,
+) -> Result<Vec<(String, i64, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT room, ts_ms, sender FROM events WHERE kind = 'chat' AND text = $1",
+            &[&super::ERASED],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 /// The record in PostgreSQL for a command-line tool that is otherwise
 /// synchronous (`report`, `transcript`, `roster`, `export`, `erase`): a
 /// connection with the small runtime that drives it.

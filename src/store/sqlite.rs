@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{Type, Value};
 use rusqlite::{
@@ -194,6 +194,74 @@ pub(super) fn insert_counting(
         )?;
     }
     tx.commit()
+}
+
+/// Deletes the events before `cutoff_ms` (`storage.retention_days`); returns how
+/// many. `secure_delete` overwrites the freed space, so the deleted words leave no
+/// copy in the file.
+pub fn expire_before(conn: &Connection, cutoff_ms: i64) -> rusqlite::Result<usize> {
+    conn.pragma_update(None, "secure_delete", true)?;
+    conn.execute("DELETE FROM events WHERE ts_ms < ?1", [cutoff_ms])
+}
+
+/// The id of the newest `erase` event, 0 when there is none: a running server
+/// acts on those after the one it saw last.
+pub fn last_erase(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM events WHERE kind = 'erase'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// How long [`checkpoint`] keeps trying while a server or a reader holds the log.
+const CHECKPOINT_FOR: Duration = Duration::from_secs(10);
+
+/// How the write-ahead log ended after an erase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Everything is in the database file and the log is empty: the old words
+    /// are nowhere.
+    Truncated,
+    /// The log could not be emptied (a reader held it the whole time); the old
+    /// words may stay in it until the next checkpoint overwrites them.
+    NotTruncated(String),
+}
+
+/// Copies the log into the database and empties it (`wal_checkpoint(TRUNCATE)`),
+/// retrying for a while (up to [`CHECKPOINT_FOR`]): a running server's writer and
+/// any open report take turns with it. What an erase needs, so that the old words
+/// are nowhere.
+pub fn checkpoint(conn: &Connection, database: &Path) -> Checkpoint {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    let started = Instant::now();
+    let mut last;
+    loop {
+        let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+        match result {
+            Ok((0, _, _)) => {
+                // The server may have appended since; the old frames are gone anyway.
+                let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                if len == 0 {
+                    return Checkpoint::Truncated;
+                }
+                last = format!("the log has {len} bytes again");
+            }
+            Ok((_, log, done)) => last = format!("busy: {done} of {log} pages copied"),
+            Err(err) => last = err.to_string(),
+        }
+        if started.elapsed() >= CHECKPOINT_FOR {
+            return Checkpoint::NotTruncated(last);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 impl RecordRead for Connection {

@@ -343,15 +343,14 @@ impl Writer {
     /// Retention on this thread: the chat's runtime never waits for the delete,
     /// and no append races a file's removal.
     fn expire(&mut self, cutoff_ms: i64) {
-        use crate::student_data::retention;
-        match retention::expire_sqlite(&self.database.conn, cutoff_ms) {
+        match super::sqlite::expire_before(&self.database.conn, cutoff_ms) {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted events past storage.retention_days"),
             Err(err) => {
                 tracing::warn!(%err, "cannot delete events past storage.retention_days; trying again tomorrow")
             }
         }
-        retention::expire_transcripts(self.transcript.transcript.dir(), cutoff_ms);
+        crate::transcript::expire_transcripts(self.transcript.transcript.dir(), cutoff_ms);
     }
 
     /// Erasure on this thread, which alone appends to the transcript: lines still

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::erase::{self, Checkpoint};
+use super::erase;
 use super::export;
 use super::rewrite::Rewrites;
 use crate::report::{self, StudentScope};
-use crate::store::postgres::Blocking;
+use crate::store::postgres::{self, Blocking};
+use crate::store::sqlite::{self, Checkpoint};
 use crate::store::{self, Counts, RecordErase, RecordRead, StoreError};
 
 /// Where the record is.
@@ -102,7 +103,7 @@ fn erase_sqlite(
     })?;
     let erased = erase::erased_events(&conn, Some(&scope.sessions))?;
     writeln!(out, "database {}: {counts} erased", database.display())?;
-    match erase::checkpoint(&conn, database) {
+    match sqlite::checkpoint(&conn, database) {
         Checkpoint::Truncated => writeln!(
             out,
             "database: the old words are overwritten (secure_delete) and the write-ahead log is emptied"
@@ -164,7 +165,7 @@ fn erase_postgres(
     let Blocking {
         runtime, client, ..
     } = &postgres;
-    let seqs = runtime.block_on(erase::stream_seqs_postgres(client, &scope))?;
+    let seqs = runtime.block_on(postgres::stream_seqs(client, &scope.sessions))?;
     match nats {
         Some(nats) => {
             let (deleted, gone) = runtime

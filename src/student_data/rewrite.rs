@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::event::{Event, EventKind};
 use crate::transcript::format_line;
 
-use super::retention::is_transcript_file;
+use crate::transcript::is_transcript_file;
 
 /// The lines to replace, by their leading timestamp.
 #[derive(Debug, Default)]

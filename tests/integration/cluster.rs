@@ -924,3 +924,52 @@ async fn a_kick_holds_on_every_node() {
         );
     }
 }
+
+/// A node's instructor page reports and charts the cluster's record in
+/// PostgreSQL, which holds what was said on every node, not the node's own file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_s_instructor_page_reports_the_whole_cluster() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let one = start_node(&nats, &pg).await;
+    let two = start_node_with(&nats, &pg, crate::harness::enable_web).await;
+    let mut bob = two.login("bob").await;
+    let mut sam = one.login("sam").await;
+    bob.expect("* sam has joined #lobby").await;
+    for line in ["one", "two", "three"] {
+        sam.send(line).await;
+        bob.expect(&format!("sam: {line}")).await;
+    }
+    let web = two.web.expect("node two serves the page");
+    let login = crate::web::post_login(web, "prof", PASSWORD).await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    let cookie = login.header("set-cookie").expect("a session cookie");
+    let cookie = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    // The record is written a moment after the lines are delivered.
+    let deadline = Instant::now() + WAIT;
+    let row = loop {
+        let report = crate::web::http(web, "GET", "/instructor/report.csv", &[&cookie], "").await;
+        assert_eq!(report.status, 200, "{}", report.text());
+        let text = report.text();
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("sam,"))
+            .map(str::to_owned);
+        match row {
+            Some(row) if row.starts_with("sam,,3,") => break row,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => panic!("sam's three lines never reached the page's report:\n{text}"),
+        }
+    };
+    assert!(row.starts_with("sam,,3,0,3,"), "{row}");
+    let timeline = crate::web::http(web, "GET", "/instructor/api/timeline", &[&cookie], "").await;
+    let timeline: serde_json::Value = serde_json::from_slice(timeline.text().as_bytes()).unwrap();
+    let total: i64 = timeline["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 3, "{timeline}");
+}

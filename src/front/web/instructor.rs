@@ -344,7 +344,8 @@ pub(super) async fn report_json(
 }
 
 /// The report as `chat-server report --format FORMAT` prints it, read from the
-/// database on the blocking pool on a connection of its own, as the CLI does.
+/// record (a cluster's PostgreSQL, else the database) on the blocking pool on a
+/// connection of its own, as the CLI does.
 async fn report(
     web: &Web,
     params: Params,
@@ -356,11 +357,11 @@ async fn report(
         Ok(filter) => filter,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
     };
-    let path = web.cx.config.storage.database.clone();
+    let config = web.cx.config.clone();
     let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
-        let conn = store::open_read_only(&path)?;
+        let records = store::open_record(&config)?;
         let mut out = Vec::new();
-        report::write_report(&conn, &filter, format, &mut out)?;
+        report::write_report(&*records, &filter, format, &mut out)?;
         Ok(out)
     })
     .await;
@@ -384,16 +385,6 @@ fn server_error(err: &str) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }
 
-/// The class's chat messages over time, counted per bucket.
-#[derive(Serialize)]
-pub(super) struct Timeline {
-    /// Bucket width in milliseconds: a minute, an hour or a day, chosen so that the
-    /// range makes a readable chart.
-    bucket_ms: i64,
-    /// `[bucket start (UTC ms), messages]`, buckets without messages left out.
-    points: Vec<(i64, i64)>,
-}
-
 /// `GET /instructor/api/timeline`: chat lines per minute, hour or day, for the
 /// range and room of the report (the whole class, so `user` is ignored).
 pub(super) async fn timeline(
@@ -405,10 +396,10 @@ pub(super) async fn timeline(
         Ok(filter) => filter,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
     };
-    let path = web.cx.config.storage.database.clone();
-    let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Timeline> {
-        let conn = store::open_read_only(&path)?;
-        Ok(count_timeline(&conn, &filter)?)
+    let config = web.cx.config.clone();
+    let made = tokio::task::spawn_blocking(move || -> anyhow::Result<report::Timeline> {
+        let records = store::open_record(&config)?;
+        Ok(report::timeline(&*records, &filter)?)
     })
     .await;
     match made {
@@ -416,52 +407,4 @@ pub(super) async fn timeline(
         Ok(Err(err)) => server_error(&err.to_string()),
         Err(err) => server_error(&err.to_string()),
     }
-}
-
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
-
-fn count_timeline(conn: &rusqlite::Connection, filter: &Filter) -> rusqlite::Result<Timeline> {
-    let room = filter.room.as_deref().map(|room| {
-        let room = room.trim();
-        room.strip_prefix('#').unwrap_or(room).to_ascii_lowercase()
-    });
-    let mut clause = String::from(" WHERE kind = 'chat' AND ts_ms >= ?1 AND ts_ms < ?2");
-    if room.is_some() {
-        clause.push_str(" AND room = ?3");
-    }
-    let since = filter.since.unwrap_or(i64::MIN);
-    let until = filter.until.unwrap_or(i64::MAX);
-    use rusqlite::types::Value;
-    let mut values = vec![Value::Integer(since), Value::Integer(until)];
-    values.extend(room.map(Value::Text));
-    let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
-        &format!("SELECT MIN(ts_ms), MAX(ts_ms) FROM events{clause}"),
-        rusqlite::params_from_iter(&values),
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    let (Some(first), Some(last)) = (first, last) else {
-        return Ok(Timeline {
-            bucket_ms: MINUTE,
-            points: Vec::new(),
-        });
-    };
-    let span = last - first;
-    let bucket_ms = match span {
-        s if s <= 6 * HOUR => MINUTE,
-        s if s <= 14 * DAY => HOUR,
-        _ => DAY,
-    };
-    let sql = format!(
-        "SELECT (ts_ms / {bucket_ms}) * {bucket_ms} AS bucket, COUNT(*) FROM events{clause} \
-         GROUP BY bucket ORDER BY bucket"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let points = stmt
-        .query_map(rusqlite::params_from_iter(&values), |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Timeline { bucket_ms, points })
 }
