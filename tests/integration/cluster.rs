@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use classchat::config::Config;
 
 use crate::access::{password_hash, PASSWORD};
-use crate::harness::{spawn_listening, test_config, TestClient, TestServer, SERVER_BIN, WAIT};
+use crate::harness::{
+    enable_web, spawn_listening, test_config, TestClient, TestServer, SERVER_BIN, WAIT,
+};
 use crate::nats::Nats;
 use crate::postgres::Postgres;
+use crate::web::http;
 
 /// The engines and the nodes running on them.
 struct Cluster {
@@ -922,5 +925,63 @@ async fn a_kick_holds_on_every_node() {
             closed.last().map(String::as_str),
             Some("! You were kicked; you can log in again in 10 minutes.")
         );
+    }
+}
+
+/// SPEC 9, "One sign-in": a login made through one node's web port holds on
+/// every node and across a restart, and a logout through any node ends it on all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instructor_signed_in_through_one_node_uses_the_page_through_another_and_after_a_restart(
+) {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let one = start_node_with(&nats, &pg, enable_web).await;
+    let two = start_node_with(&nats, &pg, enable_web).await;
+    let login = crate::web::post_login(one.web.unwrap(), "prof", PASSWORD).await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    let cookie = login.header("set-cookie").expect("a session cookie");
+    let session = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    let cookie: &str = &session;
+    let live =
+        move |web| async move { http(web, "GET", "/instructor/api/live", &[cookie], "").await };
+    for node in [&one, &two] {
+        let answer = live(node.web.unwrap()).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let page = http(two.web.unwrap(), "GET", "/instructor", &[&session], "").await;
+    assert!(page.text().contains("/instructor.js"), "the dashboard");
+
+    // Node 1 restarted (on a new port): the browser is still signed in.
+    one.stop().await;
+    let again = start_node_with(&nats, &pg, enable_web).await;
+    let answer = live(again.web.unwrap()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Only the token's hash is stored.
+    let token = session.split('=').nth(1).unwrap();
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
+    let stored: Vec<String> = client
+        .query("SELECT token_hash FROM web_sessions", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], token);
+
+    let logout = http(
+        two.web.unwrap(),
+        "POST",
+        "/instructor/logout",
+        &[&session],
+        "",
+    )
+    .await;
+    assert_eq!(logout.status, 303);
+    for web in [two.web.unwrap(), again.web.unwrap()] {
+        assert_eq!(live(web).await.status, 401, "logged out everywhere");
     }
 }
