@@ -10,8 +10,8 @@
 //! claim the stream stored first, and `/who`, `/rooms`, `/msg`, history and
 //! moderation work across nodes with no protocol of our own: the stream's order is
 //! the only agreement there is. A node that dies is noticed by the others
-//! ([`liveness`]); the record is written to PostgreSQL from the same stream
-//! ([`record`]).
+//! ([`liveness`]); the record is written to PostgreSQL from the same stream by
+//! one node at a time, the holder of a lease ([`record`], [`lease`]).
 //!
 //! A starting node replays the stream from its beginning to rebuild the state,
 //! then accepts clients. The stream is kept whole, like the record; replaying it
@@ -19,6 +19,7 @@
 
 mod actions;
 pub mod counters;
+pub mod lease;
 pub mod liveness;
 pub mod record;
 pub mod relay;
@@ -189,11 +190,16 @@ impl Node {
             stop.clone(),
         ))];
         let record = record::Recorder::start(
-            Actions::new(stream, reconnected),
-            config.storage.postgres_url.clone(),
-            settings,
-            config.history.replay_lines,
-            clock,
+            lease::Lease::new(js.clone(), number),
+            record::Turns {
+                stream,
+                reconnected,
+                url: config.storage.postgres_url.clone(),
+                settings,
+                replay_lines: config.history.replay_lines,
+                clock,
+                node: number,
+            },
         );
         // Clients come in once this node knows everything up to its own start;
         // until then its idea of who is connected where is history, and no node
@@ -242,8 +248,8 @@ impl Node {
     }
 
     /// Stops following the stream, publishes what is still queued and stores what
-    /// is still unacknowledged (within `grace`), and lets the recorder write what
-    /// it has read.
+    /// is still unacknowledged (within `grace`), and, if this node writes the
+    /// record, writes what it has read and hands the lease on.
     pub async fn close(self, grace: Duration) {
         let Node {
             board,

@@ -1,18 +1,24 @@
-//! The record of a cluster: every node reads the stream with a copy of the hub of
-//! its own, at PostgreSQL's pace, and writes the events each action produced,
-//! keyed by the action's stream sequence and their place among its events.
+//! The record of a cluster: one node at a time, the holder of the writer's
+//! [`lease`](super::lease), reads the stream with a copy of the hub of its own, at
+//! PostgreSQL's pace, and writes the events each action produced, keyed by the
+//! action's stream sequence and their place among its events.
 //!
-//! The key makes the table exactly-once whatever happens: a node that restarts or
-//! has a batch delivered twice writes rows that are already there, and they are
-//! left alone (`ON CONFLICT DO NOTHING`). Every node writes everything, in
-//! sequence order, a batch per transaction, so the highest `seq` in the table is a
-//! point below which nothing is missing: a node resumes writing after it, and the
-//! record is complete while any one node runs. While PostgreSQL is unreachable
-//! the recorder stops reading; the actions wait in JetStream, and chat goes on.
+//! The key makes the table exactly-once whatever happens: a writer that restarts,
+//! has a batch delivered twice, or overlaps for a moment with the next one (a
+//! lease is a hint, not a lock) writes rows that are already there, and they are
+//! left alone (`ON CONFLICT DO NOTHING`). The writer writes in sequence order, a
+//! batch per transaction, so the highest `seq` in the table is a point below which
+//! nothing is missing. A node that takes the lease over rebuilds its hub from the
+//! stream's start and writes what follows that point: nothing lost, nothing twice.
+//! The other nodes do not read the stream for the record at all. While PostgreSQL
+//! is unreachable the writer stops reading and keeps its lease; the actions wait
+//! in JetStream, and chat goes on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::stream;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +29,10 @@ use crate::store::postgres;
 use crate::switchboard::Switchboard;
 
 use super::actions::Actions;
+use super::lease::Lease;
+
+/// The writer's `application_name` in PostgreSQL, followed by its node number.
+pub const WRITER: &str = "classchat record writer";
 
 /// Rows per transaction, at most.
 const BATCH: usize = 2_000;
@@ -49,45 +59,89 @@ impl EventSink for Collected {
     }
 }
 
-/// The recording task of one node.
+/// The recording task of one node: waits for the lease, writes while it holds it.
 pub struct Recorder {
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
+/// What a turn at writing starts from: the stream from its first action, and a
+/// hub of its own.
+pub struct Turns {
+    /// The stream recorded.
+    pub stream: stream::Stream,
+    /// Bumped at every (re)connection to NATS.
+    pub reconnected: watch::Receiver<u64>,
+    /// `storage.postgres_url`.
+    pub url: String,
+    /// The hub's settings.
+    pub settings: Settings,
+    /// `history.replay_lines`.
+    pub replay_lines: usize,
+    /// The server's clock.
+    pub clock: Clock,
+    /// This node's number, shown in PostgreSQL as the writer's.
+    pub node: u64,
+}
+
 impl Recorder {
-    /// Starts recording `stream` into the PostgreSQL database at `url`.
-    pub fn start(
-        actions: Actions,
-        url: String,
-        settings: Settings,
-        replay_lines: usize,
-        clock: Clock,
-    ) -> Recorder {
-        let collected = Collected::default();
-        let hub = Hub::new(settings, History::new(replay_lines));
-        let board = Switchboard::recorder(hub, collected.clone(), clock);
+    /// Takes turns at writing the record with the other nodes, through `lease`.
+    pub fn start(lease: Lease, turns: Turns) -> Recorder {
         let stop = CancellationToken::new();
-        let writer = Writer {
-            stream: actions.stream_id(),
-            url,
-            client: None,
-            written: 0,
-            batch: Vec::new(),
-            stop: stop.clone(),
-        };
-        let task = tokio::spawn(record(actions, board, collected, writer));
+        let task = tokio::spawn(take_turns(lease, turns, stop.clone()));
         Recorder { stop, task }
     }
 
-    /// Writes what has been read, trying for at most `grace`; anything not written
-    /// stays in the stream for the other nodes or the next start.
+    /// Writes what has been read, trying for at most `grace`, and gives the lease
+    /// up; anything not written stays in the stream for the next writer.
     pub async fn close(self, grace: Duration) {
         let Recorder { stop, mut task } = self;
         stop.cancel();
         if tokio::time::timeout(grace, &mut task).await.is_err() {
             task.abort();
         }
+    }
+}
+
+/// Waits for the lease, writes while it holds it, and waits again if it loses it,
+/// until `stop`.
+async fn take_turns(mut lease: Lease, turns: Turns, stop: CancellationToken) {
+    loop {
+        let Some(mut held) = lease.acquire(&stop).await else {
+            return;
+        };
+        tracing::info!(node = turns.node, "this node writes the record");
+        tokio::select! {
+            // Ends only once stopped, after the last flush.
+            _ = turns.write(stop.clone()) => {
+                held.release().await;
+                return;
+            }
+            _ = held.keep() => {
+                tracing::warn!("this node lost the record's lease; another node writes the record");
+            }
+        }
+    }
+}
+
+impl Turns {
+    /// One turn: a new hub, the stream from its start, and rows for what
+    /// PostgreSQL does not hold yet; until `stop`.
+    async fn write(&self, stop: CancellationToken) {
+        let collected = Collected::default();
+        let hub = Hub::new(self.settings.clone(), History::new(self.replay_lines));
+        let board = Switchboard::recorder(hub, collected.clone(), self.clock.clone());
+        let actions = Actions::new(self.stream.clone(), self.reconnected.clone());
+        let writer = Writer {
+            stream: actions.stream_id(),
+            url: self.url.clone(),
+            node: self.node,
+            client: None,
+            written: 0,
+            batch: Vec::new(),
+            stop,
+        };
+        record(actions, board, collected, writer).await;
     }
 }
 
@@ -136,6 +190,8 @@ struct Writer {
     /// The creation time of the stream recorded (see [`postgres::claim_stream`]).
     stream: String,
     url: String,
+    /// This node's number, for PostgreSQL's list of connections.
+    node: u64,
     client: Option<tokio_postgres::Client>,
     /// The highest sequence known to be in the table.
     written: u64,
@@ -176,6 +232,9 @@ impl Writer {
 
     async fn try_connect(&mut self) -> Result<(), super::RecordError> {
         let client = postgres::connect(&self.url).await?;
+        // An operator (or a test) sees in `pg_stat_activity` which node writes.
+        let name = format!("SET application_name = '{WRITER} {}'", self.node);
+        client.batch_execute(&name).await?;
         super::check_record(&client, &self.stream).await?;
         self.written = self.written.max(postgres::watermark(&client).await?);
         self.client = Some(client);

@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS stream (
     name    TEXT NOT NULL PRIMARY KEY,
     created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS web_sessions (
+    token_hash TEXT   NOT NULL PRIMARY KEY,
+    name       TEXT   NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
 ";
 
 /// Held while the schema is created. Concurrent `CREATE TABLE IF NOT EXISTS` can
@@ -517,5 +522,113 @@ impl super::RosterSource for RosterReader {
                 }
             }
         })
+    }
+}
+
+/// The instructor page's sessions in cluster mode, shared by every node and kept
+/// across restarts: a row per session, keyed by the SHA-256 of its token (the
+/// token itself is only ever in the browser's cookie), with the wall-clock time
+/// it ends. One connection, made again when it fails; each query waits at most
+/// [`ANSWER_WITHIN`].
+pub(crate) struct WebSessions {
+    url: String,
+    client: tokio::sync::Mutex<Option<Client>>,
+}
+
+impl WebSessions {
+    pub(crate) fn new(url: &str) -> WebSessions {
+        WebSessions {
+            url: url.to_owned(),
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Stores a session, and forgets those that have ended.
+    pub(crate) async fn insert(
+        &self,
+        token_hash: &str,
+        name: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), DbError> {
+        self.with_client(async |client: &Client| {
+            client
+                .execute(
+                    "DELETE FROM web_sessions WHERE expires_ms <= $1",
+                    &[&now_ms],
+                )
+                .await?;
+            client
+                .execute(
+                    "INSERT INTO web_sessions (token_hash, name, expires_ms) VALUES ($1, $2, $3)",
+                    &[&token_hash, &name, &expires_ms],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The instructor whose session this is, if it has not ended.
+    pub(crate) async fn find(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, DbError> {
+        self.with_client(async |client: &Client| {
+            let row = client
+                .query_opt(
+                    "SELECT name FROM web_sessions WHERE token_hash = $1 AND expires_ms > $2",
+                    &[&token_hash, &now_ms],
+                )
+                .await?;
+            Ok(row.map(|row| row.get(0)))
+        })
+        .await
+    }
+
+    /// Ends a session.
+    pub(crate) async fn remove(&self, token_hash: &str) -> Result<(), DbError> {
+        self.with_client(async |client: &Client| {
+            client
+                .execute(
+                    "DELETE FROM web_sessions WHERE token_hash = $1",
+                    &[&token_hash],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `query` on the connection, connecting first if need be; a connection
+    /// that failed or did not answer in time is dropped, for the next call to make
+    /// again.
+    async fn with_client<T>(
+        &self,
+        query: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
+        let mut held = self.client.lock().await;
+        let answered = tokio::time::timeout(ANSWER_WITHIN, async {
+            if held.as_ref().is_none_or(|c| c.is_closed()) {
+                let connected = connect(&self.url).await?;
+                migrate(&connected).await?;
+                *held = Some(connected);
+            }
+            let client = held.as_ref().expect("connected above");
+            query(client).await
+        })
+        .await;
+        match answered {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                *held = None;
+                Err(err.into())
+            }
+            Err(_) => {
+                *held = None;
+                Err(DbError::NoAnswer(ANSWER_WITHIN))
+            }
+        }
     }
 }

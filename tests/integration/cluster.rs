@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use classchat::config::Config;
 
 use crate::access::{password_hash, PASSWORD};
-use crate::harness::{spawn_listening, test_config, TestClient, TestServer, SERVER_BIN, WAIT};
+use crate::harness::{
+    enable_web, spawn_listening, test_config, TestClient, TestServer, SERVER_BIN, WAIT,
+};
 use crate::nats::Nats;
 use crate::postgres::Postgres;
+use crate::web::http;
 
 /// The engines and the nodes running on them.
 struct Cluster {
@@ -183,7 +186,7 @@ async fn a_room_spread_over_three_nodes_sees_one_order_and_records_it_once() {
             .collect();
         assert_eq!(others, expected, "talker{i} saw another order");
     }
-    // Written once each, in that order, although every node writes the record.
+    // Written once each, in that order, by whichever node holds the lease.
     let recorded = recorded_chat(&c.pg, 3 * EACH, WAIT).await;
     assert_eq!(recorded, seen[0]);
 }
@@ -972,4 +975,185 @@ async fn a_node_s_instructor_page_reports_the_whole_cluster() {
         .map(|p| p[1].as_i64().unwrap())
         .sum();
     assert_eq!(total, 3, "{timeline}");
+}
+
+/// SPEC 9, "One sign-in": a login made through one node's web port holds on
+/// every node and across a restart, and a logout through any node ends it on all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instructor_signed_in_through_one_node_uses_the_page_through_another_and_after_a_restart(
+) {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let one = start_node_with(&nats, &pg, enable_web).await;
+    let two = start_node_with(&nats, &pg, enable_web).await;
+    let login = crate::web::post_login(one.web.unwrap(), "prof", PASSWORD).await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    let cookie = login.header("set-cookie").expect("a session cookie");
+    let session = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    let cookie: &str = &session;
+    let live =
+        move |web| async move { http(web, "GET", "/instructor/api/live", &[cookie], "").await };
+    for node in [&one, &two] {
+        let answer = live(node.web.unwrap()).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let page = http(two.web.unwrap(), "GET", "/instructor", &[&session], "").await;
+    assert!(page.text().contains("/instructor.js"), "the dashboard");
+
+    // Node 1 restarted (on a new port): the browser is still signed in.
+    one.stop().await;
+    let again = start_node_with(&nats, &pg, enable_web).await;
+    let answer = live(again.web.unwrap()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Only the token's hash is stored.
+    let token = session.split('=').nth(1).unwrap();
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
+    let stored: Vec<String> = client
+        .query("SELECT token_hash FROM web_sessions", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], token);
+
+    let logout = http(
+        two.web.unwrap(),
+        "POST",
+        "/instructor/logout",
+        &[&session],
+        "",
+    )
+    .await;
+    assert_eq!(logout.status, 303);
+    for web in [two.web.unwrap(), again.web.unwrap()] {
+        assert_eq!(live(web).await.status, 401, "logged out everywhere");
+    }
+}
+
+/// A node process, killed if the test ends before it kills it itself.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Who holds the record writer's lease: the node number in the bucket, if any.
+async fn lease_holder(js: &async_nats::jetstream::Context) -> Option<String> {
+    use classchat::cluster::lease::{BUCKET, KEY};
+    let kv = js.get_key_value(BUCKET).await.ok()?;
+    let value = kv.get(KEY).await.ok()??;
+    Some(String::from_utf8_lossy(&value).into_owned())
+}
+
+/// Waits (up to `within`) until the lease is held by a node other than `not`.
+async fn lease_taken(
+    js: &async_nats::jetstream::Context,
+    not: Option<&str>,
+    within: Duration,
+) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        match lease_holder(js).await {
+            Some(holder) if Some(holder.as_str()) != not => return holder,
+            _ => assert!(Instant::now() < deadline, "nobody took the lease over"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `application_name`s of the record writers connected to PostgreSQL.
+async fn writers(pg: &Postgres) -> Vec<String> {
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
+    let pattern = format!("{}%", classchat::cluster::record::WRITER);
+    client
+        .query(
+            "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// SPEC 9, "One writer": one node writes the record; killed mid-chat, another
+/// takes over within 15 s and the record goes on from what PostgreSQL holds, each
+/// event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_writer_killed_mid_chat_another_node_records_the_rest_within_15_seconds_once_each() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    // The first node takes the lease; the others then find it held.
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = spawn_node(dir.path(), &nats, &pg, Stdio::null());
+    let mut first = KillOnDrop(Some(first));
+    let writer = lease_taken(&js, None, WAIT).await;
+    let one = start_node(&nats, &pg).await;
+    let two = start_node(&nats, &pg).await;
+    let mut amy = one.login("amy").await;
+    let mut bob = two.login("bob").await;
+    amy.expect("* bob has joined #lobby").await;
+
+    let mut sent = Vec::new();
+    let mut say = async |amy: &mut TestClient, n: usize| {
+        let line = format!("line {n}");
+        amy.send(&line).await;
+        sent.push(format!("amy: {line}"));
+    };
+    for n in 0..20 {
+        say(&mut amy, n).await;
+    }
+    chat_lines(&mut bob, 20).await;
+    assert_eq!(recorded_chat(&pg, 20, WAIT).await.len(), 20);
+    // Three nodes, one writer: the first.
+    assert_eq!(lease_holder(&js).await.as_deref(), Some(writer.as_str()));
+    let expected = format!("{} {writer}", classchat::cluster::record::WRITER);
+    assert_eq!(writers(&pg).await, [expected]);
+
+    // Killed while lines are on their way, and the chat goes on.
+    for n in 20..40 {
+        say(&mut amy, n).await;
+    }
+    let mut first = first.0.take().unwrap();
+    first.kill().unwrap();
+    crate::harness::exited(first).await;
+    let killed = Instant::now();
+    for n in 40..60 {
+        say(&mut amy, n).await;
+    }
+    assert_eq!(chat_lines(&mut bob, 40).await, sent[20..]);
+    let limit = Duration::from_secs(15);
+    let recorded = recorded_chat(&pg, sent.len(), limit.saturating_sub(killed.elapsed())).await;
+    assert!(
+        killed.elapsed() < limit,
+        "recorded {} s after the kill",
+        killed.elapsed().as_secs()
+    );
+    assert_eq!(recorded, sent, "each line once, in order");
+    let successor = lease_taken(&js, Some(&writer), Duration::ZERO).await;
+    assert_ne!(successor, writer);
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
+    let joins: i64 = client
+        .query_one("SELECT count(*) FROM events WHERE kind = 'join'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(joins, 2, "amy and bob joined once each");
 }

@@ -4,8 +4,11 @@
 //!
 //! A session is a random 128-bit token in an `HttpOnly`, `SameSite=Strict` cookie
 //! scoped to `/instructor`: page scripts cannot read it and other sites cannot make
-//! the browser send it. Tokens live in memory only, so a restart logs everyone out,
-//! which is the safe direction.
+//! the browser send it. The server keeps only the token's SHA-256 ([`Sessions`]):
+//! a single server in memory, so a restart logs everyone out, which is the safe
+//! direction; a cluster node in PostgreSQL, so that a login made through one node
+//! holds on every node and across restarts, and the load balancer need not keep
+//! a browser on one node.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,11 +27,12 @@ use serde::{Deserialize, Serialize};
 use super::listen::Https;
 use super::{same_origin, Web, HTML};
 use crate::access::Locked;
+use crate::config::ValidConfig;
 use crate::front::Context;
 use crate::password;
 use crate::report::{self, Filter, Format, ReportError};
 use crate::roster::{self, RosterRole};
-use crate::store;
+use crate::store::{self, postgres::WebSessions, DbError};
 
 const COOKIE_NAME: &str = "classchat_session";
 
@@ -41,47 +45,114 @@ const DASHBOARD: &str = include_str!("static/instructor.html");
 /// The login page's error paragraph, filled in by [`login_page`].
 const ERROR_SLOT: &str = r#"<p class="error" id="error" hidden></p>"#;
 
-/// Logged-in instructors by session token.
-#[derive(Default)]
-pub(super) struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+/// Logged-in instructors, by the SHA-256 of their session token: a single
+/// server's in memory, a cluster's in PostgreSQL.
+pub(super) enum Sessions {
+    /// One server's: a restart logs everyone out, which is the safe direction.
+    Memory(Mutex<HashMap<String, Session>>),
+    /// A cluster's: valid on every node and across restarts.
+    Shared(WebSessions),
 }
 
-struct Session {
+pub(super) struct Session {
     name: String,
     expires: Instant,
 }
 
+/// The sessions could not be read or written (PostgreSQL did not answer).
+pub(super) struct Unavailable;
+
 impl Sessions {
-    fn create(&self, name: String) -> String {
-        let mut bytes = [0u8; 16];
-        OsRng.fill_bytes(&mut bytes);
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let now = Instant::now();
-        let mut map = self.lock();
-        map.retain(|_, session| session.expires > now);
-        let expires = now + SESSION_TTL;
-        map.insert(token.clone(), Session { name, expires });
-        token
-    }
-
-    /// The instructor whose live session the request's cookie names.
-    fn find(&self, headers: &HeaderMap) -> Option<String> {
-        let token = cookie(headers, COOKIE_NAME)?;
-        let map = self.lock();
-        let session = map.get(token)?;
-        (session.expires > Instant::now()).then(|| session.name.clone())
-    }
-
-    fn remove(&self, headers: &HeaderMap) {
-        if let Some(token) = cookie(headers, COOKIE_NAME) {
-            self.lock().remove(token);
+    /// In PostgreSQL for a cluster node, in memory otherwise.
+    pub(super) fn for_config(config: &ValidConfig) -> Sessions {
+        match config.is_cluster() {
+            true => Sessions::Shared(WebSessions::new(&config.storage.postgres_url)),
+            false => Sessions::Memory(Mutex::default()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    /// A new session for `name`: its token, for the cookie.
+    async fn create(&self, name: String) -> Result<String, Unavailable> {
+        let mut bytes = [0u8; 16];
+        OsRng.fill_bytes(&mut bytes);
+        let token = hex(&bytes);
+        let hash = token_hash(&token);
+        match self {
+            Sessions::Memory(map) => {
+                let now = Instant::now();
+                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                map.retain(|_, session| session.expires > now);
+                let expires = now + SESSION_TTL;
+                map.insert(hash, Session { name, expires });
+            }
+            Sessions::Shared(shared) => {
+                let now = now_ms();
+                let expires = now + SESSION_TTL.as_millis() as i64;
+                shared
+                    .insert(&hash, &name, now, expires)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(token)
     }
+
+    /// The instructor whose live session the request's cookie names.
+    async fn find(&self, headers: &HeaderMap) -> Result<Option<String>, Unavailable> {
+        let Some(token) = cookie(headers, COOKIE_NAME) else {
+            return Ok(None);
+        };
+        let hash = token_hash(token);
+        match self {
+            Sessions::Memory(map) => {
+                let map = map.lock().unwrap_or_else(|e| e.into_inner());
+                let live = map.get(&hash).filter(|s| s.expires > Instant::now());
+                Ok(live.map(|session| session.name.clone()))
+            }
+            Sessions::Shared(shared) => shared.find(&hash, now_ms()).await.map_err(unavailable),
+        }
+    }
+
+    async fn remove(&self, headers: &HeaderMap) -> Result<(), Unavailable> {
+        let Some(token) = cookie(headers, COOKIE_NAME) else {
+            return Ok(());
+        };
+        let hash = token_hash(token);
+        match self {
+            Sessions::Memory(map) => {
+                map.lock().unwrap_or_else(|e| e.into_inner()).remove(&hash);
+                Ok(())
+            }
+            Sessions::Shared(shared) => shared.remove(&hash).await.map_err(unavailable),
+        }
+    }
+}
+
+fn unavailable(err: DbError) -> Unavailable {
+    tracing::warn!(%err, "instructor page: the sessions in PostgreSQL cannot be reached");
+    Unavailable
+}
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        let body = "Logins cannot be checked right now; try again shortly.\n";
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+/// What is stored of a token: its SHA-256, so that whoever reads the table
+/// cannot sign in with it. The token is 128 random bits, so no salt is needed.
+fn token_hash(token: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Wall-clock milliseconds: a shared session ends at the same time on every node.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -102,9 +173,10 @@ impl FromRequestParts<Arc<Web>> for Instructor {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Response> {
-        match web.sessions.find(&parts.headers) {
-            Some(_) => Ok(Instructor),
-            None => Err(unauthorized()),
+        match web.sessions.find(&parts.headers).await {
+            Ok(Some(_)) => Ok(Instructor),
+            Ok(None) => Err(unauthorized()),
+            Err(unavailable) => Err(unavailable.into_response()),
         }
     }
 }
@@ -162,9 +234,10 @@ async fn authenticate(
 
 /// `GET /instructor`: the page for a logged-in instructor, else the login form.
 pub(super) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    match web.sessions.find(&headers) {
-        Some(_) => ([(CONTENT_TYPE, HTML)], DASHBOARD).into_response(),
-        None => login_page(StatusCode::OK, None),
+    match web.sessions.find(&headers).await {
+        Ok(Some(_)) => ([(CONTENT_TYPE, HTML)], DASHBOARD).into_response(),
+        Ok(None) => login_page(StatusCode::OK, None),
+        Err(unavailable) => unavailable.into_response(),
     }
 }
 
@@ -210,7 +283,10 @@ pub(super) async fn login(
         }
     };
     tracing::info!(%peer, instructor = %name, "instructor logged in on the web page");
-    let token = web.sessions.create(name);
+    let token = match web.sessions.create(name).await {
+        Ok(token) => token,
+        Err(unavailable) => return unavailable.into_response(),
+    };
     let cookie = format!(
         "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age={}{}",
         SESSION_TTL.as_secs(),
@@ -239,7 +315,9 @@ pub(super) async fn logout(
     Extension(https): Extension<Https>,
     headers: HeaderMap,
 ) -> Response {
-    web.sessions.remove(&headers);
+    if let Err(unavailable) = web.sessions.remove(&headers).await {
+        return unavailable.into_response();
+    }
     let cookie = format!(
         "{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/instructor; Max-Age=0{}",
         secure(https)

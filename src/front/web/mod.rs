@@ -60,11 +60,12 @@ impl Web {
         if let Ok(name) = nix::unistd::gethostname() {
             hosts.extend(name.into_string());
         }
+        let sessions = instructor::Sessions::for_config(&cx.config);
         Web {
             cx,
             ids,
             tracker,
-            sessions: instructor::Sessions::default(),
+            sessions,
             hosts,
         }
     }
