@@ -221,6 +221,11 @@ pub struct LimitsConfig {
     pub max_pending_per_ip: usize,
     /// New connections per address per minute; 0 = no limit.
     pub connects_per_minute_per_ip: u32,
+    /// Above this many members a room's joins and leaves are summed up every
+    /// `announce_every_secs` instead of announced one by one; 0 = always one by one.
+    pub announce_joins_up_to: usize,
+    /// Seconds between the summaries of a big room's joins and leaves.
+    pub announce_every_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -239,6 +244,8 @@ impl Default for LimitsConfig {
             max_pending: 100,
             max_pending_per_ip: 10,
             connects_per_minute_per_ip: 120,
+            announce_joins_up_to: 100,
+            announce_every_secs: 5,
         }
     }
 }
@@ -252,6 +259,11 @@ impl LimitsConfig {
     /// The time a new connection has to log in.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// How often a big room's joins and leaves are summed up.
+    pub fn announce_every(&self) -> Duration {
+        Duration::from_secs(self.announce_every_secs)
     }
 }
 
@@ -615,6 +627,18 @@ impl Config {
             1_000_000,
         )?;
         in_range(
+            "limits.announce_joins_up_to",
+            limits.announce_joins_up_to,
+            0,
+            1_000_000,
+        )?;
+        in_range(
+            "limits.announce_every_secs",
+            limits.announce_every_secs,
+            1,
+            3_600,
+        )?;
+        in_range(
             "limits.idle_timeout_secs",
             limits.idle_timeout_secs,
             0,
@@ -945,6 +969,8 @@ mod tests {
             ("limits", "burst"),
             ("limits", "messages_per_sec"),
             ("limits", "max_rooms"),
+            ("limits", "announce_joins_up_to"),
+            ("limits", "announce_every_secs"),
             ("history", "replay_lines"),
             ("log", "max_files"),
         ] {

@@ -83,6 +83,19 @@ async fn reload_roster(cx: &Context, source: &mut dyn RosterSource) {
     }
 }
 
+/// Every `limits.announce_every_secs`, the summaries of big rooms' joins and
+/// leaves (SPEC 2), until the server stops.
+async fn keep_announcing_crowds(cx: Context) {
+    let mut every = tokio::time::interval(cx.config.limits.announce_every());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => return,
+            _ = every.tick() => cx.board.announce_crowds(),
+        }
+    }
+}
+
 async fn keep_roster_current(cx: Context, mut source: Box<dyn RosterSource>) {
     loop {
         tokio::select! {
@@ -453,6 +466,9 @@ impl Server {
         let mut roster = roster_source(&config);
         reload_roster(&cx, &mut *roster).await;
         tracker.spawn(keep_roster_current(cx.clone(), roster));
+        if config.limits.announce_joins_up_to > 0 {
+            tracker.spawn(keep_announcing_crowds(cx.clone()));
+        }
         match &record {
             Record::Store(_, handle, seen) => {
                 let database = config.storage.database.clone();

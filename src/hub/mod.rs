@@ -91,6 +91,8 @@ pub struct Settings {
     pub instructor_names: Vec<String>,
     /// How long a kick keeps its target out (`access.kick_minutes`), in ms.
     pub kick_ms: i64,
+    /// Rooms above this many members sum up joins and leaves; 0 = never.
+    pub announce_joins_up_to: usize,
 }
 
 impl Settings {
@@ -101,6 +103,23 @@ impl Settings {
         let mut hasher = std::hash::DefaultHasher::new();
         self.hash(&mut hasher);
         hasher.finish()
+    }
+
+    /// Small settings for the tests: `#lobby` only, four rooms, three lines of
+    /// history, nobody reserved, joins always announced.
+    #[cfg(test)]
+    pub fn example() -> Settings {
+        Settings {
+            default_room: "lobby".into(),
+            permanent_rooms: vec!["lobby".into()],
+            max_rooms: 4,
+            replay_lines: 3,
+            max_nick_len: 16,
+            reserved_nicks: vec![],
+            instructor_names: vec![],
+            kick_ms: 600_000,
+            announce_joins_up_to: 0,
+        }
     }
 
     /// The hub's part of a configuration.
@@ -118,6 +137,7 @@ impl Settings {
             reserved_nicks: config.server.reserved_nicks.clone(),
             instructor_names: config.access.instructors.clone(),
             kick_ms: config.access.kick_minutes as i64 * 60_000,
+            announce_joins_up_to: config.limits.announce_joins_up_to,
         }
     }
 }
@@ -155,6 +175,51 @@ pub struct Identity {
 struct Room {
     members: Vec<ConnId>,
     permanent: bool,
+    /// Students who joined and left since the last summary, in a big room.
+    arrived: Crowd,
+    departed: Crowd,
+}
+
+impl Room {
+    fn new(permanent: bool) -> Room {
+        Room {
+            members: Vec::new(),
+            permanent,
+            arrived: Crowd::default(),
+            departed: Crowd::default(),
+        }
+    }
+}
+
+/// Names in a summary of a big room's joins or leaves; the rest are counted.
+const CROWD_NAMES: usize = 3;
+
+/// Joins or leaves not yet announced: how many, and the first few names. A
+/// thousand people joining hold three names here, not a thousand.
+#[derive(Default)]
+struct Crowd {
+    count: usize,
+    names: Vec<Name>,
+}
+
+impl Crowd {
+    fn add(&mut self, nick: &Name) {
+        self.count += 1;
+        if self.names.len() < CROWD_NAMES {
+            self.names.push(nick.clone());
+        }
+    }
+
+    /// The summary, if anyone came (or went), and an empty crowd again.
+    fn take(&mut self, room: &Name, joined: bool) -> Option<Notice> {
+        let Crowd { count, names } = std::mem::take(self);
+        (count > 0).then(|| Notice::Crowd {
+            room: room.clone(),
+            joined,
+            count,
+            names,
+        })
+    }
 }
 
 /// Why a member may not talk to the room. A silenced student cannot reach the room
@@ -201,13 +266,7 @@ impl Hub {
         let rooms = settings
             .permanent_rooms
             .iter()
-            .map(|name| {
-                let room = Room {
-                    members: Vec::new(),
-                    permanent: true,
-                };
-                (name.clone(), room)
-            })
+            .map(|name| (name.clone(), Room::new(true)))
             .collect();
         Hub {
             settings,
@@ -751,19 +810,50 @@ impl Hub {
         self.room_members(room).len()
     }
 
+    /// Whether `id` comes or goes unannounced, one of a crowd: a student in a
+    /// room of `size` members, above `limits.announce_joins_up_to`. Staff are
+    /// always announced.
+    fn in_crowd(&self, id: ConnId, size: usize) -> bool {
+        let limit = self.settings.announce_joins_up_to;
+        let staff = self.members.get(&id).is_some_and(|m| m.instructor);
+        limit > 0 && size > limit && !staff
+    }
+
+    /// The summaries of the joins and leaves of big rooms since the last ones
+    /// (SPEC 2), one line of each to the room's members; called every
+    /// `limits.announce_every_secs`. Each join and leave was recorded when it
+    /// happened.
+    pub fn announce_crowds(&mut self, now: i64) -> Outcome {
+        let mut out = Step::new(now);
+        for (name, room) in &mut self.rooms {
+            for (crowd, joined) in [(&mut room.arrived, true), (&mut room.departed, false)] {
+                if let Some(notice) = crowd.take(name, joined) {
+                    out.for_room(name, None, ServerLine::Notice(notice));
+                }
+            }
+        }
+        out.done()
+    }
+
     /// Puts `id` into `room` (created if new), announces it and replays the room's
     /// history to it.
     fn enter_room(&mut self, out: &mut Step, id: ConnId, nick: &Name, room: &Name) {
-        // Audiences are resolved once the operation is over, when the newcomer is
-        // already a member: leave it out explicitly.
-        out.for_room(
-            room,
-            Some(id),
-            ServerLine::Notice(Notice::Joined {
-                nick: nick.clone(),
-                room: room.clone(),
-            }),
-        );
+        if self.in_crowd(id, self.room_size(room) + 1) {
+            if let Some(entry) = self.rooms.get_mut(room) {
+                entry.arrived.add(nick);
+            }
+        } else {
+            // Audiences are resolved once the operation is over, when the
+            // newcomer is already a member: leave it out explicitly.
+            out.for_room(
+                room,
+                Some(id),
+                ServerLine::Notice(Notice::Joined {
+                    nick: nick.clone(),
+                    room: room.clone(),
+                }),
+            );
+        }
         let lines = self.history.last(room, self.settings.replay_lines);
         if !lines.is_empty() {
             out.tell(
@@ -784,10 +874,7 @@ impl Hub {
         }
         self.rooms
             .entry(room.clone())
-            .or_insert_with(|| Room {
-                members: Vec::new(),
-                permanent: false,
-            })
+            .or_insert_with(|| Room::new(false))
             .members
             .push(id);
         self.record(out, EventKind::Join, id, room, nick, None, None);
@@ -803,6 +890,7 @@ impl Hub {
         room: &Name,
         reason: LeaveReason,
     ) {
+        let crowd = self.in_crowd(id, self.room_size(room));
         let Some(entry) = self.rooms.get_mut(room) else {
             return;
         };
@@ -810,6 +898,8 @@ impl Hub {
         let text = reason.to_string();
         if entry.members.is_empty() && !entry.permanent {
             self.rooms.remove(room);
+        } else if crowd {
+            entry.departed.add(nick);
         } else if !self.shutting_down {
             let notice = Notice::Left {
                 nick: nick.clone(),

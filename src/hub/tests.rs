@@ -7,14 +7,10 @@ const T0: i64 = 1_764_000_000_000;
 
 fn settings() -> Settings {
     Settings {
-        default_room: "lobby".into(),
         permanent_rooms: vec!["lobby".into(), "help".into()],
-        max_rooms: 4,
-        replay_lines: 3,
-        max_nick_len: 16,
         reserved_nicks: vec!["admin".into()],
         instructor_names: vec!["prof".into()],
-        kick_ms: 600_000,
+        ..Settings::example()
     }
 }
 
@@ -448,4 +444,44 @@ fn a_kick_holds_by_name_and_by_address_for_names_without_a_code() {
     assert_eq!(hub.kicked("amy", here, true, later), None);
     assert_eq!(hub.kicked("sam2", None, false, later), None);
     assert_eq!(hub.kicked("sam", here, false, T0 + 600_000), None);
+}
+
+#[test]
+fn a_big_room_sums_up_students_coming_and_going_but_announces_staff() {
+    let mut hub = Hub::new(
+        Settings {
+            announce_joins_up_to: 2,
+            ..settings()
+        },
+        History::new(3),
+    );
+    join(&mut hub, 1, "amy");
+    let out = join(&mut hub, 2, "bob");
+    assert_eq!(seen(&hub, &out, 1), vec!["* bob has joined #lobby"]);
+    // From the third member on, nobody hears a join when it happens...
+    for (id, nick) in [(3, "cy"), (4, "dee"), (5, "eve"), (6, "fay")] {
+        let out = join(&mut hub, id, nick);
+        assert!(seen(&hub, &out, 1).is_empty(), "{nick}");
+        assert_eq!(kinds(&out), vec![EventKind::Join], "each join is recorded");
+    }
+    // ...but staff are always announced.
+    let prof = Identity {
+        instructor: true,
+        ..Identity::default()
+    };
+    let out = hub.register(7, "prof", prof, T0).unwrap();
+    assert_eq!(seen(&hub, &out, 1), vec!["* prof has joined #lobby"]);
+    let out = hub.leave(5, LeaveReason::Quit(None), T0);
+    assert!(seen(&hub, &out, 1).is_empty());
+    assert_eq!(kinds(&out), vec![EventKind::Leave]);
+    // The summary names the first three and counts the rest, once.
+    let out = hub.announce_crowds(T0 + 5_000);
+    assert_eq!(
+        seen(&hub, &out, 1),
+        vec![
+            "* 4 people joined #lobby: cy, dee, eve and 1 more",
+            "* 1 person left #lobby: eve",
+        ]
+    );
+    assert!(hub.announce_crowds(T0 + 10_000).deliveries.is_empty());
 }

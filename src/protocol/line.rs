@@ -143,6 +143,19 @@ pub enum Notice {
         /// Why.
         reason: LeaveReason,
     },
+    /// People entered or left a big room since the last summary (SPEC 2: above
+    /// `limits.announce_joins_up_to` members, one line every few seconds instead
+    /// of one per person).
+    Crowd {
+        /// The room.
+        room: Name,
+        /// Whether they joined (else they left).
+        joined: bool,
+        /// How many.
+        count: usize,
+        /// The first few of them, in order.
+        names: Vec<Name>,
+    },
     /// You moved to another room.
     Moved {
         /// The new room.
@@ -391,6 +404,24 @@ impl fmt::Display for Notice {
             ),
             Notice::Joined { nick, room } => write!(f, "{nick} has joined #{room}"),
             Notice::Left { nick, room, reason } => write!(f, "{nick} has left #{room} ({reason})"),
+            Notice::Crowd {
+                room,
+                joined,
+                count,
+                names,
+            } => {
+                let people = if *count == 1 { "person" } else { "people" };
+                let went = if *joined { "joined" } else { "left" };
+                write!(f, "{count} {people} {went} #{room}: ")?;
+                for (i, name) in names.iter().enumerate() {
+                    let comma = if i == 0 { "" } else { ", " };
+                    write!(f, "{comma}{name}")?;
+                }
+                match count.saturating_sub(names.len()) {
+                    0 => Ok(()),
+                    more => write!(f, " and {more} more"),
+                }
+            }
             Notice::Moved { room, others } => {
                 write!(f, "You are now in #{room} with {}.", Others(*others))
             }
@@ -564,6 +595,31 @@ fn parse_others(text: &str) -> Option<usize> {
     }
 }
 
+/// `37 people joined #lecture: ana, ben, cy and 34 more` (names never start with a
+/// digit, so nothing else reads as one).
+fn parse_crowd(text: &str) -> Option<Notice> {
+    let (count, rest) = text.split_once(' ')?;
+    let count: usize = count.parse().ok()?;
+    let rest = rest
+        .strip_prefix("people ")
+        .or_else(|| rest.strip_prefix("person "))?;
+    let (joined, rest) = match rest.strip_prefix("joined #") {
+        Some(rest) => (true, rest),
+        None => (false, rest.strip_prefix("left #")?),
+    };
+    let (room, names) = rest.split_once(": ")?;
+    let names = match names.rsplit_once(" and ") {
+        Some((names, more)) if more.ends_with(" more") => names,
+        _ => names,
+    };
+    Some(Notice::Crowd {
+        room: room.into(),
+        joined,
+        count,
+        names: names.split(", ").map(Name::from).collect(),
+    })
+}
+
 fn parse_minutes(text: &str) -> Option<Option<f64>> {
     if text.is_empty() {
         return Some(None);
@@ -670,6 +726,9 @@ impl Notice {
                 from: from.into(),
                 text: text.to_owned(),
             });
+        }
+        if let Some(crowd) = parse_crowd(text) {
+            return Some(crowd);
         }
         // The rest begin with a name.
         let (nick, rest) = text.split_once(' ')?;

@@ -407,6 +407,18 @@ impl Switchboard {
         }
     }
 
+    /// Sums up the joins and leaves of big rooms since the last call (SPEC 2) for
+    /// the members connected here. Not an action: every node's hub saw the same
+    /// joins, and each tells its own members.
+    pub fn announce_crowds(&self) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let outcome = inner.hub.announce_crowds(now);
+        for entry in self.apply(&mut inner, outcome) {
+            self.settle(&mut inner, entry);
+        }
+    }
+
     /// Cluster: applies one action from the stream, in the stream's order.
     pub fn replay(&self, entry: Entry) {
         let mut inner = self.lock();

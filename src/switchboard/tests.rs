@@ -9,16 +9,7 @@ use crate::event::Event;
 use crate::hub::{History, Settings};
 
 fn settings() -> Settings {
-    Settings {
-        default_room: "lobby".into(),
-        permanent_rooms: vec!["lobby".into()],
-        max_rooms: 4,
-        replay_lines: 3,
-        max_nick_len: 16,
-        reserved_nicks: vec![],
-        instructor_names: vec![],
-        kick_ms: 600_000,
-    }
+    Settings::example()
 }
 
 #[derive(Clone, Default)]

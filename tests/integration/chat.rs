@@ -166,3 +166,84 @@ async fn the_server_log_names_who_logs_in_and_who_leaves() {
     assert!(stderr.contains("amy logged in"), "{stderr}");
     assert!(stderr.contains("amy left"), "{stderr}");
 }
+
+/// SPEC 2: in a room above `limits.announce_joins_up_to` members, students'
+/// joins and leaves reach the room as one summary every few seconds (IRC: a
+/// NOTICE in the channel, no JOIN), staff's as they happen, and each is recorded.
+#[tokio::test]
+async fn a_big_room_hears_a_summary_of_who_came_and_went() {
+    let server = TestServer::start_with(|c| {
+        crate::harness::enable_irc(c);
+        c.limits.announce_joins_up_to = 2;
+        c.limits.announce_every_secs = 1;
+        c.access.instructors = vec!["prof".into()];
+        c.access.instructor_password = crate::access::password_hash().to_owned();
+    })
+    .await;
+    let mut amy = server.login("amy").await;
+    let mut ian = server.irc_login("ian").await;
+    amy.expect_next("* ian has joined #lobby").await;
+    let mut crowd = Vec::new();
+    for nick in ["cy", "dee", "eve", "fay"] {
+        crowd.push(server.login(nick).await);
+    }
+    drop(crowd.pop());
+    // Nothing one by one: only summaries (the joins may straddle two), which
+    // count everyone once.
+    let (mut joined, mut left) = (0, 0);
+    while (joined, left) != (4, 1) {
+        let body = amy.next_body().await;
+        let (count, rest) = body
+            .strip_prefix("* ")
+            .and_then(|b| b.split_once(' '))
+            .unwrap_or_else(|| panic!("not a summary: {body:?}"));
+        let count: usize = count.parse().unwrap_or_else(|_| panic!("{body:?}"));
+        match rest.split_once(" #lobby: ") {
+            Some(("people joined" | "person joined", _)) => joined += count,
+            Some(("people left" | "person left", _)) => left += count,
+            _ => panic!("not a summary: {body:?}"),
+        }
+    }
+    let mut summed = 0;
+    while summed < 4 {
+        let (notice, skipped) = ian
+            .expect_where("a summary", |l| {
+                l.verb == "NOTICE" && l.text().contains(" joined #")
+            })
+            .await;
+        assert_eq!(notice.params[0], "#lobby", "{}", notice.raw);
+        summed += notice
+            .text()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap();
+        assert!(
+            skipped.iter().all(|l| !l.contains(" JOIN ")),
+            "students' JOINs in a big room: {skipped:?}"
+        );
+    }
+    // Staff are announced as they come.
+    let mut prof = server.connect().await;
+    prof.send("prof").await;
+    prof.expect_prefix("* This name is an instructor's").await;
+    prof.send(crate::access::PASSWORD).await;
+    prof.expect_prefix("* Welcome, prof!").await;
+    amy.expect_next("* prof has joined #lobby").await;
+    let join = ian.expect_verb("JOIN").await;
+    assert_eq!(join.nick(), "prof");
+    // Every join and leave is in the record, one by one.
+    let db = server.db_path();
+    let _dir = server.stop().await;
+    let events = crate::persistence::stored_events(&db);
+    let joined: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == classchat::event::EventKind::Join)
+        .map(|e| &*e.sender)
+        .collect();
+    assert_eq!(joined, ["amy", "ian", "cy", "dee", "eve", "fay", "prof"]);
+    assert!(events
+        .iter()
+        .any(|e| e.kind == classchat::event::EventKind::Leave && &*e.sender == "fay"));
+}

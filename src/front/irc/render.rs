@@ -275,6 +275,13 @@ impl View {
                 message::write(out, time, Source::User(me), "JOIN", &[&new]);
                 self.names_of_room(time, out);
             }
+            Notice::Crowd { room, .. } => self.shared(stamped, bytes, |buf| {
+                // A big room's summary belongs in its channel, and reads the same
+                // for everyone there.
+                let channel = format!("#{room}");
+                let text = notice.to_string();
+                message::write(buf, time, Source::Server, "NOTICE", &[&channel, &text]);
+            }),
             Notice::HistoryStart { .. } | Notice::HistoryEnd => {
                 self.in_history = matches!(notice, Notice::HistoryStart { .. });
                 let channel = self.room_channel();
@@ -470,17 +477,7 @@ mod tests {
     /// A single server's switchboard where member 1 is `ann`, in `#lobby`, and
     /// her queue (which must stay open, or she goes as too slow).
     fn board() -> (Arc<Switchboard>, mailbox::Receiver<Arc<Stamped>>) {
-        let settings = Settings {
-            default_room: "lobby".into(),
-            permanent_rooms: vec!["lobby".into()],
-            max_rooms: 4,
-            replay_lines: 3,
-            max_nick_len: 16,
-            reserved_nicks: vec![],
-            instructor_names: vec![],
-            kick_ms: 600_000,
-        };
-        let hub = Hub::new(settings, History::new(3));
+        let hub = Hub::new(Settings::example(), History::new(3));
         let board = Switchboard::new(hub, Nowhere, Clock::new("%H:%M:%S", true));
         let (outbox, queue) = mailbox::bounded(16);
         let dropped = CancellationToken::new();

@@ -41,6 +41,18 @@ fn examples() -> Vec<ServerLine> {
             room: name("lab"),
             reason: LeaveReason::TooSlow,
         },
+        Notice::Crowd {
+            room: name("lecture"),
+            joined: true,
+            count: 37,
+            names: vec![name("ana"), name("ben"), name("cy")],
+        },
+        Notice::Crowd {
+            room: name("lecture"),
+            joined: false,
+            count: 1,
+            names: vec![name("ana")],
+        },
         Notice::Moved {
             room: name("lab"),
             others: 0,
