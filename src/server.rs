@@ -586,33 +586,55 @@ impl Accept {
         let span =
             tracing::info_span!("conn", id, %peer, tls = secure, nick = tracing::field::Empty);
         let cx = self.cx.clone();
-        let tls = tls.clone();
-        self.tracker.spawn(
-            async move {
-                tracing::debug!(?front, "connected");
-                match tls {
-                    None => front.serve(socket, peer, id, cx, seat).await,
-                    Some(tls) => {
-                        let stopping = cx.shutdown.clone();
-                        let handshake = tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket));
-                        // The TLS handshake holds a handshake place: a newer
-                        // connection may take it, as during the login.
-                        let shaken = tokio::select! {
-                            shaken = handshake => shaken,
-                            _ = stopping.cancelled() => return,
-                            _ = seat.evicted() => return,
-                        };
-                        match shaken {
-                            Ok(Ok(stream)) => front.serve(stream, peer, id, cx, seat).await,
-                            Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
-                            Err(_) => tracing::debug!("TLS handshake timed out"),
-                        }
-                    }
+        // Two tasks of their own types: a plain connection's task is only as big
+        // as serving it, not as big as a TLS handshake and a TLS session too
+        // (several KB each, for every one of ten thousand connections).
+        match tls {
+            None => self.tracker.spawn(
+                async move {
+                    tracing::debug!(?front, "connected");
+                    front.serve(socket, peer, id, cx, seat).await;
+                    tracing::debug!("closed");
                 }
-                tracing::debug!("closed");
+                .instrument(span),
+            ),
+            Some(tls) => {
+                let tls = tls.clone();
+                self.tracker.spawn(
+                    async move {
+                        tracing::debug!(?front, "connected");
+                        serve_tls(front, tls, socket, peer, id, cx, seat).await;
+                        tracing::debug!("closed");
+                    }
+                    .instrument(span),
+                )
             }
-            .instrument(span),
-        );
+        };
+    }
+}
+
+/// Serves one connection on a TLS port: the handshake (which holds a handshake
+/// place, as the login does), then the front end over the session.
+async fn serve_tls(
+    front: Front,
+    tls: TlsAcceptor,
+    socket: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    cx: Context,
+    seat: Seat,
+) {
+    let stopping = cx.shutdown.clone();
+    let handshake = tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket));
+    let shaken = tokio::select! {
+        shaken = handshake => shaken,
+        _ = stopping.cancelled() => return,
+        _ = seat.evicted() => return,
+    };
+    match shaken {
+        Ok(Ok(stream)) => front.serve(stream, peer, id, cx, seat).await,
+        Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
     }
 }
 
