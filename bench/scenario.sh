@@ -17,6 +17,9 @@
 #                                     and nothing else), each run beside an s2 run
 #                                     against classchat (s2, s2floor, ...)
 #   bench/scenario.sh s3 [RUNS]       10,000 clients connect and hold (CLIENTS=1000 for fewer)
+#   bench/scenario.sh s3crowd [RUNS]  s3 with every join announced beside s3 with a big
+#                                     room's summaries (limits.announce_joins_up_to),
+#                                     each followed by everyone leaving at once
 #   bench/scenario.sh s3mixed [RUNS]  s3 with half the clients on the line port and half
 #                                     on IRC, both at once; prints RSS per connection
 #   bench/scenario.sh stalled [RUNS]  s1 plus one client that never reads
@@ -26,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/steps.sh
-scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1tls|s1max|s2|s2floor|s3|s3mixed|stalled [RUNS]}
+scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1tls|s1max|s2|s2floor|s3|s3crowd|s3mixed|stalled [RUNS]}
 runs=${2:-1}
 work=${BENCH_WORK:-/tmp/classchat-bench}
 results=${BENCH_RESULTS:-$work/results}
@@ -41,7 +44,8 @@ mkdir -p "$results"
 start_server() {
   dir=$(mktemp -d "$work/run.XXXXXX")
   local config=$dir/classchat.toml
-  { cat bench/classchat.toml
+  # ANNOUNCE=N sets limits.announce_joins_up_to (0: every join announced).
+  { sed "s/^\[limits\]\$/[limits]${ANNOUNCE:+\\nannounce_joins_up_to = $ANNOUNCE}/" bench/classchat.toml
     printf '\n[web]\nenabled = true\nport = 0\ntls_port = 0\n\n[irc]\nenabled = true\nport = 0\ntls_port = 0\n'
     if [ -n "${TLS_DIR:-}" ]; then
       printf '\n[tls]\ncert = "%s"\nkey = "%s"\nline_port = 0\n' "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem"
@@ -102,6 +106,34 @@ floor_once() {
   kill "$pid"; wait "$pid" || true
   rm -f "$out"
   return $status
+}
+
+# S3 into one room, then everyone leaves at once: one chat-load line for the
+# joins, and one line for the leave storm (the server's CPU seconds and the wall
+# time until it is idle again, from the moment the load generator exits).
+s3crowd_once() {
+  local label=$1 dir pid
+  start_server
+  # shellcheck disable=SC2046
+  "$load" $(target line) --server-pid "$pid" --label "classchat/$label" \
+    --json-out "$results/$label.jsonl" --scenario connect-only --clients "${CLIENTS:-10000}" \
+    --hold 5 --hold-max 240 --connect-concurrency 100 --handshake-timeout 300
+  local ticks=$(getconf CLK_TCK) start now cpu0 before after
+  start=$(date +%s.%N)
+  cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  after=$cpu0
+  while :; do
+    sleep 0.5
+    before=$after
+    after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    # Idle: under 5 % of a core over the last half second.
+    awk -v d=$(( after - before )) -v t="$ticks" 'BEGIN { exit !(d < 0.025 * t) }' && break
+  done
+  now=$(date +%s.%N)
+  awk -v l="classchat/$label-leave" -v s="$start" -v n="$now" -v c=$(( after - cpu0 )) -v t="$ticks" \
+    'BEGIN { printf "{\"label\":\"%s\",\"leave_wall_s\":%.2f,\"leave_cpu_s\":%.2f}\n", l, n - s - 0.5, c / t }' |
+    tee -a "$results/$label.jsonl" >&2
+  stop_server
 }
 
 # Half the clients on the line port and half on IRC at once, to one server; prints
@@ -169,6 +201,13 @@ case $scenario in
         --connect-concurrency 100 --handshake-timeout 300
     done ;;
   s3mixed) for _ in $(seq "$runs"); do s3mixed_once; done ;;
+  s3crowd)
+    # Alternating: every join announced (the behaviour below the threshold), then
+    # the summaries of a big room.
+    for _ in $(seq "$runs"); do
+      ANNOUNCE=0 s3crowd_once s3crowd-each
+      s3crowd_once s3crowd-summary
+    done ;;
   s1max) s1max_steps run_once ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
