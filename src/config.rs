@@ -391,6 +391,9 @@ pub struct AccessConfig {
     pub kick_minutes: u32,
     /// In a rostered class, names not on the roster may join as guests.
     pub guests: bool,
+    /// Whom students may send private messages to at start (`/dm` changes it):
+    /// `everyone`, `staff` (not each other) or `off`.
+    pub private_messages: protocol::DmPolicy,
 }
 
 impl Default for AccessConfig {
@@ -405,6 +408,7 @@ impl Default for AccessConfig {
             parallel_checks: 4,
             kick_minutes: 10,
             guests: false,
+            private_messages: protocol::DmPolicy::Everyone,
         }
     }
 }

@@ -40,6 +40,24 @@ pub enum EventKind {
     /// of the student `recipient`; `text` says what was changed. Recorded with
     /// session 0, which belongs to no student.
     Erase,
+    /// `sender` (staff) set who students may message privately: `text` is
+    /// `everyone`, `staff` or `off`.
+    Dm,
+    /// `sender` raised a hand (`text`: what about, if said).
+    Hand,
+    /// `sender` lowered their hand.
+    Lower,
+    /// `sender` (staff) called on `recipient`, whose hand went down.
+    Call,
+    /// `sender` (staff) opened a poll: `text` is `N: QUESTION | CHOICE | ...`.
+    Poll,
+    /// `sender` voted in a poll: `text` is `N: CHOICE` (the choice's number, then
+    /// its text); a changed vote is a later `vote` of the same poll.
+    Vote,
+    /// `sender` (staff) closed a poll: `text` is `N: CHOICE=VOTES | ...`.
+    Close,
+    /// `sender` asked the room `text` without their name on it.
+    Ask,
 }
 
 impl EventKind {
@@ -58,6 +76,14 @@ impl EventKind {
             EventKind::Announce => "announce",
             EventKind::Quiet => "quiet",
             EventKind::Erase => "erase",
+            EventKind::Dm => "dm",
+            EventKind::Hand => "hand",
+            EventKind::Lower => "lower",
+            EventKind::Call => "call",
+            EventKind::Poll => "poll",
+            EventKind::Vote => "vote",
+            EventKind::Close => "close",
+            EventKind::Ask => "ask",
         }
     }
 
@@ -76,6 +102,14 @@ impl EventKind {
             "announce" => EventKind::Announce,
             "quiet" => EventKind::Quiet,
             "erase" => EventKind::Erase,
+            "dm" => EventKind::Dm,
+            "hand" => EventKind::Hand,
+            "lower" => EventKind::Lower,
+            "call" => EventKind::Call,
+            "poll" => EventKind::Poll,
+            "vote" => EventKind::Vote,
+            "close" => EventKind::Close,
+            "ask" => EventKind::Ask,
             _ => return None,
         })
     }

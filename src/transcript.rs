@@ -27,9 +27,19 @@ pub fn format_line(event: &Event) -> String {
     let (room, sender, kind) = (&event.room, &event.sender, event.kind);
     let to = event.recipient.as_deref().unwrap_or("?");
     match kind {
-        EventKind::Chat | EventKind::Announce => format!("{ts} #{room} {kind} {sender}: {text}"),
+        EventKind::Chat
+        | EventKind::Announce
+        | EventKind::Poll
+        | EventKind::Vote
+        | EventKind::Close
+        | EventKind::Ask => format!("{ts} #{room} {kind} {sender}: {text}"),
         EventKind::Private => format!("{ts} #{room} pm {sender} -> {to}: {text}"),
-        EventKind::Join | EventKind::Op => format!("{ts} #{room} {kind} {sender}"),
+        EventKind::Join | EventKind::Op | EventKind::Lower => {
+            format!("{ts} #{room} {kind} {sender}")
+        }
+        EventKind::Hand if !text.is_empty() => format!("{ts} #{room} hand {sender}: {text}"),
+        EventKind::Hand => format!("{ts} #{room} hand {sender}"),
+        EventKind::Call => format!("{ts} #{room} call {sender} -> {to}"),
         EventKind::Leave => format!("{ts} #{room} leave {sender} ({text})"),
         EventKind::Nick => format!("{ts} #{room} nick {sender} -> {text}"),
         EventKind::Kick | EventKind::Mute if !text.is_empty() => {
@@ -38,7 +48,7 @@ pub fn format_line(event: &Event) -> String {
         EventKind::Kick | EventKind::Mute | EventKind::Unmute => {
             format!("{ts} #{room} {kind} {sender} -> {to}")
         }
-        EventKind::Quiet => format!("{ts} #{room} quiet {sender} {text}"),
+        EventKind::Quiet | EventKind::Dm => format!("{ts} #{room} {kind} {sender} {text}"),
         EventKind::Erase => format!("{ts} erase {sender} -> {to} ({text})"),
     }
 }

@@ -12,6 +12,7 @@
 //! The instructor commands live in `moderation`, the in-memory history in
 //! `history`.
 
+mod classroom;
 mod history;
 mod moderation;
 #[cfg(test)]
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::event::{Event, EventKind, HistoryLine};
 use crate::protocol::{
-    self, Answer, Command, CommandError, LeaveReason, Name, NickError, Notice, Role, ServerLine,
-    Stamped, WhoEntry,
+    self, Answer, Command, CommandError, DmPolicy, LeaveReason, Name, NickError, Notice, Role,
+    ServerLine, Stamped, WhoEntry,
 };
 
 pub use history::History;
@@ -93,6 +94,8 @@ pub struct Settings {
     pub kick_ms: i64,
     /// Rooms above this many members sum up joins and leaves; 0 = never.
     pub announce_joins_up_to: usize,
+    /// Whom students may message privately at start (`/dm` changes it).
+    pub private_messages: DmPolicy,
 }
 
 impl Settings {
@@ -119,6 +122,7 @@ impl Settings {
             instructor_names: vec![],
             kick_ms: 600_000,
             announce_joins_up_to: 0,
+            private_messages: DmPolicy::Everyone,
         }
     }
 
@@ -138,6 +142,7 @@ impl Settings {
             instructor_names: config.access.instructors.clone(),
             kick_ms: config.access.kick_minutes as i64 * 60_000,
             announce_joins_up_to: config.limits.announce_joins_up_to,
+            private_messages: config.access.private_messages,
         }
     }
 }
@@ -178,6 +183,10 @@ struct Room {
     /// Students who joined and left since the last summary, in a big room.
     arrived: Crowd,
     departed: Crowd,
+    /// Raised hands, first first.
+    hands: Vec<classroom::RaisedHand>,
+    /// The open poll, if any.
+    poll: Option<classroom::Poll>,
 }
 
 impl Room {
@@ -187,6 +196,8 @@ impl Room {
             permanent,
             arrived: Crowd::default(),
             departed: Crowd::default(),
+            hands: Vec::new(),
+            poll: None,
         }
     }
 }
@@ -257,6 +268,10 @@ pub struct Hub {
     /// does not undo a kick.
     kicked: HashMap<String, i64>,
     kicked_addresses: HashMap<IpAddr, i64>,
+    /// Whom students may message privately now.
+    dm: DmPolicy,
+    /// Polls opened so far: the next one's number is one more.
+    polls: u32,
 }
 
 impl Hub {
@@ -269,6 +284,7 @@ impl Hub {
             .map(|name| (name.clone(), Room::new(true)))
             .collect();
         Hub {
+            dm: settings.private_messages,
             settings,
             members: HashMap::new(),
             nicks: HashMap::new(),
@@ -279,6 +295,7 @@ impl Hub {
             mutes: HashMap::new(),
             kicked: HashMap::new(),
             kicked_addresses: HashMap::new(),
+            polls: 0,
         }
     }
 
@@ -480,6 +497,16 @@ impl Hub {
             Command::Unmute(nick) => self.unmute(&mut out, id, &nick)?,
             Command::Announce(text) => self.announce(&mut out, id, text)?,
             Command::Quiet(on) => self.quiet(&mut out, id, on)?,
+            Command::Dm(policy) => self.set_dm(&mut out, id, policy)?,
+            Command::Hand(text) => self.hand(&mut out, id, text)?,
+            Command::Hands => self.hands(&mut out, id)?,
+            Command::Next => self.next_hand(&mut out, id)?,
+            Command::Poll { question, choices } => {
+                self.open_poll(&mut out, id, question, choices)?
+            }
+            Command::ClosePoll => self.close_poll(&mut out, id)?,
+            Command::Vote(choice) => self.vote(&mut out, id, choice)?,
+            Command::Ask(text) => self.ask(&mut out, id, text)?,
             Command::Op(_) => return Err(CommandError::PermissionDenied),
         }
         Ok(out.done())
@@ -577,6 +604,7 @@ impl Hub {
         let (target, target_nick) = self.find(to)?;
         let to_instructor = self.members[&target].instructor;
         self.check_may_talk(id, to_instructor, out.now)?;
+        self.check_dm(id, to_instructor)?;
         let shared: Arc<str> = text.as_str().into();
         out.for_one(
             target,
@@ -895,6 +923,7 @@ impl Hub {
             return;
         };
         entry.members.retain(|member| *member != id);
+        entry.hands.retain(|hand| hand.id != id);
         let text = reason.to_string();
         if entry.members.is_empty() && !entry.permanent {
             self.rooms.remove(room);

@@ -1,7 +1,7 @@
 //! The hub's rules, without sockets, threads, a clock or a database.
 
 use super::*;
-use crate::protocol::Command;
+use crate::protocol::{Command, DmPolicy};
 
 const T0: i64 = 1_764_000_000_000;
 
@@ -484,4 +484,132 @@ fn a_big_room_sums_up_students_coming_and_going_but_announces_staff() {
         ]
     );
     assert!(hub.announce_crowds(T0 + 10_000).deliveries.is_empty());
+}
+
+/// `prof` (1, staff), `amy` (2) and `bob` (3) in `#lobby`.
+fn class() -> Hub {
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    hub.op(1, T0);
+    join(&mut hub, 2, "amy");
+    join(&mut hub, 3, "bob");
+    hub
+}
+
+fn msg(to: &str) -> Command {
+    Command::Msg {
+        to: to.into(),
+        text: "psst".into(),
+    }
+}
+
+#[test]
+fn dm_staff_refuses_messages_between_students_and_passes_staff_s() {
+    let mut hub = class();
+    run(&mut hub, 2, Command::Dm(DmPolicy::Staff), T0).unwrap_err();
+    let out = run(&mut hub, 1, Command::Dm(DmPolicy::Staff), T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 3),
+        ["* prof turned private messages between students off; students may still message staff."]
+    );
+    assert_eq!(kinds(&out), [EventKind::Dm]);
+    assert_eq!(
+        run(&mut hub, 2, msg("bob"), T0).unwrap_err(),
+        CommandError::StudentMessagesOff
+    );
+    run(&mut hub, 2, msg("prof"), T0).unwrap();
+    run(&mut hub, 1, msg("bob"), T0).unwrap();
+    run(&mut hub, 1, Command::Dm(DmPolicy::Off), T0).unwrap();
+    assert_eq!(
+        run(&mut hub, 2, msg("prof"), T0).unwrap_err(),
+        CommandError::PrivateMessagesOff
+    );
+    run(&mut hub, 1, msg("amy"), T0).unwrap();
+}
+
+#[test]
+fn hands_queue_in_order_and_the_first_is_called_on() {
+    let mut hub = class();
+    let out = run(&mut hub, 3, Command::Hand(Some("part 2?".into())), T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 3),
+        ["* Your hand is up (number 1 in the queue); /hand again lowers it."]
+    );
+    assert_eq!(seen(&hub, &out, 1), ["* bob raised a hand: part 2?"]);
+    assert!(seen(&hub, &out, 2).is_empty(), "classmates are not told");
+    run(&mut hub, 2, Command::Hand(None), T0 + 60_000).unwrap();
+    assert_eq!(
+        run(&mut hub, 2, Command::Hands, T0).unwrap_err(),
+        CommandError::PermissionDenied
+    );
+    let out = run(&mut hub, 1, Command::Hands, T0 + 180_000).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 1),
+        ["* Hands up in #lobby: 1) bob (3 min): part 2?, 2) amy (2 min)"]
+    );
+    let out = run(&mut hub, 1, Command::Next, T0).unwrap();
+    assert_eq!(seen(&hub, &out, 2), ["* prof calls on bob"]);
+    assert_eq!(kinds(&out), [EventKind::Call]);
+    // /hand again lowers it; a hand leaves with its owner.
+    let out = run(&mut hub, 2, Command::Hand(None), T0).unwrap();
+    assert_eq!(seen(&hub, &out, 2), ["* Your hand is down."]);
+    run(&mut hub, 2, Command::Hand(None), T0).unwrap();
+    hub.leave(2, LeaveReason::Quit(None), T0);
+    assert_eq!(
+        run(&mut hub, 1, Command::Next, T0).unwrap_err(),
+        CommandError::NoHands("lobby".into())
+    );
+}
+
+#[test]
+fn a_poll_counts_one_vote_each_the_last_one() {
+    let mut hub = class();
+    let poll = Command::Poll {
+        question: "Ready?".into(),
+        choices: vec!["yes".into(), "no".into()],
+    };
+    assert_eq!(
+        run(&mut hub, 2, Command::Vote(1), T0).unwrap_err(),
+        CommandError::NoPoll("lobby".into())
+    );
+    let out = run(&mut hub, 1, poll.clone(), T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 2),
+        ["* Poll 1: Ready? \u{2014} 1) yes 2) no; answer with /vote N"]
+    );
+    assert_eq!(
+        run(&mut hub, 1, poll, T0).unwrap_err(),
+        CommandError::PollOpen(1)
+    );
+    assert_eq!(
+        run(&mut hub, 2, Command::Vote(3), T0).unwrap_err(),
+        CommandError::NoSuchChoice(2)
+    );
+    let out = run(&mut hub, 2, Command::Vote(1), T0).unwrap();
+    assert!(
+        seen(&hub, &out, 3).is_empty(),
+        "votes are not shown to classmates"
+    );
+    run(&mut hub, 2, Command::Vote(2), T0).unwrap();
+    let out = run(&mut hub, 3, Command::Vote(2), T0).unwrap();
+    assert_eq!(out.events[0].text.as_deref(), Some("1: 2) no"));
+    let out = run(&mut hub, 1, Command::ClosePoll, T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 3),
+        ["* Poll 1 closed: Ready? \u{2014} 1) yes: 0, 2) no: 2"]
+    );
+    assert_eq!(out.events[0].text.as_deref(), Some("1: yes=0 | no=2"));
+}
+
+#[test]
+fn a_question_hides_its_author_from_students_only() {
+    let mut hub = class();
+    let out = run(&mut hub, 2, Command::Ask("is it on the exam?".into()), T0).unwrap();
+    assert_eq!(seen(&hub, &out, 3), ["* Question: is it on the exam?"]);
+    assert_eq!(seen(&hub, &out, 2), ["* Question: is it on the exam?"]);
+    assert_eq!(
+        seen(&hub, &out, 1),
+        ["* Question: is it on the exam? [from amy]"]
+    );
+    assert_eq!(&*out.events[0].sender, "amy");
 }

@@ -90,6 +90,24 @@ pub enum CommandError {
     /// `/unmute` of someone who is not muted.
     #[error("{0} is not muted")]
     NotMuted(String),
+    /// A student's `/msg` to another student while `/dm staff` holds.
+    #[error("Private messages between students are off in this class.")]
+    StudentMessagesOff,
+    /// A student's `/msg` while `/dm off` holds.
+    #[error("Private messages are off in this class.")]
+    PrivateMessagesOff,
+    /// `/vote` or `/poll close` with no poll open in the room.
+    #[error("There is no open poll in #{0}.")]
+    NoPoll(String),
+    /// `/vote` with a number that is not one of the poll's choices.
+    #[error("Vote with a number from 1 to {0}.")]
+    NoSuchChoice(usize),
+    /// `/poll` while the room's poll is still open.
+    #[error("Poll {0} is still open; close it first with /poll close.")]
+    PollOpen(u32),
+    /// `/next` with nobody in the queue.
+    #[error("No hands are up in #{0}.")]
+    NoHands(String),
 }
 
 fn minutes_left(minutes: Option<u64>) -> String {

@@ -146,7 +146,67 @@ pub enum Command {
     Announce(String),
     /// `/quiet on|off` (instructors): only instructors may chat while on.
     Quiet(bool),
+    /// `/dm everyone|staff|off` (staff): who students may send private messages to.
+    Dm(DmPolicy),
+    /// `/hand [TEXT]`: raise a hand in the room's queue, or lower it.
+    Hand(Option<String>),
+    /// `/hands` (staff): the room's queue.
+    Hands,
+    /// `/next` (staff): call on the first hand in the queue.
+    Next,
+    /// `/poll QUESTION | CHOICE | CHOICE...` (staff): open a poll in the room.
+    Poll {
+        /// What is asked.
+        question: String,
+        /// The answers to choose from, numbered from 1.
+        choices: Vec<String>,
+    },
+    /// `/poll close` (staff): close the room's poll and show its counts.
+    ClosePoll,
+    /// `/vote N`: an answer to the room's poll, changeable while it is open.
+    Vote(usize),
+    /// `/ask TEXT`: a question shown to the room without its author.
+    Ask(String),
 }
+
+/// Who students may send private messages to (`access.private_messages`, `/dm`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DmPolicy {
+    /// Anyone.
+    #[default]
+    Everyone,
+    /// Only staff; messages between students are refused.
+    Staff,
+    /// Nobody: students send no private messages (staff still do).
+    Off,
+}
+
+impl DmPolicy {
+    /// The policy named `everyone`, `staff` or `off` (any case).
+    pub fn parse(word: &str) -> Option<DmPolicy> {
+        match word.to_ascii_lowercase().as_str() {
+            "everyone" => Some(DmPolicy::Everyone),
+            "staff" => Some(DmPolicy::Staff),
+            "off" => Some(DmPolicy::Off),
+            _ => None,
+        }
+    }
+
+    /// Its name, as `/dm` and the configuration spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmPolicy::Everyone => "everyone",
+            DmPolicy::Staff => "staff",
+            DmPolicy::Off => "off",
+        }
+    }
+}
+
+/// How many choices a poll may have.
+pub const POLL_CHOICES: std::ops::RangeInclusive<usize> = 2..=9;
 
 /// The longest mute, in minutes: a week.
 const MAX_MUTE_MINUTES: f64 = 7.0 * 24.0 * 60.0;
@@ -237,6 +297,35 @@ pub fn command(name: &str, rest: &str) -> Result<Command, CommandError> {
             Some("off") => Command::Quiet(false),
             _ => return Err(CommandError::Usage("/quiet on|off")),
         },
+        "dm" => Command::Dm(
+            first_word
+                .and_then(DmPolicy::parse)
+                .ok_or(CommandError::Usage("/dm everyone|staff|off"))?,
+        ),
+        "hand" => Command::Hand(non_empty(rest)),
+        "hands" => Command::Hands,
+        "next" => Command::Next,
+        "poll" if rest.eq_ignore_ascii_case("close") => Command::ClosePoll,
+        "poll" => {
+            const USAGE: CommandError =
+                CommandError::Usage("/poll QUESTION | CHOICE | CHOICE... (2 to 9), or /poll close");
+            let mut parts = rest.split('|').map(str::trim);
+            let question = parts.next().filter(|q| !q.is_empty()).ok_or(USAGE)?;
+            let choices: Vec<String> = parts.map(str::to_owned).collect();
+            if !POLL_CHOICES.contains(&choices.len()) || choices.iter().any(String::is_empty) {
+                return Err(USAGE);
+            }
+            Command::Poll {
+                question: question.to_owned(),
+                choices,
+            }
+        }
+        "vote" => Command::Vote(
+            first_word
+                .and_then(|n| n.parse().ok())
+                .ok_or(CommandError::Usage("/vote N"))?,
+        ),
+        "ask" => Command::Ask(non_empty(rest).ok_or(CommandError::Usage("/ask TEXT"))?),
         _ => return Err(CommandError::Unknown(name.to_owned())),
     };
     Ok(command)

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::clock::Clock;
 
 use super::error::{Asked, CommandError};
+use super::input::DmPolicy;
 
 /// A name (nick or room) as the hub shares it between lines and events.
 pub type Name = Arc<str>;
@@ -104,6 +105,17 @@ pub enum Role {
     Guest,
 }
 
+/// One raised hand in a room's queue, as `/hands` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hand {
+    /// Whose.
+    pub nick: Name,
+    /// Whole minutes it has been up.
+    pub minutes: u64,
+    /// What about, if they said.
+    pub text: Option<String>,
+}
+
 /// The `*` lines.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
@@ -155,6 +167,75 @@ pub enum Notice {
         count: usize,
         /// The first few of them, in order.
         names: Vec<Name>,
+    },
+    /// Staff changed whom students may message privately.
+    DmPolicy {
+        /// Who.
+        by: Name,
+        /// The new policy.
+        policy: DmPolicy,
+    },
+    /// Your hand is up, at this place in the room's queue.
+    HandUp {
+        /// 1 for the first.
+        place: usize,
+    },
+    /// Your hand is down.
+    HandDown,
+    /// (To staff.) A student raised a hand.
+    HandRaised {
+        /// Who.
+        nick: Name,
+        /// What about, if they said.
+        text: Option<String>,
+    },
+    /// (To staff, on `/hands`.) The room's queue, first first.
+    Hands {
+        /// The room.
+        room: Name,
+        /// The hands up.
+        queue: Vec<Hand>,
+    },
+    /// Staff called on a student (and took their hand down).
+    CalledOn {
+        /// The staff member.
+        by: Name,
+        /// The student.
+        nick: Name,
+    },
+    /// A poll opened in your room.
+    PollOpened {
+        /// Its number, counted over the server's life.
+        number: u32,
+        /// The question.
+        question: String,
+        /// The choices, numbered from 1.
+        choices: Vec<String>,
+    },
+    /// Your vote was taken.
+    Voted {
+        /// The poll.
+        number: u32,
+        /// The choice, from 1.
+        choice: usize,
+        /// Its text.
+        text: String,
+    },
+    /// A poll closed: each choice with its votes.
+    PollClosed {
+        /// The poll.
+        number: u32,
+        /// The question.
+        question: String,
+        /// Each choice and how many chose it.
+        results: Vec<(String, usize)>,
+    },
+    /// An anonymous question; staff's copy names its author.
+    Question {
+        /// The question.
+        text: String,
+        /// Who asked, on staff's copy only.
+        from: Option<Name>,
     },
     /// You moved to another room.
     Moved {
@@ -276,6 +357,9 @@ pub const HELP: &[&str] = &[
     "/join ROOM         go to ROOM (created if new)",
     "/rooms             list the rooms",
     "/help              this list",
+    "/hand [TEXT]       raise your hand (again: lower it)",
+    "/vote N            answer the room's poll",
+    "/ask TEXT          ask the room a question without your name",
     "/quit [REASON]     leave the server",
     "Any other line is sent to your room; start it with // to send a line that begins with /.",
 ];
@@ -288,6 +372,11 @@ pub const INSTRUCTOR_HELP: &[&str] = &[
     "/unmute NICK           let NICK talk again",
     "/announce TEXT         a notice to every room",
     "/quiet on|off          only instructors can chat while on",
+    "/dm everyone|staff|off whom students may message privately",
+    "/hands                 the room's raised hands, first first",
+    "/next                  call on the first raised hand",
+    "/poll Q | A | B...     open a poll in the room (2 to 9 choices)",
+    "/poll close            close it and show the counts",
 ];
 
 impl fmt::Display for LeaveReason {
@@ -420,6 +509,79 @@ impl fmt::Display for Notice {
                 match count.saturating_sub(names.len()) {
                     0 => Ok(()),
                     more => write!(f, " and {more} more"),
+                }
+            }
+            Notice::DmPolicy { by, policy } => match policy {
+                DmPolicy::Everyone => write!(f, "{by} opened private messages to everyone."),
+                DmPolicy::Staff => write!(
+                    f,
+                    "{by} turned private messages between students off; students may still message staff."
+                ),
+                DmPolicy::Off => write!(f, "{by} turned private messages off for students."),
+            },
+            Notice::HandUp { place } => write!(
+                f,
+                "Your hand is up (number {place} in the queue); /hand again lowers it."
+            ),
+            Notice::HandDown => f.write_str("Your hand is down."),
+            Notice::HandRaised { nick, text } => {
+                write!(f, "{nick} raised a hand")?;
+                match text {
+                    Some(text) => write!(f, ": {text}"),
+                    None => Ok(()),
+                }
+            }
+            Notice::Hands { room, queue } if queue.is_empty() => {
+                write!(f, "No hands are up in #{room}.")
+            }
+            Notice::Hands { room, queue } => {
+                write!(f, "Hands up in #{room}:")?;
+                for (i, hand) in queue.iter().enumerate() {
+                    let comma = if i == 0 { "" } else { "," };
+                    write!(f, "{comma} {}) {} ({} min)", i + 1, hand.nick, hand.minutes)?;
+                    if let Some(text) = &hand.text {
+                        write!(f, ": {text}")?;
+                    }
+                }
+                Ok(())
+            }
+            Notice::CalledOn { by, nick } => write!(f, "{by} calls on {nick}"),
+            Notice::PollOpened {
+                number,
+                question,
+                choices,
+            } => {
+                write!(f, "Poll {number}: {question} \u{2014}")?;
+                for (i, choice) in choices.iter().enumerate() {
+                    write!(f, " {}) {choice}", i + 1)?;
+                }
+                f.write_str("; answer with /vote N")
+            }
+            Notice::Voted {
+                number,
+                choice,
+                text,
+            } => write!(
+                f,
+                "Your vote in poll {number}: {choice}) {text}. /vote again to change it while the poll is open."
+            ),
+            Notice::PollClosed {
+                number,
+                question,
+                results,
+            } => {
+                write!(f, "Poll {number} closed: {question} \u{2014}")?;
+                for (i, (choice, votes)) in results.iter().enumerate() {
+                    let comma = if i == 0 { "" } else { "," };
+                    write!(f, "{comma} {}) {choice}: {votes}", i + 1)?;
+                }
+                Ok(())
+            }
+            Notice::Question { text, from } => {
+                write!(f, "Question: {text}")?;
+                match from {
+                    Some(from) => write!(f, " [from {from}]"),
+                    None => Ok(()),
                 }
             }
             Notice::Moved { room, others } => {

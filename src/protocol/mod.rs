@@ -14,7 +14,11 @@ pub mod line;
 
 pub use codec::{Inbound, LineCodec};
 pub use error::{Asked, CommandError, LoginError, NickError};
-pub use input::{check_nick, command, normalize_room, parse, read_line, sanitize, Command, Input};
+pub use input::{
+    check_nick, command, normalize_room, parse, read_line, sanitize, Command, DmPolicy, Input,
+    POLL_CHOICES,
+};
 pub use line::{
-    Answer, CodeKind, LeaveReason, LineKind, Name, Notice, Role, ServerLine, Stamped, WhoEntry,
+    Answer, CodeKind, Hand, LeaveReason, LineKind, Name, Notice, Role, ServerLine, Stamped,
+    WhoEntry,
 };

@@ -84,8 +84,10 @@ impl Tally {
             Some(Chat) => self.messages += 1,
             Some(Private) => self.private_messages += 1,
             Some(Op) => self.instructor = true,
-            Some(Kick | Mute | Unmute | Announce | Quiet) => self.moderation_actions += 1,
-            Some(Join | Leave | Nick | Erase) | None => {}
+            Some(Kick | Mute | Unmute | Announce | Quiet | Dm | Call | Poll | Close) => {
+                self.moderation_actions += 1
+            }
+            Some(Join | Leave | Nick | Erase | Hand | Lower | Vote | Ask) | None => {}
         }
         if matches!(kind, Some(Chat | Private)) {
             let words = text.unwrap_or("").split_whitespace().count();

@@ -7,6 +7,7 @@ mod bad_input;
 mod binaries;
 mod browser;
 mod chat;
+mod classroom;
 mod cluster;
 mod cluster_limits;
 mod commands;

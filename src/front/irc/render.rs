@@ -282,6 +282,22 @@ impl View {
                 let text = notice.to_string();
                 message::write(buf, time, Source::Server, "NOTICE", &[&channel, &text]);
             }),
+            Notice::DmPolicy { .. }
+            | Notice::HandUp { .. }
+            | Notice::HandDown
+            | Notice::HandRaised { .. }
+            | Notice::Hands { .. }
+            | Notice::CalledOn { .. }
+            | Notice::PollOpened { .. }
+            | Notice::Voted { .. }
+            | Notice::PollClosed { .. }
+            | Notice::Question { .. } => {
+                // The class's tools belong in the channel, where IRC clients look,
+                // not in the status window a NOTICE to the nick lands in.
+                let channel = self.room_channel();
+                let text = notice.to_string();
+                message::write(out, time, Source::Server, "NOTICE", &[&channel, &text]);
+            }
             Notice::HistoryStart { .. } | Notice::HistoryEnd => {
                 self.in_history = matches!(notice, Notice::HistoryStart { .. });
                 let channel = self.room_channel();
