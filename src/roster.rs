@@ -28,6 +28,9 @@ pub enum RosterRole {
     Student,
     /// An instructor: one from log-in, no `/op` needed.
     Instructor,
+    /// A teaching assistant: moderates and runs the class's tools like an
+    /// instructor, and signs in to the instructor page, from log-in.
+    Assistant,
 }
 
 impl RosterRole {
@@ -36,6 +39,7 @@ impl RosterRole {
         match self {
             RosterRole::Student => "student",
             RosterRole::Instructor => "instructor",
+            RosterRole::Assistant => "assistant",
         }
     }
 
@@ -44,6 +48,7 @@ impl RosterRole {
         match text.trim().to_ascii_lowercase().as_str() {
             "" | "student" => Some(RosterRole::Student),
             "instructor" => Some(RosterRole::Instructor),
+            "assistant" | "ta" => Some(RosterRole::Assistant),
             _ => None,
         }
     }

@@ -199,11 +199,16 @@ enum RosterAction {
         #[arg(required = true)]
         names: Vec<String>,
         /// Add them as instructors (no /op needed).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "assistant")]
         instructor: bool,
+        /// Add them as teaching assistants: they moderate and run the class's
+        /// tools, and sign in to the instructor page.
+        #[arg(long)]
+        assistant: bool,
     },
     /// Adds everyone in a CSV class list (header row; columns `name`, optional
-    /// `role` = student|instructor and `full_name`); prints `name,code` for each.
+    /// `role` = student|instructor|assistant and `full_name`); prints `name,code`
+    /// for each.
     Import {
         /// The CSV file (`-` for standard input).
         file: PathBuf,
@@ -686,10 +691,15 @@ fn roster_command(args: RosterArgs) -> anyhow::Result<()> {
         Ok(())
     };
     match args.action {
-        RosterAction::Add { names, instructor } => {
-            let role = match instructor {
-                true => roster::RosterRole::Instructor,
-                false => roster::RosterRole::Student,
+        RosterAction::Add {
+            names,
+            instructor,
+            assistant,
+        } => {
+            let role = match (instructor, assistant) {
+                (true, _) => roster::RosterRole::Instructor,
+                (false, true) => roster::RosterRole::Assistant,
+                (false, false) => roster::RosterRole::Student,
             };
             let people: Vec<roster::NewMember> = names
                 .into_iter()

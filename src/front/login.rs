@@ -110,6 +110,7 @@ impl Login {
                     identity: Identity {
                         account: Some(member.name.as_str().into()),
                         instructor: member.role == RosterRole::Instructor,
+                        assistant: member.role == RosterRole::Assistant,
                         guest: false,
                         rostered: true,
                         address: peer,

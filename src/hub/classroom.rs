@@ -28,8 +28,11 @@ pub(super) struct Poll {
 }
 
 impl Hub {
-    fn is_staff(&self, id: ConnId) -> bool {
-        self.members.get(&id).is_some_and(|m| m.instructor)
+    /// Instructors and teaching assistants.
+    pub(super) fn is_staff(&self, id: ConnId) -> bool {
+        self.members
+            .get(&id)
+            .is_some_and(|m| m.instructor || m.assistant)
     }
 
     /// Refuses a student's private message that `/dm` does not allow. Staff's

@@ -151,6 +151,8 @@ struct Member {
     nick: Name,
     room: Name,
     instructor: bool,
+    /// A teaching assistant: staff for every command, not an instructor.
+    assistant: bool,
     guest: bool,
     /// The roster account; `None` without a roster.
     account: Option<Name>,
@@ -168,6 +170,9 @@ pub struct Identity {
     /// An instructor from log-in: on the roster as one, or a reserved
     /// instructor name whose password was given.
     pub instructor: bool,
+    /// A teaching assistant from the roster: staff, like an instructor.
+    #[serde(default)]
+    pub assistant: bool,
     /// Not on the roster of a rostered class.
     pub guest: bool,
     /// The class has a roster: names come from it, `/nick` is refused.
@@ -448,6 +453,7 @@ impl Hub {
                 nick: nick.clone(),
                 room: room.clone(),
                 instructor: identity.instructor,
+                assistant: identity.assistant,
                 guest: identity.guest,
                 account: identity.account,
                 rostered: identity.rostered,
@@ -602,9 +608,9 @@ impl Hub {
             return Ok(());
         };
         let (target, target_nick) = self.find(to)?;
-        let to_instructor = self.members[&target].instructor;
-        self.check_may_talk(id, to_instructor, out.now)?;
-        self.check_dm(id, to_instructor)?;
+        let to_staff = self.is_staff(target);
+        self.check_may_talk(id, to_staff, out.now)?;
+        self.check_dm(id, to_staff)?;
         let shared: Arc<str> = text.as_str().into();
         out.for_one(
             target,
@@ -649,10 +655,11 @@ impl Hub {
             .filter_map(|member| self.members.get(member))
             .map(|member| WhoEntry {
                 nick: member.nick.clone(),
-                role: match (member.instructor, member.guest) {
-                    (true, _) => Some(Role::Instructor),
-                    (false, true) => Some(Role::Guest),
-                    (false, false) => None,
+                role: match member {
+                    m if m.instructor => Some(Role::Instructor),
+                    m if m.assistant => Some(Role::Assistant),
+                    m if m.guest => Some(Role::Guest),
+                    _ => None,
                 },
             })
             .collect();
@@ -766,8 +773,7 @@ impl Hub {
 
     /// `/help`: the commands, and the instructor's too for an instructor.
     fn help(&self, out: &mut Step, id: ConnId) {
-        let instructor = self.members.get(&id).is_some_and(|m| m.instructor);
-        let extra = if instructor {
+        let extra = if self.is_staff(id) {
             protocol::line::INSTRUCTOR_HELP
         } else {
             &[]
@@ -823,7 +829,7 @@ impl Hub {
                 self.mutes.remove(&key);
             }
         }
-        (self.quiet && !member.instructor).then_some(Silence::Quiet)
+        (self.quiet && !member.instructor && !member.assistant).then_some(Silence::Quiet)
     }
 
     /// The member called `nick` (any case) and its name as spelled.
@@ -843,8 +849,7 @@ impl Hub {
     /// always announced.
     fn in_crowd(&self, id: ConnId, size: usize) -> bool {
         let limit = self.settings.announce_joins_up_to;
-        let staff = self.members.get(&id).is_some_and(|m| m.instructor);
-        limit > 0 && size > limit && !staff
+        limit > 0 && size > limit && !self.is_staff(id)
     }
 
     /// The summaries of the joins and leaves of big rooms since the last ones

@@ -196,7 +196,9 @@ impl Hub {
     /// The name and room of `id` if it is an instructor.
     pub(super) fn require_instructor(&self, id: ConnId) -> Result<(Name, Name), CommandError> {
         match self.members.get(&id) {
-            Some(member) if member.instructor => Ok((member.nick.clone(), member.room.clone())),
+            Some(member) if member.instructor || member.assistant => {
+                Ok((member.nick.clone(), member.room.clone()))
+            }
             _ => Err(CommandError::PermissionDenied),
         }
     }

@@ -101,6 +101,8 @@ pub enum CodeKind {
 pub enum Role {
     /// `[instructor]`
     Instructor,
+    /// `[assistant]`: a teaching assistant.
+    Assistant,
     /// `[guest]`: not on the class roster.
     Guest,
 }
@@ -428,6 +430,7 @@ impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Role::Instructor => "[instructor]",
+            Role::Assistant => "[assistant]",
             Role::Guest => "[guest]",
         })
     }
@@ -965,6 +968,7 @@ impl Answer {
                 let (nick, role) = match item.split_once(' ') {
                     None => (item, None),
                     Some((nick, "[instructor]")) => (nick, Some(Role::Instructor)),
+                    Some((nick, "[assistant]")) => (nick, Some(Role::Assistant)),
                     Some((nick, "[guest]")) => (nick, Some(Role::Guest)),
                     Some(_) => return None,
                 };

@@ -48,6 +48,7 @@ async fn rostered(
     let db = config.storage.database.clone();
     let mut printed: HashMap<String, String> = code_map(&roster(&db, &["add", "amy", "bob"]));
     printed.extend(code_map(&roster(&db, &["add", "prof", "--instructor"])));
+    printed.extend(code_map(&roster(&db, &["add", "tia", "--assistant"])));
     (TestServer::start_in(dir, config).await, printed)
 }
 
@@ -313,4 +314,37 @@ async fn a_removed_or_reissued_code_ends_the_connection_within_seconds() {
     old.expect_next("! Wrong code (2 attempts left).").await;
     log_in(&server, "bob", &new_code).await;
     prof.expect_next("* bob has joined #lobby").await;
+}
+
+/// A teaching assistant on the roster moderates and runs the class's tools from
+/// log-in, is marked `[assistant]`, and is staff to the `/dm` policy.
+#[tokio::test]
+async fn an_assistant_moderates_from_log_in_and_is_marked_in_who() {
+    let (server, codes) =
+        rostered(|c| c.access.private_messages = classchat::protocol::DmPolicy::Staff).await;
+    let mut tia = log_in(&server, "tia", &codes["tia"]).await;
+    let mut amy = log_in(&server, "amy", &codes["amy"]).await;
+    tia.expect("* amy has joined #lobby").await;
+    let mut bob = log_in(&server, "bob", &codes["bob"]).await;
+    amy.expect("* bob has joined #lobby").await;
+    amy.send("/who").await;
+    amy.expect_next("= #lobby (3): amy, bob, tia [assistant]")
+        .await;
+    // Students may message staff under `/dm staff`, assistants included.
+    amy.send("/msg tia is the lab open?").await;
+    tia.expect("[PM from amy] is the lab open?").await;
+    amy.expect_next("[PM to tia] is the lab open?").await;
+    amy.send("/kick bob").await;
+    amy.expect_next("! Permission denied").await;
+    tia.send("/kick bob spamming").await;
+    let closed = bob.expect_closed().await;
+    assert!(
+        closed
+            .iter()
+            .any(|b| b == "* You have been kicked by tia: spamming"),
+        "{closed:?}"
+    );
+    amy.expect("* bob has left #lobby (Kicked: spamming)").await;
+    tia.send("/help").await;
+    tia.expect("= Instructor commands:").await;
 }

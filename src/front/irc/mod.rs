@@ -415,7 +415,7 @@ impl Connection {
             format!("NICKLEN={}", config.limits.max_nick_len),
             "CHANNELLEN=33".to_owned(),
             "CHANLIMIT=#:1".to_owned(),
-            "PREFIX=(o)@".to_owned(),
+            "PREFIX=(oh)@%".to_owned(),
             "CHANMODES=,,,nt".to_owned(),
             format!("NETWORK={network}"),
         ];

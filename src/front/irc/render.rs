@@ -344,6 +344,7 @@ impl View {
                 for member in members {
                     let flags = match member.role {
                         Some(Role::Instructor) => "H@",
+                        Some(Role::Assistant) => "H%",
                         _ => "H",
                     };
                     let nick: &str = &member.nick;
@@ -458,8 +459,10 @@ fn names(out: &mut String, time: Option<i64>, me: &str, room: &str, members: &[W
         if !list.is_empty() {
             list.push(' ');
         }
-        if member.role == Some(Role::Instructor) {
-            list.push('@');
+        match member.role {
+            Some(Role::Instructor) => list.push('@'),
+            Some(Role::Assistant) => list.push('%'),
+            _ => {}
         }
         list.push_str(&member.nick);
     }

@@ -203,7 +203,7 @@ async fn authenticate(
     let (listed, hash, personal) = if !roster.is_empty() {
         match roster
             .get(name.trim())
-            .filter(|m| m.role == RosterRole::Instructor)
+            .filter(|m| matches!(m.role, RosterRole::Instructor | RosterRole::Assistant))
         {
             Some(member) => (Some(member.name.clone()), member.code_hash.clone(), true),
             None => (None, String::new(), true),
