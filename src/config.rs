@@ -66,6 +66,9 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[tls]`: the certificate every TLS listener presents (SPEC section 10).
     pub tls: TlsConfig,
+    /// `[class]`: the time zone and the timetable attendance is taken for
+    /// (SPEC section 11).
+    pub class: crate::class::ClassConfig,
 }
 
 /// `[tls]`. With `cert` and `key` set, each enabled front end also listens with
@@ -759,6 +762,9 @@ impl Config {
             );
         }
         self.validate_tls()?;
+        if let Err((key, reason)) = self.class.check() {
+            return invalid(key, &reason);
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",

@@ -58,6 +58,9 @@ pub enum EventKind {
     Close,
     /// `sender` asked the room `text` without their name on it.
     Ask,
+    /// `sender` (staff) started (`text`: `start` or `start: TITLE`) or ended
+    /// (`end`) the room's class session.
+    Session,
 }
 
 impl EventKind {
@@ -84,6 +87,7 @@ impl EventKind {
             EventKind::Vote => "vote",
             EventKind::Close => "close",
             EventKind::Ask => "ask",
+            EventKind::Session => "session",
         }
     }
 
@@ -110,6 +114,7 @@ impl EventKind {
             "vote" => EventKind::Vote,
             "close" => EventKind::Close,
             "ask" => EventKind::Ask,
+            "session" => EventKind::Session,
             _ => return None,
         })
     }

@@ -24,8 +24,8 @@
 //! [`tls`] (the certificate every TLS listener presents, and the client's trust),
 //! [`access`] and [`limiter`] (limits per address and per login name that survive
 //! reconnecting), [`clock`] (timestamps), [`password`] (argon2 hashes) and
-//! [`report`] (the grading report and transcript read back from the database) and
-//! [`student_data`] (retention, a student's own copy, erasure: SPEC 12).
+//! [`report`] (the grading report and transcript read back from the database,
+//! attendance per [`class`] session) and [`student_data`] (retention, a student's own copy, erasure: SPEC 12).
 //!
 //! In cluster mode ([`cluster`]) the switchboard turns each request into a
 //! [`switchboard::Action`] and publishes it to a NATS JetStream stream instead of
@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod class;
 pub mod clock;
 pub mod cluster;
 pub mod config;

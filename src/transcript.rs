@@ -48,7 +48,9 @@ pub fn format_line(event: &Event) -> String {
         EventKind::Kick | EventKind::Mute | EventKind::Unmute => {
             format!("{ts} #{room} {kind} {sender} -> {to}")
         }
-        EventKind::Quiet | EventKind::Dm => format!("{ts} #{room} {kind} {sender} {text}"),
+        EventKind::Quiet | EventKind::Dm | EventKind::Session => {
+            format!("{ts} #{room} {kind} {sender} {text}")
+        }
         EventKind::Erase => format!("{ts} erase {sender} -> {to} ({text})"),
     }
 }

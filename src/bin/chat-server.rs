@@ -310,9 +310,24 @@ struct QueryArgs {
 struct ReportArgs {
     #[command(flatten)]
     query: QueryArgs,
-    /// Output format.
+    /// Output format; `gradebook` is a CSV with one row per student and one
+    /// column per class session (1 present, 0 absent).
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
+    /// Attendance instead of the whole term per person: per class session
+    /// (`[[class.sessions]]` of --config, and those staff ran with /session) or
+    /// per ISO week.
+    #[arg(long, value_enum, value_name = "session|week")]
+    by: Option<ByArg>,
+}
+
+/// `--by`: what attendance is counted per.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ByArg {
+    /// Per class session and student: present, minutes online and late, messages.
+    Session,
+    /// Per ISO week and student: sessions attended, messages, words.
+    Week,
 }
 
 /// `--format`: the report's formats, as the command line names them.
@@ -324,14 +339,19 @@ enum FormatArg {
     Csv,
     /// A JSON array of objects.
     Json,
+    /// Attendance for a gradebook: one row per student, one column per session.
+    Gradebook,
 }
 
-impl From<FormatArg> for Format {
-    fn from(arg: FormatArg) -> Format {
-        match arg {
-            FormatArg::Table => Format::Table,
-            FormatArg::Csv => Format::Csv,
-            FormatArg::Json => Format::Json,
+impl FormatArg {
+    /// The format of a table of rows; `None` for the gradebook, which has a
+    /// shape of its own.
+    fn rows(self) -> Option<Format> {
+        match self {
+            FormatArg::Table => Some(Format::Table),
+            FormatArg::Csv => Some(Format::Csv),
+            FormatArg::Json => Some(Format::Json),
+            FormatArg::Gradebook => None,
         }
     }
 }
@@ -340,10 +360,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Report(args)) => query(&args.query, |conn, filter, out| {
-            report::write_report(conn, filter, args.format.into(), out)
-        })
-        .map(|()| ExitCode::SUCCESS),
+        Some(Command::Report(args)) => report_command(&args).map(|()| ExitCode::SUCCESS),
         Some(Command::Transcript(args)) => {
             query(&args, report::write_transcript).map(|()| ExitCode::SUCCESS)
         }
@@ -385,6 +402,30 @@ fn describe(err: &anyhow::Error) -> String {
         }
     }
     message
+}
+
+/// `report`: per person over the whole filter, or attendance per class session
+/// or week, or the gradebook. Attendance needs the class's timetable and time
+/// zone, from `--config`; without one only the sessions staff ran count.
+fn report_command(args: &ReportArgs) -> anyhow::Result<()> {
+    let config = load_config(args.query.record.config.as_ref())?;
+    if let Err((key, reason)) = config.class.check() {
+        return Err(ConfigError::Invalid { key, reason }.into());
+    }
+    let class = &config.class;
+    query(&args.query, |records, filter, out| {
+        match (args.format.rows(), args.by) {
+            (None, _) => report::write_gradebook(records, filter, class, out),
+            (Some(format), None) => report::write_report(records, filter, format, out),
+            (Some(format), Some(by)) => {
+                let by = match by {
+                    ByArg::Session => report::By::Session,
+                    ByArg::Week => report::By::Week,
+                };
+                report::write_attendance(records, filter, class, by, format, out)
+            }
+        }
+    })
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigError> {

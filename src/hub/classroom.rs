@@ -27,6 +27,13 @@ pub(super) struct Poll {
     votes: HashMap<String, usize>,
 }
 
+/// A room's class session, started by staff.
+pub(super) struct Session {
+    title: Option<String>,
+    /// When it started (UTC ms).
+    since: i64,
+}
+
 impl Hub {
     /// Instructors and teaching assistants.
     pub(super) fn is_staff(&self, id: ConnId) -> bool {
@@ -268,6 +275,57 @@ impl Hub {
             out.tell(member, notice);
         }
         self.record(out, EventKind::Ask, id, &room, &nick, None, Some(text));
+        Ok(())
+    }
+
+    /// `/session start [TITLE]`: a class session begins in the room, for
+    /// attendance (`report --by session`); one at a time per room.
+    pub(super) fn start_session(
+        &mut self,
+        out: &mut Step,
+        id: ConnId,
+        title: Option<String>,
+    ) -> Result<(), CommandError> {
+        let (nick, room) = self.require_instructor(id)?;
+        let Some(entry) = self.rooms.get_mut(&room) else {
+            return Ok(());
+        };
+        if entry.session.is_some() {
+            return Err(CommandError::SessionRunning(room.to_string()));
+        }
+        entry.session = Some(Session {
+            title: title.clone(),
+            since: out.now,
+        });
+        let text = match &title {
+            Some(title) => format!("start: {title}"),
+            None => "start".to_owned(),
+        };
+        let notice = Notice::SessionStarted {
+            by: nick.clone(),
+            title,
+        };
+        out.for_room(&room, None, ServerLine::Notice(notice));
+        self.record(out, EventKind::Session, id, &room, &nick, None, Some(text));
+        Ok(())
+    }
+
+    /// `/session end`: the room's session ends.
+    pub(super) fn end_session(&mut self, out: &mut Step, id: ConnId) -> Result<(), CommandError> {
+        let (nick, room) = self.require_instructor(id)?;
+        let session = self
+            .rooms
+            .get_mut(&room)
+            .and_then(|entry| entry.session.take())
+            .ok_or_else(|| CommandError::NoSession(room.to_string()))?;
+        let notice = Notice::SessionEnded {
+            by: nick.clone(),
+            title: session.title,
+            minutes: (out.now - session.since).max(0) as u64 / 60_000,
+        };
+        out.for_room(&room, None, ServerLine::Notice(notice));
+        let text = Some("end".to_owned());
+        self.record(out, EventKind::Session, id, &room, &nick, None, text);
         Ok(())
     }
 }

@@ -192,6 +192,8 @@ struct Room {
     hands: Vec<classroom::RaisedHand>,
     /// The open poll, if any.
     poll: Option<classroom::Poll>,
+    /// The class session running in the room, if staff started one.
+    session: Option<classroom::Session>,
 }
 
 impl Room {
@@ -203,6 +205,7 @@ impl Room {
             departed: Crowd::default(),
             hands: Vec::new(),
             poll: None,
+            session: None,
         }
     }
 }
@@ -513,6 +516,8 @@ impl Hub {
             Command::ClosePoll => self.close_poll(&mut out, id)?,
             Command::Vote(choice) => self.vote(&mut out, id, choice)?,
             Command::Ask(text) => self.ask(&mut out, id, text)?,
+            Command::StartSession(title) => self.start_session(&mut out, id, title)?,
+            Command::EndSession => self.end_session(&mut out, id)?,
             Command::Op(_) => return Err(CommandError::PermissionDenied),
         }
         Ok(out.done())

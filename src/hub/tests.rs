@@ -613,3 +613,33 @@ fn a_question_hides_its_author_from_students_only() {
     );
     assert_eq!(&*out.events[0].sender, "amy");
 }
+
+#[test]
+fn staff_start_and_end_one_session_per_room_each_recorded() {
+    let mut hub = class();
+    let start = Command::StartSession(Some("Lab 3".into()));
+    assert_eq!(
+        run(&mut hub, 2, start.clone(), T0).unwrap_err(),
+        CommandError::PermissionDenied
+    );
+    assert_eq!(
+        run(&mut hub, 1, Command::EndSession, T0).unwrap_err(),
+        CommandError::NoSession("lobby".into())
+    );
+    let out = run(&mut hub, 1, start.clone(), T0).unwrap();
+    assert_eq!(seen(&hub, &out, 2), ["* prof started the session: Lab 3"]);
+    assert_eq!(out.events[0].kind, EventKind::Session);
+    assert_eq!(out.events[0].text.as_deref(), Some("start: Lab 3"));
+    assert_eq!(
+        run(&mut hub, 1, start, T0).unwrap_err(),
+        CommandError::SessionRunning("lobby".into())
+    );
+    let out = run(&mut hub, 1, Command::EndSession, T0 + 50 * 60_000).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 3),
+        ["* prof ended the session: Lab 3 (50 min)"]
+    );
+    assert_eq!(out.events[0].text.as_deref(), Some("end"));
+    let out = run(&mut hub, 1, Command::StartSession(None), T0).unwrap();
+    assert_eq!(out.events[0].text.as_deref(), Some("start"));
+}

@@ -105,6 +105,12 @@ pub enum CommandError {
     /// `/poll` while the room's poll is still open.
     #[error("Poll {0} is still open; close it first with /poll close.")]
     PollOpen(u32),
+    /// `/session start` while the room's session runs.
+    #[error("A session is already running in #{0}; end it first with /session end.")]
+    SessionRunning(String),
+    /// `/session end` with no session running in the room.
+    #[error("No session is running in #{0}.")]
+    NoSession(String),
     /// `/next` with nobody in the queue.
     #[error("No hands are up in #{0}.")]
     NoHands(String),

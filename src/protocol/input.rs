@@ -167,6 +167,10 @@ pub enum Command {
     Vote(usize),
     /// `/ask TEXT`: a question shown to the room without its author.
     Ask(String),
+    /// `/session start [TITLE]` (staff): a class session begins in the room.
+    StartSession(Option<String>),
+    /// `/session end` (staff): the room's session ends.
+    EndSession,
 }
 
 /// Who students may send private messages to (`access.private_messages`, `/dm`).
@@ -326,6 +330,18 @@ pub fn command(name: &str, rest: &str) -> Result<Command, CommandError> {
                 .ok_or(CommandError::Usage("/vote N"))?,
         ),
         "ask" => Command::Ask(non_empty(rest).ok_or(CommandError::Usage("/ask TEXT"))?),
+        "session" => {
+            let (action, title) = rest.split_once(' ').unwrap_or((rest, ""));
+            match action.to_ascii_lowercase().as_str() {
+                "start" => Command::StartSession(non_empty(title.trim())),
+                "end" if title.is_empty() => Command::EndSession,
+                _ => {
+                    return Err(CommandError::Usage(
+                        "/session start [TITLE], or /session end",
+                    ))
+                }
+            }
+        }
         _ => return Err(CommandError::Unknown(name.to_owned())),
     };
     Ok(command)
@@ -446,6 +462,25 @@ mod tests {
             parse("/quiet maybe"),
             Err(CommandError::Usage("/quiet on|off"))
         );
+        assert_eq!(
+            parse("/session START  Week 3 lab"),
+            Ok(Input::Command(Command::StartSession(Some(
+                "Week 3 lab".into()
+            ))))
+        );
+        assert_eq!(
+            parse("/session start"),
+            Ok(Input::Command(Command::StartSession(None)))
+        );
+        assert_eq!(
+            parse("/session end"),
+            Ok(Input::Command(Command::EndSession))
+        );
+        let usage = Err(CommandError::Usage(
+            "/session start [TITLE], or /session end",
+        ));
+        assert_eq!(parse("/session end now"), usage);
+        assert_eq!(parse("/session"), usage);
     }
 
     #[test]

@@ -232,6 +232,22 @@ pub enum Notice {
         /// Each choice and how many chose it.
         results: Vec<(String, usize)>,
     },
+    /// Staff started a class session in your room.
+    SessionStarted {
+        /// The staff member.
+        by: Name,
+        /// What the session is, if they said.
+        title: Option<String>,
+    },
+    /// Staff ended your room's class session.
+    SessionEnded {
+        /// The staff member.
+        by: Name,
+        /// What the session was, if said at its start.
+        title: Option<String>,
+        /// How long it ran, in whole minutes.
+        minutes: u64,
+    },
     /// An anonymous question; staff's copy names its author.
     Question {
         /// The question.
@@ -379,6 +395,8 @@ pub const INSTRUCTOR_HELP: &[&str] = &[
     "/next                  call on the first raised hand",
     "/poll Q | A | B...     open a poll in the room (2 to 9 choices)",
     "/poll close            close it and show the counts",
+    "/session start [TITLE] a class session begins here (attendance)",
+    "/session end           it ends",
 ];
 
 impl fmt::Display for LeaveReason {
@@ -580,6 +598,14 @@ impl fmt::Display for Notice {
                 }
                 Ok(())
             }
+            Notice::SessionStarted { by, title } => match title {
+                Some(title) => write!(f, "{by} started the session: {title}"),
+                None => write!(f, "{by} started a session"),
+            },
+            Notice::SessionEnded { by, title, minutes } => match title {
+                Some(title) => write!(f, "{by} ended the session: {title} ({minutes} min)"),
+                None => write!(f, "{by} ended the session ({minutes} min)"),
+            },
             Notice::Question { text, from } => {
                 write!(f, "Question: {text}")?;
                 match from {

@@ -105,6 +105,32 @@ impl Student {
         }
     }
 
+    /// The name the report shows.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The roster account, lower-cased, where the class has a roster.
+    pub(super) fn account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
+    /// The full name on the roster.
+    pub(super) fn full_name(&self) -> Option<&str> {
+        self.full_name.as_deref()
+    }
+
+    /// Whether the student was an instructor on any connection.
+    pub(super) fn was_instructor(&self) -> bool {
+        self.sessions.iter().any(|s| s.opped)
+    }
+
+    /// The stretches the student was online within the filter (in its room, if
+    /// any), merged where connections overlap.
+    pub(super) fn online_within(&self, filter: &Filter) -> Vec<(i64, i64)> {
+        online(&self.sessions, filter)
+    }
+
     /// Whether the student was online at all within the filter, which lists them
     /// even if they said nothing.
     pub(super) fn was_online(&self, filter: &Filter) -> bool {

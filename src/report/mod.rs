@@ -24,6 +24,7 @@
 //! a property of the connection: an `/op` outside the filter still marks what the
 //! student did inside it as an instructor's.
 
+mod attendance;
 mod identity;
 mod output;
 mod tally;
@@ -41,6 +42,7 @@ use crate::event::Event;
 use crate::store::{DbError, RecordRead, Selection};
 use crate::transcript;
 
+pub use attendance::{write_attendance, write_gradebook, By, SessionRow, WeekRow};
 use identity::load_identities;
 pub use output::formula_guard;
 use output::{write_csv, write_table};

@@ -79,32 +79,49 @@ pub(super) fn write_table(rows: &[StudentRow], out: &mut dyn Write) -> Result<()
         rows.iter()
             .map(|r| cells(r, time, format_duration, &[moderation_summary(r)])),
     );
-    let mut widths = [0; TABLE_HEADER.len()];
-    for line in &lines {
+    let right: Vec<usize> = (0..TABLE_HEADER.len())
+        .filter(|&c| right_aligned(c))
+        .collect();
+    print_aligned(&lines, &right, out)?;
+    if rows.is_empty() {
+        writeln!(out, "(no students match)")?;
+    }
+    Ok(out.flush()?)
+}
+
+/// Prints `lines` (the header first) in aligned columns, those in `right`
+/// right-aligned. A class without a roster has no full names: the `full name`
+/// column is left out when it is empty.
+pub(super) fn print_aligned(
+    lines: &[Vec<String>],
+    right: &[usize],
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
+    let columns = lines.first().map_or(0, Vec::len);
+    let mut widths = vec![0; columns];
+    for line in lines {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    // A class without a roster has no full names: no empty column for them.
-    let shown = |column: usize| column != 1 || rows.iter().any(|r| r.full_name.is_some());
-    for line in &lines {
+    let shown = |column: usize| {
+        lines[0][column] != "full name" || lines[1..].iter().any(|l| !l[column].is_empty())
+    };
+    for line in lines {
         let mut text = String::new();
         for (column, (cell, &width)) in line.iter().zip(&widths).enumerate() {
             if !shown(column) {
                 continue;
             }
             let sep = if column == 0 { "" } else { "  " };
-            match right_aligned(column) {
+            match right.contains(&column) {
                 true => text += &format!("{sep}{cell:>width$}"),
                 false => text += &format!("{sep}{cell:<width$}"),
             }
         }
         writeln!(out, "{}", text.trim_end())?;
     }
-    if rows.is_empty() {
-        writeln!(out, "(no students match)")?;
-    }
-    Ok(out.flush()?)
+    Ok(())
 }
 
 pub(super) const CSV_HEADER: [&str; 14] = [

@@ -84,7 +84,7 @@ impl Tally {
             Some(Chat) => self.messages += 1,
             Some(Private) => self.private_messages += 1,
             Some(Op) => self.instructor = true,
-            Some(Kick | Mute | Unmute | Announce | Quiet | Dm | Call | Poll | Close) => {
+            Some(Kick | Mute | Unmute | Announce | Quiet | Dm | Call | Poll | Close | Session) => {
                 self.moderation_actions += 1
             }
             Some(Join | Leave | Nick | Erase | Hand | Lower | Vote | Ask) | None => {}

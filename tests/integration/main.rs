@@ -3,6 +3,7 @@
 mod harness;
 
 mod access;
+mod attendance;
 mod bad_input;
 mod binaries;
 mod browser;

@@ -291,7 +291,9 @@ impl View {
             | Notice::PollOpened { .. }
             | Notice::Voted { .. }
             | Notice::PollClosed { .. }
-            | Notice::Question { .. } => {
+            | Notice::Question { .. }
+            | Notice::SessionStarted { .. }
+            | Notice::SessionEnded { .. } => {
                 // The class's tools belong in the channel, where IRC clients look,
                 // not in the status window a NOTICE to the nick lands in.
                 let channel = self.room_channel();

@@ -85,6 +85,7 @@ pub(super) static VERBS: &[Verb] = &[
     verb("POLL", 1, Handler::Command(as_on_the_line_port)),
     verb("VOTE", 1, Handler::Command(as_on_the_line_port)),
     verb("ASK", 1, Handler::Command(as_on_the_line_port)),
+    verb("SESSION", 1, Handler::Command(as_on_the_line_port)),
     verb("OP", 1, Op),
     verb("QUIT", 0, Quit),
     free("PING", 0, Local(Connection::pong)),
