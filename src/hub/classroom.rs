@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
+
 use super::{ConnId, Hub, Step};
 use crate::event::EventKind;
 use crate::protocol::{CommandError, DmPolicy, Hand, Name, Notice, ServerLine};
@@ -27,11 +29,107 @@ pub(super) struct Poll {
     votes: HashMap<String, usize>,
 }
 
+/// How many of a room's questions staff see on the instructor page.
+const QUESTIONS_KEPT: usize = 20;
+
+/// A question asked with `/ask`, kept for staff with its author.
+pub(super) struct Asked {
+    at: i64,
+    from: Name,
+    text: String,
+}
+
+/// A room's class tools as the instructor page shows them, live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomTools {
+    /// The room.
+    pub room: String,
+    /// The class session staff are running in it.
+    pub session: Option<LiveSession>,
+    /// The raised hands, first first.
+    pub hands: Vec<LiveHand>,
+    /// The open poll, with its counts so far.
+    pub poll: Option<LivePoll>,
+    /// The last questions asked, newest last, with their authors.
+    pub questions: Vec<LiveQuestion>,
+}
+
+/// A running session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveSession {
+    /// Its title, if given.
+    pub title: Option<String>,
+    /// When it started, UTC ms.
+    pub since: i64,
+}
+
+/// A raised hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveHand {
+    /// Whose.
+    pub nick: String,
+    /// Since when, UTC ms.
+    pub since: i64,
+    /// What about, if said.
+    pub text: Option<String>,
+}
+
+/// An open poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LivePoll {
+    /// Its number.
+    pub number: u32,
+    /// The question.
+    pub question: String,
+    /// Each choice with its votes so far.
+    pub counts: Vec<(String, usize)>,
+}
+
+/// A question asked with `/ask`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveQuestion {
+    /// When, UTC ms.
+    pub at: i64,
+    /// Who asked: staff see it.
+    pub from: String,
+    /// The question.
+    pub text: String,
+}
+
 /// A room's class session, started by staff.
 pub(super) struct Session {
     title: Option<String>,
     /// When it started (UTC ms).
     since: i64,
+}
+
+impl RoomTools {
+    /// Nothing to show: no session, hand, poll or question.
+    pub fn is_idle(&self) -> bool {
+        self.session.is_none()
+            && self.hands.is_empty()
+            && self.poll.is_none()
+            && self.questions.is_empty()
+    }
+}
+
+impl Poll {
+    /// Each choice with its votes.
+    fn counts(&self) -> Vec<(String, usize)> {
+        let mut counts = vec![0; self.choices.len()];
+        for choice in self.votes.values() {
+            counts[choice - 1] += 1;
+        }
+        self.choices.iter().cloned().zip(counts).collect()
+    }
+
+    fn live(&self) -> LivePoll {
+        LivePoll {
+            number: self.number,
+            question: self.question.clone(),
+            counts: self.counts(),
+        }
+    }
 }
 
 impl Hub {
@@ -237,11 +335,7 @@ impl Hub {
             .get_mut(&room)
             .and_then(|entry| entry.poll.take())
             .ok_or_else(|| CommandError::NoPoll(room.to_string()))?;
-        let mut counts = vec![0; poll.choices.len()];
-        for choice in poll.votes.values() {
-            counts[choice - 1] += 1;
-        }
-        let results: Vec<(String, usize)> = poll.choices.into_iter().zip(counts).collect();
+        let results = poll.counts();
         let text: Vec<String> = results.iter().map(|(c, n)| format!("{c}={n}")).collect();
         let text = format!("{}: {}", poll.number, text.join(" | "));
         let notice = Notice::PollClosed {
@@ -274,8 +368,56 @@ impl Hub {
             };
             out.tell(member, notice);
         }
+        if let Some(entry) = self.rooms.get_mut(&room) {
+            if entry.questions.len() == QUESTIONS_KEPT {
+                entry.questions.pop_front();
+            }
+            entry.questions.push_back(Asked {
+                at: out.now,
+                from: nick.clone(),
+                text: text.clone(),
+            });
+        }
         self.record(out, EventKind::Ask, id, &room, &nick, None, Some(text));
         Ok(())
+    }
+
+    /// Each room's tools now, for the instructor page.
+    pub fn room_tools(&self) -> Vec<RoomTools> {
+        let mut rooms: Vec<RoomTools> = self
+            .rooms
+            .iter()
+            .map(|(name, room)| RoomTools {
+                room: name.to_string(),
+                session: room.session.as_ref().map(|s| LiveSession {
+                    title: s.title.clone(),
+                    since: s.since,
+                }),
+                hands: room
+                    .hands
+                    .iter()
+                    .filter_map(|hand| {
+                        Some(LiveHand {
+                            nick: self.members.get(&hand.id)?.nick.to_string(),
+                            since: hand.since,
+                            text: hand.text.clone(),
+                        })
+                    })
+                    .collect(),
+                poll: room.poll.as_ref().map(Poll::live),
+                questions: room
+                    .questions
+                    .iter()
+                    .map(|q| LiveQuestion {
+                        at: q.at,
+                        from: q.from.to_string(),
+                        text: q.text.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        rooms
     }
 
     /// `/session start [TITLE]`: a class session begins in the room, for

@@ -29,6 +29,7 @@ use crate::protocol::{
     ServerLine, Stamped, WhoEntry,
 };
 
+pub use classroom::{LiveHand, LivePoll, LiveQuestion, LiveSession, RoomTools};
 pub use history::History;
 
 /// Identifies one connection; also its `session` in the database.
@@ -194,6 +195,8 @@ struct Room {
     poll: Option<classroom::Poll>,
     /// The class session running in the room, if staff started one.
     session: Option<classroom::Session>,
+    /// The last questions asked with `/ask`, with their authors, for staff.
+    questions: std::collections::VecDeque<classroom::Asked>,
 }
 
 impl Room {
@@ -206,6 +209,7 @@ impl Room {
             hands: Vec::new(),
             poll: None,
             session: None,
+            questions: Default::default(),
         }
     }
 }

@@ -643,3 +643,30 @@ fn staff_start_and_end_one_session_per_room_each_recorded() {
     let out = run(&mut hub, 1, Command::StartSession(None), T0).unwrap();
     assert_eq!(out.events[0].text.as_deref(), Some("start"));
 }
+
+#[test]
+fn the_instructor_page_sees_hands_the_poll_and_who_asked() {
+    let mut hub = class();
+    assert!(hub.room_tools().iter().all(|room| room.is_idle()));
+    run(&mut hub, 3, Command::Hand(Some("part 2?".into())), T0).unwrap();
+    let poll = Command::Poll {
+        question: "Ready?".into(),
+        choices: vec!["yes".into(), "no".into()],
+    };
+    run(&mut hub, 1, poll, T0).unwrap();
+    run(&mut hub, 2, Command::Vote(2), T0).unwrap();
+    run(
+        &mut hub,
+        2,
+        Command::Ask("is it on the exam?".into()),
+        T0 + 1,
+    )
+    .unwrap();
+    let tools = hub.room_tools();
+    let lobby = tools.iter().find(|r| r.room == "lobby").unwrap();
+    assert_eq!(lobby.hands[0].nick, "bob");
+    let poll = lobby.poll.as_ref().unwrap();
+    assert_eq!(poll.counts, [("yes".to_owned(), 0), ("no".to_owned(), 1)]);
+    assert_eq!(lobby.questions[0].from, "amy");
+    assert_eq!(lobby.questions[0].at, T0 + 1);
+}

@@ -10,8 +10,10 @@
 //! groups them) and everyone on the roster as a student, whether they came or
 //! not, minus staff (an instructor or assistant on the roster, or anyone who was
 //! an instructor on a connection). A student is present when online for at least
-//! `class.present_percent` of the session or when they said anything in it; late
-//! by the minutes from its start to their first moment in it.
+//! `class.present_percent` of the session or when they said anything in it (a
+//! chat line or an `/ask`); late by the minutes from its start to their first
+//! moment in it. Time online comes from the record: a connection still open
+//! counts up to its last event so far.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -105,12 +107,14 @@ struct Cell {
     messages: u64,
 }
 
-/// One chat line, as attendance counts it.
+/// One chat line or anonymous question, as attendance counts it.
 struct Line {
     ts: i64,
     room: String,
     student: usize,
     words: u64,
+    /// An `/ask`: saying something, not a message of the report's.
+    question: bool,
 }
 
 /// Prints attendance `by` session or week in `format`.
@@ -153,6 +157,52 @@ pub fn write_attendance(
             })
         }
     }
+}
+
+/// Attendance as the instructor page draws it: students × sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grid {
+    /// The sessions' labels, as the gradebook's columns name them.
+    pub sessions: Vec<String>,
+    /// One row per student.
+    pub students: Vec<GridRow>,
+}
+
+/// One student's row of the [`Grid`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GridRow {
+    /// The student's name.
+    pub name: String,
+    /// Their full name on the roster, if any.
+    pub full_name: Option<String>,
+    /// Present at each session, in the grid's order.
+    pub present: Vec<bool>,
+}
+
+/// The attendance grid of the filter's sessions and students.
+pub fn attendance_grid(
+    records: &dyn RecordRead,
+    filter: &Filter,
+    class: &ClassConfig,
+) -> Result<Grid, ReportError> {
+    let attendance = attendance(records, filter, class)?;
+    Ok(Grid {
+        sessions: attendance
+            .sessions
+            .iter()
+            .map(|s| label(class, s))
+            .collect(),
+        students: attendance
+            .students
+            .iter()
+            .zip(&attendance.cells)
+            .map(|(person, cells)| GridRow {
+                name: person.name.clone(),
+                full_name: person.full_name.clone(),
+                present: cells.iter().map(|c| c.present).collect(),
+            })
+            .collect(),
+    })
 }
 
 /// Prints the gradebook: a CSV with one row per student and one column per
@@ -303,13 +353,14 @@ fn attendance(
                     }
                 }
             }
-            Some(EventKind::Chat) => {
+            Some(kind @ (EventKind::Chat | EventKind::Ask)) => {
                 if let Some(student) = ids.by_session.get(&event.session) {
                     lines.push(Line {
                         ts: event.ts_ms,
                         room: event.room.to_owned(),
                         student: *student,
                         words: event.text.unwrap_or("").split_whitespace().count() as u64,
+                        question: kind == EventKind::Ask,
                     });
                 }
             }
@@ -332,7 +383,8 @@ fn attendance(
         }
         cells.push(row);
         let mut by_week: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for line in lines.iter().filter(|l| Some(l.student) == person.known) {
+        let own = lines.iter().filter(|l| Some(l.student) == person.known);
+        for line in own.filter(|l| !l.question) {
             if room.as_ref().is_some_and(|r| *r != line.room) {
                 continue;
             }
@@ -462,11 +514,10 @@ fn cell(
     };
     let spans = ids.students[student].online_within(&within);
     let online_ms: i64 = spans.iter().map(|(from, to)| to - from).sum();
-    let said: Vec<i64> = lines
+    let said: Vec<&Line> = lines
         .iter()
         .filter(|l| l.student == student && (session.start_ms..session.end_ms).contains(&l.ts))
         .filter(|l| session.room.as_ref().is_none_or(|r| *r == l.room))
-        .map(|l| l.ts)
         .collect();
     let length = session.end_ms - session.start_ms;
     let present = online_ms * 100 >= i64::from(present_percent) * length || !said.is_empty();
@@ -474,7 +525,7 @@ fn cell(
         .first()
         .map(|s| s.0)
         .into_iter()
-        .chain(said.first().copied())
+        .chain(said.first().map(|l| l.ts))
         .min();
     Cell {
         present,
@@ -482,7 +533,7 @@ fn cell(
         late_ms: first
             .filter(|_| present)
             .map(|first| (first - session.start_ms).max(0)),
-        messages: said.len() as u64,
+        messages: said.iter().filter(|l| !l.question).count() as u64,
     }
 }
 

@@ -42,7 +42,9 @@ use crate::event::Event;
 use crate::store::{DbError, RecordRead, Selection};
 use crate::transcript;
 
-pub use attendance::{write_attendance, write_gradebook, By, SessionRow, WeekRow};
+pub use attendance::{
+    attendance_grid, write_attendance, write_gradebook, By, Grid, GridRow, SessionRow, WeekRow,
+};
 use identity::load_identities;
 pub use output::formula_guard;
 use output::{write_csv, write_table};

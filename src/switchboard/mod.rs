@@ -286,6 +286,11 @@ impl Switchboard {
         self.lock().hub.rooms_snapshot()
     }
 
+    /// Each room's class tools now: its session, hands, poll and questions.
+    pub fn room_tools(&self) -> Vec<crate::hub::RoomTools> {
+        self.lock().hub.room_tools()
+    }
+
     /// Whether a request would be taken now: always on a single server; on a
     /// cluster node, while NATS can be reached.
     pub fn available(&self) -> Result<(), CommandError> {

@@ -296,6 +296,76 @@ test('the report table: the CSV columns, keyboard sorting, one time format, a ph
   await context.close();
 });
 
+test('a live class on the instructor page: hands, a poll, questions, and the attendance grid', async ({ server, browser }) => {
+  const prof = await LineClient.connect(server);
+  prof.send('prof');
+  await prof.expect('* This name is an instructor');
+  prof.send(PASSWORD);
+  await prof.expect('* Welcome, prof!');
+  prof.send('/join lecture');
+  await prof.expect('* You are now in #lecture');
+  const hana = await LineClient.login(server, 'hana');
+  const ivo = await LineClient.login(server, 'ivo');
+  for (const student of [hana, ivo]) {
+    student.send('/join lecture');
+    await student.expect('* You are now in #lecture');
+  }
+  prof.send('/session start Week 1');
+  await hana.expect('* prof started the session: Week 1');
+  hana.send('/hand slide 4?');
+  await prof.expect('* hana raised a hand: slide 4?');
+  prof.send('/poll Ready? | yes | no');
+  await ivo.expect('* Poll ');
+  hana.send('/vote 1');
+  await hana.expect('* Your vote in poll');
+  ivo.send('/ask is it on the exam?');
+  await prof.expect('* Question: is it on the exam? [from ivo]');
+  hana.send('thanks');
+  await ivo.expect('hana: thanks');
+
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  await instructorLogsIn(page, server.web);
+  const card = page.locator('#rooms .room[data-room=lecture]');
+  await card.locator('.session', { hasText: 'Session: Week 1' }).waitFor({ timeout: WAIT });
+  await card.locator('ol.hands li', { hasText: 'hana' }).waitFor({ timeout: WAIT });
+  assert.match(await card.locator('ol.hands li').first().textContent(), /^hana · \d+ min: slide 4\?$/);
+  await card.locator('ol.poll li', { hasText: 'yes: 1' }).waitFor({ timeout: WAIT });
+  assert.equal(await card.locator('ol.poll li', { hasText: 'no: 0' }).count(), 1);
+  // Staff see who asked; the room did not.
+  await card.locator('li.question', { hasText: 'is it on the exam? [from ivo' }).waitFor({ timeout: WAIT });
+  // The queue follows the class live.
+  prof.send('/next');
+  await hana.expect('* prof calls on hana');
+  await until('the hand gone from the page', async () => (await card.locator('ol.hands li').count()) === 0);
+
+  prof.send('/session end');
+  await hana.expect('* prof ended the session: Week 1');
+  // The grid reads the record, which the chat writes a moment later.
+  const column = page.locator('#attendance thead th.session', { hasText: 'Week 1 #lecture' });
+  await until('the session in the attendance grid', async () => {
+    await page.click('#range button[type=submit]');
+    return (await column.count()) === 1;
+  }, 300);
+  const headers = await page.locator('#attendance thead th').allTextContents();
+  const at = headers.findIndex((h) => h.endsWith('Week 1 #lecture'));
+  const mark = (name) => page.locator(`#attendance tbody tr[data-name="${name}"] td`).nth(at).textContent();
+  assert.equal(await mark('hana'), '✓');
+  assert.equal(await mark('ivo'), '✓');
+  // A student of the other tests, never in #lecture: absent from this session.
+  assert.equal(await mark('ana'), '·');
+  assert.equal(await page.locator('#attendance tbody tr[data-name="prof"]').count(), 0, 'staff are not students');
+  assert.match(await page.getAttribute('#gradebook', 'href'), /^\/instructor\/attendance\.csv/);
+  const csv = await page.evaluate(async (href) => (await fetch(href)).text(), await page.getAttribute('#gradebook', 'href'));
+  assert.match(csv.split('\n')[0], /^name,full_name,.*Week 1 #lecture,attended\r?$/);
+  if (process.env.SHOTS) await page.locator('#attendance').screenshot({ path: process.env.SHOTS + '/attendance.png' });
+  if (process.env.SHOTS) await card.screenshot({ path: process.env.SHOTS + '/lecture-card.png' });
+  prof.close();
+  hana.close();
+  ivo.close();
+  await context.close();
+});
+
 test('browsers see the shutdown and then the reconnecting state', async ({ server, browser }) => {
   const page = await browser.newPage();
   await studentLogsIn(page, server.web, 'zoe');

@@ -27,12 +27,14 @@ use serde::{Deserialize, Serialize};
 use super::listen::Https;
 use super::{same_origin, Web, HTML};
 use crate::access::Locked;
+use crate::class::ClassConfig;
 use crate::config::ValidConfig;
 use crate::front::Context;
+use crate::hub::RoomTools;
 use crate::password;
 use crate::report::{self, Filter, Format, ReportError};
 use crate::roster::{self, RosterRole};
-use crate::store::{self, postgres::WebSessions, DbError};
+use crate::store::{self, postgres::WebSessions, DbError, RecordRead};
 
 const COOKIE_NAME: &str = "classchat_session";
 
@@ -343,6 +345,9 @@ pub(super) struct Live {
 struct LiveRoom {
     room: String,
     members: Vec<LiveMember>,
+    /// The room's session, hands, poll and questions, if it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<RoomTools>,
 }
 
 #[derive(Serialize)]
@@ -353,12 +358,20 @@ struct LiveMember {
 
 /// `GET /instructor/api/live`: every room and who is in it now.
 pub(super) async fn live(_: Instructor, State(web): State<Arc<Web>>) -> Json<Live> {
+    let mut tools: HashMap<String, RoomTools> = web
+        .cx
+        .board
+        .room_tools()
+        .into_iter()
+        .map(|t| (t.room.clone(), t))
+        .collect();
     let rooms = web
         .cx
         .board
         .rooms_snapshot()
         .into_iter()
         .map(|(room, members)| LiveRoom {
+            tools: tools.remove(&*room).filter(|t| !t.is_idle()),
             room: room.to_string(),
             members: members
                 .into_iter()
@@ -401,12 +414,51 @@ pub(super) async fn report_csv(
     State(web): State<Arc<Web>>,
     Query(params): Query<Params>,
 ) -> Response {
+    let csv = "text/csv; charset=utf-8";
     report(
         &web,
         params,
-        Format::Csv,
-        "text/csv; charset=utf-8",
+        csv,
         "report.csv",
+        |records, filter, _, out| report::write_report(records, filter, Format::Csv, out),
+    )
+    .await
+}
+
+/// `GET /instructor/attendance.csv`: the gradebook, as `chat-server report
+/// --format gradebook` prints it.
+pub(super) async fn gradebook_csv(
+    _: Instructor,
+    State(web): State<Arc<Web>>,
+    Query(params): Query<Params>,
+) -> Response {
+    let csv = "text/csv; charset=utf-8";
+    report(
+        &web,
+        params,
+        csv,
+        "attendance.csv",
+        |records, filter, class, out| report::write_gradebook(records, filter, class, out),
+    )
+    .await
+}
+
+/// `GET /instructor/api/attendance`: students × sessions, for the grid.
+pub(super) async fn attendance(
+    _: Instructor,
+    State(web): State<Arc<Web>>,
+    Query(params): Query<Params>,
+) -> Response {
+    let json = "application/json; charset=utf-8";
+    report(
+        &web,
+        params,
+        json,
+        "attendance.json",
+        |records, filter, class, out| {
+            let grid = report::attendance_grid(records, filter, class)?;
+            Ok(serde_json::to_writer(out, &grid)?)
+        },
     )
     .await
 }
@@ -418,8 +470,19 @@ pub(super) async fn report_json(
     Query(params): Query<Params>,
 ) -> Response {
     let json = "application/json; charset=utf-8";
-    report(&web, params, Format::Json, json, "report.json").await
+    report(
+        &web,
+        params,
+        json,
+        "report.json",
+        |records, filter, _, out| report::write_report(records, filter, Format::Json, out),
+    )
+    .await
 }
+
+/// What [`report`] prints: a report of the record for the filter, in the
+/// class's time zone and timetable where it takes attendance.
+type Writer = fn(&dyn RecordRead, &Filter, &ClassConfig, &mut Vec<u8>) -> Result<(), ReportError>;
 
 /// The report as `chat-server report --format FORMAT` prints it, read from the
 /// record (a cluster's PostgreSQL, else the database) on the blocking pool on a
@@ -427,9 +490,9 @@ pub(super) async fn report_json(
 async fn report(
     web: &Web,
     params: Params,
-    format: Format,
     content_type: &'static str,
     file_name: &str,
+    write: Writer,
 ) -> Response {
     let filter = match params.filter() {
         Ok(filter) => filter,
@@ -439,7 +502,7 @@ async fn report(
     let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
         let records = store::open_record(&config)?;
         let mut out = Vec::new();
-        report::write_report(&*records, &filter, format, &mut out)?;
+        write(&*records, &filter, &config.class, &mut out)?;
         Ok(out)
     })
     .await;

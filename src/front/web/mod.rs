@@ -152,6 +152,8 @@ fn router(web: Arc<Web>) -> Router {
         .route("/instructor/api/timeline", get(instructor::timeline))
         .route("/instructor/report.csv", get(instructor::report_csv))
         .route("/instructor/report.json", get(instructor::report_json))
+        .route("/instructor/attendance.csv", get(instructor::gradebook_csv))
+        .route("/instructor/api/attendance", get(instructor::attendance))
         .route("/instructor/", any(instructor::unknown))
         .route("/instructor/{*rest}", any(instructor::unknown))
         .layer(axum::middleware::map_response(secure))

@@ -64,10 +64,49 @@
         }
         card.append(list);
       }
+      if (room.tools) drawTools(card, room.tools);
       return card;
     });
     $('rooms').replaceChildren(...cards);
     $('online-count').textContent = '(' + online + (online === 1 ? ' person)' : ' people)');
+  }
+
+  // A room's class tools: the session it runs, the hand queue in order with how
+  // long each has waited, the open poll's counts and the questions with authors.
+  function drawTools(card, tools) {
+    const now = Date.now();
+    const waited = (since) => Math.max(0, Math.floor((now - since) / 60000)) + ' min';
+    if (tools.session) {
+      const title = tools.session.title ? tools.session.title + ', ' : '';
+      card.append(el('p', 'session', 'Session: ' + title + 'since ' + minute(new Date(tools.session.since))));
+    }
+    if (tools.hands.length > 0) {
+      card.append(el('h4', '', 'Hands up (' + tools.hands.length + ')'));
+      const queue = el('ol', 'hands');
+      for (const hand of tools.hands) {
+        const item = el('li', 'hand', hand.nick + ' · ' + waited(hand.since));
+        if (hand.text) item.append(el('span', 'note', ': ' + hand.text));
+        queue.append(item);
+      }
+      card.append(queue);
+    }
+    if (tools.poll) {
+      const poll = tools.poll;
+      card.append(el('h4', '', 'Poll ' + poll.number + ': ' + poll.question));
+      const counts = el('ol', 'poll');
+      for (const [choice, votes] of poll.counts) counts.append(el('li', '', choice + ': ' + votes));
+      card.append(counts);
+    }
+    if (tools.questions.length > 0) {
+      card.append(el('h4', '', 'Questions'));
+      const list = el('ul', 'questions');
+      for (const q of tools.questions.slice().reverse()) {
+        const item = el('li', 'question', q.text);
+        item.append(el('span', 'note', ' [from ' + q.from + ', ' + minute(new Date(q.at)).slice(11) + ']'));
+        list.append(item);
+      }
+      card.append(list);
+    }
   }
 
   async function pollLive() {
@@ -326,20 +365,49 @@
     }, 150);
   });
 
+  // Attendance: students down, sessions across, as the gradebook CSV has them.
+  function drawAttendance(grid) {
+    const table = $('attendance');
+    const head = el('tr');
+    head.append(el('th', '', 'Student'));
+    for (const session of grid.sessions) head.append(el('th', 'session', session));
+    head.append(el('th', '', 'Attended'));
+    table.tHead.replaceChildren(head);
+    const body = grid.students.map((student) => {
+      const row = el('tr');
+      row.dataset.name = student.name;
+      row.append(el('td', '', student.full_name ? student.name + ' (' + student.full_name + ')' : student.name));
+      for (const present of student.present) {
+        const cell = el('td', present ? 'present' : 'absent', present ? '✓' : '·');
+        cell.title = present ? 'present' : 'absent';
+        row.append(cell);
+      }
+      row.append(el('td', 'count', String(student.present.filter(Boolean).length)));
+      return row;
+    });
+    table.tBodies[0].replaceChildren(...body);
+    $('attendance-note').textContent = grid.sessions.length === 0
+      ? 'No class sessions in this range: put the timetable in [[class.sessions]], or run one with /session start.'
+      : '';
+  }
+
   async function loadReport() {
     const q = query();
     $('csv').href = '/instructor/report.csv' + q;
     $('json').href = '/instructor/report.json' + q;
+    $('gradebook').href = '/instructor/attendance.csv' + q;
     try {
-      const [report, timeline] = await Promise.all([
+      const [report, timeline, grid] = await Promise.all([
         getJson('/instructor/report.json' + q),
         getJson('/instructor/api/timeline' + q),
+        getJson('/instructor/api/attendance' + q),
       ]);
       rows = report;
       lastTimeline = timeline;
       drawTable();
       drawPerStudent();
       drawTimeline(timeline);
+      drawAttendance(grid);
     } catch (err) {
       $('report-note').textContent = 'Could not load the report: ' + err.message;
     }
