@@ -187,6 +187,13 @@ impl Student {
             kicked: tally.kicked,
             muted: tally.muted,
             other_names: self.other_names.clone(),
+            hands: tally.hands,
+            questions: tally.questions,
+            answers: tally
+                .answers
+                .iter()
+                .map(|(poll, answer)| format!("{poll}: {answer}"))
+                .collect(),
         }
     }
 }

@@ -223,6 +223,13 @@ pub struct StudentRow {
     pub muted: u64,
     /// The student's other names, sorted case-insensitively.
     pub other_names: Vec<String>,
+    /// Hands raised with `/hand`.
+    pub hands: u64,
+    /// Questions asked with `/ask`.
+    pub questions: u64,
+    /// Their answer to each poll, `N: CHOICE) TEXT`, the last vote of each, in
+    /// poll order.
+    pub answers: Vec<String>,
 }
 
 /// One row per student seen by the filter, sorted by name case-insensitively: those

@@ -8,7 +8,7 @@ use serde::Serializer;
 
 use super::{ReportError, StudentRow};
 
-const TABLE_HEADER: [&str; 11] = [
+const TABLE_HEADER: [&str; 12] = [
     "name",
     "full name",
     "messages",
@@ -20,6 +20,7 @@ const TABLE_HEADER: [&str; 11] = [
     "online",
     "moderation",
     "other names",
+    "class tools",
 ];
 
 /// Columns 2, 3, 4 and 8 are numbers or durations: right-aligned.
@@ -51,6 +52,24 @@ fn cells(
     cells
 }
 
+/// The table's cell for the class's tools: `2 hands, 1 question, 3 answers`.
+fn tools_summary(r: &StudentRow) -> String {
+    let count = |n: u64, one: &str, many: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {one}")),
+        n => Some(format!("{n} {many}")),
+    };
+    [
+        count(r.hands, "hand", "hands"),
+        count(r.questions, "question", "questions"),
+        count(r.answers.len() as u64, "answer", "answers"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 /// The table's moderation cell: `instructor, 3 actions`, `kicked 1, muted 2`, or
 /// empty for a student who neither moderated nor was moderated.
 fn moderation_summary(r: &StudentRow) -> String {
@@ -75,10 +94,11 @@ fn moderation_summary(r: &StudentRow) -> String {
 pub(super) fn write_table(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), ReportError> {
     let time = |ms| utc(ms).format("%Y-%m-%d %H:%M:%S").to_string();
     let mut lines = vec![TABLE_HEADER.map(String::from).to_vec()];
-    lines.extend(
-        rows.iter()
-            .map(|r| cells(r, time, format_duration, &[moderation_summary(r)])),
-    );
+    lines.extend(rows.iter().map(|r| {
+        let mut line = cells(r, time, format_duration, &[moderation_summary(r)]);
+        line.push(tools_summary(r));
+        line
+    }));
     let right: Vec<usize> = (0..TABLE_HEADER.len())
         .filter(|&c| right_aligned(c))
         .collect();
@@ -90,8 +110,11 @@ pub(super) fn write_table(rows: &[StudentRow], out: &mut dyn Write) -> Result<()
 }
 
 /// Prints `lines` (the header first) in aligned columns, those in `right`
-/// right-aligned. A class without a roster has no full names: the `full name`
-/// column is left out when it is empty.
+/// right-aligned. A class without a roster has no full names, and one that uses
+/// no hands, polls or questions no class tools: such a column is left out when
+/// it is empty.
+const OPTIONAL: [&str; 2] = ["full name", "class tools"];
+
 pub(super) fn print_aligned(
     lines: &[Vec<String>],
     right: &[usize],
@@ -105,7 +128,8 @@ pub(super) fn print_aligned(
         }
     }
     let shown = |column: usize| {
-        lines[0][column] != "full name" || lines[1..].iter().any(|l| !l[column].is_empty())
+        !OPTIONAL.contains(&lines[0][column].as_str())
+            || lines[1..].iter().any(|l| !l[column].is_empty())
     };
     for line in lines {
         let mut text = String::new();
@@ -124,7 +148,7 @@ pub(super) fn print_aligned(
     Ok(())
 }
 
-pub(super) const CSV_HEADER: [&str; 14] = [
+pub(super) const CSV_HEADER: [&str; 17] = [
     "name",
     "full_name",
     "messages",
@@ -139,6 +163,9 @@ pub(super) const CSV_HEADER: [&str; 14] = [
     "kicked",
     "muted",
     "other_names",
+    "hands",
+    "questions",
+    "answers",
 ];
 
 pub(super) fn write_csv(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), ReportError> {
@@ -151,7 +178,12 @@ pub(super) fn write_csv(rows: &[StudentRow], out: &mut dyn Write) -> Result<(), 
             r.kicked.to_string(),
             r.muted.to_string(),
         ];
-        let row = cells(r, rfc3339, |ms| (ms / 1000).to_string(), &moderation);
+        let mut row = cells(r, rfc3339, |ms| (ms / 1000).to_string(), &moderation);
+        row.extend([
+            r.hands.to_string(),
+            r.questions.to_string(),
+            r.answers.join("; "),
+        ]);
         csv.write_record(row.iter().map(|cell| formula_guard(cell).into_owned()))?;
     }
     Ok(csv.flush()?)

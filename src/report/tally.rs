@@ -1,7 +1,7 @@
 //! Counting: the events a filter selects, and one streaming pass over them that
 //! tallies what each student did.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 
 use super::{Filter, ReportError};
@@ -51,6 +51,10 @@ pub(super) struct Tally {
     /// The sessions these events came from: the role an `/op` gave holds for the
     /// whole session, so these decide the `instructor` mark.
     pub(super) sessions: BTreeSet<i64>,
+    pub(super) hands: u64,
+    pub(super) questions: u64,
+    /// Each poll's last vote: poll number to `CHOICE) TEXT`.
+    pub(super) answers: BTreeMap<u64, String>,
 }
 
 impl Tally {
@@ -69,6 +73,9 @@ impl Tally {
             kicked: 0,
             muted: 0,
             sessions: BTreeSet::new(),
+            hands: 0,
+            questions: 0,
+            answers: BTreeMap::new(),
         }
     }
 
@@ -87,7 +94,16 @@ impl Tally {
             Some(Kick | Mute | Unmute | Announce | Quiet | Dm | Call | Poll | Close | Session) => {
                 self.moderation_actions += 1
             }
-            Some(Join | Leave | Nick | Erase | Hand | Lower | Vote | Ask) | None => {}
+            Some(Hand) => self.hands += 1,
+            Some(Ask) => self.questions += 1,
+            Some(Vote) => {
+                // `N: CHOICE) TEXT`; a later vote in the same poll replaces it.
+                let vote = text.and_then(|t| t.split_once(": "));
+                if let Some((poll, answer)) = vote.and_then(|(n, a)| Some((n.parse().ok()?, a))) {
+                    self.answers.insert(poll, answer.to_owned());
+                }
+            }
+            Some(Join | Leave | Nick | Erase | Lower) | None => {}
         }
         if matches!(kind, Some(Chat | Private)) {
             let words = text.unwrap_or("").split_whitespace().count();

@@ -117,6 +117,9 @@ fn alice() -> StudentRow {
         kicked: 0,
         muted: 1,
         other_names: vec!["Alicia".into()],
+        hands: 0,
+        questions: 0,
+        answers: vec![],
     }
 }
 
@@ -136,6 +139,9 @@ fn bob() -> StudentRow {
         kicked: 1,
         muted: 1,
         other_names: vec![],
+        hands: 0,
+        questions: 0,
+        answers: vec![],
     }
 }
 
@@ -155,6 +161,9 @@ fn prof() -> StudentRow {
         kicked: 0,
         muted: 0,
         other_names: vec![],
+        hands: 0,
+        questions: 0,
+        answers: vec![],
     }
 }
 
@@ -219,6 +228,9 @@ fn csv_parses_back_with_every_field() {
             "0",
             "1",
             "Alicia",
+            "0",
+            "0",
+            "",
         ],
         [
             "bob",
@@ -234,6 +246,9 @@ fn csv_parses_back_with_every_field() {
             "0",
             "1",
             "1",
+            "",
+            "0",
+            "0",
             "",
         ],
         [
@@ -251,6 +266,9 @@ fn csv_parses_back_with_every_field() {
             "0",
             "0",
             "",
+            "0",
+            "0",
+            "",
         ],
     ];
     assert_eq!(records, expected.map(|r| r.map(String::from).to_vec()));
@@ -264,15 +282,15 @@ fn json_parses_back_with_every_field() {
         {"name": "Alice", "full_name": null, "messages": 4, "private_messages": 1, "words": 15, "rooms": ["lab", "lobby"],
          "first_seen": "2026-11-24T19:00:00.000Z", "last_seen": "2026-11-24T20:02:05.000Z",
          "online_secs": 225, "instructor": false, "moderation_actions": 0, "kicked": 0,
-         "muted": 1, "other_names": ["Alicia"]},
+         "muted": 1, "other_names": ["Alicia"], "hands": 0, "questions": 0, "answers": []},
         {"name": "bob", "full_name": null, "messages": 1, "private_messages": 1, "words": 5, "rooms": ["lobby"],
          "first_seen": "2026-11-24T19:00:05.000Z", "last_seen": "2026-11-24T19:02:40.000Z",
          "online_secs": 155, "instructor": false, "moderation_actions": 0, "kicked": 1,
-         "muted": 1, "other_names": []},
+         "muted": 1, "other_names": [], "hands": 0, "questions": 0, "answers": []},
         {"name": "Prof", "full_name": null, "messages": 0, "private_messages": 0, "words": 0, "rooms": ["lobby"],
          "first_seen": "2026-11-24T19:01:50.000Z", "last_seen": "2026-11-24T19:03:00.000Z",
          "online_secs": 70, "instructor": true, "moderation_actions": 8, "kicked": 0,
-         "muted": 0, "other_names": []},
+         "muted": 0, "other_names": [], "hands": 0, "questions": 0, "answers": []},
     ]);
     // The keys come in column order, moderation right before other_names.
     let first = &text[..text.find('}').unwrap()];

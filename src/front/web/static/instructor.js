@@ -186,6 +186,9 @@
     { key: 'kicked', title: 'Kicked', value: (r) => r.kicked },
     { key: 'muted', title: 'Muted', value: (r) => r.muted },
     { key: 'other_names', title: 'Other names', value: (r) => r.other_names.join(', '), text: true, wrap: true },
+    { key: 'hands', title: 'Hands', value: (r) => r.hands },
+    { key: 'questions', title: 'Questions', value: (r) => r.questions },
+    { key: 'answers', title: 'Poll answers', value: (r) => r.answers.join('; '), text: true, wrap: true },
   ];
   let rows = [];
   let sortKey = 'messages';
