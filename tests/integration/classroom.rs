@@ -154,9 +154,15 @@ async fn hands_polls_and_questions_on_the_line_port_and_over_irc() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap().clone();
     let amy = row("amy");
-    assert_eq!((amy["hands"].as_u64(), amy["questions"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (amy["hands"].as_u64(), amy["questions"].as_u64()),
+        (Some(1), Some(0))
+    );
     assert_eq!(amy["answers"], serde_json::json!(["1: 3) not yet"]));
     let ian = row("ian");
-    assert_eq!((ian["hands"].as_u64(), ian["questions"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (ian["hands"].as_u64(), ian["questions"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(ian["answers"], serde_json::json!(["1: 3) not yet"]));
 }

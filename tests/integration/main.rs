@@ -10,6 +10,7 @@ mod browser;
 mod chat;
 mod classroom;
 mod cluster;
+mod cluster_classroom;
 mod cluster_limits;
 mod commands;
 mod dropped_network;
