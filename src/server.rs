@@ -43,6 +43,11 @@ use crate::tls::TlsError;
 /// The longest a shutdown waits for connections to close before it stops waiting.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long connections go on reading after everyone is told of a shutdown, so
+/// that what a client sent before the notice reached it is still said: a
+/// rolling restart loses no line (SPEC 9).
+const DRAIN: Duration = Duration::from_millis(500);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -518,6 +523,9 @@ impl Server {
         }
         tracing::info!(clients = board.member_count(), "shutting down");
         board.shutdown();
+        if board.connected_here() > 0 {
+            tokio::time::sleep(DRAIN).await;
+        }
         stopping.cancel();
         tracker.close();
         if tokio::time::timeout(CLOSE_GRACE, tracker.wait())

@@ -412,6 +412,12 @@ impl Switchboard {
         }
     }
 
+    /// How many members are connected through this server (on a cluster node,
+    /// not the whole cluster's).
+    pub fn connected_here(&self) -> usize {
+        self.lock().members.len()
+    }
+
     /// Sums up the joins and leaves of big rooms since the last call (SPEC 2) for
     /// the members connected here. Not an action: every node's hub saw the same
     /// joins, and each tells its own members.

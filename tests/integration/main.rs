@@ -12,6 +12,7 @@ mod classroom;
 mod cluster;
 mod cluster_classroom;
 mod cluster_limits;
+mod cluster_rolling;
 mod commands;
 mod dropped_network;
 mod durability;
