@@ -151,8 +151,9 @@
   const when = (iso) => (iso ? minute(new Date(iso)) : '');
 
   // Online time in minutes with one decimal; a few seconds read "<0.1", not 0.
-  function minutes(secs) {
-    if (secs <= 0) return '0';
+  function minutes(secs, row) {
+    // Under a second online still shows, as "<0.1": the report's seconds are whole.
+    if (secs <= 0 && !(row && row.last_seen > row.first_seen)) return '0';
     if (secs < 6) return '<0.1';
     return (secs / 60).toFixed(1);
   }
@@ -179,7 +180,7 @@
     { key: 'last_seen', title: 'Last seen', value: (r) => r.last_seen, show: (r) => when(r.last_seen), text: true },
     {
       key: 'online_secs', title: 'Online (min)', value: (r) => r.online_secs,
-      show: (r) => minutes(r.online_secs), tip: (r) => duration(r.online_secs),
+      show: (r) => minutes(r.online_secs, r), tip: (r) => duration(r.online_secs),
     },
     { key: 'instructor', title: 'Instructor', value: (r) => (r.instructor ? 1 : 0), show: (r) => (r.instructor ? 'yes' : ''), flag: true },
     { key: 'moderation_actions', title: 'Moderation actions', value: (r) => r.moderation_actions },
