@@ -384,6 +384,7 @@ async fn instructors_use_the_classchat_commands_from_irc() {
     prof.send("ANNOUNCE quiz at ten").await;
     let announcement = prof.expect_next("NOTICE").await;
     assert_eq!(announcement.text(), "Announcement from prof: quiz at ten");
+    assert_eq!(announcement.params[0], "#lobby", "in the channel's window");
     bob.expect("* Announcement from prof: quiz at ten").await;
 
     prof.send("KICK #lobby eve :spamming").await;
@@ -679,4 +680,26 @@ async fn the_binary_prints_and_serves_the_irc_address() {
     assert_eq!(ann.expect_closed().await.last().unwrap().verb, "ERROR");
     let status = crate::harness::exited(child).await;
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_wrong_pass_says_how_to_retry_and_the_timeout_names_the_code() {
+    let server = irc_server_with(|c| {
+        c.access.join_code = "owl-42".into();
+        c.limits.handshake_timeout_secs = 1;
+    })
+    .await;
+    let mut ann = server.irc().await;
+    ann.send("PASS owl-41").await;
+    ann.send("NICK ann").await;
+    ann.send("USER ann 0 * :Ann").await;
+    let wrong = ann.expect_next("464").await;
+    assert!(wrong.text().contains("/quote PASS CODE"), "{}", wrong.raw);
+    // A new name that is refused does not make the name given before unsaid.
+    ann.send("NICK 1ann").await;
+    ann.expect_next("432").await;
+    let closing = ann.expect_closed().await;
+    let error = closing.last().expect("a last line");
+    assert_eq!(error.verb, "ERROR", "{closing:#?}");
+    assert_eq!(error.text(), "No code given within 1 second; goodbye.");
 }

@@ -16,6 +16,7 @@ mod durability;
 mod handshake;
 mod hostile;
 mod irc;
+mod irc_clients;
 mod limits;
 mod liveness;
 mod load;

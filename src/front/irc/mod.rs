@@ -41,8 +41,8 @@ use crate::hub::ConnId;
 use crate::limiter::RateKey;
 use crate::mailbox;
 use crate::protocol::{
-    self, Asked, Command, CommandError, Inbound, LeaveReason, LineCodec, LoginError, NickError,
-    Notice, ServerLine, Stamped,
+    self, Asked, CodeKind, Command, CommandError, Inbound, LeaveReason, LineCodec, LoginError,
+    NickError, Notice, ServerLine, Stamped,
 };
 use crate::switchboard::Outbox;
 
@@ -53,6 +53,9 @@ const READ_BUFFER: usize = 512;
 /// any line (its `PONG`) and it is dropped. Every IRC client answers pings, so
 /// this finds a client that is gone even when its kernel still answers TCP.
 const PING_AFTER: Duration = Duration::from_secs(30);
+
+/// How to answer a `464` about a wrong code, in the client most students use.
+const RETRY_PASS: &str = "Try again with PASS (in irssi: /quote PASS CODE).";
 
 /// The only capability offered: the others change nothing classchat can show.
 const CAPS: &str = "server-time";
@@ -144,6 +147,9 @@ struct Registration {
     user: bool,
     /// Between `CAP LS`/`REQ` and `CAP END`, no welcome.
     negotiating: bool,
+    /// The code last asked for: a name was given, even if it was given up
+    /// since (a new `NICK` while the code was asked for).
+    asked: Option<CodeKind>,
 }
 
 impl Connection {
@@ -209,7 +215,9 @@ impl Connection {
                 read = read_line(lines) => read,
                 _ = tokio::time::sleep_until(deadline) => {
                     let secs = self.cx.config.limits.handshake_timeout_secs;
-                    let error = LoginError::timed_out(secs, reg.login.asking());
+                    // A name that was given is never said to be missing.
+                    let asking = reg.login.asking().or(reg.asked);
+                    let error = LoginError::timed_out(secs, asking);
                     self.reply("ERROR", &[&error.to_string()]);
                     return false;
                 }
@@ -309,7 +317,7 @@ impl Connection {
     async fn login_step(&mut self, reg: &mut Registration, mut step: Step) -> Flow {
         loop {
             step = match step {
-                Step::Ask(kind) => match reg.pass.take() {
+                Step::Ask(kind) => match (reg.asked.insert(kind), reg.pass.take()).1 {
                     Some(pass) => reg.login.offer(&self.cx, self.peer, &pass).await,
                     None => {
                         let text = format!(
@@ -371,7 +379,8 @@ impl Connection {
         match error {
             LoginError::Nick(error) => self.nick_error(error),
             LoginError::WrongCode { .. } => {
-                self.numeric(ERR_PASSWDMISMATCH, &[&error.to_string()]);
+                let text = format!("{error} {RETRY_PASS}");
+                self.numeric(ERR_PASSWDMISMATCH, &[&text]);
             }
             LoginError::Line(error) => self.notice(&error.to_string()),
             other => self.notice(&other.to_string()),

@@ -319,6 +319,21 @@ impl View {
                 message::write(out, time, Source::User(by), "KICK", &params);
                 message::write(out, time, Source::Server, "ERROR", &[&notice.to_string()]);
             }
+            // What the class is told, and moderation: where the class is looked
+            // at, the channel's window, not the status window.
+            Notice::Announcement { .. }
+            | Notice::Quiet(_)
+            | Notice::Muted { .. }
+            | Notice::Unmuted { .. }
+            | Notice::MuteDone { .. }
+            | Notice::UnmuteDone { .. }
+            | Notice::KickDone { .. }
+                if self.room.is_some() =>
+            {
+                let channel = self.room_channel();
+                let text = notice.to_string();
+                message::write(out, time, Source::Server, "NOTICE", &[&channel, &text]);
+            }
             _ => {
                 let text = notice.to_string();
                 message::write(out, time, Source::Server, "NOTICE", &[me, &text]);
