@@ -58,6 +58,9 @@ pub enum EventKind {
     Close,
     /// `sender` asked the room `text` without their name on it.
     Ask,
+    /// `sender` did `text` in the room (`/me`, IRC's CTCP `ACTION`): said, and
+    /// counted as a message, but shown as `* sam waves`.
+    Action,
 }
 
 impl EventKind {
@@ -84,6 +87,7 @@ impl EventKind {
             EventKind::Vote => "vote",
             EventKind::Close => "close",
             EventKind::Ask => "ask",
+            EventKind::Action => "action",
         }
     }
 
@@ -110,6 +114,7 @@ impl EventKind {
             "vote" => EventKind::Vote,
             "close" => EventKind::Close,
             "ask" => EventKind::Ask,
+            "action" => EventKind::Action,
             _ => return None,
         })
     }
@@ -153,6 +158,8 @@ pub struct HistoryLine {
     pub sender: Arc<str>,
     /// What was said.
     pub text: Arc<str>,
+    /// Said with `/me`: replayed as `* sam waves`.
+    pub action: bool,
 }
 
 /// Where the switchboard records events: the store in a single server. Recording
@@ -187,6 +194,7 @@ mod tests {
             EventKind::Announce,
             EventKind::Quiet,
             EventKind::Erase,
+            EventKind::Action,
         ];
         for kind in kinds {
             let json = serde_json::to_string(&kind).unwrap();

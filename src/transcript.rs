@@ -50,6 +50,7 @@ pub fn format_line(event: &Event) -> String {
         }
         EventKind::Quiet | EventKind::Dm => format!("{ts} #{room} {kind} {sender} {text}"),
         EventKind::Erase => format!("{ts} erase {sender} -> {to} ({text})"),
+        EventKind::Action => format!("{ts} #{room} action * {sender} {text}"),
     }
 }
 

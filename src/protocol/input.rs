@@ -167,6 +167,8 @@ pub enum Command {
     Vote(usize),
     /// `/ask TEXT`: a question shown to the room without its author.
     Ask(String),
+    /// `/me TEXT`: an action, `* sam waves` (IRC's CTCP `ACTION`).
+    Me(String),
 }
 
 /// Who students may send private messages to (`access.private_messages`, `/dm`).
@@ -326,6 +328,7 @@ pub fn command(name: &str, rest: &str) -> Result<Command, CommandError> {
                 .ok_or(CommandError::Usage("/vote N"))?,
         ),
         "ask" => Command::Ask(non_empty(rest).ok_or(CommandError::Usage("/ask TEXT"))?),
+        "me" => Command::Me(non_empty(rest).ok_or(CommandError::Usage("/me TEXT"))?),
         _ => return Err(CommandError::Unknown(name.to_owned())),
     };
     Ok(command)

@@ -182,7 +182,7 @@ async fn irc_and_line_users_share_a_room_both_ways() {
     ann.send("NOTICE #lobby :a notice is chat").await;
     bob.expect("ann: a notice is chat").await;
     ann.send("PRIVMSG #lobby :\x01ACTION waves\x01").await;
-    bob.expect("ann: *waves*").await;
+    bob.expect("* ann waves").await;
 
     bob.send("/nick bobby").await;
     let nick = ann.expect_next("NICK").await;
@@ -702,4 +702,94 @@ async fn a_wrong_pass_says_how_to_retry_and_the_timeout_names_the_code() {
     let error = closing.last().expect("a last line");
     assert_eq!(error.verb, "ERROR", "{closing:#?}");
     assert_eq!(error.text(), "No code given within 1 second; goodbye.");
+}
+
+/// `/me` on the line port and CTCP `ACTION` over IRC are one thing, both ways:
+/// `* sam waves` for line users, `PRIVMSG #room :\x01ACTION waves\x01` for IRC
+/// users, never echoed to the IRC client that sent it, and recorded as an
+/// `action`.
+#[tokio::test]
+async fn actions_cross_between_me_and_ctcp_action() {
+    let server = irc_server().await;
+    let mut sam = server.login("sam").await;
+    let mut ann = server.irc_login("ann").await;
+    sam.expect("* ann has joined #lobby").await;
+
+    sam.send("/me waves").await;
+    sam.expect_next("* sam waves").await;
+    let action = ann.expect_verb("PRIVMSG").await;
+    assert_eq!(action.nick(), "sam");
+    assert_eq!(action.params, ["#lobby", "\u{1}ACTION waves\u{1}"]);
+
+    ann.send("PRIVMSG #lobby :\u{1}ACTION dances\u{1}").await;
+    sam.expect_next("* ann dances").await;
+    // The sender's client shows its own action: nothing comes back to it.
+    ann.expect_nothing_pending().await;
+    sam.send("/me").await;
+    sam.expect_next("! Usage: /me TEXT").await;
+
+    // A late joiner sees both in the history, as actions: without server-time
+    // as stamped notices, like replayed chat.
+    let mut bob = server.irc_login("bob").await;
+    let replayed = bob
+        .expect_where("the replayed action", |l| {
+            l.text().ends_with("] * ann dances")
+        })
+        .await
+        .0;
+    assert_eq!(replayed.verb, "NOTICE");
+    let mut cy = server.irc().await;
+    cy.send("CAP REQ :server-time").await;
+    cy.send("NICK cy").await;
+    cy.send("USER cy 0 * :cy").await;
+    cy.send("CAP END").await;
+    let replayed = cy
+        .expect_where("the replayed action", |l| {
+            l.text().contains("ACTION dances")
+        })
+        .await
+        .0;
+    assert_eq!(replayed.nick(), "ann");
+    assert!(replayed.time.is_some(), "{}", replayed.raw);
+
+    let db = server.db_path();
+    let _dir = server.stop().await;
+    let actions: Vec<(String, Option<String>)> = crate::persistence::stored_events(&db)
+        .into_iter()
+        .filter(|e| e.kind.as_str() == "action")
+        .map(|e| (e.sender.to_string(), e.text.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("sam".to_owned(), Some("waves".to_owned())),
+            ("ann".to_owned(), Some("dances".to_owned()))
+        ]
+    );
+}
+
+/// CTCP `VERSION`, `PING` and `TIME`, to the server or to a user, are answered
+/// by the server, as a `NOTICE` CTCP reply; a reply is never answered.
+#[tokio::test]
+async fn ctcp_requests_are_answered_by_the_server() {
+    let server = irc_server().await;
+    let _sam = server.login("sam").await;
+    let mut ann = server.irc_login("ann").await;
+    ann.send("PRIVMSG sam :\u{1}VERSION\u{1}").await;
+    let version = ann.expect_verb("NOTICE").await;
+    assert_eq!(version.nick(), "sam");
+    assert_eq!(version.params[0], "ann");
+    let expected = format!("\u{1}VERSION classchat {}\u{1}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(version.text(), expected);
+    ann.send("PRIVMSG classchat :\u{1}PING 1764011103\u{1}")
+        .await;
+    let ping = ann.expect_next("NOTICE").await;
+    assert_eq!(ping.source.as_deref(), Some("classchat"));
+    assert_eq!(ping.text(), "\u{1}PING 1764011103\u{1}");
+    ann.send("PRIVMSG #lobby :\u{1}TIME\u{1}").await;
+    let time = ann.expect_next("NOTICE").await;
+    assert!(time.text().starts_with("\u{1}TIME "), "{}", time.raw);
+    assert!(time.text().ends_with(" UTC\u{1}"), "{}", time.raw);
+    ann.send("NOTICE sam :\u{1}VERSION irssi\u{1}").await;
+    ann.expect_nothing_pending().await;
 }

@@ -156,12 +156,40 @@ pub fn write_text(
     target: &str,
     text: &str,
 ) {
+    write_pieces(out, time, source, verb, target, text, None);
+}
+
+/// As [`write_text`], each piece a CTCP `command` (`\x01ACTION piece\x01`): a
+/// long action stays an action on every line it takes.
+pub fn write_ctcp_text(
+    out: &mut String,
+    time: Option<i64>,
+    source: Source<'_>,
+    (verb, target): (&str, &str),
+    command: &str,
+    text: &str,
+) {
+    write_pieces(out, time, source, verb, target, text, Some(command));
+}
+
+fn write_pieces(
+    out: &mut String,
+    time: Option<i64>,
+    source: Source<'_>,
+    verb: &str,
+    target: &str,
+    text: &str,
+    ctcp: Option<&str>,
+) {
     let source_len = match source {
         Source::Server => HOST.len(),
         Source::User(nick) => 2 * nick.len() + 2 + HOST.len(),
     };
+    // "\x01COMMAND " and "\x01" around each piece.
+    let wrapping = ctcp.map_or(0, |command| command.len() + 3);
     // ":SOURCE VERB TARGET :TEXT"
-    let room = MAX_BODY.saturating_sub(1 + source_len + 1 + verb.len() + 1 + target.len() + 2);
+    let room =
+        MAX_BODY.saturating_sub(1 + source_len + 1 + verb.len() + 1 + target.len() + 2 + wrapping);
     let room = room.max(16);
     let mut rest = text;
     loop {
@@ -170,7 +198,13 @@ pub fn write_text(
             cut -= 1;
         }
         let (piece, after) = rest.split_at(cut);
-        write(out, time, source, verb, &[target, piece]);
+        match ctcp {
+            Some(command) => {
+                let wrapped = super::ctcp::wrap(command, piece);
+                write(out, time, source, verb, &[target, &wrapped]);
+            }
+            None => write(out, time, source, verb, &[target, piece]),
+        }
         if after.is_empty() {
             break;
         }

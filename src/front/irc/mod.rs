@@ -13,10 +13,12 @@
 //! task, in order (see [`render::Direct`]).
 //!
 //! - [`message`]: IRC lines read and written.
+//! - [`ctcp`]: `ACTION` and the requests the server answers for everyone.
 //! - [`verbs`]: what each verb a registered client sends does.
 //! - [`render`]: hub lines as IRC.
 //! - [`numerics`]: the numeric replies.
 
+mod ctcp;
 pub mod message;
 pub mod numerics;
 pub mod render;
@@ -618,17 +620,6 @@ fn clean_text(text: &str) -> String {
         }
     }
     protocol::sanitize(&plain).into_owned()
-}
-
-/// A message's text with CTCP taken apart: `ACTION waves` becomes `*waves*`;
-/// any other CTCP request is `None`, and so is a missing text.
-fn ctcp(text: &str) -> Option<String> {
-    let Some(inner) = text.strip_prefix('\u{1}') else {
-        return Some(text.to_owned());
-    };
-    let inner = inner.strip_suffix('\u{1}').unwrap_or(inner);
-    let action = inner.strip_prefix("ACTION ")?;
-    Some(format!("*{}*", action.trim()))
 }
 
 /// Writes what the hub queues and what the reader sends, a batch per wake-up,

@@ -275,6 +275,25 @@ impl View {
                 message::write(out, time, Source::User(me), "JOIN", &[&new]);
                 self.names_of_room(time, out);
             }
+            // The client showed its own action as it sent it.
+            Notice::Action { nick, .. } if nick.eq_ignore_ascii_case(me) => {}
+            Notice::Action { nick, text } if self.in_history && !self.server_time => {
+                // As replayed chat: stamped with when it was done.
+                let mut line = String::with_capacity(text.len() + 32);
+                line.push('[');
+                self.clock.write_timestamp(&mut line, stamped.ts_ms);
+                line.push_str("] * ");
+                line.push_str(nick);
+                line.push(' ');
+                line.push_str(text);
+                let channel = self.room_channel();
+                message::write_text(out, None, Source::Server, "NOTICE", &channel, &line);
+            }
+            Notice::Action { nick, text } => self.shared(stamped, bytes, |buf| {
+                let channel = self.room_channel();
+                let target = ("PRIVMSG", channel.as_str());
+                message::write_ctcp_text(buf, time, Source::User(nick), target, "ACTION", text);
+            }),
             Notice::Crowd { room, .. } => self.shared(stamped, bytes, |buf| {
                 // A big room's summary belongs in its channel, and reads the same
                 // for everyone there.

@@ -4,10 +4,12 @@
 //! client's; the rest ask about the room or the server, or are IRC's own
 //! (`MODE`, `CAP`, `PING`) and are answered here.
 
+use super::ctcp;
+use super::message::Source;
 use super::message::{self, Message};
 use super::numerics::*;
 use super::render::{self, AnswerAs, Direct};
-use super::{clean_text, clean_word, ctcp, Connection};
+use super::{clean_text, clean_word, Connection};
 use crate::front::conn;
 use crate::protocol::{self, Asked, Command, CommandError};
 
@@ -188,6 +190,8 @@ impl Connection {
     }
 
     /// `PRIVMSG`/`NOTICE #yourroom :text` is chat; to a nick, a private message.
+    /// CTCP inside: `ACTION` is `/me` in the room (to a nick, a private message
+    /// between asterisks); other requests are answered by the server ([`ctcp`]).
     fn privmsg(&mut self, message: &Message<'_>) {
         let Some(target) = message.word(0) else {
             let verb = message.verb.to_ascii_uppercase();
@@ -196,13 +200,19 @@ impl Connection {
         };
         // Several targets at once would be several lines; the first is enough.
         let target = target.split(',').next().unwrap_or(target);
-        let Some(text) = message.param(1).and_then(ctcp).map(|t| clean_text(&t)) else {
-            // Other CTCP requests (VERSION, PING) have nobody to answer them.
-            if message.param(1).is_some_and(|t| t.starts_with('\u{1}')) {
+        let raw = message.param(1).unwrap_or_default();
+        let mut action = false;
+        let text = match ctcp::parse(raw) {
+            Some(request) if request.command == "ACTION" => {
+                action = true;
+                clean_text(request.args)
+            }
+            // A CTCP reply (in a NOTICE) is never answered, or two would loop.
+            _ if message.verb.eq_ignore_ascii_case("NOTICE") && raw.starts_with(ctcp::MARK) => {
                 return;
             }
-            self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
-            return;
+            Some(request) => return self.answer_ctcp(target, &request),
+            None => clean_text(raw),
         };
         if text.is_empty() {
             self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
@@ -221,15 +231,42 @@ impl Connection {
                 self.numeric(ERR_CANNOTSENDTOCHAN, &[&channel, &text]);
                 return;
             }
+            if action {
+                return self.perform(Command::Me(text));
+            }
             if let Err(error) = self.cx.board.chat(self.id, text) {
                 self.refuse(error, Asked::Chat);
             }
             return;
         }
+        let text = if action { format!("*{text}*") } else { text };
         self.perform(Command::Msg {
             to: target.to_owned(),
             text,
         });
+    }
+
+    /// A CTCP request to `target` (the server, a channel or a user), answered by
+    /// the server: from the user asked, if there is one, as clients expect the
+    /// reply from whom they asked.
+    fn answer_ctcp(&self, target: &str, request: &ctcp::Ctcp<'_>) {
+        let Some(reply) = ctcp::answer(request, self.cx.board.clock().now_ms()) else {
+            return;
+        };
+        let user = clean_word(target);
+        let from = match target.starts_with('#') || self.cx.board.is_name_free(&user) {
+            true => Source::Server,
+            false => Source::User(&user),
+        };
+        let mut line = String::new();
+        message::write(
+            &mut line,
+            self.stamp(),
+            from,
+            "NOTICE",
+            &[&self.me(), &reply],
+        );
+        self.send(Direct::Raw(line));
     }
 
     /// `JOIN #room`: `/join`. One room at a time, so only the first channel counts.
