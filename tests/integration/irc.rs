@@ -281,7 +281,8 @@ async fn the_query_verbs_answer_with_their_numerics() {
     ann.send("ROOMS").await;
     assert_eq!(ann.expect_next("NOTICE").await.text(), "Rooms: #lobby (2)");
     ann.send("HELP").await;
-    assert_eq!(ann.expect_next("NOTICE").await.text(), "Commands:");
+    let first = ann.expect_next("NOTICE").await;
+    assert_eq!(first.text(), "Commands, as typed in an IRC client:");
 }
 
 #[tokio::test]
@@ -792,4 +793,80 @@ async fn ctcp_requests_are_answered_by_the_server() {
     assert!(time.text().ends_with(" UTC\u{1}"), "{}", time.raw);
     ann.send("NOTICE sam :\u{1}VERSION irssi\u{1}").await;
     ann.expect_nothing_pending().await;
+}
+
+/// `JOIN #a,#b` joins the first and refuses the rest (`405`); `JOIN 0` is a
+/// `PART`, back to the default channel.
+#[tokio::test]
+async fn join_takes_one_channel_and_join_0_parts() {
+    let server = irc_server().await;
+    let mut ann = server.irc_login("ann").await;
+    ann.send("JOIN #lab,#gym").await;
+    let part = ann.expect_next("PART").await;
+    assert_eq!(part.params[0], "#lobby");
+    assert_eq!(ann.expect_next("JOIN").await.params, ["#lab"]);
+    ann.expect_next("353").await;
+    ann.expect_next("366").await;
+    let refused = ann.expect_next("405").await;
+    assert_eq!(refused.params[..2], ["ann", "#gym"]);
+    ann.send("JOIN 0").await;
+    assert_eq!(ann.expect_next("PART").await.params[0], "#lab");
+    assert_eq!(ann.expect_next("JOIN").await.params, ["#lobby"]);
+    ann.expect_next("353").await;
+    ann.expect_next("366").await;
+    // In the default channel already, JOIN 0 says why it stays.
+    ann.send("JOIN 0").await;
+    let stays = ann.expect_next("NOTICE").await;
+    assert!(
+        stays.text().starts_with("#lobby is where everyone is"),
+        "{}",
+        stays.raw
+    );
+    ann.expect_nothing_pending().await;
+}
+
+/// `HELP` lists the commands as an IRC user types them, as notices to the
+/// user; an instructor gets theirs too.
+#[tokio::test]
+async fn help_lists_the_commands_as_typed_in_an_irc_client() {
+    let server = irc_server_with(crate::access::with_instructor).await;
+    let mut ann = server.irc_login("ann").await;
+    ann.send("HELP").await;
+    let mut lines = Vec::new();
+    loop {
+        let line = ann.expect_next("NOTICE").await;
+        assert_eq!(line.params[0], "ann");
+        let last = line.text().starts_with("/quit");
+        lines.push(line.text().to_owned());
+        if last {
+            break;
+        }
+    }
+    for typed in ["/join #lab", "/msg nick text", "/me waves", "/quote HAND"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(typed)),
+            "{typed}: {lines:#?}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l.contains("ANNOUNCE")), "{lines:#?}");
+    ann.expect_nothing_pending().await;
+
+    let mut prof = server.irc().await;
+    prof.send(&format!("PASS :{PASSWORD}")).await;
+    prof.send("NICK prof").await;
+    prof.send("USER prof 0 * :prof").await;
+    prof.expect_verb("366").await;
+    prof.send("HELP").await;
+    let staff = prof
+        .expect_where("the instructor's list", |l| {
+            l.text() == "Instructor commands:"
+        })
+        .await
+        .0;
+    assert_eq!(staff.verb, "NOTICE");
+    let announce = prof
+        .expect_where("ANNOUNCE", |l| l.text().starts_with("/quote ANNOUNCE text"))
+        .await
+        .0;
+    assert_eq!(announce.params[0], "prof");
 }

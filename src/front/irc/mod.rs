@@ -14,11 +14,13 @@
 //!
 //! - [`message`]: IRC lines read and written.
 //! - [`ctcp`]: `ACTION` and the requests the server answers for everyone.
+//! - [`help`]: `HELP` as an IRC user types the commands.
 //! - [`verbs`]: what each verb a registered client sends does.
 //! - [`render`]: hub lines as IRC.
 //! - [`numerics`]: the numeric replies.
 
 mod ctcp;
+mod help;
 pub mod message;
 pub mod numerics;
 pub mod render;

@@ -400,6 +400,11 @@ impl View {
                 let params = [me, "End of /LIST"];
                 message::write(out, time, Source::Server, RPL_LISTEND, &params);
             }
+            (Answer::Help(line), _) => {
+                for line in super::help::lines_for(line) {
+                    message::write(out, time, Source::Server, "NOTICE", &[me, line]);
+                }
+            }
             (answer, _) => {
                 let text = answer.to_string();
                 message::write(out, time, Source::Server, "NOTICE", &[me, &text]);

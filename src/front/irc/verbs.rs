@@ -269,16 +269,26 @@ impl Connection {
         self.send(Direct::Raw(line));
     }
 
-    /// `JOIN #room`: `/join`. One room at a time, so only the first channel counts.
+    /// `JOIN #room`: `/join`. One room at a time: of `JOIN #a,#b` the first is
+    /// joined and the others refused (`405`), so a client that rejoins its saved
+    /// channels knows where it is. `JOIN 0` (leave every channel) is a `PART`.
     fn join(&mut self, message: &Message<'_>) {
         let channels = message.word(0).unwrap_or_default();
-        let channel = channels.split(',').next().unwrap_or(channels);
-        if channel == "0" {
+        let mut channels = channels.split(',').filter(|c| !c.is_empty());
+        let Some(channel) = channels.next() else {
             return;
+        };
+        if channel == "0" {
+            let room = format!("#{}", self.room());
+            return self.leave_channel(&room);
         }
         match protocol::normalize_room(channel) {
             Ok(room) => self.go_to(room),
             Err(error) => self.refuse(error, Asked::Command(Command::Join(clean_word(channel)))),
+        }
+        let text = "You can be in one channel at a time";
+        for other in channels {
+            self.numeric(ERR_TOOMANYCHANNELS, &[&clean_word(other), text]);
         }
     }
 
@@ -291,7 +301,10 @@ impl Connection {
 
     /// `PART` of your room takes you to the default room; there is no leaving it.
     fn part(&mut self, message: &Message<'_>) {
-        let channels = message.word(0).unwrap_or_default();
+        self.leave_channel(message.word(0).unwrap_or_default());
+    }
+
+    fn leave_channel(&mut self, channels: &str) {
         let room = self.room();
         let ours = channels
             .split(',')
