@@ -351,6 +351,17 @@ impl Hub {
         self.history.forget(erased)
     }
 
+    /// The roster account of whoever has `nick` now, if they have one.
+    pub fn account_of(&self, nick: &str) -> Option<&Name> {
+        let id = self.nicks.get(&nick.to_ascii_lowercase())?;
+        self.members.get(id)?.account.as_ref()
+    }
+
+    /// The history `room` keeps, oldest first: at most `history.replay_lines`.
+    pub fn history_of(&self, room: &str) -> Vec<HistoryLine> {
+        self.history.last(room, self.settings.replay_lines)
+    }
+
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<&Name> {
         self.members.get(&id).map(|m| &m.nick)

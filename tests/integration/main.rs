@@ -17,6 +17,7 @@ mod handshake;
 mod hostile;
 mod irc;
 mod irc_clients;
+mod ircv3;
 mod limits;
 mod liveness;
 mod load;

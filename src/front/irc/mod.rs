@@ -13,17 +13,23 @@
 //! task, in order (see [`render::Direct`]).
 //!
 //! - [`message`]: IRC lines read and written.
+//! - [`caps`]: the IRCv3 capabilities offered and turned on.
+//! - [`chathistory`]: `CHATHISTORY`, history a client asks for.
 //! - [`ctcp`]: `ACTION` and the requests the server answers for everyone.
 //! - [`help`]: `HELP` as an IRC user types the commands.
 //! - [`verbs`]: what each verb a registered client sends does.
 //! - [`render`]: hub lines as IRC.
+//! - [`sasl`]: logging in with `AUTHENTICATE PLAIN`.
 //! - [`numerics`]: the numeric replies.
 
+pub mod caps;
+mod chathistory;
 mod ctcp;
 mod help;
 pub mod message;
 pub mod numerics;
 pub mod render;
+mod sasl;
 mod verbs;
 
 use std::net::{IpAddr, SocketAddr};
@@ -34,11 +40,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use self::caps::Caps;
 use self::message::{Message, Refusal, Source};
 use self::numerics::*;
 use self::render::{AnswerAs, Direct, View};
 use super::conn::{self, finish_writer, next_inbound, read_line, Batch, Read};
-use super::login::{Login, Step};
+use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
 use super::{Context, Duplex};
 use crate::hub::ConnId;
@@ -60,9 +67,6 @@ const PING_AFTER: Duration = Duration::from_secs(30);
 
 /// How to answer a `464` about a wrong code, in the client most students use.
 const RETRY_PASS: &str = "Try again with PASS (in irssi: /quote PASS CODE).";
-
-/// The only capability offered: the others change nothing classchat can show.
-const CAPS: &str = "server-time";
 
 /// The client's lines; boxed, so that TCP and TLS share every method below.
 type Lines = FramedRead<Box<dyn AsyncRead + Send + Unpin>, LineCodec>;
@@ -87,7 +91,7 @@ pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Conte
         dropped: CancellationToken::new(),
         peer,
         nick: None,
-        server_time: false,
+        caps: Caps::default(),
         login: RateKey::default(),
         seat,
     };
@@ -129,7 +133,8 @@ struct Connection {
     peer: Option<IpAddr>,
     /// The nick given before registration (after it, the switchboard's).
     nick: Option<String>,
-    server_time: bool,
+    /// The capabilities the client turned on.
+    caps: Caps,
     /// The name logged in with, which the chat rate is kept by.
     login: RateKey,
     /// Places under the connection limits, given back when the connection ends.
@@ -154,6 +159,10 @@ struct Registration {
     /// The code last asked for: a name was given, even if it was given up
     /// since (a new `NICK` while the code was asked for).
     asked: Option<CodeKind>,
+    /// `AUTHENTICATE PLAIN` was sent: the payload read so far.
+    sasl: Option<String>,
+    /// Who SASL proved the client to be, admitted once registration ends.
+    account: Option<Admitted>,
 }
 
 impl Connection {
@@ -186,7 +195,9 @@ impl Connection {
     }
 
     fn stamp(&self) -> Option<i64> {
-        self.server_time.then(|| self.cx.board.clock().now_ms())
+        self.caps
+            .has(caps::SERVER_TIME)
+            .then(|| self.cx.board.clock().now_ms())
     }
 
     /// Sends one line from the server to this client alone.
@@ -294,6 +305,7 @@ impl Connection {
                 }
                 reg.user = true;
             }
+            "AUTHENTICATE" => return self.authenticate(reg, message).await,
             "PING" => self.pong(message),
             "PONG" => {}
             "QUIT" => {
@@ -312,8 +324,94 @@ impl Connection {
         let Some(nick) = self.nick.clone() else {
             return Flow::Wait;
         };
+        if let Some(admitted) = reg.account.take() {
+            return self.login_step(reg, Step::Admit(admitted)).await;
+        }
         let step = reg.login.offer(&self.cx, self.peer, &nick).await;
         self.login_step(reg, step).await
+    }
+
+    /// `AUTHENTICATE`: `PLAIN`, then its payload in pieces of
+    /// [`sasl::PIECE`]; `*` gives up.
+    async fn authenticate(&mut self, reg: &mut Registration, message: &Message<'_>) -> Flow {
+        let Some(word) = message.word(0) else {
+            self.enough(message, 1);
+            return Flow::Wait;
+        };
+        if reg.account.is_some() {
+            self.numeric(
+                ERR_SASLALREADY,
+                &["You have already authenticated using SASL"],
+            );
+            return Flow::Wait;
+        }
+        if word == "*" {
+            reg.sasl = None;
+            self.numeric(ERR_SASLABORTED, &["SASL authentication aborted"]);
+            return Flow::Wait;
+        }
+        let Some(mut payload) = reg.sasl.take() else {
+            if word.eq_ignore_ascii_case("PLAIN") {
+                reg.sasl = Some(String::new());
+                self.reply("AUTHENTICATE", &["+"]);
+            } else {
+                self.numeric(RPL_SASLMECHS, &["PLAIN", "are available SASL mechanisms"]);
+                self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+            }
+            return Flow::Wait;
+        };
+        if word != "+" {
+            payload.push_str(word);
+        }
+        if word.len() == sasl::PIECE && payload.len() < 4 * sasl::PIECE {
+            reg.sasl = Some(payload);
+            return Flow::Wait;
+        }
+        let Some(plain) = sasl::plain(&payload) else {
+            self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+            return Flow::Wait;
+        };
+        self.sasl_login(reg, plain).await
+    }
+
+    /// Logs `plain`'s account in through the same [`Login`] as `NICK` and
+    /// `PASS`: only a name that has a code of its own is an account, and every
+    /// wrong code counts.
+    async fn sasl_login(&mut self, reg: &mut Registration, plain: sasl::Plain) -> Flow {
+        let forget = |login: &mut Login| {
+            if login.asking().is_some() {
+                let _ = login.refused(NickError::Taken(String::new()));
+            }
+        };
+        forget(&mut reg.login);
+        let step = match reg.login.offer(&self.cx, self.peer, &plain.account).await {
+            Step::Ask(CodeKind::Personal | CodeKind::Password) => {
+                reg.login.offer(&self.cx, self.peer, &plain.password).await
+            }
+            Step::GiveUp(error) => Step::GiveUp(error),
+            _ => Step::Retry(LoginError::NotOnRoster(plain.account)),
+        };
+        forget(&mut reg.login);
+        match step {
+            Step::Admit(admitted) => {
+                let me = self.me();
+                let mask = format!("{me}!{me}@{}", message::HOST);
+                let text = format!("You are now logged in as {}", admitted.name);
+                self.numeric(RPL_LOGGEDIN, &[&mask, &admitted.name, &text]);
+                self.numeric(RPL_SASLSUCCESS, &["SASL authentication successful"]);
+                reg.account = Some(admitted);
+                Flow::Wait
+            }
+            Step::GiveUp(error) => {
+                self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+                self.reply("ERROR", &[&error.to_string()]);
+                Flow::Close
+            }
+            _ => {
+                self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+                Flow::Wait
+            }
+        }
     }
 
     /// Carries a login step through: asks for what is missing, refuses with the
@@ -369,6 +467,9 @@ impl Connection {
                             self.reply("ERROR", &[&error.to_string()]);
                             return Flow::Close;
                         }
+                        self.cx
+                            .board
+                            .set_echo(self.id, self.caps.has(caps::ECHO_MESSAGE));
                         tracing::Span::current().record("nick", admitted.name.as_str());
                         self.login = RateKey::new(&admitted.name);
                         self.send(Direct::Registered);
@@ -431,6 +532,8 @@ impl Connection {
             "PREFIX=(oh)@%".to_owned(),
             "CHANMODES=,,,nt".to_owned(),
             format!("NETWORK={network}"),
+            format!("CHATHISTORY={}", config.history.replay_lines),
+            "MSGREFTYPES=timestamp,msgid".to_owned(),
         ];
         let mut params: Vec<&str> = isupport.iter().map(String::as_str).collect();
         params.push("are supported by this server");
@@ -449,28 +552,22 @@ impl Connection {
         let sub = message.word(0).unwrap_or("").to_ascii_uppercase();
         let me = self.me().to_owned();
         match sub.as_str() {
-            "LS" => self.reply("CAP", &[&me, "LS", CAPS]),
-            "LIST" => {
-                let on = if self.server_time { CAPS } else { "" };
-                self.reply("CAP", &[&me, "LIST", on]);
+            "LS" => {
+                let version_302 = message.word(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
+                self.reply("CAP", &[&me, "LS", &caps::offered(version_302)]);
             }
+            "LIST" => self.reply("CAP", &[&me, "LIST", &self.caps.list()]),
             "REQ" => {
                 let wanted = message.param(1).unwrap_or("");
-                let mut server_time = self.server_time;
-                let known = wanted.split(' ').filter(|c| !c.is_empty()).all(|cap| {
-                    match cap.strip_prefix('-') {
-                        Some(CAPS) => server_time = false,
-                        None if cap == CAPS => server_time = true,
-                        _ => return false,
+                match self.caps.request(wanted) {
+                    Some(caps) => {
+                        self.caps = caps;
+                        self.send(Direct::Caps(caps));
+                        let echo = caps.has(caps::ECHO_MESSAGE);
+                        self.cx.board.set_echo(self.id, echo);
+                        self.reply("CAP", &[&me, "ACK", wanted]);
                     }
-                    true
-                });
-                if known {
-                    self.server_time = server_time;
-                    self.send(Direct::ServerTime(server_time));
-                    self.reply("CAP", &[&me, "ACK", wanted]);
-                } else {
-                    self.reply("CAP", &[&me, "NAK", wanted]);
+                    None => self.reply("CAP", &[&me, "NAK", wanted]),
                 }
             }
             "END" => {}

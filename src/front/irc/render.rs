@@ -28,10 +28,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::caps::{self, Caps};
 use super::clean_word;
-use super::message::{self, Source, HOST};
+use super::message::{self, Source, Tags, HOST};
 use super::numerics::*;
 use crate::clock::Clock;
+use crate::event::HistoryLine;
 use crate::hub::ConnId;
 use crate::protocol::{
     Answer, Asked, Command, CommandError, LeaveReason, Name, NickError, Notice, Role, ServerLine,
@@ -45,8 +47,16 @@ use crate::switchboard::Switchboard;
 pub enum Direct {
     /// Lines the reader rendered (numerics, `PONG`, `CAP`).
     Raw(String),
-    /// Whether the client asked for server-time.
-    ServerTime(bool),
+    /// The capabilities the client turned on.
+    Caps(Caps),
+    /// A `CHATHISTORY` answer: these lines of `channel`, in a batch where the
+    /// client has `batch`.
+    History {
+        /// The channel asked about.
+        channel: String,
+        /// Its lines asked for, oldest first.
+        lines: Vec<HistoryLine>,
+    },
     /// Registration is over: release what the hub queued meanwhile.
     Registered,
     /// A room answer the reader looked up, and the form it was asked in.
@@ -77,8 +87,15 @@ pub struct View {
     id: ConnId,
     nick: Name,
     room: Option<Name>,
-    server_time: bool,
+    caps: Caps,
     in_history: bool,
+    /// The history on joining is being left out: the client asks for it
+    /// (draft/chathistory).
+    skipping: bool,
+    /// The batch the history lines being written belong to, and how many
+    /// batches were opened so far (for the next one's id).
+    batch: Option<String>,
+    batches: u64,
     /// Until [`Direct::Registered`], the hub's lines wait in `held`.
     registered: bool,
     held: VecDeque<Arc<Stamped>>,
@@ -93,8 +110,11 @@ impl View {
             id,
             nick: "*".into(),
             room: None,
-            server_time: false,
+            caps: Caps::default(),
             in_history: false,
+            skipping: false,
+            batch: None,
+            batches: 0,
             registered: false,
             held: VecDeque::new(),
         }
@@ -104,7 +124,17 @@ impl View {
     pub fn direct(&mut self, direct: Direct, out: &mut Vec<u8>) {
         match direct {
             Direct::Raw(text) => out.extend_from_slice(text.as_bytes()),
-            Direct::ServerTime(on) => self.server_time = on,
+            Direct::Caps(caps) => self.caps = caps,
+            Direct::History { channel, lines } => {
+                let mut text = String::new();
+                self.open_batch(&mut text, &channel);
+                for line in &lines {
+                    let said = (line.sender.as_ref(), channel.as_str(), line.text.as_ref());
+                    self.write_said(&mut text, line.ts_ms, said, line.action);
+                }
+                self.close_batch(&mut text);
+                out.extend_from_slice(text.as_bytes());
+            }
             Direct::Registered => {
                 self.registered = true;
                 self.pump(out);
@@ -153,7 +183,69 @@ impl View {
     }
 
     fn time(&self, ts_ms: i64) -> Option<i64> {
-        self.server_time.then_some(ts_ms)
+        self.caps.has(caps::SERVER_TIME).then_some(ts_ms)
+    }
+
+    /// Whether lines of history are written as they were said (tagged with
+    /// their time, or in a batch), rather than as stamped notices.
+    fn history_as_said(&self) -> bool {
+        self.caps.has(caps::SERVER_TIME) || self.batch.is_some()
+    }
+
+    /// Whether a chat line must be written for this client alone: its tags are
+    /// not every client's.
+    fn personal(&self) -> bool {
+        self.caps.tags_beyond_time() || self.batch.is_some()
+    }
+
+    /// `BATCH +ID chathistory CHANNEL`, where the client has `batch`; the lines
+    /// written until [`View::close_batch`] carry its id.
+    fn open_batch(&mut self, out: &mut String, channel: &str) {
+        if !self.caps.has(caps::BATCH) {
+            return;
+        }
+        self.batches += 1;
+        let id = format!("history{}", self.batches);
+        let start = format!("+{id}");
+        message::write(
+            out,
+            None,
+            Source::Server,
+            "BATCH",
+            &[&start, "chathistory", channel],
+        );
+        self.batch = Some(id);
+    }
+
+    fn close_batch(&mut self, out: &mut String) {
+        if let Some(id) = self.batch.take() {
+            message::write(out, None, Source::Server, "BATCH", &[&format!("-{id}")]);
+        }
+    }
+
+    /// A chat line or action (`action`) as `PRIVMSG`, with every tag this client
+    /// asked for: `said` is who said what to which target.
+    fn write_said(&self, out: &mut String, ts_ms: i64, said: (&str, &str, &str), action: bool) {
+        let (from, target, text) = said;
+        let msgid =
+            (self.caps.has(caps::MESSAGE_TAGS)).then(|| message::msgid(ts_ms, from, text, action));
+        let account = match self.caps.has(caps::ACCOUNT_TAG) {
+            true => self.board.account_of(from),
+            false => None,
+        };
+        let tags = Tags {
+            time: self.time(ts_ms),
+            msgid: msgid.as_deref(),
+            batch: self.batch.as_deref(),
+            account: account.as_deref(),
+        };
+        match action {
+            true => {
+                let to = ("PRIVMSG", target);
+                message::write_ctcp_text(out, tags, Source::User(from), to, "ACTION", text);
+            }
+            false => message::write_text(out, tags, Source::User(from), "PRIVMSG", target, text),
+        }
     }
 
     fn room_channel(&self) -> String {
@@ -165,7 +257,7 @@ impl View {
 
     /// Appends the shared rendering of a broadcast line.
     fn shared(&self, stamped: &Stamped, bytes: &mut Vec<u8>, render: impl FnOnce(&mut String)) {
-        let cached = stamped.irc_wire(self.server_time, || {
+        let cached = stamped.irc_wire(self.caps.has(caps::SERVER_TIME), || {
             let mut text = String::with_capacity(96);
             render(&mut text);
             Bytes::from(text)
@@ -185,8 +277,9 @@ impl View {
         let time = self.time(stamped.ts_ms);
         let me: &str = &self.nick;
         match &stamped.line {
+            ServerLine::Chat { .. } if self.in_history && self.skipping => {}
             ServerLine::Chat { from, text } => {
-                if self.in_history && !self.server_time {
+                if self.in_history && !self.history_as_said() {
                     let channel = self.room_channel();
                     let mut line = String::with_capacity(text.len() + 32);
                     line.push('[');
@@ -196,6 +289,10 @@ impl View {
                     line.push_str(": ");
                     line.push_str(text);
                     message::write_text(out, None, Source::Server, "NOTICE", &channel, &line);
+                } else if self.personal() {
+                    let channel = self.room_channel();
+                    let said = (from.as_ref(), channel.as_str(), text.as_ref());
+                    self.write_said(out, stamped.ts_ms, said, false);
                 } else {
                     self.shared(stamped, bytes, |buf| {
                         let channel = self.room_channel();
@@ -205,7 +302,10 @@ impl View {
                 }
             }
             ServerLine::PmFrom { from, text } => {
-                message::write_text(out, time, Source::User(from), "PRIVMSG", me, text);
+                self.write_said(out, stamped.ts_ms, (from, me, text), false);
+            }
+            ServerLine::PmTo { to, text } if self.caps.has(caps::ECHO_MESSAGE) => {
+                self.write_said(out, stamped.ts_ms, (me, to, text), false);
             }
             // IRC clients show what they send themselves.
             ServerLine::PmTo { .. } => {}
@@ -275,9 +375,14 @@ impl View {
                 message::write(out, time, Source::User(me), "JOIN", &[&new]);
                 self.names_of_room(time, out);
             }
-            // The client showed its own action as it sent it.
-            Notice::Action { nick, .. } if nick.eq_ignore_ascii_case(me) => {}
-            Notice::Action { nick, text } if self.in_history && !self.server_time => {
+            Notice::Action { .. } if self.in_history && self.skipping => {}
+            // The client showed its own action as it sent it, unless it asked
+            // for it back.
+            Notice::Action { nick, .. }
+                if nick.eq_ignore_ascii_case(me)
+                    && !self.in_history
+                    && !self.caps.has(caps::ECHO_MESSAGE) => {}
+            Notice::Action { nick, text } if self.in_history && !self.history_as_said() => {
                 // As replayed chat: stamped with when it was done.
                 let mut line = String::with_capacity(text.len() + 32);
                 line.push('[');
@@ -288,6 +393,11 @@ impl View {
                 line.push_str(text);
                 let channel = self.room_channel();
                 message::write_text(out, None, Source::Server, "NOTICE", &channel, &line);
+            }
+            Notice::Action { nick, text } if self.personal() => {
+                let channel = self.room_channel();
+                let said = (nick.as_ref(), channel.as_str(), text.as_ref());
+                self.write_said(out, stamped.ts_ms, said, true);
             }
             Notice::Action { nick, text } => self.shared(stamped, bytes, |buf| {
                 let channel = self.room_channel();
@@ -316,6 +426,20 @@ impl View {
                 let channel = self.room_channel();
                 let text = notice.to_string();
                 message::write(out, time, Source::Server, "NOTICE", &[&channel, &text]);
+            }
+            // A client that asks for history (draft/chathistory) is given none
+            // unasked; one with `batch` gets it as a batch.
+            Notice::HistoryStart { .. } if self.caps.has(caps::CHATHISTORY) => {
+                (self.in_history, self.skipping) = (true, true);
+            }
+            Notice::HistoryStart { .. } if self.caps.has(caps::BATCH) => {
+                self.in_history = true;
+                let channel = self.room_channel();
+                self.open_batch(out, &channel);
+            }
+            Notice::HistoryEnd if self.skipping || self.batch.is_some() => {
+                (self.in_history, self.skipping) = (false, false);
+                self.close_batch(out);
             }
             Notice::HistoryStart { .. } | Notice::HistoryEnd => {
                 self.in_history = matches!(notice, Notice::HistoryStart { .. });
@@ -549,7 +673,8 @@ mod tests {
         let (board, queue) = board();
         std::mem::forget(queue);
         let mut view = View::new(board, 1);
-        view.direct(Direct::ServerTime(true), &mut Vec::new());
+        let caps = Caps::default().request("server-time").unwrap();
+        view.direct(Direct::Caps(caps), &mut Vec::new());
         view
     }
 

@@ -4,6 +4,7 @@
 //! client's; the rest ask about the room or the server, or are IRC's own
 //! (`MODE`, `CAP`, `PING`) and are answered here.
 
+use super::chathistory;
 use super::ctcp;
 use super::message::Source;
 use super::message::{self, Message};
@@ -73,6 +74,7 @@ pub(super) static VERBS: &[Verb] = &[
     verb("AWAY", 0, Local(Connection::away)),
     verb("USER", 0, Local(Connection::reregister)),
     verb("PASS", 0, Local(Connection::reregister)),
+    verb("AUTHENTICATE", 0, Local(Connection::reauthenticate)),
     verb("ROOMS", 0, Local(Connection::rooms)),
     verb("KICK", 2, Handler::Command(kick)),
     verb("MUTE", 1, Handler::Command(as_on_the_line_port)),
@@ -87,6 +89,7 @@ pub(super) static VERBS: &[Verb] = &[
     verb("POLL", 1, Handler::Command(as_on_the_line_port)),
     verb("VOTE", 1, Handler::Command(as_on_the_line_port)),
     verb("ASK", 1, Handler::Command(as_on_the_line_port)),
+    verb("CHATHISTORY", 1, Local(Connection::chathistory)),
     verb("OP", 1, Op),
     verb("QUIT", 0, Quit),
     free("PING", 0, Local(Connection::pong)),
@@ -175,6 +178,52 @@ impl Connection {
             Some(_) => self.numeric(RPL_NOWAWAY, &["You have been marked as away"]),
             None => self.numeric(RPL_UNAWAY, &["You are no longer marked as away"]),
         }
+    }
+
+    /// `CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN #yourroom REF... LIMIT`,
+    /// answered from the room's kept history ([`chathistory`]); `TARGETS` with
+    /// none, as the one channel there is is the one the client is in.
+    fn chathistory(&mut self, message: &Message<'_>) {
+        let sub = message.word(0).unwrap_or_default().to_ascii_uppercase();
+        if sub == "TARGETS" {
+            if self.caps.has(super::caps::BATCH) {
+                let mut lines = String::new();
+                let (open, close) = (["+targets", "draft/chathistory-targets"], ["-targets"]);
+                message::write(&mut lines, None, Source::Server, "BATCH", &open);
+                message::write(&mut lines, None, Source::Server, "BATCH", &close);
+                self.send(Direct::Raw(lines));
+            }
+            return;
+        }
+        let sub = clean_word(&sub);
+        let target = message.word(1).unwrap_or_default();
+        let room = self.room();
+        if protocol::normalize_room(target).ok().as_deref() != Some(&room) {
+            let text = format!("Only #{room}, the channel you are in, has history for you");
+            let params = [
+                "CHATHISTORY",
+                "INVALID_TARGET",
+                &sub,
+                &clean_word(target),
+                &text,
+            ];
+            return self.reply("FAIL", &params);
+        }
+        let lines = self.cx.board.history_of(&room);
+        let most = self.cx.config.history.replay_lines;
+        let args = message.params.get(2..).unwrap_or_default();
+        match chathistory::select(&lines, &sub, args, most) {
+            Ok(lines) => {
+                let channel = format!("#{room}");
+                self.send(Direct::History { channel, lines });
+            }
+            Err(fail) => self.reply("FAIL", &["CHATHISTORY", fail.code, &sub, fail.text]),
+        }
+    }
+
+    fn reauthenticate(&mut self, _: &Message<'_>) {
+        let text = "You have already logged in; SASL comes before registration";
+        self.numeric(ERR_SASLALREADY, &[text]);
     }
 
     fn reregister(&mut self, _: &Message<'_>) {
