@@ -162,3 +162,74 @@ async fn irssi_retries_a_wrong_code_as_it_is_told() {
     prof.expect("* ann has joined #lobby").await;
     show_lobby(&ann, IRSSI_LOBBY).await;
 }
+
+/// `/me` in irssi and WeeChat is the line port's `* NAME TEXT`, and the line
+/// port's `/me` is an action in both; `/ctcp NICK VERSION` is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irssi_and_weechat_act_with_me_both_ways() {
+    if !installed("irssi") || !installed("weechat") {
+        return;
+    }
+    let server = server_with(|_| {}).await;
+    let mut sam = server.login("sam").await;
+    let ann = irssi(&server, "me-irssi", "ann", None);
+    sam.expect("* ann has joined #lobby").await;
+    let wee = weechat(&server, "me-weechat", "wee", "");
+    sam.expect("* wee has joined #lobby").await;
+    show_lobby(&ann, IRSSI_LOBBY).await;
+    show_lobby(&wee, WEECHAT_LOBBY).await;
+
+    sam.send("/me waves").await;
+    sam.expect("* sam waves").await;
+    in_lobby_window(&ann, IRSSI_LOBBY, "* sam waves").await;
+    in_lobby_window(&wee, WEECHAT_LOBBY, "sam waves").await;
+    ann.keys("/me dances");
+    sam.expect("* ann dances").await;
+    wee.keys("/me bows");
+    sam.expect("* wee bows").await;
+    in_lobby_window(&wee, WEECHAT_LOBBY, "ann dances").await;
+    let screen = in_lobby_window(&ann, IRSSI_LOBBY, "* wee bows").await;
+    println!("irssi, #lobby:\n{screen}");
+    // irssi shows CTCP replies in its status window.
+    ann.keys("/ctcp sam VERSION");
+    ann.keys("/window 1");
+    let version = concat!("classchat ", env!("CARGO_PKG_VERSION"));
+    let screen = ann.wait_for(version).await;
+    println!("irssi, status window:\n{screen}");
+    let screen = in_lobby_window(&wee, WEECHAT_LOBBY, "wee bows").await;
+    println!("WeeChat, #lobby:\n{screen}");
+    ann.keys("/quit");
+    sam.expect_prefix("* ann has left #lobby").await;
+    wee.keys("/quit");
+    sam.expect_prefix("* wee has left #lobby").await;
+}
+
+/// WeeChat logs in to a rostered class with SASL (the roster name and personal
+/// code), negotiating the IRCv3 capabilities it knows (echo-message too, from
+/// WeeChat 4): what it says shows once on its screen and reaches the line port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weechat_logs_in_with_sasl_in_a_rostered_class() {
+    if !installed("weechat") {
+        return;
+    }
+    let (server, codes) = crate::roster::rostered(enable_irc).await;
+    let mut bob = crate::roster::log_in(&server, "bob", &codes["bob"]).await;
+    let options = format!(
+        "-sasl_mechanism=plain -sasl_username=amy -sasl_password={}",
+        codes["amy"]
+    );
+    let amy = weechat(&server, "sasl-weechat", "amy", &options);
+    bob.expect("* amy has joined #lobby").await;
+    show_lobby(&amy, WEECHAT_LOBBY).await;
+    amy.keys("hello from weechat");
+    bob.expect("amy: hello from weechat").await;
+    let screen = in_lobby_window(&amy, WEECHAT_LOBBY, "hello from weechat").await;
+    println!("WeeChat, #lobby:\n{screen}");
+    assert_eq!(screen.matches("hello from weechat").count(), 1, "{screen}");
+    amy.run(&["select-window", "-t", "irc"]);
+    amy.keys("/buffer class");
+    let status = amy.wait_for("SASL authentication successful").await;
+    println!("WeeChat, server buffer:\n{status}");
+    amy.keys("/quit");
+    bob.expect_prefix("* amy has left #lobby").await;
+}
