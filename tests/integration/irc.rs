@@ -876,3 +876,53 @@ async fn help_lists_the_commands_as_typed_in_an_irc_client() {
         .0;
     assert_eq!(announce.params[0], "prof");
 }
+
+/// An IRC client keeps what it was shown: a reconnect or a rejoin within the
+/// server's run replays only the lines it missed, counted as such.
+#[tokio::test]
+async fn a_rejoin_or_reconnect_replays_only_what_was_missed() {
+    let server = irc_server().await;
+    let mut bob = server.login("bob").await;
+    // cy sees each of bob's lines said before anyone comes in after it.
+    let mut cy = server.login("cy").await;
+    bob.send("one").await;
+    cy.expect("bob: one").await;
+    let mut ann = server.irc_login("ann").await;
+    let start = ann.expect_verb("NOTICE").await;
+    assert_eq!(start.text(), "Last 1 message in #lobby:");
+    assert!(ann.expect_next("NOTICE").await.text().ends_with("bob: one"));
+    ann.expect_next("NOTICE").await;
+    ann.send("QUIT :brb").await;
+    ann.expect_closed().await;
+    bob.expect("* ann has left #lobby (Quit: brb)").await;
+    bob.send("two").await;
+    cy.expect("bob: two").await;
+
+    let mut ann = server.irc_login("ann").await;
+    let start = ann.expect_verb("NOTICE").await;
+    assert_eq!(start.text(), "Last 1 message in #lobby:");
+    assert!(ann.expect_next("NOTICE").await.text().ends_with("bob: two"));
+    assert_eq!(ann.expect_next("NOTICE").await.text(), "End of history.");
+
+    ann.send("JOIN #lab").await;
+    ann.expect_verb("366").await;
+    bob.expect("* ann has left #lobby (joined #lab)").await;
+    ann.send("JOIN #lobby").await;
+    ann.expect_verb("366").await;
+    // Nothing was said meanwhile: no replay at all.
+    ann.expect_nothing_pending().await;
+    ann.send("JOIN #lab").await;
+    ann.expect_verb("366").await;
+    bob.expect("* ann has left #lobby (joined #lab)").await;
+    bob.send("three").await;
+    cy.expect("bob: three").await;
+    ann.send("JOIN #lobby").await;
+    ann.expect_verb("366").await;
+    let start = ann.expect_next("NOTICE").await;
+    assert_eq!(start.text(), "Last 1 message in #lobby:");
+    assert!(ann
+        .expect_next("NOTICE")
+        .await
+        .text()
+        .ends_with("bob: three"));
+}

@@ -16,6 +16,7 @@
 //! - [`caps`]: the IRCv3 capabilities offered and turned on.
 //! - [`chathistory`]: `CHATHISTORY`, history a client asks for.
 //! - [`ctcp`]: `ACTION` and the requests the server answers for everyone.
+//! - [`given`]: what each user was already shown, so it is not replayed again.
 //! - [`help`]: `HELP` as an IRC user types the commands.
 //! - [`verbs`]: what each verb a registered client sends does.
 //! - [`render`]: hub lines as IRC.
@@ -25,6 +26,7 @@
 pub mod caps;
 mod chathistory;
 mod ctcp;
+pub mod given;
 mod help;
 pub mod message;
 pub mod numerics;
@@ -80,7 +82,7 @@ pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Conte
     let capacity = cx.config.limits.outbound_queue;
     let (outbox, queue) = mailbox::bounded(capacity);
     let (direct, directs) = mailbox::bounded(capacity);
-    let view = View::new(cx.board.clone(), id);
+    let view = View::new(cx.board.clone(), id, cx.irc_given.clone());
     let writer = tokio::spawn(write_loop(writer, queue, directs, view));
     let lines = FramedRead::with_capacity(reader, LineCodec::new(message::MAX_LINE), READ_BUFFER);
     let mut conn = Connection {

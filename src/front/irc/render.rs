@@ -30,6 +30,7 @@ use bytes::Bytes;
 
 use super::caps::{self, Caps};
 use super::clean_word;
+use super::given::Given;
 use super::message::{self, Source, Tags, HOST};
 use super::numerics::*;
 use crate::clock::Clock;
@@ -96,6 +97,13 @@ pub struct View {
     /// batches were opened so far (for the next one's id).
     batch: Option<String>,
     batches: u64,
+    /// What each user was given before, shared by the server's IRC clients.
+    given: Arc<Given>,
+    /// The newest chat line (or action) given in the current room.
+    newest: Option<Arc<Stamped>>,
+    /// A join's replay, held from its start until its end so that only the
+    /// lines this user was not given before are shown, counted right.
+    replay: Option<Vec<Arc<Stamped>>>,
     /// Until [`Direct::Registered`], the hub's lines wait in `held`.
     registered: bool,
     held: VecDeque<Arc<Stamped>>,
@@ -103,7 +111,7 @@ pub struct View {
 
 impl View {
     /// Connection `id`, not yet registered.
-    pub fn new(board: Arc<Switchboard>, id: ConnId) -> View {
+    pub fn new(board: Arc<Switchboard>, id: ConnId, given: Arc<Given>) -> View {
         View {
             clock: board.clock().clone(),
             board,
@@ -115,6 +123,9 @@ impl View {
             skipping: false,
             batch: None,
             batches: 0,
+            given,
+            newest: None,
+            replay: None,
             registered: false,
             held: VecDeque::new(),
         }
@@ -171,6 +182,8 @@ impl View {
     pub fn flush(&mut self, out: &mut Vec<u8>) {
         self.registered = true;
         self.pump(out);
+        // Before the client can see the close and reconnect.
+        self.remember();
     }
 
     fn pump(&mut self, out: &mut Vec<u8>) {
@@ -178,7 +191,66 @@ impl View {
             return;
         }
         while let Some(line) = self.held.pop_front() {
-            self.render(&line, out);
+            self.take(line, out);
+        }
+    }
+
+    /// Renders one line, but holds a join's replay until its end
+    /// ([`View::replay`]).
+    fn take(&mut self, line: Arc<Stamped>, out: &mut Vec<u8>) {
+        match (&mut self.replay, &line.line) {
+            (None, ServerLine::Notice(Notice::HistoryStart { .. })) => {
+                self.replay = Some(Vec::new());
+            }
+            (Some(lines), ServerLine::Chat { .. })
+            | (Some(lines), ServerLine::Notice(Notice::Action { .. })) => lines.push(line),
+            (Some(_), ServerLine::Notice(Notice::HistoryEnd)) => {
+                let lines = self.replay.take().unwrap_or_default();
+                self.replay_missed(lines, &line, out);
+            }
+            _ => self.render(&line, out),
+        }
+    }
+
+    /// The lines of a replay this user was not given before, between its
+    /// start, counting them, and `end`; nothing if there are none.
+    fn replay_missed(&mut self, lines: Vec<Arc<Stamped>>, end: &Arc<Stamped>, out: &mut Vec<u8>) {
+        let Some(room) = self.room.clone() else {
+            return;
+        };
+        // After the line given last; lines said in the same millisecond tell
+        // apart by their ids. One no longer kept was older than all kept.
+        let from = match self.given.newest(&self.nick, &room) {
+            None => 0,
+            Some(given) => match lines
+                .iter()
+                .rposition(|l| said_id(l) == Some(given.clone()))
+            {
+                Some(i) => i + 1,
+                None => lines.partition_point(|l| l.ts_ms < given.0),
+            },
+        };
+        let missed = &lines[from..];
+        let Some(first) = missed.first() else {
+            return;
+        };
+        let count = missed.len();
+        let start = Stamped::new(
+            first.ts_ms,
+            ServerLine::Notice(Notice::HistoryStart { room, count }),
+        );
+        self.render(&start, out);
+        for line in missed {
+            self.render(line, out);
+        }
+        self.render(end, out);
+    }
+
+    /// Keeps what this user was given in its room, for its next replay there.
+    fn remember(&mut self) {
+        let newest = self.newest.take();
+        if let (Some(room), Some(id)) = (&self.room, newest.as_deref().and_then(said_id)) {
+            self.given.record(&self.nick, room, id);
         }
     }
 
@@ -267,7 +339,16 @@ impl View {
 
     /// Renders one line: a broadcast from the shared cache straight into `bytes`,
     /// anything else into a text of its own first.
-    fn render(&mut self, stamped: &Stamped, bytes: &mut Vec<u8>) {
+    fn render(&mut self, stamped: &Arc<Stamped>, bytes: &mut Vec<u8>) {
+        if let ServerLine::Chat { .. } | ServerLine::Notice(Notice::Action { .. }) = stamped.line {
+            if self
+                .newest
+                .as_ref()
+                .is_none_or(|n| n.ts_ms <= stamped.ts_ms)
+            {
+                self.newest = Some(stamped.clone());
+            }
+        }
         let mut out = String::new();
         self.render_line(stamped, bytes, &mut out);
         bytes.extend_from_slice(out.as_bytes());
@@ -365,6 +446,7 @@ impl View {
                 self.names_of_room(time, out);
             }
             Notice::Moved { room, .. } => {
+                self.remember();
                 let new = format!("#{room}");
                 if let Some(old) = self.room.replace(room.clone()) {
                     let reason = LeaveReason::Moved(room.clone()).to_string();
@@ -608,6 +690,24 @@ impl View {
     }
 }
 
+/// A chat line's or action's place in its room's history: when, and its id.
+fn said_id(stamped: &Stamped) -> Option<(i64, String)> {
+    let ts = stamped.ts_ms;
+    let id = match &stamped.line {
+        ServerLine::Chat { from, text } => message::msgid(ts, from, text, false),
+        ServerLine::Notice(Notice::Action { nick, text }) => message::msgid(ts, nick, text, true),
+        _ => return None,
+    };
+    Some((ts, id))
+}
+
+/// A connection that ends keeps what it was given, for a reconnect.
+impl Drop for View {
+    fn drop(&mut self) {
+        self.remember();
+    }
+}
+
 /// `353` lines of names that fit in a line each, then `366`.
 fn names(out: &mut String, time: Option<i64>, me: &str, room: &str, members: &[WhoEntry]) {
     let channel = format!("#{room}");
@@ -672,7 +772,7 @@ mod tests {
     fn view() -> View {
         let (board, queue) = board();
         std::mem::forget(queue);
-        let mut view = View::new(board, 1);
+        let mut view = View::new(board, 1, Arc::default());
         let caps = Caps::default().request("server-time").unwrap();
         view.direct(Direct::Caps(caps), &mut Vec::new());
         view
