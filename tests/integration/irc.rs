@@ -161,6 +161,7 @@ async fn the_join_code_comes_with_pass() {
     let closing = eve.expect_closed().await;
     let last = closing.last().expect("a last line");
     assert_eq!(last.verb, "ERROR", "{closing:#?}");
+    assert_eq!(last.text(), "Wrong code. Too many wrong codes; goodbye.");
 }
 
 #[tokio::test]

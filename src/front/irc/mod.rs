@@ -436,6 +436,12 @@ impl Connection {
                     self.login_error(error);
                     return Flow::Wait;
                 }
+                Step::GiveUp(error @ LoginError::TooManyCodes) => {
+                    // The close is what an IRC client shows last: it starts
+                    // with the reason, as a refused PASS's 464 did.
+                    self.reply("ERROR", &[&format!("Wrong code. {error}")]);
+                    return Flow::Close;
+                }
                 Step::GiveUp(error) => {
                     self.reply("ERROR", &[&error.to_string()]);
                     return Flow::Close;
