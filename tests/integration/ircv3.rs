@@ -205,11 +205,15 @@ async fn with_batch_the_replay_on_joining_is_a_chathistory_batch() {
     ann.send("NICK ann").await;
     ann.send("USER ann 0 * :ann").await;
     ann.send("CAP END").await;
+    let isupport = ann.expect_verb("005").await.params.join(" ");
+    assert!(isupport.contains(" CHATHISTORY=20 "), "{isupport}");
     ann.expect_verb("366").await;
     let replay = batch(&mut ann, "#lobby").await;
     assert_eq!(texts(&replay), ["earlier", "\u{1}ACTION nods\u{1}"]);
     assert!(replay
         .iter()
         .all(|l| l.tag("msgid").is_some() && l.time.is_some()));
+    // A typing notice is taken without a word.
+    ann.send("@+typing=active TAGMSG #lobby").await;
     ann.expect_nothing_pending().await;
 }

@@ -531,7 +531,7 @@ impl Connection {
         self.numeric(RPL_YOURHOST, &[&host]);
         self.numeric(RPL_CREATED, &[&format!("This server speaks {version}")]);
         self.numeric(RPL_MYINFO, &[message::HOST, version, "i", "nt"]);
-        let isupport = [
+        let mut isupport = vec![
             "CHANTYPES=#".to_owned(),
             "CASEMAPPING=ascii".to_owned(),
             format!("NICKLEN={}", config.limits.max_nick_len),
@@ -540,9 +540,13 @@ impl Connection {
             "PREFIX=(oh)@%".to_owned(),
             "CHANMODES=,,,nt".to_owned(),
             format!("NETWORK={network}"),
-            format!("CHATHISTORY={}", config.history.replay_lines),
             "MSGREFTYPES=timestamp,msgid".to_owned(),
         ];
+        // `CHATHISTORY=0` would read as no limit; without replay lines there is
+        // no history to ask for.
+        if config.history.replay_lines > 0 {
+            isupport.push(format!("CHATHISTORY={}", config.history.replay_lines));
+        }
         let mut params: Vec<&str> = isupport.iter().map(String::as_str).collect();
         params.push("are supported by this server");
         self.numeric(RPL_ISUPPORT, &params);

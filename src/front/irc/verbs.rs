@@ -95,6 +95,9 @@ pub(super) static VERBS: &[Verb] = &[
     free("PING", 0, Local(Connection::pong)),
     free("PONG", 0, Local(|_, _| {})),
     free("CAP", 1, Local(Connection::cap)),
+    // Tags alone (typing notices of message-tags clients): nothing classchat
+    // shows or records, so taken and dropped rather than refused.
+    free("TAGMSG", 1, Local(|_, _| {})),
 ];
 
 /// The table's entry for `verb` (any case).
