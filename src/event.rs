@@ -61,6 +61,9 @@ pub enum EventKind {
     /// `sender` (staff) started (`text`: `start` or `start: TITLE`) or ended
     /// (`end`) the room's class session.
     Session,
+    /// `sender` did `text` in the room (`/me`, IRC's CTCP `ACTION`): said, and
+    /// counted as a message, but shown as `* sam waves`.
+    Action,
 }
 
 impl EventKind {
@@ -88,6 +91,7 @@ impl EventKind {
             EventKind::Close => "close",
             EventKind::Ask => "ask",
             EventKind::Session => "session",
+            EventKind::Action => "action",
         }
     }
 
@@ -115,6 +119,7 @@ impl EventKind {
             "close" => EventKind::Close,
             "ask" => EventKind::Ask,
             "session" => EventKind::Session,
+            "action" => EventKind::Action,
             _ => return None,
         })
     }
@@ -158,6 +163,8 @@ pub struct HistoryLine {
     pub sender: Arc<str>,
     /// What was said.
     pub text: Arc<str>,
+    /// Said with `/me`: replayed as `* sam waves`.
+    pub action: bool,
 }
 
 /// Where the switchboard records events: the store in a single server. Recording
@@ -192,6 +199,7 @@ mod tests {
             EventKind::Announce,
             EventKind::Quiet,
             EventKind::Erase,
+            EventKind::Action,
         ];
         for kind in kinds {
             let json = serde_json::to_string(&kind).unwrap();

@@ -52,6 +52,7 @@ pub fn format_line(event: &Event) -> String {
             format!("{ts} #{room} {kind} {sender} {text}")
         }
         EventKind::Erase => format!("{ts} erase {sender} -> {to} ({text})"),
+        EventKind::Action => format!("{ts} #{room} action * {sender} {text}"),
     }
 }
 

@@ -91,6 +91,8 @@ pub struct Context {
     pub proxies: Arc<Proxies>,
     /// Cancelled when the server stops.
     pub shutdown: CancellationToken,
+    /// What each IRC user was already given of each room's history.
+    pub irc_given: Arc<irc::given::Given>,
 }
 
 impl Context {
@@ -152,6 +154,7 @@ impl Context {
             board,
             config,
             shutdown,
+            irc_given: Arc::default(),
         }
     }
 }

@@ -88,6 +88,7 @@ mod tests {
             ts_ms,
             sender: sender.into(),
             text: "words".into(),
+            action: false,
         }
     }
 

@@ -358,6 +358,17 @@ impl Hub {
         self.history.forget(erased)
     }
 
+    /// The roster account of whoever has `nick` now, if they have one.
+    pub fn account_of(&self, nick: &str) -> Option<&Name> {
+        let id = self.nicks.get(&nick.to_ascii_lowercase())?;
+        self.members.get(id)?.account.as_ref()
+    }
+
+    /// The history `room` keeps, oldest first: at most `history.replay_lines`.
+    pub fn history_of(&self, room: &str) -> Vec<HistoryLine> {
+        self.history.last(room, self.settings.replay_lines)
+    }
+
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<&Name> {
         self.members.get(&id).map(|m| &m.nick)
@@ -522,6 +533,7 @@ impl Hub {
             Command::Ask(text) => self.ask(&mut out, id, text)?,
             Command::StartSession(title) => self.start_session(&mut out, id, title)?,
             Command::EndSession => self.end_session(&mut out, id)?,
+            Command::Me(text) => self.say(&mut out, id, &text, true)?,
             Command::Op(_) => return Err(CommandError::PermissionDenied),
         }
         Ok(out.done())
@@ -530,34 +542,50 @@ impl Hub {
     /// A chat line from `id` to its room.
     pub fn chat(&mut self, id: ConnId, text: &str, now: i64) -> Result<Outcome, CommandError> {
         let mut out = Step::new(now);
+        self.say(&mut out, id, text, false)?;
+        Ok(out.done())
+    }
+
+    /// A chat line, or with `action` a `/me`, from `id` to its room. An action
+    /// goes to its author too: nothing else shows a line user it was done (IRC
+    /// writers leave out their own client's, which shows it already).
+    fn say(
+        &mut self,
+        out: &mut Step,
+        id: ConnId,
+        text: &str,
+        action: bool,
+    ) -> Result<(), CommandError> {
         let Some((nick, room)) = self.name_and_room(id) else {
-            return Ok(out.done());
+            return Ok(());
         };
-        self.check_may_talk(id, false, now)?;
+        self.check_may_talk(id, false, out.now)?;
         let text: Arc<str> = text.into();
         self.history.push(
             &room,
             HistoryLine {
-                ts_ms: now,
+                ts_ms: out.now,
                 sender: nick.clone(),
                 text: text.clone(),
+                action,
             },
         );
-        let line = ServerLine::Chat {
-            from: nick.clone(),
-            text: text.clone(),
+        let (line, except, kind) = if action {
+            let notice = Notice::Action {
+                nick: nick.clone(),
+                text: text.clone(),
+            };
+            (ServerLine::Notice(notice), None, EventKind::Action)
+        } else {
+            let line = ServerLine::Chat {
+                from: nick.clone(),
+                text: text.clone(),
+            };
+            (line, Some(id), EventKind::Chat)
         };
-        out.for_room(&room, Some(id), line);
-        self.record(
-            &mut out,
-            EventKind::Chat,
-            id,
-            &room,
-            &nick,
-            None,
-            Some(text.to_string()),
-        );
-        Ok(out.done())
+        out.for_room(&room, except, line);
+        self.record(out, kind, id, &room, &nick, None, Some(text.to_string()));
+        Ok(())
     }
 
     /// Removes `id` if it is still a member, telling its room why. Safe to call
@@ -906,9 +934,16 @@ impl Hub {
                 },
             );
             for line in lines {
-                let chat = ServerLine::Chat {
-                    from: line.sender.clone(),
-                    text: line.text.clone(),
+                let chat = if line.action {
+                    ServerLine::Notice(Notice::Action {
+                        nick: line.sender.clone(),
+                        text: line.text.clone(),
+                    })
+                } else {
+                    ServerLine::Chat {
+                        from: line.sender.clone(),
+                        text: line.text.clone(),
+                    }
                 };
                 out.deliver(Audience::One(id), Stamped::new(line.ts_ms, chat));
             }

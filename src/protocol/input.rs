@@ -171,6 +171,8 @@ pub enum Command {
     StartSession(Option<String>),
     /// `/session end` (staff): the room's session ends.
     EndSession,
+    /// `/me TEXT`: an action, `* sam waves` (IRC's CTCP `ACTION`).
+    Me(String),
 }
 
 /// Who students may send private messages to (`access.private_messages`, `/dm`).
@@ -342,6 +344,7 @@ pub fn command(name: &str, rest: &str) -> Result<Command, CommandError> {
                 }
             }
         }
+        "me" => Command::Me(non_empty(rest).ok_or(CommandError::Usage("/me TEXT"))?),
         _ => return Err(CommandError::Unknown(name.to_owned())),
     };
     Ok(command)

@@ -337,6 +337,14 @@ pub enum Notice {
     },
     /// Quiet mode turned on or off.
     Quiet(bool),
+    /// `/me TEXT` in your room: `* sam waves`. Read back it is a [`Notice::Text`]:
+    /// an action is worded as freely as any notice.
+    Action {
+        /// Who acts.
+        nick: Name,
+        /// What they do.
+        text: Arc<str>,
+    },
     /// Any other notice: the message of the day.
     Text(String),
 }
@@ -378,6 +386,7 @@ pub const HELP: &[&str] = &[
     "/hand [TEXT]       raise your hand (again: lower it)",
     "/vote N            answer the room's poll",
     "/ask TEXT          ask the room a question without your name",
+    "/me TEXT           an action: * NAME TEXT",
     "/quit [REASON]     leave the server",
     "Any other line is sent to your room; start it with // to send a line that begins with /.",
 ];
@@ -647,6 +656,7 @@ impl fmt::Display for Notice {
             Notice::Announcement { from, text } => write!(f, "Announcement from {from}: {text}"),
             Notice::Quiet(true) => f.write_str("Quiet mode is on: only instructors can talk."),
             Notice::Quiet(false) => f.write_str("Quiet mode is off: everyone can talk again."),
+            Notice::Action { nick, text } => write!(f, "{nick} {text}"),
             Notice::Text(text) => f.write_str(text),
         }
     }

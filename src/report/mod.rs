@@ -193,7 +193,7 @@ pub struct StudentRow {
     pub name: String,
     /// The student's full name from the class roster, where they have one there.
     pub full_name: Option<String>,
-    /// Chat lines sent (in the room and window, if filtered).
+    /// Chat lines and actions sent (in the room and window, if filtered).
     pub messages: u64,
     /// Private messages sent (from the room, if filtered).
     pub private_messages: u64,

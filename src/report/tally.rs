@@ -88,7 +88,8 @@ impl Tally {
             self.rooms.insert(room.to_owned());
         }
         match kind {
-            Some(Chat) => self.messages += 1,
+            // An action (`/me`) is said in the room like any chat line.
+            Some(Chat | Action) => self.messages += 1,
             Some(Private) => self.private_messages += 1,
             Some(Op) => self.instructor = true,
             Some(Kick | Mute | Unmute | Announce | Quiet | Dm | Call | Poll | Close | Session) => {
@@ -105,7 +106,7 @@ impl Tally {
             }
             Some(Join | Leave | Nick | Erase | Lower) | None => {}
         }
-        if matches!(kind, Some(Chat | Private)) {
+        if matches!(kind, Some(Chat | Action | Private)) {
             let words = text.unwrap_or("").split_whitespace().count();
             self.words += words as u64;
         }

@@ -729,3 +729,25 @@ fn full_names_come_from_the_roster_in_every_format() {
     assert_eq!(json[0]["full_name"], "Amy Pond");
     assert_eq!(json[1]["full_name"], serde_json::Value::Null);
 }
+
+#[test]
+fn an_action_counts_as_a_message_with_its_words_and_reads_as_one() {
+    use EventKind::*;
+    let mut conn = Connection::open_in_memory().unwrap();
+    store::migrate(&mut conn).unwrap();
+    let events = [
+        ev(0, 1, Join, "lobby", "sam", None),
+        ev(5, 1, Chat, "lobby", "sam", Some("hello")),
+        ev(6, 1, Action, "lobby", "sam", Some("waves at everyone")),
+    ];
+    store::insert_events(&mut conn, &events).unwrap();
+    let rows = student_rows(&conn, &Filter::default()).unwrap();
+    assert_eq!((rows[0].messages, rows[0].words), (2, 4));
+    let mut out = Vec::new();
+    write_transcript(&conn, &Filter::default(), &mut out).unwrap();
+    let transcript = String::from_utf8(out).unwrap();
+    assert!(
+        transcript.contains("#lobby action * sam waves at everyone"),
+        "{transcript}"
+    );
+}

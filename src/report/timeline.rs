@@ -31,7 +31,7 @@ pub struct Timeline {
 pub fn timeline(records: &dyn RecordRead, filter: &Filter) -> Result<Timeline, ReportError> {
     let mut minutes: BTreeMap<i64, i64> = BTreeMap::new();
     records.each_event(&window(filter), &mut |event| {
-        if event.kind() == Some(EventKind::Chat) {
+        if matches!(event.kind(), Some(EventKind::Chat | EventKind::Action)) {
             *minutes.entry(event.ts_ms.div_euclid(MINUTE)).or_default() += 1;
         }
         ControlFlow::Continue(())

@@ -36,7 +36,8 @@ impl Counts {
         for (kind, n) in rows {
             let n = n.max(0) as u64;
             match EventKind::parse(kind) {
-                Some(EventKind::Chat) => counts.chat += n,
+                // An action's words are said in the room like a chat line's.
+                Some(EventKind::Chat | EventKind::Action) => counts.chat += n,
                 Some(EventKind::Private) => counts.private += n,
                 _ => counts.reasons += n,
             }
@@ -79,7 +80,7 @@ fn words_of(sessions: &[i64]) -> String {
         false => sessions.join(", "),
     };
     format!(
-        "session IN ({sessions}) AND kind IN ('chat', 'pm', 'leave') \
+        "session IN ({sessions}) AND kind IN ('chat', 'action', 'pm', 'leave') \
          AND text IS NOT NULL AND text <> '{ERASED}'"
     )
 }

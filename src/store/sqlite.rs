@@ -112,6 +112,7 @@ pub fn query_history(
                 ts_ms: row.get(0)?,
                 sender: row.get::<_, String>(1)?.into(),
                 text: row.get::<_, Option<String>>(2)?.unwrap_or_default().into(),
+                action: false,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -57,7 +57,7 @@ pub fn erased_events(
     let mut events = Vec::new();
     let mut failed = None;
     records.each_event(&selection, &mut |stored| {
-        let words = matches!(stored.kind, "chat" | "pm" | "leave");
+        let words = matches!(stored.kind, "chat" | "action" | "pm" | "leave");
         if !words || stored.text != Some(ERASED) {
             return ControlFlow::Continue(());
         }

@@ -24,12 +24,12 @@ pub struct Rewrites {
 
 impl Rewrites {
     /// The replacements for these events (already erased: their text is the
-    /// replacement); events of other kinds than chat, pm and leave are skipped.
+    /// replacement); events of other kinds than chat, action, pm and leave are skipped.
     pub fn of(erased: &[Event]) -> Rewrites {
         let mut rewrites = Rewrites::default();
         for event in erased {
             let closing = match event.kind {
-                EventKind::Chat | EventKind::Private => false,
+                EventKind::Chat | EventKind::Action | EventKind::Private => false,
                 EventKind::Leave => true,
                 _ => continue,
             };

@@ -147,6 +147,9 @@ struct Member {
     outbox: Outbox,
     /// Cancelled when the hub removes this member, so its connection closes too.
     dropped: CancellationToken,
+    /// Its own chat lines come back to it (IRC's echo-message): the very line
+    /// its room got, so its client sees the same time and id.
+    echo: bool,
 }
 
 struct Inner {
@@ -246,6 +249,16 @@ impl Switchboard {
         self.lock().hub.may_register(nick, identity)
     }
 
+    /// The roster account of whoever has `nick` now (IRC's account-tag).
+    pub fn account_of(&self, nick: &str) -> Option<Name> {
+        self.lock().hub.account_of(nick).cloned()
+    }
+
+    /// The recent history of `room` (IRC's `CHATHISTORY`), oldest first.
+    pub fn history_of(&self, room: &str) -> Vec<crate::event::HistoryLine> {
+        self.lock().hub.history_of(room)
+    }
+
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<Name> {
         self.lock().hub.nick(id).cloned()
@@ -331,7 +344,14 @@ impl Switchboard {
             return Err(NickError::Taken(nick.to_owned()).into());
         }
         self.available()?;
-        inner.members.insert(id, Member { outbox, dropped });
+        inner.members.insert(
+            id,
+            Member {
+                outbox,
+                dropped,
+                echo: false,
+            },
+        );
         let action = Action::Register {
             id,
             nick: nick.to_owned(),
@@ -353,6 +373,13 @@ impl Switchboard {
             self.check_backlog()?;
         }
         self.request(Action::Perform { id, command })
+    }
+
+    /// Whether member `id`, connected here, gets its own chat lines back.
+    pub fn set_echo(&self, id: ConnId, on: bool) {
+        if let Some(member) = self.lock().members.get_mut(&id) {
+            member.echo = on;
+        }
     }
 
     /// Makes `id` an instructor; the caller has checked the password.
@@ -641,6 +668,12 @@ impl Switchboard {
         let Inner { hub, members } = &mut *inner;
         let mut too_slow = Vec::new();
         for delivery in outcome.deliveries {
+            let echo = match (&delivery.to, &delivery.line.line) {
+                (Audience::Room { except, .. }, ServerLine::Chat { .. }) => {
+                    except.filter(|id| members.get(id).is_some_and(|m| m.echo))
+                }
+                _ => None,
+            };
             let mut send = |id: ConnId| {
                 let Some(member) = members.get(&id) else {
                     return;
@@ -651,11 +684,15 @@ impl Switchboard {
             };
             match &delivery.to {
                 Audience::One(id) => send(*id),
-                Audience::Room { room, except } => hub
-                    .room_members(room)
-                    .iter()
-                    .filter(|id| Some(**id) != *except)
-                    .for_each(|id| send(*id)),
+                Audience::Room { room, except } => {
+                    hub.room_members(room)
+                        .iter()
+                        .filter(|id| Some(**id) != *except)
+                        .for_each(|id| send(*id));
+                    if let Some(id) = echo {
+                        send(id);
+                    }
+                }
                 Audience::Everyone => hub.member_ids().for_each(send),
             }
         }

@@ -185,6 +185,16 @@ impl IrcLine {
         }
     }
 
+    /// The value of tag `name`, if the line has it.
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        let tags = self.raw.strip_prefix('@')?.split_once(' ')?.0;
+        tags.split(';').find_map(|tag| match tag.split_once('=') {
+            Some((key, value)) if key == name => Some(value),
+            None if tag == name => Some(""),
+            _ => None,
+        })
+    }
+
     /// The last parameter: the text of a message or numeric.
     pub fn text(&self) -> &str {
         self.params.last().map_or("", String::as_str)

@@ -272,3 +272,36 @@ async fn a_kick_holds_against_reconnecting() {
     // The instructor's own name, proven by the password, is not held back.
     instructor(&server).await;
 }
+
+/// `access.kick_minutes` sets how long a kick holds, and the refusal counts the
+/// minutes left, on the line port and over IRC alike.
+#[tokio::test]
+async fn a_kick_holds_for_the_configured_minutes_on_every_port() {
+    let server = TestServer::start_with(|c| {
+        with_instructor(c);
+        enable_irc(c);
+        c.access.kick_minutes = 3;
+    })
+    .await;
+    let mut prof = instructor(&server).await;
+    let mut amy = server.login("amy").await;
+    prof.expect("* amy has joined #lobby").await;
+    prof.send("/kick amy").await;
+    prof.expect("* amy has been kicked.").await;
+    amy.expect_closed().await;
+
+    let refused = "You were kicked; you can log in again in 3 minutes.";
+    let mut line = server.connect().await;
+    line.send("amy").await;
+    let closed = line.expect_closed().await;
+    assert_eq!(
+        closed.last().map(String::as_str),
+        Some(&*format!("! {refused}"))
+    );
+    let mut irc = server.irc().await;
+    irc.send("NICK amy").await;
+    irc.send("USER amy 0 * :amy").await;
+    let lines = irc.expect_closed().await;
+    let last = lines.last().expect("a last line");
+    assert_eq!((last.verb.as_str(), last.text()), ("ERROR", refused));
+}

@@ -76,10 +76,15 @@ async fn with_cap_the_welcome_waits_for_cap_end_and_every_line_has_a_time() {
     ann.send("NICK ann").await;
     ann.send("USER ann 0 * :Ann").await;
     let ls = ann.expect_next("CAP").await;
-    assert_eq!(ls.params, ["*", "LS", "server-time"]);
-    ann.send("CAP REQ :server-time multi-prefix").await;
+    assert_eq!(ls.params[..2], ["*", "LS"]);
+    assert!(
+        ls.text().split(' ').any(|c| c == "server-time"),
+        "{}",
+        ls.raw
+    );
+    ann.send("CAP REQ :server-time frobnicate").await;
     let nak = ann.expect_next("CAP").await;
-    assert_eq!(nak.params[1..], ["NAK", "server-time multi-prefix"]);
+    assert_eq!(nak.params[1..], ["NAK", "server-time frobnicate"]);
     ann.send("CAP REQ :server-time").await;
     let ack = ann.expect_next("CAP").await;
     assert_eq!(ack.params[1..], ["ACK", "server-time"]);
@@ -156,6 +161,7 @@ async fn the_join_code_comes_with_pass() {
     let closing = eve.expect_closed().await;
     let last = closing.last().expect("a last line");
     assert_eq!(last.verb, "ERROR", "{closing:#?}");
+    assert_eq!(last.text(), "Wrong code. Too many wrong codes; goodbye.");
 }
 
 #[tokio::test]
@@ -182,7 +188,7 @@ async fn irc_and_line_users_share_a_room_both_ways() {
     ann.send("NOTICE #lobby :a notice is chat").await;
     bob.expect("ann: a notice is chat").await;
     ann.send("PRIVMSG #lobby :\x01ACTION waves\x01").await;
-    bob.expect("ann: *waves*").await;
+    bob.expect("* ann waves").await;
 
     bob.send("/nick bobby").await;
     let nick = ann.expect_next("NICK").await;
@@ -281,7 +287,8 @@ async fn the_query_verbs_answer_with_their_numerics() {
     ann.send("ROOMS").await;
     assert_eq!(ann.expect_next("NOTICE").await.text(), "Rooms: #lobby (2)");
     ann.send("HELP").await;
-    assert_eq!(ann.expect_next("NOTICE").await.text(), "Commands:");
+    let first = ann.expect_next("NOTICE").await;
+    assert_eq!(first.text(), "Commands, as typed in an IRC client:");
 }
 
 #[tokio::test]
@@ -315,6 +322,7 @@ async fn the_action_verbs_act_and_refuse_as_irc_expects() {
     assert_eq!(ann.expect_next("JOIN").await.params, ["#lab"]);
     assert_eq!(ann.expect_next("353").await.params[2], "#lab");
     ann.expect_next("366").await;
+    assert_eq!(ann.expect_next("405").await.params[1], "#other");
     bob.expect("* annie has left #lobby (joined #lab)").await;
     ann.send("JOIN #lab").await;
     ann.expect_nothing_pending().await;
@@ -384,6 +392,7 @@ async fn instructors_use_the_classchat_commands_from_irc() {
     prof.send("ANNOUNCE quiz at ten").await;
     let announcement = prof.expect_next("NOTICE").await;
     assert_eq!(announcement.text(), "Announcement from prof: quiz at ten");
+    assert_eq!(announcement.params[0], "#lobby", "in the channel's window");
     bob.expect("* Announcement from prof: quiz at ten").await;
 
     prof.send("KICK #lobby eve :spamming").await;
@@ -679,4 +688,242 @@ async fn the_binary_prints_and_serves_the_irc_address() {
     assert_eq!(ann.expect_closed().await.last().unwrap().verb, "ERROR");
     let status = crate::harness::exited(child).await;
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_wrong_pass_says_how_to_retry_and_the_timeout_names_the_code() {
+    let server = irc_server_with(|c| {
+        c.access.join_code = "owl-42".into();
+        c.limits.handshake_timeout_secs = 1;
+    })
+    .await;
+    let mut ann = server.irc().await;
+    ann.send("PASS owl-41").await;
+    ann.send("NICK ann").await;
+    ann.send("USER ann 0 * :Ann").await;
+    let wrong = ann.expect_next("464").await;
+    assert!(wrong.text().contains("/quote PASS CODE"), "{}", wrong.raw);
+    // A new name that is refused does not make the name given before unsaid.
+    ann.send("NICK 1ann").await;
+    ann.expect_next("432").await;
+    let closing = ann.expect_closed().await;
+    let error = closing.last().expect("a last line");
+    assert_eq!(error.verb, "ERROR", "{closing:#?}");
+    assert_eq!(error.text(), "No code given within 1 second; goodbye.");
+}
+
+/// `/me` on the line port and CTCP `ACTION` over IRC are one thing, both ways:
+/// `* sam waves` for line users, `PRIVMSG #room :\x01ACTION waves\x01` for IRC
+/// users, never echoed to the IRC client that sent it, and recorded as an
+/// `action`.
+#[tokio::test]
+async fn actions_cross_between_me_and_ctcp_action() {
+    let server = irc_server().await;
+    let mut sam = server.login("sam").await;
+    let mut ann = server.irc_login("ann").await;
+    sam.expect("* ann has joined #lobby").await;
+
+    sam.send("/me waves").await;
+    sam.expect_next("* sam waves").await;
+    let action = ann.expect_verb("PRIVMSG").await;
+    assert_eq!(action.nick(), "sam");
+    assert_eq!(action.params, ["#lobby", "\u{1}ACTION waves\u{1}"]);
+
+    ann.send("PRIVMSG #lobby :\u{1}ACTION dances\u{1}").await;
+    sam.expect_next("* ann dances").await;
+    // The sender's client shows its own action: nothing comes back to it.
+    ann.expect_nothing_pending().await;
+    sam.send("/me").await;
+    sam.expect_next("! Usage: /me TEXT").await;
+
+    // A late joiner sees both in the history, as actions: without server-time
+    // as stamped notices, like replayed chat.
+    let mut bob = server.irc_login("bob").await;
+    let replayed = bob
+        .expect_where("the replayed action", |l| {
+            l.text().ends_with("] * ann dances")
+        })
+        .await
+        .0;
+    assert_eq!(replayed.verb, "NOTICE");
+    let mut cy = server.irc().await;
+    cy.send("CAP REQ :server-time").await;
+    cy.send("NICK cy").await;
+    cy.send("USER cy 0 * :cy").await;
+    cy.send("CAP END").await;
+    let replayed = cy
+        .expect_where("the replayed action", |l| {
+            l.text().contains("ACTION dances")
+        })
+        .await
+        .0;
+    assert_eq!(replayed.nick(), "ann");
+    assert!(replayed.time.is_some(), "{}", replayed.raw);
+
+    let db = server.db_path();
+    let _dir = server.stop().await;
+    let actions: Vec<(String, Option<String>)> = crate::persistence::stored_events(&db)
+        .into_iter()
+        .filter(|e| e.kind.as_str() == "action")
+        .map(|e| (e.sender.to_string(), e.text.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("sam".to_owned(), Some("waves".to_owned())),
+            ("ann".to_owned(), Some("dances".to_owned()))
+        ]
+    );
+}
+
+/// CTCP `VERSION`, `PING` and `TIME`, to the server or to a user, are answered
+/// by the server, as a `NOTICE` CTCP reply; a reply is never answered.
+#[tokio::test]
+async fn ctcp_requests_are_answered_by_the_server() {
+    let server = irc_server().await;
+    let _sam = server.login("sam").await;
+    let mut ann = server.irc_login("ann").await;
+    ann.send("PRIVMSG sam :\u{1}VERSION\u{1}").await;
+    let version = ann.expect_verb("NOTICE").await;
+    assert_eq!(version.nick(), "sam");
+    assert_eq!(version.params[0], "ann");
+    let expected = format!("\u{1}VERSION classchat {}\u{1}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(version.text(), expected);
+    ann.send("PRIVMSG classchat :\u{1}PING 1764011103\u{1}")
+        .await;
+    let ping = ann.expect_next("NOTICE").await;
+    assert_eq!(ping.source.as_deref(), Some("classchat"));
+    assert_eq!(ping.text(), "\u{1}PING 1764011103\u{1}");
+    ann.send("PRIVMSG #lobby :\u{1}TIME\u{1}").await;
+    let time = ann.expect_next("NOTICE").await;
+    assert!(time.text().starts_with("\u{1}TIME "), "{}", time.raw);
+    assert!(time.text().ends_with(" UTC\u{1}"), "{}", time.raw);
+    ann.send("NOTICE sam :\u{1}VERSION irssi\u{1}").await;
+    ann.expect_nothing_pending().await;
+}
+
+/// `JOIN #a,#b` joins the first and refuses the rest (`405`); `JOIN 0` is a
+/// `PART`, back to the default channel.
+#[tokio::test]
+async fn join_takes_one_channel_and_join_0_parts() {
+    let server = irc_server().await;
+    let mut ann = server.irc_login("ann").await;
+    ann.send("JOIN #lab,#gym").await;
+    let part = ann.expect_next("PART").await;
+    assert_eq!(part.params[0], "#lobby");
+    assert_eq!(ann.expect_next("JOIN").await.params, ["#lab"]);
+    ann.expect_next("353").await;
+    ann.expect_next("366").await;
+    let refused = ann.expect_next("405").await;
+    assert_eq!(refused.params[..2], ["ann", "#gym"]);
+    ann.send("JOIN 0").await;
+    assert_eq!(ann.expect_next("PART").await.params[0], "#lab");
+    assert_eq!(ann.expect_next("JOIN").await.params, ["#lobby"]);
+    ann.expect_next("353").await;
+    ann.expect_next("366").await;
+    // In the default channel already, JOIN 0 says why it stays.
+    ann.send("JOIN 0").await;
+    let stays = ann.expect_next("NOTICE").await;
+    assert!(
+        stays.text().starts_with("#lobby is where everyone is"),
+        "{}",
+        stays.raw
+    );
+    ann.expect_nothing_pending().await;
+}
+
+/// `HELP` lists the commands as an IRC user types them, as notices to the
+/// user; an instructor gets theirs too.
+#[tokio::test]
+async fn help_lists_the_commands_as_typed_in_an_irc_client() {
+    let server = irc_server_with(crate::access::with_instructor).await;
+    let mut ann = server.irc_login("ann").await;
+    ann.send("HELP").await;
+    let mut lines = Vec::new();
+    loop {
+        let line = ann.expect_next("NOTICE").await;
+        assert_eq!(line.params[0], "ann");
+        let last = line.text().starts_with("/quit");
+        lines.push(line.text().to_owned());
+        if last {
+            break;
+        }
+    }
+    for typed in ["/join #lab", "/msg nick text", "/me waves", "/quote HAND"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(typed)),
+            "{typed}: {lines:#?}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l.contains("ANNOUNCE")), "{lines:#?}");
+    ann.expect_nothing_pending().await;
+
+    let mut prof = server.irc().await;
+    prof.send(&format!("PASS :{PASSWORD}")).await;
+    prof.send("NICK prof").await;
+    prof.send("USER prof 0 * :prof").await;
+    prof.expect_verb("366").await;
+    prof.send("HELP").await;
+    let staff = prof
+        .expect_where("the instructor's list", |l| {
+            l.text() == "Instructor commands:"
+        })
+        .await
+        .0;
+    assert_eq!(staff.verb, "NOTICE");
+    let announce = prof
+        .expect_where("ANNOUNCE", |l| l.text().starts_with("/quote ANNOUNCE text"))
+        .await
+        .0;
+    assert_eq!(announce.params[0], "prof");
+}
+
+/// An IRC client keeps what it was shown: a reconnect or a rejoin within the
+/// server's run replays only the lines it missed, counted as such.
+#[tokio::test]
+async fn a_rejoin_or_reconnect_replays_only_what_was_missed() {
+    let server = irc_server().await;
+    let mut bob = server.login("bob").await;
+    // cy sees each of bob's lines said before anyone comes in after it.
+    let mut cy = server.login("cy").await;
+    bob.send("one").await;
+    cy.expect("bob: one").await;
+    let mut ann = server.irc_login("ann").await;
+    let start = ann.expect_verb("NOTICE").await;
+    assert_eq!(start.text(), "Last 1 message in #lobby:");
+    assert!(ann.expect_next("NOTICE").await.text().ends_with("bob: one"));
+    ann.expect_next("NOTICE").await;
+    ann.send("QUIT :brb").await;
+    ann.expect_closed().await;
+    bob.expect("* ann has left #lobby (Quit: brb)").await;
+    bob.send("two").await;
+    cy.expect("bob: two").await;
+
+    let mut ann = server.irc_login("ann").await;
+    let start = ann.expect_verb("NOTICE").await;
+    assert_eq!(start.text(), "Last 1 message in #lobby:");
+    assert!(ann.expect_next("NOTICE").await.text().ends_with("bob: two"));
+    assert_eq!(ann.expect_next("NOTICE").await.text(), "End of history.");
+
+    ann.send("JOIN #lab").await;
+    ann.expect_verb("366").await;
+    bob.expect("* ann has left #lobby (joined #lab)").await;
+    ann.send("JOIN #lobby").await;
+    ann.expect_verb("366").await;
+    // Nothing was said meanwhile: no replay at all.
+    ann.expect_nothing_pending().await;
+    ann.send("JOIN #lab").await;
+    ann.expect_verb("366").await;
+    bob.expect("* ann has left #lobby (joined #lab)").await;
+    bob.send("three").await;
+    cy.expect("bob: three").await;
+    ann.send("JOIN #lobby").await;
+    ann.expect_verb("366").await;
+    let start = ann.expect_next("NOTICE").await;
+    assert_eq!(start.text(), "Last 1 message in #lobby:");
+    assert!(ann
+        .expect_next("NOTICE")
+        .await
+        .text()
+        .ends_with("bob: three"));
 }

@@ -19,6 +19,8 @@ mod durability;
 mod handshake;
 mod hostile;
 mod irc;
+mod irc_clients;
+mod ircv3;
 mod limits;
 mod liveness;
 mod load;

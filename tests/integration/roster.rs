@@ -38,7 +38,7 @@ fn code_map(printed: &str) -> HashMap<String, String> {
 }
 
 /// A server over a database whose roster was made before it started.
-async fn rostered(
+pub(crate) async fn rostered(
     tweak: impl FnOnce(&mut classchat::config::Config),
 ) -> (TestServer, HashMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +52,7 @@ async fn rostered(
     (TestServer::start_in(dir, config).await, printed)
 }
 
-async fn log_in(server: &TestServer, name: &str, code: &str) -> TestClient {
+pub(crate) async fn log_in(server: &TestServer, name: &str, code: &str) -> TestClient {
     let mut client = server.connect().await;
     client.send(name).await;
     client.expect("* Please enter your personal code:").await;

@@ -605,3 +605,17 @@ async fn a_rostered_instructor_logs_in_with_the_personal_code() {
     assert_eq!(response.status, 303);
     assert!(response.header("set-cookie").is_some());
 }
+
+/// `/me` on the web page is an action, `* wendy waves`, both ways.
+#[tokio::test]
+async fn actions_reach_the_web_page_and_come_from_it() {
+    let server = web_server().await;
+    let mut ws = ws_login(&server, "wendy").await;
+    let mut tom = server.login("tom").await;
+    expect_frame(&mut ws, "* tom has joined").await;
+    send_text(&mut ws, "/me waves").await;
+    assert_eq!(expect_frame(&mut ws, "* wendy").await, "* wendy waves");
+    tom.expect_next("* wendy waves").await;
+    tom.send("/me waves back").await;
+    assert_eq!(expect_frame(&mut ws, "* tom").await, "* tom waves back");
+}

@@ -125,13 +125,86 @@ pub enum Source<'a> {
     User(&'a str),
 }
 
-/// Appends one line: the `@time=` tag when `time` is given, the source, the verb
-/// and the parameters, the last one always as trailing (`:`), then `\r\n`.
-/// Callers keep each parameter free of `\r`, `\n` and NUL; sanitised text is.
-pub fn write(out: &mut String, time: Option<i64>, source: Source<'_>, verb: &str, params: &[&str]) {
-    if let Some(ms) = time {
-        write_time(out, ms);
+/// The tags a line from the server may carry. Their values are the server's own
+/// (times, hex ids, names of letters and digits): none needs escaping.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tags<'a> {
+    /// `time=`, UTC milliseconds (server-time).
+    pub time: Option<i64>,
+    /// `msgid=` (message-tags).
+    pub msgid: Option<&'a str>,
+    /// `batch=`, the batch the line belongs to.
+    pub batch: Option<&'a str>,
+    /// `account=`, the sender's roster account (account-tag).
+    pub account: Option<&'a str>,
+}
+
+/// Only a time, or none: what most lines carry.
+impl From<Option<i64>> for Tags<'_> {
+    fn from(time: Option<i64>) -> Self {
+        Tags {
+            time,
+            ..Tags::default()
+        }
     }
+}
+
+impl Tags<'_> {
+    fn write(&self, out: &mut String) {
+        let mut sep = '@';
+        let mut tag = |out: &mut String, name: &str, value: &str| {
+            out.push(sep);
+            out.push_str(name);
+            out.push('=');
+            out.push_str(value);
+            sep = ';';
+        };
+        if let Some(batch) = self.batch {
+            tag(out, "batch", batch);
+        }
+        if let Some(msgid) = self.msgid {
+            tag(out, "msgid", msgid);
+        }
+        if let Some(account) = self.account {
+            tag(out, "account", account);
+        }
+        if let Some(ms) = self.time {
+            let at = Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
+            let at = at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            tag(out, "time", &at);
+        }
+        if sep == ';' {
+            out.push(' ');
+        }
+    }
+}
+
+/// A message's id, the same wherever and whenever it is rendered: from when it
+/// was said, by whom, what, and whether as an action (FNV-1a, 64 bits, in hex).
+/// Lines the hub sends carry no id of their own, and the history keeps none;
+/// two lines alike in all of these are the same line to a reader anyway.
+pub fn msgid(ts_ms: i64, sender: &str, text: &str, action: bool) -> String {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let bytes = ts_ms.to_be_bytes();
+    let kind = [u8::from(action)];
+    let parts = [&bytes[..], sender.as_bytes(), &kind, text.as_bytes()];
+    for byte in parts.into_iter().flatten() {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Appends one line: its tags (`@time=` when a time is given), the source, the
+/// verb and the parameters, the last one always as trailing (`:`), then `\r\n`.
+/// Callers keep each parameter free of `\r`, `\n` and NUL; sanitised text is.
+pub fn write<'t>(
+    out: &mut String,
+    tags: impl Into<Tags<'t>>,
+    source: Source<'_>,
+    verb: &str,
+    params: &[&str],
+) {
+    tags.into().write(out);
     write_source(out, source);
     out.push_str(verb);
     if let Some((last, middle)) = params.split_last() {
@@ -148,20 +221,48 @@ pub fn write(out: &mut String, time: Option<i64>, source: Source<'_>, verb: &str
 /// Appends `text` to `target` as one or more `verb` (`PRIVMSG`, `NOTICE`) lines,
 /// split at character boundaries so that none exceeds [`MAX_BODY`]: a line-protocol
 /// user may say more in one line than an IRC line holds.
-pub fn write_text(
+pub fn write_text<'t>(
     out: &mut String,
-    time: Option<i64>,
+    tags: impl Into<Tags<'t>>,
     source: Source<'_>,
     verb: &str,
     target: &str,
     text: &str,
 ) {
+    write_pieces(out, tags.into(), source, verb, target, text, None);
+}
+
+/// As [`write_text`], each piece a CTCP `command` (`\x01ACTION piece\x01`): a
+/// long action stays an action on every line it takes.
+pub fn write_ctcp_text<'t>(
+    out: &mut String,
+    tags: impl Into<Tags<'t>>,
+    source: Source<'_>,
+    (verb, target): (&str, &str),
+    command: &str,
+    text: &str,
+) {
+    write_pieces(out, tags.into(), source, verb, target, text, Some(command));
+}
+
+fn write_pieces(
+    out: &mut String,
+    time: Tags<'_>,
+    source: Source<'_>,
+    verb: &str,
+    target: &str,
+    text: &str,
+    ctcp: Option<&str>,
+) {
     let source_len = match source {
         Source::Server => HOST.len(),
         Source::User(nick) => 2 * nick.len() + 2 + HOST.len(),
     };
+    // "\x01COMMAND " and "\x01" around each piece.
+    let wrapping = ctcp.map_or(0, |command| command.len() + 3);
     // ":SOURCE VERB TARGET :TEXT"
-    let room = MAX_BODY.saturating_sub(1 + source_len + 1 + verb.len() + 1 + target.len() + 2);
+    let room =
+        MAX_BODY.saturating_sub(1 + source_len + 1 + verb.len() + 1 + target.len() + 2 + wrapping);
     let room = room.max(16);
     let mut rest = text;
     loop {
@@ -170,18 +271,18 @@ pub fn write_text(
             cut -= 1;
         }
         let (piece, after) = rest.split_at(cut);
-        write(out, time, source, verb, &[target, piece]);
+        match ctcp {
+            Some(command) => {
+                let wrapped = super::ctcp::wrap(command, piece);
+                write(out, time, source, verb, &[target, &wrapped]);
+            }
+            None => write(out, time, source, verb, &[target, piece]),
+        }
         if after.is_empty() {
             break;
         }
         rest = after;
     }
-}
-
-/// `@time=2025-11-24T19:05:03.123Z `: the IRCv3 server-time tag, always UTC.
-pub fn write_time(out: &mut String, ms: i64) {
-    let at = Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
-    let _ = write!(out, "@time={} ", at.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
 }
 
 fn write_source(out: &mut String, source: Source<'_>) {

@@ -13,13 +13,25 @@
 //! task, in order (see [`render::Direct`]).
 //!
 //! - [`message`]: IRC lines read and written.
+//! - [`caps`]: the IRCv3 capabilities offered and turned on.
+//! - [`chathistory`]: `CHATHISTORY`, history a client asks for.
+//! - [`ctcp`]: `ACTION` and the requests the server answers for everyone.
+//! - [`given`]: what each user was already shown, so it is not replayed again.
+//! - [`help`]: `HELP` as an IRC user types the commands.
 //! - [`verbs`]: what each verb a registered client sends does.
 //! - [`render`]: hub lines as IRC.
+//! - [`sasl`]: logging in with `AUTHENTICATE PLAIN`.
 //! - [`numerics`]: the numeric replies.
 
+pub mod caps;
+mod chathistory;
+mod ctcp;
+pub mod given;
+mod help;
 pub mod message;
 pub mod numerics;
 pub mod render;
+mod sasl;
 mod verbs;
 
 use std::net::{IpAddr, SocketAddr};
@@ -30,19 +42,20 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use self::caps::Caps;
 use self::message::{Message, Refusal, Source};
 use self::numerics::*;
 use self::render::{AnswerAs, Direct, View};
 use super::conn::{self, finish_writer, next_inbound, read_line, Batch, Read};
-use super::login::{Login, Step};
+use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
 use super::{Context, Duplex};
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
 use crate::mailbox;
 use crate::protocol::{
-    self, Asked, Command, CommandError, Inbound, LeaveReason, LineCodec, LoginError, NickError,
-    Notice, ServerLine, Stamped,
+    self, Asked, CodeKind, Command, CommandError, Inbound, LeaveReason, LineCodec, LoginError,
+    NickError, Notice, ServerLine, Stamped,
 };
 use crate::switchboard::Outbox;
 
@@ -54,8 +67,8 @@ const READ_BUFFER: usize = 512;
 /// this finds a client that is gone even when its kernel still answers TCP.
 const PING_AFTER: Duration = Duration::from_secs(30);
 
-/// The only capability offered: the others change nothing classchat can show.
-const CAPS: &str = "server-time";
+/// How to answer a `464` about a wrong code, in the client most students use.
+const RETRY_PASS: &str = "Try again with PASS (in irssi: /quote PASS CODE).";
 
 /// The client's lines; boxed, so that TCP and TLS share every method below.
 type Lines = FramedRead<Box<dyn AsyncRead + Send + Unpin>, LineCodec>;
@@ -69,7 +82,7 @@ pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Conte
     let capacity = cx.config.limits.outbound_queue;
     let (outbox, queue) = mailbox::bounded(capacity);
     let (direct, directs) = mailbox::bounded(capacity);
-    let view = View::new(cx.board.clone(), id);
+    let view = View::new(cx.board.clone(), id, cx.irc_given.clone());
     let writer = tokio::spawn(write_loop(writer, queue, directs, view));
     let lines = FramedRead::with_capacity(reader, LineCodec::new(message::MAX_LINE), READ_BUFFER);
     let mut conn = Connection {
@@ -80,7 +93,7 @@ pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Conte
         dropped: CancellationToken::new(),
         peer,
         nick: None,
-        server_time: false,
+        caps: Caps::default(),
         login: RateKey::default(),
         seat,
     };
@@ -122,7 +135,8 @@ struct Connection {
     peer: Option<IpAddr>,
     /// The nick given before registration (after it, the switchboard's).
     nick: Option<String>,
-    server_time: bool,
+    /// The capabilities the client turned on.
+    caps: Caps,
     /// The name logged in with, which the chat rate is kept by.
     login: RateKey,
     /// Places under the connection limits, given back when the connection ends.
@@ -144,6 +158,13 @@ struct Registration {
     user: bool,
     /// Between `CAP LS`/`REQ` and `CAP END`, no welcome.
     negotiating: bool,
+    /// The code last asked for: a name was given, even if it was given up
+    /// since (a new `NICK` while the code was asked for).
+    asked: Option<CodeKind>,
+    /// `AUTHENTICATE PLAIN` was sent: the payload read so far.
+    sasl: Option<String>,
+    /// Who SASL proved the client to be, admitted once registration ends.
+    account: Option<Admitted>,
 }
 
 impl Connection {
@@ -176,7 +197,9 @@ impl Connection {
     }
 
     fn stamp(&self) -> Option<i64> {
-        self.server_time.then(|| self.cx.board.clock().now_ms())
+        self.caps
+            .has(caps::SERVER_TIME)
+            .then(|| self.cx.board.clock().now_ms())
     }
 
     /// Sends one line from the server to this client alone.
@@ -209,7 +232,9 @@ impl Connection {
                 read = read_line(lines) => read,
                 _ = tokio::time::sleep_until(deadline) => {
                     let secs = self.cx.config.limits.handshake_timeout_secs;
-                    let error = LoginError::timed_out(secs, reg.login.asking());
+                    // A name that was given is never said to be missing.
+                    let asking = reg.login.asking().or(reg.asked);
+                    let error = LoginError::timed_out(secs, asking);
                     self.reply("ERROR", &[&error.to_string()]);
                     return false;
                 }
@@ -282,6 +307,7 @@ impl Connection {
                 }
                 reg.user = true;
             }
+            "AUTHENTICATE" => return self.authenticate(reg, message).await,
             "PING" => self.pong(message),
             "PONG" => {}
             "QUIT" => {
@@ -300,8 +326,94 @@ impl Connection {
         let Some(nick) = self.nick.clone() else {
             return Flow::Wait;
         };
+        if let Some(admitted) = reg.account.take() {
+            return self.login_step(reg, Step::Admit(admitted)).await;
+        }
         let step = reg.login.offer(&self.cx, self.peer, &nick).await;
         self.login_step(reg, step).await
+    }
+
+    /// `AUTHENTICATE`: `PLAIN`, then its payload in pieces of
+    /// [`sasl::PIECE`]; `*` gives up.
+    async fn authenticate(&mut self, reg: &mut Registration, message: &Message<'_>) -> Flow {
+        let Some(word) = message.word(0) else {
+            self.enough(message, 1);
+            return Flow::Wait;
+        };
+        if reg.account.is_some() {
+            self.numeric(
+                ERR_SASLALREADY,
+                &["You have already authenticated using SASL"],
+            );
+            return Flow::Wait;
+        }
+        if word == "*" {
+            reg.sasl = None;
+            self.numeric(ERR_SASLABORTED, &["SASL authentication aborted"]);
+            return Flow::Wait;
+        }
+        let Some(mut payload) = reg.sasl.take() else {
+            if word.eq_ignore_ascii_case("PLAIN") {
+                reg.sasl = Some(String::new());
+                self.reply("AUTHENTICATE", &["+"]);
+            } else {
+                self.numeric(RPL_SASLMECHS, &["PLAIN", "are available SASL mechanisms"]);
+                self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+            }
+            return Flow::Wait;
+        };
+        if word != "+" {
+            payload.push_str(word);
+        }
+        if word.len() == sasl::PIECE && payload.len() < 4 * sasl::PIECE {
+            reg.sasl = Some(payload);
+            return Flow::Wait;
+        }
+        let Some(plain) = sasl::plain(&payload) else {
+            self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+            return Flow::Wait;
+        };
+        self.sasl_login(reg, plain).await
+    }
+
+    /// Logs `plain`'s account in through the same [`Login`] as `NICK` and
+    /// `PASS`: only a name that has a code of its own is an account, and every
+    /// wrong code counts.
+    async fn sasl_login(&mut self, reg: &mut Registration, plain: sasl::Plain) -> Flow {
+        let forget = |login: &mut Login| {
+            if login.asking().is_some() {
+                let _ = login.refused(NickError::Taken(String::new()));
+            }
+        };
+        forget(&mut reg.login);
+        let step = match reg.login.offer(&self.cx, self.peer, &plain.account).await {
+            Step::Ask(CodeKind::Personal | CodeKind::Password) => {
+                reg.login.offer(&self.cx, self.peer, &plain.password).await
+            }
+            Step::GiveUp(error) => Step::GiveUp(error),
+            _ => Step::Retry(LoginError::NotOnRoster(plain.account)),
+        };
+        forget(&mut reg.login);
+        match step {
+            Step::Admit(admitted) => {
+                let me = self.me();
+                let mask = format!("{me}!{me}@{}", message::HOST);
+                let text = format!("You are now logged in as {}", admitted.name);
+                self.numeric(RPL_LOGGEDIN, &[&mask, &admitted.name, &text]);
+                self.numeric(RPL_SASLSUCCESS, &["SASL authentication successful"]);
+                reg.account = Some(admitted);
+                Flow::Wait
+            }
+            Step::GiveUp(error) => {
+                self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+                self.reply("ERROR", &[&error.to_string()]);
+                Flow::Close
+            }
+            _ => {
+                self.numeric(ERR_SASLFAIL, &["SASL authentication failed"]);
+                Flow::Wait
+            }
+        }
     }
 
     /// Carries a login step through: asks for what is missing, refuses with the
@@ -309,7 +421,7 @@ impl Connection {
     async fn login_step(&mut self, reg: &mut Registration, mut step: Step) -> Flow {
         loop {
             step = match step {
-                Step::Ask(kind) => match reg.pass.take() {
+                Step::Ask(kind) => match (reg.asked.insert(kind), reg.pass.take()).1 {
                     Some(pass) => reg.login.offer(&self.cx, self.peer, &pass).await,
                     None => {
                         let text = format!(
@@ -323,6 +435,12 @@ impl Connection {
                 Step::Retry(error) => {
                     self.login_error(error);
                     return Flow::Wait;
+                }
+                Step::GiveUp(error @ LoginError::TooManyCodes) => {
+                    // The close is what an IRC client shows last: it starts
+                    // with the reason, as a refused PASS's 464 did.
+                    self.reply("ERROR", &[&format!("Wrong code. {error}")]);
+                    return Flow::Close;
                 }
                 Step::GiveUp(error) => {
                     self.reply("ERROR", &[&error.to_string()]);
@@ -357,6 +475,9 @@ impl Connection {
                             self.reply("ERROR", &[&error.to_string()]);
                             return Flow::Close;
                         }
+                        self.cx
+                            .board
+                            .set_echo(self.id, self.caps.has(caps::ECHO_MESSAGE));
                         tracing::Span::current().record("nick", admitted.name.as_str());
                         self.login = RateKey::new(&admitted.name);
                         self.send(Direct::Registered);
@@ -371,7 +492,8 @@ impl Connection {
         match error {
             LoginError::Nick(error) => self.nick_error(error),
             LoginError::WrongCode { .. } => {
-                self.numeric(ERR_PASSWDMISMATCH, &[&error.to_string()]);
+                let text = format!("{error} {RETRY_PASS}");
+                self.numeric(ERR_PASSWDMISMATCH, &[&text]);
             }
             LoginError::Line(error) => self.notice(&error.to_string()),
             other => self.notice(&other.to_string()),
@@ -409,7 +531,7 @@ impl Connection {
         self.numeric(RPL_YOURHOST, &[&host]);
         self.numeric(RPL_CREATED, &[&format!("This server speaks {version}")]);
         self.numeric(RPL_MYINFO, &[message::HOST, version, "i", "nt"]);
-        let isupport = [
+        let mut isupport = vec![
             "CHANTYPES=#".to_owned(),
             "CASEMAPPING=ascii".to_owned(),
             format!("NICKLEN={}", config.limits.max_nick_len),
@@ -418,7 +540,13 @@ impl Connection {
             "PREFIX=(oh)@%".to_owned(),
             "CHANMODES=,,,nt".to_owned(),
             format!("NETWORK={network}"),
+            "MSGREFTYPES=timestamp,msgid".to_owned(),
         ];
+        // `CHATHISTORY=0` would read as no limit; without replay lines there is
+        // no history to ask for.
+        if config.history.replay_lines > 0 {
+            isupport.push(format!("CHATHISTORY={}", config.history.replay_lines));
+        }
         let mut params: Vec<&str> = isupport.iter().map(String::as_str).collect();
         params.push("are supported by this server");
         self.numeric(RPL_ISUPPORT, &params);
@@ -436,28 +564,22 @@ impl Connection {
         let sub = message.word(0).unwrap_or("").to_ascii_uppercase();
         let me = self.me().to_owned();
         match sub.as_str() {
-            "LS" => self.reply("CAP", &[&me, "LS", CAPS]),
-            "LIST" => {
-                let on = if self.server_time { CAPS } else { "" };
-                self.reply("CAP", &[&me, "LIST", on]);
+            "LS" => {
+                let version_302 = message.word(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
+                self.reply("CAP", &[&me, "LS", &caps::offered(version_302)]);
             }
+            "LIST" => self.reply("CAP", &[&me, "LIST", &self.caps.list()]),
             "REQ" => {
                 let wanted = message.param(1).unwrap_or("");
-                let mut server_time = self.server_time;
-                let known = wanted.split(' ').filter(|c| !c.is_empty()).all(|cap| {
-                    match cap.strip_prefix('-') {
-                        Some(CAPS) => server_time = false,
-                        None if cap == CAPS => server_time = true,
-                        _ => return false,
+                match self.caps.request(wanted) {
+                    Some(caps) => {
+                        self.caps = caps;
+                        self.send(Direct::Caps(caps));
+                        let echo = caps.has(caps::ECHO_MESSAGE);
+                        self.cx.board.set_echo(self.id, echo);
+                        self.reply("CAP", &[&me, "ACK", wanted]);
                     }
-                    true
-                });
-                if known {
-                    self.server_time = server_time;
-                    self.send(Direct::ServerTime(server_time));
-                    self.reply("CAP", &[&me, "ACK", wanted]);
-                } else {
-                    self.reply("CAP", &[&me, "NAK", wanted]);
+                    None => self.reply("CAP", &[&me, "NAK", wanted]),
                 }
             }
             "END" => {}
@@ -609,17 +731,6 @@ fn clean_text(text: &str) -> String {
         }
     }
     protocol::sanitize(&plain).into_owned()
-}
-
-/// A message's text with CTCP taken apart: `ACTION waves` becomes `*waves*`;
-/// any other CTCP request is `None`, and so is a missing text.
-fn ctcp(text: &str) -> Option<String> {
-    let Some(inner) = text.strip_prefix('\u{1}') else {
-        return Some(text.to_owned());
-    };
-    let inner = inner.strip_suffix('\u{1}').unwrap_or(inner);
-    let action = inner.strip_prefix("ACTION ")?;
-    Some(format!("*{}*", action.trim()))
 }
 
 /// Writes what the hub queues and what the reader sends, a batch per wake-up,

@@ -94,3 +94,15 @@ pub const ERR_NOPRIVILEGES: &str = "481";
 pub const ERR_CHANOPRIVSNEEDED: &str = "482";
 /// `502`
 pub const ERR_USERSDONTMATCH: &str = "502";
+/// `900`: logged in to an account (SASL).
+pub const RPL_LOGGEDIN: &str = "900";
+/// `903`
+pub const RPL_SASLSUCCESS: &str = "903";
+/// `904`
+pub const ERR_SASLFAIL: &str = "904";
+/// `906`
+pub const ERR_SASLABORTED: &str = "906";
+/// `907`
+pub const ERR_SASLALREADY: &str = "907";
+/// `908`
+pub const RPL_SASLMECHS: &str = "908";

@@ -28,10 +28,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::caps::{self, Caps};
 use super::clean_word;
-use super::message::{self, Source, HOST};
+use super::given::Given;
+use super::message::{self, Source, Tags, HOST};
 use super::numerics::*;
 use crate::clock::Clock;
+use crate::event::HistoryLine;
 use crate::hub::ConnId;
 use crate::protocol::{
     Answer, Asked, Command, CommandError, LeaveReason, Name, NickError, Notice, Role, ServerLine,
@@ -45,8 +48,16 @@ use crate::switchboard::Switchboard;
 pub enum Direct {
     /// Lines the reader rendered (numerics, `PONG`, `CAP`).
     Raw(String),
-    /// Whether the client asked for server-time.
-    ServerTime(bool),
+    /// The capabilities the client turned on.
+    Caps(Caps),
+    /// A `CHATHISTORY` answer: these lines of `channel`, in a batch where the
+    /// client has `batch`.
+    History {
+        /// The channel asked about.
+        channel: String,
+        /// Its lines asked for, oldest first.
+        lines: Vec<HistoryLine>,
+    },
     /// Registration is over: release what the hub queued meanwhile.
     Registered,
     /// A room answer the reader looked up, and the form it was asked in.
@@ -77,8 +88,22 @@ pub struct View {
     id: ConnId,
     nick: Name,
     room: Option<Name>,
-    server_time: bool,
+    caps: Caps,
     in_history: bool,
+    /// The history on joining is being left out: the client asks for it
+    /// (draft/chathistory).
+    skipping: bool,
+    /// The batch the history lines being written belong to, and how many
+    /// batches were opened so far (for the next one's id).
+    batch: Option<String>,
+    batches: u64,
+    /// What each user was given before, shared by the server's IRC clients.
+    given: Arc<Given>,
+    /// The newest chat line (or action) given in the current room.
+    newest: Option<Arc<Stamped>>,
+    /// A join's replay, held from its start until its end so that only the
+    /// lines this user was not given before are shown, counted right.
+    replay: Option<Vec<Arc<Stamped>>>,
     /// Until [`Direct::Registered`], the hub's lines wait in `held`.
     registered: bool,
     held: VecDeque<Arc<Stamped>>,
@@ -86,15 +111,21 @@ pub struct View {
 
 impl View {
     /// Connection `id`, not yet registered.
-    pub fn new(board: Arc<Switchboard>, id: ConnId) -> View {
+    pub fn new(board: Arc<Switchboard>, id: ConnId, given: Arc<Given>) -> View {
         View {
             clock: board.clock().clone(),
             board,
             id,
             nick: "*".into(),
             room: None,
-            server_time: false,
+            caps: Caps::default(),
             in_history: false,
+            skipping: false,
+            batch: None,
+            batches: 0,
+            given,
+            newest: None,
+            replay: None,
             registered: false,
             held: VecDeque::new(),
         }
@@ -104,7 +135,17 @@ impl View {
     pub fn direct(&mut self, direct: Direct, out: &mut Vec<u8>) {
         match direct {
             Direct::Raw(text) => out.extend_from_slice(text.as_bytes()),
-            Direct::ServerTime(on) => self.server_time = on,
+            Direct::Caps(caps) => self.caps = caps,
+            Direct::History { channel, lines } => {
+                let mut text = String::new();
+                self.open_batch(&mut text, &channel);
+                for line in &lines {
+                    let said = (line.sender.as_ref(), channel.as_str(), line.text.as_ref());
+                    self.write_said(&mut text, line.ts_ms, said, line.action);
+                }
+                self.close_batch(&mut text);
+                out.extend_from_slice(text.as_bytes());
+            }
             Direct::Registered => {
                 self.registered = true;
                 self.pump(out);
@@ -141,6 +182,8 @@ impl View {
     pub fn flush(&mut self, out: &mut Vec<u8>) {
         self.registered = true;
         self.pump(out);
+        // Before the client can see the close and reconnect.
+        self.remember();
     }
 
     fn pump(&mut self, out: &mut Vec<u8>) {
@@ -148,12 +191,133 @@ impl View {
             return;
         }
         while let Some(line) = self.held.pop_front() {
-            self.render(&line, out);
+            self.take(line, out);
+        }
+    }
+
+    /// Renders one line, but holds a join's replay until its end
+    /// ([`View::replay`]).
+    fn take(&mut self, line: Arc<Stamped>, out: &mut Vec<u8>) {
+        match (&mut self.replay, &line.line) {
+            (None, ServerLine::Notice(Notice::HistoryStart { .. })) => {
+                self.replay = Some(Vec::new());
+            }
+            (Some(lines), ServerLine::Chat { .. })
+            | (Some(lines), ServerLine::Notice(Notice::Action { .. })) => lines.push(line),
+            (Some(_), ServerLine::Notice(Notice::HistoryEnd)) => {
+                let lines = self.replay.take().unwrap_or_default();
+                self.replay_missed(lines, &line, out);
+            }
+            _ => self.render(&line, out),
+        }
+    }
+
+    /// The lines of a replay this user was not given before, between its
+    /// start, counting them, and `end`; nothing if there are none.
+    fn replay_missed(&mut self, lines: Vec<Arc<Stamped>>, end: &Arc<Stamped>, out: &mut Vec<u8>) {
+        let Some(room) = self.room.clone() else {
+            return;
+        };
+        // After the line given last; lines said in the same millisecond tell
+        // apart by their ids. One no longer kept was older than all kept.
+        let from = match self.given.newest(&self.nick, &room) {
+            None => 0,
+            Some(given) => match lines
+                .iter()
+                .rposition(|l| said_id(l) == Some(given.clone()))
+            {
+                Some(i) => i + 1,
+                None => lines.partition_point(|l| l.ts_ms < given.0),
+            },
+        };
+        let missed = &lines[from..];
+        let Some(first) = missed.first() else {
+            return;
+        };
+        let count = missed.len();
+        let start = Stamped::new(
+            first.ts_ms,
+            ServerLine::Notice(Notice::HistoryStart { room, count }),
+        );
+        self.render(&start, out);
+        for line in missed {
+            self.render(line, out);
+        }
+        self.render(end, out);
+    }
+
+    /// Keeps what this user was given in its room, for its next replay there.
+    fn remember(&mut self) {
+        let newest = self.newest.take();
+        if let (Some(room), Some(id)) = (&self.room, newest.as_deref().and_then(said_id)) {
+            self.given.record(&self.nick, room, id);
         }
     }
 
     fn time(&self, ts_ms: i64) -> Option<i64> {
-        self.server_time.then_some(ts_ms)
+        self.caps.has(caps::SERVER_TIME).then_some(ts_ms)
+    }
+
+    /// Whether lines of history are written as they were said (tagged with
+    /// their time, or in a batch), rather than as stamped notices.
+    fn history_as_said(&self) -> bool {
+        self.caps.has(caps::SERVER_TIME) || self.batch.is_some()
+    }
+
+    /// Whether a chat line must be written for this client alone: its tags are
+    /// not every client's.
+    fn personal(&self) -> bool {
+        self.caps.tags_beyond_time() || self.batch.is_some()
+    }
+
+    /// `BATCH +ID chathistory CHANNEL`, where the client has `batch`; the lines
+    /// written until [`View::close_batch`] carry its id.
+    fn open_batch(&mut self, out: &mut String, channel: &str) {
+        if !self.caps.has(caps::BATCH) {
+            return;
+        }
+        self.batches += 1;
+        let id = format!("history{}", self.batches);
+        let start = format!("+{id}");
+        message::write(
+            out,
+            None,
+            Source::Server,
+            "BATCH",
+            &[&start, "chathistory", channel],
+        );
+        self.batch = Some(id);
+    }
+
+    fn close_batch(&mut self, out: &mut String) {
+        if let Some(id) = self.batch.take() {
+            message::write(out, None, Source::Server, "BATCH", &[&format!("-{id}")]);
+        }
+    }
+
+    /// A chat line or action (`action`) as `PRIVMSG`, with every tag this client
+    /// asked for: `said` is who said what to which target.
+    fn write_said(&self, out: &mut String, ts_ms: i64, said: (&str, &str, &str), action: bool) {
+        let (from, target, text) = said;
+        let msgid =
+            (self.caps.has(caps::MESSAGE_TAGS)).then(|| message::msgid(ts_ms, from, text, action));
+        let account = match self.caps.has(caps::ACCOUNT_TAG) {
+            true => self.board.account_of(from),
+            false => None,
+        };
+        let tags = Tags {
+            time: self.time(ts_ms),
+            msgid: msgid.as_deref(),
+            batch: self.batch.as_deref(),
+            account: account.as_deref(),
+        };
+        match action {
+            true => {
+                let to = ("PRIVMSG", target);
+                message::write_ctcp_text(out, tags, Source::User(from), to, "ACTION", text);
+            }
+            false => message::write_text(out, tags, Source::User(from), "PRIVMSG", target, text),
+        }
     }
 
     fn room_channel(&self) -> String {
@@ -165,7 +329,7 @@ impl View {
 
     /// Appends the shared rendering of a broadcast line.
     fn shared(&self, stamped: &Stamped, bytes: &mut Vec<u8>, render: impl FnOnce(&mut String)) {
-        let cached = stamped.irc_wire(self.server_time, || {
+        let cached = stamped.irc_wire(self.caps.has(caps::SERVER_TIME), || {
             let mut text = String::with_capacity(96);
             render(&mut text);
             Bytes::from(text)
@@ -175,7 +339,16 @@ impl View {
 
     /// Renders one line: a broadcast from the shared cache straight into `bytes`,
     /// anything else into a text of its own first.
-    fn render(&mut self, stamped: &Stamped, bytes: &mut Vec<u8>) {
+    fn render(&mut self, stamped: &Arc<Stamped>, bytes: &mut Vec<u8>) {
+        if let ServerLine::Chat { .. } | ServerLine::Notice(Notice::Action { .. }) = stamped.line {
+            if self
+                .newest
+                .as_ref()
+                .is_none_or(|n| n.ts_ms <= stamped.ts_ms)
+            {
+                self.newest = Some(stamped.clone());
+            }
+        }
         let mut out = String::new();
         self.render_line(stamped, bytes, &mut out);
         bytes.extend_from_slice(out.as_bytes());
@@ -185,8 +358,9 @@ impl View {
         let time = self.time(stamped.ts_ms);
         let me: &str = &self.nick;
         match &stamped.line {
+            ServerLine::Chat { .. } if self.in_history && self.skipping => {}
             ServerLine::Chat { from, text } => {
-                if self.in_history && !self.server_time {
+                if self.in_history && !self.history_as_said() {
                     let channel = self.room_channel();
                     let mut line = String::with_capacity(text.len() + 32);
                     line.push('[');
@@ -196,6 +370,10 @@ impl View {
                     line.push_str(": ");
                     line.push_str(text);
                     message::write_text(out, None, Source::Server, "NOTICE", &channel, &line);
+                } else if self.personal() {
+                    let channel = self.room_channel();
+                    let said = (from.as_ref(), channel.as_str(), text.as_ref());
+                    self.write_said(out, stamped.ts_ms, said, false);
                 } else {
                     self.shared(stamped, bytes, |buf| {
                         let channel = self.room_channel();
@@ -205,7 +383,10 @@ impl View {
                 }
             }
             ServerLine::PmFrom { from, text } => {
-                message::write_text(out, time, Source::User(from), "PRIVMSG", me, text);
+                self.write_said(out, stamped.ts_ms, (from, me, text), false);
+            }
+            ServerLine::PmTo { to, text } if self.caps.has(caps::ECHO_MESSAGE) => {
+                self.write_said(out, stamped.ts_ms, (me, to, text), false);
             }
             // IRC clients show what they send themselves.
             ServerLine::PmTo { .. } => {}
@@ -265,6 +446,7 @@ impl View {
                 self.names_of_room(time, out);
             }
             Notice::Moved { room, .. } => {
+                self.remember();
                 let new = format!("#{room}");
                 if let Some(old) = self.room.replace(room.clone()) {
                     let reason = LeaveReason::Moved(room.clone()).to_string();
@@ -275,6 +457,35 @@ impl View {
                 message::write(out, time, Source::User(me), "JOIN", &[&new]);
                 self.names_of_room(time, out);
             }
+            Notice::Action { .. } if self.in_history && self.skipping => {}
+            // The client showed its own action as it sent it, unless it asked
+            // for it back.
+            Notice::Action { nick, .. }
+                if nick.eq_ignore_ascii_case(me)
+                    && !self.in_history
+                    && !self.caps.has(caps::ECHO_MESSAGE) => {}
+            Notice::Action { nick, text } if self.in_history && !self.history_as_said() => {
+                // As replayed chat: stamped with when it was done.
+                let mut line = String::with_capacity(text.len() + 32);
+                line.push('[');
+                self.clock.write_timestamp(&mut line, stamped.ts_ms);
+                line.push_str("] * ");
+                line.push_str(nick);
+                line.push(' ');
+                line.push_str(text);
+                let channel = self.room_channel();
+                message::write_text(out, None, Source::Server, "NOTICE", &channel, &line);
+            }
+            Notice::Action { nick, text } if self.personal() => {
+                let channel = self.room_channel();
+                let said = (nick.as_ref(), channel.as_str(), text.as_ref());
+                self.write_said(out, stamped.ts_ms, said, true);
+            }
+            Notice::Action { nick, text } => self.shared(stamped, bytes, |buf| {
+                let channel = self.room_channel();
+                let target = ("PRIVMSG", channel.as_str());
+                message::write_ctcp_text(buf, time, Source::User(nick), target, "ACTION", text);
+            }),
             Notice::Crowd { room, .. } => self.shared(stamped, bytes, |buf| {
                 // A big room's summary belongs in its channel, and reads the same
                 // for everyone there.
@@ -300,6 +511,20 @@ impl View {
                 let text = notice.to_string();
                 message::write(out, time, Source::Server, "NOTICE", &[&channel, &text]);
             }
+            // A client that asks for history (draft/chathistory) is given none
+            // unasked; one with `batch` gets it as a batch.
+            Notice::HistoryStart { .. } if self.caps.has(caps::CHATHISTORY) => {
+                (self.in_history, self.skipping) = (true, true);
+            }
+            Notice::HistoryStart { .. } if self.caps.has(caps::BATCH) => {
+                self.in_history = true;
+                let channel = self.room_channel();
+                self.open_batch(out, &channel);
+            }
+            Notice::HistoryEnd if self.skipping || self.batch.is_some() => {
+                (self.in_history, self.skipping) = (false, false);
+                self.close_batch(out);
+            }
             Notice::HistoryStart { .. } | Notice::HistoryEnd => {
                 self.in_history = matches!(notice, Notice::HistoryStart { .. });
                 let channel = self.room_channel();
@@ -320,6 +545,21 @@ impl View {
                 let params = [channel.as_str(), me, why];
                 message::write(out, time, Source::User(by), "KICK", &params);
                 message::write(out, time, Source::Server, "ERROR", &[&notice.to_string()]);
+            }
+            // What the class is told, and moderation: where the class is looked
+            // at, the channel's window, not the status window.
+            Notice::Announcement { .. }
+            | Notice::Quiet(_)
+            | Notice::Muted { .. }
+            | Notice::Unmuted { .. }
+            | Notice::MuteDone { .. }
+            | Notice::UnmuteDone { .. }
+            | Notice::KickDone { .. }
+                if self.room.is_some() =>
+            {
+                let channel = self.room_channel();
+                let text = notice.to_string();
+                message::write(out, time, Source::Server, "NOTICE", &[&channel, &text]);
             }
             _ => {
                 let text = notice.to_string();
@@ -367,6 +607,11 @@ impl View {
                 }
                 let params = [me, "End of /LIST"];
                 message::write(out, time, Source::Server, RPL_LISTEND, &params);
+            }
+            (Answer::Help(line), _) => {
+                for line in super::help::lines_for(line) {
+                    message::write(out, time, Source::Server, "NOTICE", &[me, line]);
+                }
             }
             (answer, _) => {
                 let text = answer.to_string();
@@ -447,6 +692,24 @@ impl View {
     }
 }
 
+/// A chat line's or action's place in its room's history: when, and its id.
+fn said_id(stamped: &Stamped) -> Option<(i64, String)> {
+    let ts = stamped.ts_ms;
+    let id = match &stamped.line {
+        ServerLine::Chat { from, text } => message::msgid(ts, from, text, false),
+        ServerLine::Notice(Notice::Action { nick, text }) => message::msgid(ts, nick, text, true),
+        _ => return None,
+    };
+    Some((ts, id))
+}
+
+/// A connection that ends keeps what it was given, for a reconnect.
+impl Drop for View {
+    fn drop(&mut self) {
+        self.remember();
+    }
+}
+
 /// `353` lines of names that fit in a line each, then `366`.
 fn names(out: &mut String, time: Option<i64>, me: &str, room: &str, members: &[WhoEntry]) {
     let channel = format!("#{room}");
@@ -511,8 +774,9 @@ mod tests {
     fn view() -> View {
         let (board, queue) = board();
         std::mem::forget(queue);
-        let mut view = View::new(board, 1);
-        view.direct(Direct::ServerTime(true), &mut Vec::new());
+        let mut view = View::new(board, 1, Arc::default());
+        let caps = Caps::default().request("server-time").unwrap();
+        view.direct(Direct::Caps(caps), &mut Vec::new());
         view
     }
 

@@ -4,10 +4,13 @@
 //! client's; the rest ask about the room or the server, or are IRC's own
 //! (`MODE`, `CAP`, `PING`) and are answered here.
 
+use super::chathistory;
+use super::ctcp;
+use super::message::Source;
 use super::message::{self, Message};
 use super::numerics::*;
 use super::render::{self, AnswerAs, Direct};
-use super::{clean_text, clean_word, ctcp, Connection};
+use super::{clean_text, clean_word, Connection};
 use crate::front::conn;
 use crate::protocol::{self, Asked, Command, CommandError};
 
@@ -71,6 +74,7 @@ pub(super) static VERBS: &[Verb] = &[
     verb("AWAY", 0, Local(Connection::away)),
     verb("USER", 0, Local(Connection::reregister)),
     verb("PASS", 0, Local(Connection::reregister)),
+    verb("AUTHENTICATE", 0, Local(Connection::reauthenticate)),
     verb("ROOMS", 0, Local(Connection::rooms)),
     verb("KICK", 2, Handler::Command(kick)),
     verb("MUTE", 1, Handler::Command(as_on_the_line_port)),
@@ -86,11 +90,15 @@ pub(super) static VERBS: &[Verb] = &[
     verb("VOTE", 1, Handler::Command(as_on_the_line_port)),
     verb("ASK", 1, Handler::Command(as_on_the_line_port)),
     verb("SESSION", 1, Handler::Command(as_on_the_line_port)),
+    verb("CHATHISTORY", 1, Local(Connection::chathistory)),
     verb("OP", 1, Op),
     verb("QUIT", 0, Quit),
     free("PING", 0, Local(Connection::pong)),
     free("PONG", 0, Local(|_, _| {})),
     free("CAP", 1, Local(Connection::cap)),
+    // Tags alone (typing notices of message-tags clients): nothing classchat
+    // shows or records, so taken and dropped rather than refused.
+    free("TAGMSG", 1, Local(|_, _| {})),
 ];
 
 /// The table's entry for `verb` (any case).
@@ -176,6 +184,52 @@ impl Connection {
         }
     }
 
+    /// `CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN #yourroom REF... LIMIT`,
+    /// answered from the room's kept history ([`chathistory`]); `TARGETS` with
+    /// none, as the one channel there is is the one the client is in.
+    fn chathistory(&mut self, message: &Message<'_>) {
+        let sub = message.word(0).unwrap_or_default().to_ascii_uppercase();
+        if sub == "TARGETS" {
+            if self.caps.has(super::caps::BATCH) {
+                let mut lines = String::new();
+                let (open, close) = (["+targets", "draft/chathistory-targets"], ["-targets"]);
+                message::write(&mut lines, None, Source::Server, "BATCH", &open);
+                message::write(&mut lines, None, Source::Server, "BATCH", &close);
+                self.send(Direct::Raw(lines));
+            }
+            return;
+        }
+        let sub = clean_word(&sub);
+        let target = message.word(1).unwrap_or_default();
+        let room = self.room();
+        if protocol::normalize_room(target).ok().as_deref() != Some(&room) {
+            let text = format!("Only #{room}, the channel you are in, has history for you");
+            let params = [
+                "CHATHISTORY",
+                "INVALID_TARGET",
+                &sub,
+                &clean_word(target),
+                &text,
+            ];
+            return self.reply("FAIL", &params);
+        }
+        let lines = self.cx.board.history_of(&room);
+        let most = self.cx.config.history.replay_lines;
+        let args = message.params.get(2..).unwrap_or_default();
+        match chathistory::select(&lines, &sub, args, most) {
+            Ok(lines) => {
+                let channel = format!("#{room}");
+                self.send(Direct::History { channel, lines });
+            }
+            Err(fail) => self.reply("FAIL", &["CHATHISTORY", fail.code, &sub, fail.text]),
+        }
+    }
+
+    fn reauthenticate(&mut self, _: &Message<'_>) {
+        let text = "You have already logged in; SASL comes before registration";
+        self.numeric(ERR_SASLALREADY, &[text]);
+    }
+
     fn reregister(&mut self, _: &Message<'_>) {
         self.numeric(ERR_ALREADYREGISTERED, &["You may not reregister"]);
     }
@@ -189,6 +243,8 @@ impl Connection {
     }
 
     /// `PRIVMSG`/`NOTICE #yourroom :text` is chat; to a nick, a private message.
+    /// CTCP inside: `ACTION` is `/me` in the room (to a nick, a private message
+    /// between asterisks); other requests are answered by the server ([`ctcp`]).
     fn privmsg(&mut self, message: &Message<'_>) {
         let Some(target) = message.word(0) else {
             let verb = message.verb.to_ascii_uppercase();
@@ -197,13 +253,19 @@ impl Connection {
         };
         // Several targets at once would be several lines; the first is enough.
         let target = target.split(',').next().unwrap_or(target);
-        let Some(text) = message.param(1).and_then(ctcp).map(|t| clean_text(&t)) else {
-            // Other CTCP requests (VERSION, PING) have nobody to answer them.
-            if message.param(1).is_some_and(|t| t.starts_with('\u{1}')) {
+        let raw = message.param(1).unwrap_or_default();
+        let mut action = false;
+        let text = match ctcp::parse(raw) {
+            Some(request) if request.command == "ACTION" => {
+                action = true;
+                clean_text(request.args)
+            }
+            // A CTCP reply (in a NOTICE) is never answered, or two would loop.
+            _ if message.verb.eq_ignore_ascii_case("NOTICE") && raw.starts_with(ctcp::MARK) => {
                 return;
             }
-            self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
-            return;
+            Some(request) => return self.answer_ctcp(target, &request),
+            None => clean_text(raw),
         };
         if text.is_empty() {
             self.numeric(ERR_NOTEXTTOSEND, &["No text to send"]);
@@ -222,27 +284,64 @@ impl Connection {
                 self.numeric(ERR_CANNOTSENDTOCHAN, &[&channel, &text]);
                 return;
             }
+            if action {
+                return self.perform(Command::Me(text));
+            }
             if let Err(error) = self.cx.board.chat(self.id, text) {
                 self.refuse(error, Asked::Chat);
             }
             return;
         }
+        let text = if action { format!("*{text}*") } else { text };
         self.perform(Command::Msg {
             to: target.to_owned(),
             text,
         });
     }
 
-    /// `JOIN #room`: `/join`. One room at a time, so only the first channel counts.
+    /// A CTCP request to `target` (the server, a channel or a user), answered by
+    /// the server: from the user asked, if there is one, as clients expect the
+    /// reply from whom they asked.
+    fn answer_ctcp(&self, target: &str, request: &ctcp::Ctcp<'_>) {
+        let Some(reply) = ctcp::answer(request, self.cx.board.clock().now_ms()) else {
+            return;
+        };
+        let user = clean_word(target);
+        let from = match target.starts_with('#') || self.cx.board.is_name_free(&user) {
+            true => Source::Server,
+            false => Source::User(&user),
+        };
+        let mut line = String::new();
+        message::write(
+            &mut line,
+            self.stamp(),
+            from,
+            "NOTICE",
+            &[&self.me(), &reply],
+        );
+        self.send(Direct::Raw(line));
+    }
+
+    /// `JOIN #room`: `/join`. One room at a time: of `JOIN #a,#b` the first is
+    /// joined and the others refused (`405`), so a client that rejoins its saved
+    /// channels knows where it is. `JOIN 0` (leave every channel) is a `PART`.
     fn join(&mut self, message: &Message<'_>) {
         let channels = message.word(0).unwrap_or_default();
-        let channel = channels.split(',').next().unwrap_or(channels);
-        if channel == "0" {
+        let mut channels = channels.split(',').filter(|c| !c.is_empty());
+        let Some(channel) = channels.next() else {
             return;
+        };
+        if channel == "0" {
+            let room = format!("#{}", self.room());
+            return self.leave_channel(&room);
         }
         match protocol::normalize_room(channel) {
             Ok(room) => self.go_to(room),
             Err(error) => self.refuse(error, Asked::Command(Command::Join(clean_word(channel)))),
+        }
+        let text = "You can be in one channel at a time";
+        for other in channels {
+            self.numeric(ERR_TOOMANYCHANNELS, &[&clean_word(other), text]);
         }
     }
 
@@ -255,7 +354,10 @@ impl Connection {
 
     /// `PART` of your room takes you to the default room; there is no leaving it.
     fn part(&mut self, message: &Message<'_>) {
-        let channels = message.word(0).unwrap_or_default();
+        self.leave_channel(message.word(0).unwrap_or_default());
+    }
+
+    fn leave_channel(&mut self, channels: &str) {
         let room = self.room();
         let ours = channels
             .split(',')
