@@ -10,6 +10,7 @@ use crate::event::EventKind;
 use crate::protocol::{CommandError, DmPolicy, Hand, Name, Notice, ServerLine};
 
 /// One hand in a room's queue.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct RaisedHand {
     pub(super) id: ConnId,
     /// When it went up (UTC ms).
@@ -18,6 +19,7 @@ pub(super) struct RaisedHand {
 }
 
 /// A room's open poll.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Poll {
     number: u32,
     question: String,

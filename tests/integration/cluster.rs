@@ -58,7 +58,7 @@ pub(crate) async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
 }
 
 /// A node whose configuration `tweak` changes (every node needs the same).
-async fn start_node_with(
+pub(crate) async fn start_node_with(
     nats: &Nats,
     pg: &Postgres,
     tweak: impl FnOnce(&mut Config),

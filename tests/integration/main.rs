@@ -10,6 +10,7 @@ mod chat;
 mod classroom;
 mod cluster;
 mod cluster_limits;
+mod cluster_start;
 mod commands;
 mod dropped_network;
 mod durability;
