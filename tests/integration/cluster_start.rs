@@ -380,3 +380,55 @@ async fn the_stream_is_trimmed_only_below_what_postgresql_holds() {
     }
     node.stop().await;
 }
+
+/// A writer that takes over begins from the newest snapshot at or below what
+/// PostgreSQL holds, not a newer one: the writer stopped while PostgreSQL was
+/// down, after saving snapshots past its last row, and the next one records
+/// every line after that row once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_writer_begins_from_a_snapshot_postgresql_covers_and_records_the_rest_once() {
+    let Some((nats, pg)) = engines().await else {
+        return;
+    };
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let every = |c: &mut classchat::config::Config| {
+        c.cluster.snapshot_every = 100;
+        c.storage.shutdown_grace_secs = 2;
+    };
+    let first = crate::cluster::start_node_with(&nats, &pg, every).await;
+    let writer = crate::cluster::lease_taken(&js, None, WAIT).await;
+    let second = crate::cluster::start_node_with(&nats, &pg, every).await;
+    let mut amy = second.login("amy").await;
+    let mut bob = second.login("bob").await;
+    amy.expect("* bob has joined #lobby").await;
+    let mut sent = Vec::new();
+    say(&mut amy, &mut bob, 0, 250, &mut sent).await;
+    assert_eq!(recorded_chat(&pg, 250, WAIT).await, sent);
+    let held = watermark(&pg).await;
+
+    pg.stop();
+    say(&mut amy, &mut bob, 250, 250, &mut sent).await;
+    let (_, last) = stream_bounds(&js).await;
+    let seqs = snapshot_at_least(&js, last - 100, WAIT).await;
+    assert!(seqs.iter().any(|&seq| seq <= held), "{seqs:?} to {held}");
+    let _ = first.stop_closed().await;
+    // The second node writes from now on; it waits for PostgreSQL.
+    crate::cluster::lease_taken(&js, Some(&writer), WAIT).await;
+    pg.start_again();
+    say(&mut amy, &mut bob, 500, 100, &mut sent).await;
+    assert_eq!(
+        recorded_chat(&pg, sent.len(), Duration::from_secs(30)).await,
+        sent,
+        "every line once, in order"
+    );
+    let client = classchat::store::postgres::connect(&pg.url())
+        .await
+        .unwrap();
+    let joins: i64 = client
+        .query_one("SELECT count(*) FROM events WHERE kind = 'join'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(joins, 2, "amy and bob joined once each");
+    second.stop().await;
+}
