@@ -67,8 +67,8 @@ pub struct Recorder {
     task: JoinHandle<()>,
 }
 
-/// What a turn at writing starts from: the stream from its first action, and a
-/// hub of its own.
+/// What a turn at writing starts from: a hub of its own, from a snapshot (or
+/// new), and the stream after it.
 pub struct Turns {
     /// The stream recorded.
     pub stream: stream::Stream,

@@ -18,7 +18,8 @@
 //! a recorder always finds a snapshot at or below its watermark with the stream
 //! after it, and a node that began from the newest snapshot a moment before a
 //! newer one was saved still finds every action it needs. While PostgreSQL is
-//! down nothing is trimmed; snapshots go on, so nodes still start quickly.
+//! down nothing after its last row is trimmed; snapshots go on, so nodes still
+//! start quickly.
 //!
 //! Snapshots live next to the stream, in NATS, so that a node starts while
 //! PostgreSQL is down as before. They hold the rooms' history tails: an `erase`
@@ -122,20 +123,19 @@ impl Snapshots {
 
     /// The newest snapshot (at most `at_most`, if given) as a hub under
     /// `settings`, and the sequence it covers; `None` when there is none that
-    /// loads, and the stream must be read from its start.
+    /// loads, and the stream must be read from its start (if it was not
+    /// trimmed: see [`trimmed`]).
     pub async fn load(&self, at_most: Option<u64>, settings: &Settings) -> Option<(u64, Hub)> {
         let loaded = tokio::time::timeout(WITHIN, self.try_load(at_most)).await;
         let (seq, snapshot) = match loaded {
             Ok(Ok(Some(found))) => found,
             Ok(Ok(None)) => return None,
             Ok(Err(err)) => {
-                tracing::warn!(%err, "cannot read the snapshots; replaying the stream from its start");
+                tracing::warn!(%err, "cannot read the snapshots; beginning without one");
                 return None;
             }
             Err(_) => {
-                tracing::warn!(
-                    "the snapshots took too long to read; replaying the stream from its start"
-                );
+                tracing::warn!("the snapshots took too long to read; beginning without one");
                 return None;
             }
         };
