@@ -103,12 +103,30 @@ impl Default for TlsConfig {
 
 /// `[cluster]`. With `nats_url` and `storage.postgres_url` set, this server is one
 /// node of a cluster; with neither, a single server.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// NATS with JetStream, e.g. `nats://10.0.0.5:4222`; empty: no cluster.
     pub nats_url: String,
+    /// A snapshot of the rooms, names, history, mutes and kicks is saved every
+    /// this many actions, so that a starting node replays at most about this many
+    /// (SPEC 9, "Bounded start"); the stream is trimmed below the snapshots once
+    /// PostgreSQL holds what they cover.
+    pub snapshot_every: u64,
 }
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_url: String::new(),
+            snapshot_every: 100_000,
+        }
+    }
+}
+
+/// The fewest actions between snapshots `cluster.snapshot_every` accepts: fewer
+/// would save the whole state for every few lines.
+pub const MIN_SNAPSHOT_EVERY: u64 = 100;
 
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -726,6 +744,12 @@ impl Config {
                     &format!("'{name}' is not a valid username"),
                 );
             }
+        }
+        if self.cluster.snapshot_every < MIN_SNAPSHOT_EVERY {
+            return invalid(
+                "cluster.snapshot_every",
+                &format!("must be at least {MIN_SNAPSHOT_EVERY}"),
+            );
         }
         match (
             self.cluster.nats_url.is_empty(),

@@ -155,7 +155,7 @@ pub struct Event {
 }
 
 /// One chat line of a room's history, as replayed on join.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryLine {
     /// When it was said, UTC milliseconds.
     pub ts_ms: i64,

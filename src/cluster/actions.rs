@@ -1,4 +1,4 @@
-//! Reading the stream's actions in order, from the first, for as long as the node
+//! Reading the stream's actions in order, from a given one, for as long as the node
 //! runs: the one loop behind the live copy of the hub ([`super::Node`]) and the
 //! recorder ([`super::record`]).
 //!
@@ -29,20 +29,15 @@ pub struct Actions {
 }
 
 impl Actions {
-    /// Reads `stream` from its first action.
-    pub fn new(stream: stream::Stream, reconnected: watch::Receiver<u64>) -> Actions {
+    /// Reads `stream` from sequence `from` (1: its first action; after a
+    /// snapshot, the one after it).
+    pub fn new(stream: stream::Stream, reconnected: watch::Receiver<u64>, from: u64) -> Actions {
         Actions {
             stream,
             reconnected,
             messages: None,
-            next: 1,
+            next: from.max(1),
         }
-    }
-
-    /// What tells this stream from one of the same name made after it was
-    /// deleted (see [`super::stream_id`]).
-    pub fn stream_id(&self) -> String {
-        super::stream_id(&self.stream)
     }
 
     /// The next action and its sequence. Waits as long as it takes, and may be
@@ -89,6 +84,15 @@ impl Actions {
         self.reconnected.borrow_and_update();
         if let Ok(info) = self.stream.get_info().await {
             let last = info.state.last_sequence;
+            if info.state.first_sequence > self.next && info.state.messages > 0 {
+                // Trimmed past what this copy has applied: only a snapshot newer
+                // than the one it began from, or none, could make up for it.
+                tracing::error!(
+                    next = self.next,
+                    first = info.state.first_sequence,
+                    "the stream was trimmed past this node's place; restart it to load a newer snapshot"
+                );
+            }
             if last + 1 < self.next {
                 // nats-server lost the stream's tail (a crash before it reached the
                 // disk): the numbers already applied will be given to other

@@ -13,9 +13,11 @@
 //! ([`liveness`]); the record is written to PostgreSQL from the same stream by
 //! one node at a time, the holder of a lease ([`record`], [`lease`]).
 //!
-//! A starting node replays the stream from its beginning to rebuild the state,
-//! then accepts clients. The stream is kept whole, like the record; replaying it
-//! takes about a second per hundred thousand actions (docs/PERFORMANCE.md).
+//! A starting node loads the newest [`snapshot`] of the hub and replays the
+//! stream from the action after it, then accepts clients; the writer of the
+//! record saves a snapshot every `cluster.snapshot_every` actions and trims the
+//! stream below the snapshots PostgreSQL covers, so a start takes about as long
+//! whatever the term's length (docs/PERFORMANCE.md).
 
 mod actions;
 pub mod counters;
@@ -23,6 +25,7 @@ pub mod lease;
 pub mod liveness;
 pub mod record;
 pub mod relay;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +92,8 @@ pub struct Node {
     record: record::Recorder,
     client: async_nats::Client,
     js: jetstream::Context,
+    /// The last stream sequence applied to the live copy.
+    applied: watch::Receiver<u64>,
 }
 
 /// Events are recorded by [`record`], from the stream; the live copy records none.
@@ -170,8 +175,42 @@ impl Node {
             .sequence;
 
         let settings = Settings::from_config(config);
-        let history = History::new(config.history.replay_lines);
-        let hub = Hub::new(settings.clone(), history);
+        let snapshots = snapshot::Snapshots::new(js.clone(), id.clone());
+        let (from, hub) = match snapshots.load(None, &settings).await {
+            Some((seq, hub)) => {
+                tracing::info!(
+                    seq,
+                    "loaded the newest snapshot; replaying the stream after it"
+                );
+                (seq, hub)
+            }
+            None => {
+                // Replaying a trimmed stream from its first action left would
+                // give a state that never was.
+                match snapshot::trimmed(&stream).await {
+                    Ok(None) => {}
+                    Ok(Some(first)) => {
+                        return Err(js_error(&format!(
+                            "the stream {STREAM} begins at action {first}, and no snapshot of \
+                             the chat (object store {}) loads to begin from",
+                            snapshot::BUCKET
+                        )))
+                    }
+                    Err(err) => return Err(js_error(&err)),
+                }
+                let history = History::new(config.history.replay_lines);
+                (0, Hub::new(settings.clone(), history))
+            }
+        };
+        let duty = Arc::new(snapshot::Duty::default());
+        let saving = snapshot::Saving::start(
+            snapshots.clone(),
+            stream.clone(),
+            duty.clone(),
+            config.cluster.snapshot_every,
+            from,
+            settings.fingerprint(),
+        );
         let (publisher, outbound) = relay::channel(client.clone(), js.clone(), number);
         let board = Arc::new(Switchboard::node(
             hub,
@@ -181,12 +220,15 @@ impl Node {
             publisher,
         ));
         let stop = CancellationToken::new();
-        let (caught_up, mut ready) = watch::channel(0u64);
+        // From the snapshot's place: one saved after this node's own start
+        // action already covers it.
+        let (caught_up, mut ready) = watch::channel(from);
         let outbound = tokio::spawn(outbound.run(Arc::downgrade(&board)));
         let mut followers = vec![tokio::spawn(follow(
-            Actions::new(stream.clone(), reconnected.clone()),
+            Actions::new(stream.clone(), reconnected.clone(), from + 1),
             board.clone(),
             caught_up,
+            saving,
             stop.clone(),
         ))];
         let record = record::Recorder::start(
@@ -199,6 +241,8 @@ impl Node {
                 replay_lines: config.history.replay_lines,
                 clock,
                 node: number,
+                snapshots,
+                duty,
             },
         );
         // Clients come in once this node knows everything up to its own start;
@@ -222,7 +266,13 @@ impl Node {
             record,
             client,
             js,
+            applied: ready,
         })
+    }
+
+    /// The last stream sequence this node's copy of the hub has applied.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
     }
 
     /// Shares the limits per address of `cx` with the other nodes until `stop`
@@ -330,6 +380,7 @@ async fn follow(
     mut actions: Actions,
     board: Arc<Switchboard>,
     caught_up: watch::Sender<u64>,
+    mut saving: snapshot::Saving,
     stop: CancellationToken,
 ) {
     loop {
@@ -338,6 +389,7 @@ async fn follow(
             next = actions.next() => next,
         };
         board.replay(entry);
+        saving.after(seq, &board);
         caught_up.send_replace(seq);
     }
 }

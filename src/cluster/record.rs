@@ -9,7 +9,9 @@
 //! left alone (`ON CONFLICT DO NOTHING`). The writer writes in sequence order, a
 //! batch per transaction, so the highest `seq` in the table is a point below which
 //! nothing is missing. A node that takes the lease over rebuilds its hub from the
-//! stream's start and writes what follows that point: nothing lost, nothing twice.
+//! newest [`snapshot`](super::snapshot) at or below that point (or the stream's
+//! start), replays the stream from there without writing up to that point, and
+//! writes what follows it: nothing lost, nothing twice.
 //! The other nodes do not read the stream for the record at all. While PostgreSQL
 //! is unreachable the writer stops reading and keeps its lease; the actions wait
 //! in JetStream, and chat goes on.
@@ -65,8 +67,8 @@ pub struct Recorder {
     task: JoinHandle<()>,
 }
 
-/// What a turn at writing starts from: the stream from its first action, and a
-/// hub of its own.
+/// What a turn at writing starts from: a hub of its own, from a snapshot (or
+/// new), and the stream after it.
 pub struct Turns {
     /// The stream recorded.
     pub stream: stream::Stream,
@@ -82,6 +84,10 @@ pub struct Turns {
     pub clock: Clock,
     /// This node's number, shown in PostgreSQL as the writer's.
     pub node: u64,
+    /// Where a turn finds the state to start from.
+    pub snapshots: super::snapshot::Snapshots,
+    /// Told whether this node writes, and how far.
+    pub duty: Arc<super::snapshot::Duty>,
 }
 
 impl Recorder {
@@ -111,13 +117,16 @@ async fn take_turns(mut lease: Lease, turns: Turns, stop: CancellationToken) {
             return;
         };
         tracing::info!(node = turns.node, "this node writes the record");
+        turns.duty.hold(true);
         tokio::select! {
             // Ends only once stopped, after the last flush.
             _ = turns.write(stop.clone()) => {
+                turns.duty.hold(false);
                 held.release().await;
                 return;
             }
             _ = held.keep() => {
+                turns.duty.hold(false);
                 tracing::warn!("this node lost the record's lease; another node writes the record");
             }
         }
@@ -125,22 +134,59 @@ async fn take_turns(mut lease: Lease, turns: Turns, stop: CancellationToken) {
 }
 
 impl Turns {
-    /// One turn: a new hub, the stream from its start, and rows for what
-    /// PostgreSQL does not hold yet; until `stop`.
+    /// One turn: the hub of the newest snapshot at or below PostgreSQL's last
+    /// row (or a new hub and the stream from its start), the stream after it,
+    /// and rows for what PostgreSQL does not hold yet; until `stop`.
     async fn write(&self, stop: CancellationToken) {
-        let collected = Collected::default();
-        let hub = Hub::new(self.settings.clone(), History::new(self.replay_lines));
-        let board = Switchboard::recorder(hub, collected.clone(), self.clock.clone());
-        let actions = Actions::new(self.stream.clone(), self.reconnected.clone());
-        let writer = Writer {
-            stream: actions.stream_id(),
+        let mut writer = Writer {
+            stream: super::stream_id(&self.stream),
             url: self.url.clone(),
             node: self.node,
             client: None,
             written: 0,
             batch: Vec::new(),
             stop,
+            duty: self.duty.clone(),
         };
+        if !writer.connect().await {
+            return;
+        }
+        let (from, hub) = loop {
+            if let Some(loaded) = self
+                .snapshots
+                .load(Some(writer.written), &self.settings)
+                .await
+            {
+                break loaded;
+            }
+            // A trimmed stream replayed without its snapshot would give events
+            // of a state that never was: better to write nothing until one loads.
+            match super::snapshot::trimmed(&self.stream).await {
+                Ok(None) => {
+                    let history = History::new(self.replay_lines);
+                    break (0, Hub::new(self.settings.clone(), history));
+                }
+                Ok(Some(first)) => tracing::error!(
+                    first,
+                    recorded = writer.written,
+                    "the stream was trimmed and no snapshot at or below PostgreSQL's last row \
+                     loads; the record waits"
+                ),
+                Err(err) => tracing::warn!(%err, "cannot read the stream's bounds yet"),
+            }
+            tokio::select! {
+                _ = writer.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        };
+        tracing::info!(
+            from = from + 1,
+            recorded = writer.written,
+            "the record's copy of the chat replays the stream"
+        );
+        let collected = Collected::default();
+        let board = Switchboard::recorder(hub, collected.clone(), self.clock.clone());
+        let actions = Actions::new(self.stream.clone(), self.reconnected.clone(), from + 1);
         record(actions, board, collected, writer).await;
     }
 }
@@ -151,9 +197,6 @@ async fn record(
     collected: Collected,
     mut writer: Writer,
 ) {
-    if !writer.connect().await {
-        return;
-    }
     // When the partial batch is written even if actions keep coming: counted from
     // its first row, not from the last action, or steady chat would hold it until
     // it filled.
@@ -197,6 +240,8 @@ struct Writer {
     written: u64,
     batch: Vec<(u64, u32, Event)>,
     stop: CancellationToken,
+    /// Told how far the table is, for the stream to be trimmed no further.
+    duty: Arc<super::snapshot::Duty>,
 }
 
 impl Writer {
@@ -237,6 +282,7 @@ impl Writer {
         client.batch_execute(&name).await?;
         super::check_record(&client, &self.stream).await?;
         self.written = self.written.max(postgres::watermark(&client).await?);
+        self.duty.recorded(self.written);
         self.client = Some(client);
         Ok(())
     }
@@ -249,6 +295,7 @@ impl Writer {
                 match postgres::insert_events(client, &self.batch).await {
                     Ok(()) => {
                         self.written = self.batch.last().map_or(self.written, |row| row.0);
+                        self.duty.recorded(self.written);
                         self.batch.clear();
                         return;
                     }

@@ -12,6 +12,7 @@ use crate::event::EventKind;
 use crate::protocol::{CommandError, DmPolicy, Hand, Name, Notice, ServerLine};
 
 /// One hand in a room's queue.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct RaisedHand {
     pub(super) id: ConnId,
     /// When it went up (UTC ms).
@@ -20,6 +21,7 @@ pub(super) struct RaisedHand {
 }
 
 /// A room's open poll.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Poll {
     number: u32,
     question: String,
@@ -33,6 +35,7 @@ pub(super) struct Poll {
 const QUESTIONS_KEPT: usize = 20;
 
 /// A question asked with `/ask`, kept for staff with its author.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Asked {
     at: i64,
     from: Name,
@@ -97,6 +100,7 @@ pub struct LiveQuestion {
 }
 
 /// A room's class session, started by staff.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Session {
     title: Option<String>,
     /// When it started (UTC ms).

@@ -10,7 +10,7 @@ use crate::event::HistoryLine;
 use crate::protocol::Name;
 
 /// The tails of every room that has history; see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct History {
     /// Lines kept per room.
     keep: usize,
@@ -38,6 +38,18 @@ impl History {
             }
         }
         history
+    }
+
+    /// Keeps at most `keep` lines per room from now on (a snapshot taken under
+    /// another `history.replay_lines`).
+    pub fn limit(&mut self, keep: usize) {
+        self.keep = keep;
+        self.rooms.retain(|_, tail| {
+            while tail.len() > keep {
+                tail.pop_front();
+            }
+            !tail.is_empty()
+        });
     }
 
     /// Adds the newest line of `room`, forgetting the oldest beyond the limit.

@@ -148,6 +148,7 @@ impl Settings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Member {
     nick: Name,
     room: Name,
@@ -183,6 +184,7 @@ pub struct Identity {
     pub address: Option<IpAddr>,
 }
 
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Room {
     members: Vec<ConnId>,
     permanent: bool,
@@ -194,8 +196,10 @@ struct Room {
     /// The open poll, if any.
     poll: Option<classroom::Poll>,
     /// The class session running in the room, if staff started one.
+    #[serde(default)]
     session: Option<classroom::Session>,
     /// The last questions asked with `/ask`, with their authors, for staff.
+    #[serde(default)]
     questions: std::collections::VecDeque<classroom::Asked>,
 }
 
@@ -219,7 +223,7 @@ const CROWD_NAMES: usize = 3;
 
 /// Joins or leaves not yet announced: how many, and the first few names. A
 /// thousand people joining hold three names here, not a thousand.
-#[derive(Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Crowd {
     count: usize,
     names: Vec<Name>,
@@ -286,6 +290,24 @@ pub struct Hub {
     polls: u32,
 }
 
+/// Everything a hub knows but its settings, as a value: what a cluster node's
+/// snapshot holds (see [`crate::cluster::snapshot`]), so that a starting node
+/// need not replay the whole stream to know it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    members: HashMap<ConnId, Member>,
+    nicks: HashMap<String, ConnId>,
+    rooms: BTreeMap<Name, Room>,
+    history: History,
+    shutting_down: bool,
+    quiet: bool,
+    mutes: HashMap<String, i64>,
+    kicked: HashMap<String, i64>,
+    kicked_addresses: HashMap<IpAddr, i64>,
+    dm: DmPolicy,
+    polls: u32,
+}
+
 impl Hub {
     /// A hub with the permanent rooms of `settings` and the history loaded from the
     /// record.
@@ -308,6 +330,63 @@ impl Hub {
             kicked: HashMap::new(),
             kicked_addresses: HashMap::new(),
             polls: 0,
+        }
+    }
+
+    /// A copy of the state, to be saved (cloned while the caller holds the
+    /// switchboard's lock; serialized elsewhere).
+    pub fn save(&self) -> Saved {
+        Saved {
+            members: self.members.clone(),
+            nicks: self.nicks.clone(),
+            rooms: self.rooms.clone(),
+            history: self.history.clone(),
+            shutting_down: self.shutting_down,
+            quiet: self.quiet,
+            mutes: self.mutes.clone(),
+            kicked: self.kicked.clone(),
+            kicked_addresses: self.kicked_addresses.clone(),
+            dm: self.dm,
+            polls: self.polls,
+        }
+    }
+
+    /// The hub `saved` describes, under `settings`: the state of the hub that was
+    /// saved, with this configuration's permanent rooms and history length.
+    pub fn restore(settings: Settings, saved: Saved) -> Hub {
+        let Saved {
+            members,
+            nicks,
+            mut rooms,
+            mut history,
+            shutting_down,
+            quiet,
+            mutes,
+            kicked,
+            kicked_addresses,
+            dm,
+            polls,
+        } = saved;
+        history.limit(settings.replay_lines);
+        for name in &settings.permanent_rooms {
+            rooms
+                .entry(name.clone())
+                .or_insert_with(|| Room::new(true))
+                .permanent = true;
+        }
+        Hub {
+            settings,
+            members,
+            nicks,
+            rooms,
+            history,
+            shutting_down,
+            quiet,
+            mutes,
+            kicked,
+            kicked_addresses,
+            dm,
+            polls,
         }
     }
 

@@ -670,3 +670,48 @@ fn the_instructor_page_sees_hands_the_poll_and_who_asked() {
     assert_eq!(lobby.questions[0].from, "amy");
     assert_eq!(lobby.questions[0].at, T0 + 1);
 }
+
+#[test]
+fn a_saved_hub_comes_back_whole_through_json() {
+    // What a cluster snapshot holds must survive serde_json: addresses as map
+    // keys (a kick by address), polls, hands, mutes, /dm and history.
+    let mut hub = hub();
+    join(&mut hub, 1, "prof");
+    hub.op(1, T0);
+    let sam = Identity {
+        address: Some(std::net::IpAddr::from([10, 0, 0, 7])),
+        ..Identity::default()
+    };
+    hub.register(2, "sam", sam, T0).unwrap();
+    join(&mut hub, 3, "amy");
+    join(&mut hub, 4, "bob");
+    hub.chat(3, "hello", T0).unwrap();
+    run(&mut hub, 4, Command::Hand(Some("me".into())), T0).unwrap();
+    let poll = Command::Poll {
+        question: "lunch?".into(),
+        choices: vec!["yes".into(), "no".into()],
+    };
+    run(&mut hub, 1, poll, T0).unwrap();
+    run(&mut hub, 3, Command::Vote(2), T0).unwrap();
+    let mute = Command::Mute {
+        nick: "bob".into(),
+        minutes: Some(5.0),
+    };
+    run(&mut hub, 1, mute, T0).unwrap();
+    run(&mut hub, 1, Command::Dm(DmPolicy::Staff), T0).unwrap();
+    run(&mut hub, 1, Command::StartSession(Some("Lab".into())), T0).unwrap();
+    run(&mut hub, 3, Command::Ask("why?".into()), T0).unwrap();
+    let kick = Command::Kick {
+        nick: "sam".into(),
+        reason: None,
+    };
+    run(&mut hub, 1, kick, T0).unwrap();
+
+    let saved = hub.save();
+    let json = serde_json::to_vec(&saved).unwrap();
+    let back: Saved = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, saved);
+    let restored = Hub::restore(settings(), back);
+    assert_eq!(restored.save(), saved);
+    assert_eq!(restored.history.last("lobby", 3).len(), 1);
+}

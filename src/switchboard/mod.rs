@@ -294,6 +294,12 @@ impl Switchboard {
         self.lock().hub.forget_history(erased)
     }
 
+    /// A copy of the hub's state (cluster: for a snapshot; the copy is made under
+    /// the lock, anything slower is for the caller).
+    pub fn saved(&self) -> crate::hub::Saved {
+        self.lock().hub.save()
+    }
+
     /// Every room and who is in it; see [`Hub::rooms_snapshot`].
     pub fn rooms_snapshot(&self) -> Vec<(Name, Vec<(Name, bool)>)> {
         self.lock().hub.rooms_snapshot()

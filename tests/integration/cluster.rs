@@ -58,7 +58,7 @@ pub(crate) async fn start_node(nats: &Nats, pg: &Postgres) -> TestServer {
 }
 
 /// A node whose configuration `tweak` changes (every node needs the same).
-async fn start_node_with(
+pub(crate) async fn start_node_with(
     nats: &Nats,
     pg: &Postgres,
     tweak: impl FnOnce(&mut Config),
@@ -1056,7 +1056,7 @@ async fn lease_holder(js: &async_nats::jetstream::Context) -> Option<String> {
 }
 
 /// Waits (up to `within`) until the lease is held by a node other than `not`.
-async fn lease_taken(
+pub(crate) async fn lease_taken(
     js: &async_nats::jetstream::Context,
     not: Option<&str>,
     within: Duration,

@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_classroom;
 mod cluster_limits;
 mod cluster_rolling;
+mod cluster_start;
 mod commands;
 mod dropped_network;
 mod durability;
