@@ -1,6 +1,7 @@
 //! Erasing a student's words (SPEC 12) on either back end: their chat lines,
-//! the private messages they sent and the reasons they gave for leaving, from
-//! any of their connections, replaced by [`ERASED`]. The rows stay, so a report
+//! the private messages they sent, the reasons they gave for leaving, and what
+//! they asked with `/ask` or said raising a hand, from any of their
+//! connections, replaced by [`ERASED`]. The rows stay, so a report
 //! made before the erase is still explained by the record. The statements are
 //! written once here; each back end runs them in its own transaction.
 
@@ -22,12 +23,14 @@ pub struct Counts {
     pub private: u64,
     /// Reasons given for leaving.
     pub reasons: u64,
+    /// Questions asked with `/ask` and what was said raising a hand.
+    pub questions: u64,
 }
 
 impl Counts {
     /// All rows.
     pub fn total(&self) -> u64 {
-        self.chat + self.private + self.reasons
+        self.chat + self.private + self.reasons + self.questions
     }
 
     /// The counts of `(kind, rows)` pairs as [`count_sql`] returns them.
@@ -39,6 +42,7 @@ impl Counts {
                 // An action's words are said in the room like a chat line's.
                 Some(EventKind::Chat | EventKind::Action) => counts.chat += n,
                 Some(EventKind::Private) => counts.private += n,
+                Some(EventKind::Ask | EventKind::Hand) => counts.questions += n,
                 _ => counts.reasons += n,
             }
         }
@@ -52,7 +56,11 @@ impl fmt::Display for Counts {
             f,
             "{} chat lines, {} private messages, {} leave reasons",
             self.chat, self.private, self.reasons
-        )
+        )?;
+        match self.questions {
+            0 => Ok(()),
+            n => write!(f, ", {n} questions and raised hands"),
+        }
     }
 }
 
@@ -80,7 +88,7 @@ fn words_of(sessions: &[i64]) -> String {
         false => sessions.join(", "),
     };
     format!(
-        "session IN ({sessions}) AND kind IN ('chat', 'action', 'pm', 'leave') \
+        "session IN ({sessions}) AND kind IN ('chat', 'action', 'pm', 'leave', 'ask', 'hand') \
          AND text IS NOT NULL AND text <> '{ERASED}'"
     )
 }

@@ -244,7 +244,7 @@ pub async fn stream_seqs(
     let rows = client
         .query(
             "SELECT DISTINCT seq FROM events WHERE session = ANY($1)
-             AND kind IN ('chat', 'action', 'pm') AND seq > 0 ORDER BY seq",
+             AND kind IN ('chat', 'action', 'pm', 'ask', 'hand') AND seq > 0 ORDER BY seq",
             &[&sessions],
         )
         .await?;

@@ -39,7 +39,7 @@ pub fn erase_event(scope: &StudentScope, operator: &str, counts: Counts, now_ms:
     }
 }
 
-/// Every erased chat line, private message and leave reason, in the record's
+/// Every erased chat line, private message, leave reason, question and hand, in the record's
 /// order: of these connections, or of everyone's (what a running server removes
 /// from its transcripts and replay).
 pub fn erased_events(
@@ -57,7 +57,10 @@ pub fn erased_events(
     let mut events = Vec::new();
     let mut failed = None;
     records.each_event(&selection, &mut |stored| {
-        let words = matches!(stored.kind, "chat" | "action" | "pm" | "leave");
+        let words = matches!(
+            stored.kind,
+            "chat" | "action" | "pm" | "leave" | "ask" | "hand"
+        );
         if !words || stored.text != Some(ERASED) {
             return ControlFlow::Continue(());
         }

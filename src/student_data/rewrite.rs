@@ -29,7 +29,11 @@ impl Rewrites {
         let mut rewrites = Rewrites::default();
         for event in erased {
             let closing = match event.kind {
-                EventKind::Chat | EventKind::Action | EventKind::Private => false,
+                EventKind::Chat
+                | EventKind::Action
+                | EventKind::Private
+                | EventKind::Ask
+                | EventKind::Hand => false,
                 EventKind::Leave => true,
                 _ => continue,
             };

@@ -84,6 +84,8 @@ fn class_events(now: i64) -> Vec<Event> {
             3,
         ),
         event(now + 8, Nick, "amy", None, "ally", 1),
+        event(now + 8, Ask, "ally", None, "askedword anonymously", 1),
+        event(now + 8, Hand, "ally", None, "handword", 1),
         event(now + 9, Chat, "ally", None, "second quokkaword line", 1),
         event(now + 10, Op, "teacher", None, "", 4),
         event(now + 11, Kick, "teacher", Some("ally"), "too loud", 4),
@@ -133,13 +135,15 @@ fn export_holds_everything_by_or_about_the_student_and_no_one_elses_messages() {
         "\"chat\" \"ally\" \"second quokkaword line\"",
         "\"kick\" \"teacher\" \"too loud\"",
         "\"leave\" \"ally\" \"leavingword\"",
+        "\"ask\" \"ally\" \"askedword anonymously\"",
+        "\"hand\" \"ally\" \"handword\"",
     ] {
         assert!(
             texts.contains(&expected.to_owned()),
             "{expected} in {texts:#?}"
         );
     }
-    assert_eq!(texts.len(), 8, "{texts:#?}");
+    assert_eq!(texts.len(), 10, "{texts:#?}");
     assert!(!json.contains("carols own secret") && !json.contains("bo keeps talking"));
 
     let csv = run_ok(&["export", "--db", db, "--student", "amy", "--format", "csv"]);
@@ -150,7 +154,7 @@ fn export_holds_everything_by_or_about_the_student_and_no_one_elses_messages() {
     );
     assert!(csv.contains("'=SUM(A1) quokkaword"), "{csv}");
     assert!(!csv.contains("carols own secret"));
-    assert_eq!(csv.lines().count(), 1 + 1 + 8, "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 1 + 10, "{csv}");
 
     let missing = run(&["export", "--db", db, "--student", "nobody"]);
     assert!(!missing.status.success());
@@ -210,11 +214,20 @@ fn erase_without_a_server_rewrites_the_database_and_the_transcripts() {
         "officer",
     ]);
     assert!(
-        said.contains("2 chat lines, 1 private messages, 1 leave reasons erased"),
+        said.contains(
+            "2 chat lines, 1 private messages, 1 leave reasons, 2 questions and raised hands erased"
+        ),
         "{said}"
     );
     assert!(said.contains("2 files rewritten"), "{said}");
-    assert_no_copy(&db, &logs, &["quokkaword", "whisperword", "leavingword"]);
+    let words = [
+        "quokkaword",
+        "whisperword",
+        "leavingword",
+        "askedword",
+        "handword",
+    ];
+    assert_no_copy(&db, &logs, &words);
     let lines = transcript_lines(&logs);
     assert!(
         lines.iter().any(|l| l.ends_with("chat amy: [erased]")),
@@ -447,7 +460,7 @@ async fn export_and_erase_on_postgres() {
     ])
     .await;
     let record: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(record["events"].as_array().unwrap().len(), 8, "{json}");
+    assert_eq!(record["events"].as_array().unwrap().len(), 10, "{json}");
     assert!(json.contains("bo answers amy") && !json.contains("carols own secret"));
 
     let said = run_async(
@@ -466,7 +479,7 @@ async fn export_and_erase_on_postgres() {
     )
     .await;
     assert!(
-        said.contains("2 chat lines, 1 private messages, 1 leave reasons erased"),
+        said.contains("2 chat lines, 1 private messages, 1 leave reasons, 2 questions and raised hands erased"),
         "{said}"
     );
     let texts: Vec<Option<String>> = client
