@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,15 +45,21 @@ struct Life {
     runs: Vec<Run>,
 }
 
+/// The line that ends the test: every line before it in the stream's order has
+/// been delivered to whoever receives it.
+const END: &str = "closer: end";
+
 /// Logs `name` in on one of the `nodes` (trying the next while the name is
 /// still held by a connection being taken out), then chats every [`EVERY`]
-/// until `stop`, logging in again elsewhere whenever its node goes away.
+/// until `quiet` (which it counts in `hushed`), logging in again elsewhere
+/// whenever its node goes away, and reads on until [`END`].
 async fn client(
     name: String,
     first: usize,
     nodes: Arc<Mutex<Vec<Option<SocketAddr>>>>,
     speaks: bool,
-    mut stop: watch::Receiver<bool>,
+    mut quiet: watch::Receiver<bool>,
+    hushed: Arc<AtomicUsize>,
 ) -> Life {
     let mut life = Life {
         name: name.clone(),
@@ -60,7 +67,15 @@ async fn client(
     };
     let mut attempt = first;
     let mut said = 0;
-    while !*stop.borrow() {
+    let mut silent = false;
+    let hush = |silent: &mut bool| {
+        if !*silent {
+            *silent = true;
+            hushed.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let mut ended = false;
+    while !ended {
         let addr = {
             let nodes = nodes.lock().unwrap();
             let up: Vec<SocketAddr> = nodes.iter().flatten().copied().collect();
@@ -91,6 +106,9 @@ async fn client(
         }
         let mut run = Run::new();
         let mut speaking = true;
+        if *quiet.borrow() {
+            hush(&mut silent);
+        }
         let mut tick = tokio::time::interval(EVERY);
         tick.reset_after(EVERY.mul_f64(first as f64 / CLIENTS as f64));
         loop {
@@ -99,6 +117,10 @@ async fn client(
                     Ok(Some(line)) if body(&line) == "* Server is shutting down." => {
                         // Told: a client says nothing more here.
                         speaking = false;
+                    }
+                    Ok(Some(line)) if body(&line) == END => {
+                        ended = true;
+                        break;
                     }
                     Ok(Some(line)) => {
                         if let Some((_, text)) = body(&line).split_once(": ") {
@@ -109,7 +131,7 @@ async fn client(
                     }
                     _ => break,
                 },
-                _ = tick.tick(), if speaks && speaking => {
+                _ = tick.tick(), if speaks && speaking && !silent => {
                     let text = format!("{name}-{said}");
                     said += 1;
                     life.written.push(text.clone());
@@ -117,7 +139,7 @@ async fn client(
                         break;
                     }
                 }
-                _ = stop.changed() => break,
+                _ = quiet.changed(), if !silent => hush(&mut silent),
             }
         }
         life.runs.push(run);
@@ -140,16 +162,32 @@ async fn three_nodes_restarted_one_at_a_time_under_chat_lose_no_line() {
     }
     let addrs = servers.iter().map(|s| s.as_ref().map(|s| s.addr)).collect();
     let nodes = Arc::new(Mutex::new(addrs));
-    let (stop, stopped) = watch::channel(false);
+    let (quiet, hushing) = watch::channel(false);
+    let hushed = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     // One listener per node, who never speaks, and the chatters spread over them.
     for i in 0..3 {
         let name = format!("listener{i}");
-        let task = client(name, i, nodes.clone(), false, stopped.clone());
+        let task = client(
+            name,
+            i,
+            nodes.clone(),
+            false,
+            hushing.clone(),
+            hushed.clone(),
+        );
         clients.push(tokio::spawn(task));
     }
     for i in 0..CLIENTS {
-        let task = client(format!("c{i}"), i, nodes.clone(), true, stopped.clone());
+        let name = format!("c{i}");
+        let task = client(
+            name,
+            i,
+            nodes.clone(),
+            true,
+            hushing.clone(),
+            hushed.clone(),
+        );
         clients.push(tokio::spawn(task));
     }
     // Steady chat first, then each node in turn: stopped (its clients go to the
@@ -164,10 +202,23 @@ async fn three_nodes_restarted_one_at_a_time_under_chat_lose_no_line() {
         *server = Some(again);
         steady().await;
     }
-    stop.send(true).unwrap();
+    // Everyone stops talking; once nobody can be writing a line, one last line
+    // marks the end of the record: each client reads up to it.
+    quiet.send(true).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while hushed.load(Ordering::SeqCst) < clients.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "clients still talking"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut closer = servers[0].as_ref().unwrap().login("closer").await;
+    closer.send("end").await;
     let mut lives = Vec::new();
     for task in clients {
-        lives.push(task.await.unwrap());
+        let life = tokio::time::timeout(WAIT, task).await;
+        lives.push(life.expect("every client reads to the end").unwrap());
     }
 
     let written: usize = lives.iter().map(|l| l.written.len()).sum();
