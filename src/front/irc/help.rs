@@ -40,6 +40,8 @@ const STAFF: &[&str] = &[
     "/quote NEXT                   call on the first raised hand",
     "/quote POLL :question | a | b open a poll (2 to 9 choices)",
     "/quote POLL close             close it and show the counts",
+    "/quote SESSION start [title]  a class session begins here (attendance)",
+    "/quote SESSION end            it ends",
 ];
 
 /// The IRC lines that stand for one line of the hub's `/help` answer: a whole
