@@ -233,3 +233,64 @@ async fn weechat_logs_in_with_sasl_in_a_rostered_class() {
     amy.keys("/quit");
     bob.expect_prefix("* amy has left #lobby").await;
 }
+
+/// A kicked WeeChat user's client reconnects by itself: each try is refused with
+/// the minutes left, and the room never sees them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_weechat_user_reconnecting_is_refused_with_the_minutes_left() {
+    if !installed("weechat") {
+        return;
+    }
+    let server = server_with(|_| {}).await;
+    let mut prof = instructor(&server).await;
+    let wee = weechat(&server, "kick-weechat", "wee", "-autoreconnect_delay=1");
+    prof.expect("* wee has joined #lobby").await;
+    show_lobby(&wee, WEECHAT_LOBBY).await;
+    prof.send("/kick wee spamming").await;
+    prof.expect("* wee has been kicked.").await;
+    wee.keys("/buffer class");
+    let refused = "You were kicked; you can log in again in 10 minutes.";
+    // The reconnect after the kick, and the one after that: both refused.
+    wee.until("two refused reconnects", |tmux| {
+        tmux.screen().matches(refused).count() >= 2
+    })
+    .await;
+    println!("WeeChat, server buffer:\n{}", wee.screen());
+    prof.send("/who").await;
+    prof.expect_next("= #lobby (1): prof [instructor]").await;
+    wee.keys("/quit");
+}
+
+/// Leaving and joining again in WeeChat, which keeps the channel's buffer: the
+/// replay brings only the lines said meanwhile, so no line shows twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weechat_rejoin_shows_no_line_twice() {
+    if !installed("weechat") {
+        return;
+    }
+    let server = server_with(|_| {}).await;
+    let mut sam = server.login("sam").await;
+    sam.send("before anyone came").await;
+    let wee = weechat(&server, "rejoin-weechat", "wee", "");
+    sam.expect("* wee has joined #lobby").await;
+    in_lobby_window(&wee, WEECHAT_LOBBY, "before anyone came").await;
+    sam.send("said while wee was here").await;
+    in_lobby_window(&wee, WEECHAT_LOBBY, "said while wee was here").await;
+    // One room at a time: joining #lab leaves #lobby, whose buffer WeeChat keeps.
+    wee.keys("/join #lab");
+    sam.expect_prefix("* wee has left #lobby").await;
+    sam.send("said while wee was away").await;
+    wee.keys("/join #lobby");
+    sam.expect("* wee has joined #lobby").await;
+    let screen = in_lobby_window(&wee, WEECHAT_LOBBY, "said while wee was away").await;
+    println!("WeeChat, #lobby after a rejoin:\n{screen}");
+    for line in [
+        "before anyone came",
+        "said while wee was here",
+        "said while wee was away",
+    ] {
+        assert_eq!(screen.matches(line).count(), 1, "{line}:\n{screen}");
+    }
+    wee.keys("/quit");
+    sam.expect_prefix("* wee has left #lobby").await;
+}
