@@ -112,7 +112,10 @@ async fn client(
         let mut tick = tokio::time::interval(EVERY);
         tick.reset_after(EVERY.mul_f64(first as f64 / CLIENTS as f64));
         loop {
+            // What arrived is read before anything is said: a client hears of
+            // the shutdown as soon as it can.
             tokio::select! {
+                biased;
                 line = lines.next_line() => match line {
                     Ok(Some(line)) if body(&line) == "* Server is shutting down." => {
                         // Told: a client says nothing more here.
@@ -222,8 +225,14 @@ async fn three_nodes_restarted_one_at_a_time_under_chat_lose_no_line() {
     }
 
     let written: usize = lives.iter().map(|l| l.written.len()).sum();
-    let recorded = recorded_chat(&pg, written, WAIT).await;
-    let order: Vec<String> = recorded
+    // The chat and the closer's last line.
+    let recorded = recorded_chat(&pg, written + 1, WAIT).await;
+    assert_eq!(
+        recorded.last().map(String::as_str),
+        Some(END),
+        "the end is last"
+    );
+    let order: Vec<String> = recorded[..recorded.len() - 1]
         .iter()
         .map(|line| line.split_once(": ").unwrap().1.to_owned())
         .collect();
