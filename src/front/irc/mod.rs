@@ -478,6 +478,9 @@ impl Connection {
                         self.cx
                             .board
                             .set_echo(self.id, self.caps.has(caps::ECHO_MESSAGE));
+                        self.cx
+                            .board
+                            .set_away_notify(self.id, self.caps.has(caps::AWAY_NOTIFY));
                         tracing::Span::current().record("nick", admitted.name.as_str());
                         self.login = RateKey::new(&admitted.name);
                         self.send(Direct::Registered);
@@ -541,6 +544,7 @@ impl Connection {
             "CHANMODES=,,,nt".to_owned(),
             format!("NETWORK={network}"),
             "MSGREFTYPES=timestamp,msgid".to_owned(),
+            format!("AWAYLEN={}", crate::hub::AWAY_LEN),
         ];
         // `CHATHISTORY=0` would read as no limit; without replay lines there is
         // no history to ask for.
@@ -577,6 +581,8 @@ impl Connection {
                         self.send(Direct::Caps(caps));
                         let echo = caps.has(caps::ECHO_MESSAGE);
                         self.cx.board.set_echo(self.id, echo);
+                        let away_notify = caps.has(caps::AWAY_NOTIFY);
+                        self.cx.board.set_away_notify(self.id, away_notify);
                         self.reply("CAP", &[&me, "ACK", wanted]);
                     }
                     None => self.reply("CAP", &[&me, "NAK", wanted]),

@@ -177,11 +177,11 @@ impl Connection {
         self.show(AnswerAs::Notice, Some(self.cx.board.rooms()));
     }
 
+    /// `AWAY :text` / `AWAY`: `/away`, kept in the hub; its `306`/`305` come
+    /// back through the writer once the hub has taken it.
     fn away(&mut self, message: &Message<'_>) {
-        match message.word(0) {
-            Some(_) => self.numeric(RPL_NOWAWAY, &["You have been marked as away"]),
-            None => self.numeric(RPL_UNAWAY, &["You are no longer marked as away"]),
-        }
+        let text = message.param(0).map(clean_text).filter(|t| !t.is_empty());
+        self.perform(Command::Away(text));
     }
 
     /// `CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN #yourroom REF... LIMIT`,
@@ -441,6 +441,9 @@ impl Connection {
             self.numeric(RPL_WHOISUSER, &[&nick, &nick, message::HOST, "*", &nick]);
             let server = &self.cx.config.server.name;
             self.numeric(RPL_WHOISSERVER, &[&nick, message::HOST, server]);
+            if let Some(away) = self.cx.board.away_of(&nick) {
+                self.numeric(RPL_AWAY, &[&nick, &away]);
+            }
         }
         self.numeric(RPL_ENDOFWHOIS, &[&nick, "End of /WHOIS list."]);
     }
