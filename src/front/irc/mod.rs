@@ -15,6 +15,8 @@
 //! - [`message`]: IRC lines read and written.
 //! - [`caps`]: the IRCv3 capabilities offered and turned on.
 //! - [`chathistory`]: `CHATHISTORY`, history a client asks for.
+//! - [`older`]: the lines of that history older than the room keeps, from the
+//!   record.
 //! - [`ctcp`]: `ACTION` and the requests the server answers for everyone.
 //! - [`given`]: what each user was already shown, so it is not replayed again.
 //! - [`help`]: `HELP` as an IRC user types the commands.
@@ -30,6 +32,7 @@ pub mod given;
 mod help;
 pub mod message;
 pub mod numerics;
+mod older;
 pub mod render;
 mod sasl;
 mod verbs;
