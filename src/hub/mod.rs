@@ -35,6 +35,9 @@ pub use history::History;
 /// The longest `/away` reason kept, in bytes (IRC's `AWAYLEN`).
 pub const AWAY_LEN: usize = 200;
 
+/// The away reason of a student who may not talk to the room now.
+const SILENT_AWAY: &str = "away";
+
 /// Identifies one connection; also its `session` in the database.
 pub type ConnId = i64;
 
@@ -782,7 +785,13 @@ impl Hub {
     /// told (only IRC clients with `away-notify` are sent it; see the
     /// switchboard). Nothing is recorded: being away says nothing of the class.
     fn away(&mut self, out: &mut Step, id: ConnId, text: Option<String>) {
+        // A silenced student does not reach the room through its away reason
+        // either; clients that go away by themselves still may, without words.
+        let silenced = self.silenced(id, out.now).is_some();
         let text = text.map(|mut text| {
+            if silenced {
+                return SILENT_AWAY.to_owned();
+            }
             // A reason fits in one IRC line with the name it goes with.
             let mut end = text.len().min(AWAY_LEN);
             while !text.is_char_boundary(end) {

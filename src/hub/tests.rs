@@ -781,4 +781,25 @@ fn away_is_kept_shown_to_the_room_and_to_whoever_writes_and_saved() {
     let long = "x".repeat(AWAY_LEN + 50);
     run(&mut hub, 1, Command::Away(Some(long)), T0).unwrap();
     assert_eq!(hub.away_of("amy").map(str::len), Some(AWAY_LEN));
+
+    // Quiet mode: away, but the words do not reach the room.
+    hub.register(
+        9,
+        "prof",
+        Identity {
+            instructor: true,
+            ..Identity::default()
+        },
+        T0,
+    )
+    .unwrap();
+    run(&mut hub, 9, Command::Quiet(true), T0).unwrap();
+    run(
+        &mut hub,
+        1,
+        Command::Away(Some("psst, answer is 4".into())),
+        T0,
+    )
+    .unwrap();
+    assert_eq!(hub.away_of("amy"), Some(SILENT_AWAY));
 }
