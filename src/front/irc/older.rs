@@ -60,7 +60,8 @@ pub fn plan(
     most: usize,
     answer: &[HistoryLine],
 ) -> Option<Plan> {
-    let limit = limit(args, most)?;
+    // Without replay lines there is no history to ask for, in memory or not.
+    let limit = limit(args, most).filter(|limit| *limit > 0)?;
     // The record is read up to the oldest line kept in memory, included: lines
     // said in the same millisecond may be on both sides of the cut.
     let start = lines.first().map_or(i64::MAX, |line| line.ts_ms);
@@ -291,6 +292,8 @@ mod tests {
             ])
         );
         assert_eq!(plan("BEFORE", &["msgid=unknown", "3"], 0), None);
+        let nothing_kept = super::plan(&kept, "BEFORE", &[&five, "3"], 0, &[]);
+        assert_eq!(nothing_kept, None, "history.replay_lines = 0");
         // Whole answers that still miss older lines.
         assert_eq!(
             plan("AFTER", &[early, "3"], 3),
