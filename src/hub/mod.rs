@@ -32,6 +32,12 @@ use crate::protocol::{
 pub use classroom::{LiveHand, LivePoll, LiveQuestion, LiveSession, RoomTools};
 pub use history::History;
 
+/// The longest `/away` reason kept, in bytes (IRC's `AWAYLEN`).
+pub const AWAY_LEN: usize = 200;
+
+/// The away reason of a student who may not talk to the room now.
+const SILENT_AWAY: &str = "away";
+
 /// Identifies one connection; also its `session` in the database.
 pub type ConnId = i64;
 
@@ -162,6 +168,10 @@ struct Member {
     rostered: bool,
     /// Where it connected from, for a kick to hold against the address.
     address: Option<IpAddr>,
+    /// Why it is away (`/away TEXT`); `None` while here. Kept in the hub, not
+    /// the front end, so every node and every client sees the same.
+    #[serde(default)]
+    away: Option<String>,
 }
 
 /// Who a new member is, as the login found out.
@@ -448,6 +458,12 @@ impl Hub {
         self.history.last(room, self.settings.replay_lines)
     }
 
+    /// Why whoever has `nick` now is away, if they are.
+    pub fn away_of(&self, nick: &str) -> Option<&str> {
+        let id = self.nicks.get(&nick.to_ascii_lowercase())?;
+        self.members.get(id)?.away.as_deref()
+    }
+
     /// A member's current name.
     pub fn nick(&self, id: ConnId) -> Option<&Name> {
         self.members.get(&id).map(|m| &m.nick)
@@ -555,6 +571,7 @@ impl Hub {
                 account: identity.account,
                 rostered: identity.rostered,
                 address: identity.address,
+                away: None,
             },
         );
         let others = self.room_size(&room);
@@ -613,6 +630,7 @@ impl Hub {
             Command::StartSession(title) => self.start_session(&mut out, id, title)?,
             Command::EndSession => self.end_session(&mut out, id)?,
             Command::Me(text) => self.say(&mut out, id, &text, true)?,
+            Command::Away(text) => self.away(&mut out, id, text),
             Command::Op(_) => return Err(CommandError::PermissionDenied),
         }
         Ok(out.done())
@@ -742,6 +760,15 @@ impl Hub {
                 text: shared,
             },
         );
+        // The message is delivered all the same; the sender learns why no
+        // answer may come soon (IRC's `301`).
+        if let Some(away) = self.members.get(&target).and_then(|m| m.away.clone()) {
+            let notice = Notice::IsAway {
+                nick: target_nick.clone(),
+                text: away,
+            };
+            out.tell(id, notice);
+        }
         self.record(
             out,
             EventKind::Private,
@@ -752,6 +779,38 @@ impl Hub {
             Some(text),
         );
         Ok(())
+    }
+
+    /// `/away [TEXT]`: marks `id` away with why, or back without. Its room is
+    /// told (only IRC clients with `away-notify` are sent it; see the
+    /// switchboard). Nothing is recorded: being away says nothing of the class.
+    fn away(&mut self, out: &mut Step, id: ConnId, text: Option<String>) {
+        // A silenced student does not reach the room through its away reason
+        // either; clients that go away by themselves still may, without words.
+        let silenced = self.silenced(id, out.now).is_some();
+        let text = text.map(|mut text| {
+            if silenced {
+                return SILENT_AWAY.to_owned();
+            }
+            // A reason fits in one IRC line with the name it goes with.
+            let mut end = text.len().min(AWAY_LEN);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text
+        });
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        let changed = member.away != text;
+        member.away = text.clone();
+        let (nick, room) = (member.nick.clone(), member.room.clone());
+        out.tell(id, Notice::AwaySet(text.is_some()));
+        if changed {
+            let notice = Notice::AwayChanged { nick, text };
+            out.for_room(&room, Some(id), ServerLine::Notice(notice));
+        }
     }
 
     /// `/who`: the members of `id`'s room, sorted case-insensitively.
@@ -771,6 +830,7 @@ impl Hub {
             .filter_map(|member| self.members.get(member))
             .map(|member| WhoEntry {
                 nick: member.nick.clone(),
+                away: member.away.is_some(),
                 role: match member {
                     m if m.instructor => Some(Role::Instructor),
                     m if m.assistant => Some(Role::Assistant),
@@ -1002,6 +1062,14 @@ impl Hub {
                     room: room.clone(),
                 }),
             );
+            // IRC's away-notify: a newcomer who is away says so after its JOIN.
+            if let Some(text) = self.members.get(&id).and_then(|m| m.away.clone()) {
+                let notice = Notice::AwayChanged {
+                    nick: nick.clone(),
+                    text: Some(text),
+                };
+                out.for_room(room, Some(id), ServerLine::Notice(notice));
+            }
         }
         let lines = self.history.last(room, self.settings.replay_lines);
         if !lines.is_empty() {

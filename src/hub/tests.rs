@@ -715,3 +715,91 @@ fn a_saved_hub_comes_back_whole_through_json() {
     assert_eq!(restored.save(), saved);
     assert_eq!(restored.history.last("lobby", 3).len(), 1);
 }
+
+#[test]
+fn away_is_kept_shown_to_the_room_and_to_whoever_writes_and_saved() {
+    let mut hub = hub();
+    join(&mut hub, 1, "amy");
+    join(&mut hub, 2, "bob");
+    let out = run(&mut hub, 1, Command::Away(Some("lunch".into())), T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 1),
+        ["* You have been marked as being away"]
+    );
+    assert_eq!(seen(&hub, &out, 2), ["* amy is now away: lunch"]);
+    assert!(out.events.is_empty(), "away is not recorded");
+    assert_eq!(hub.away_of("AMY"), Some("lunch"));
+    // The same reason again tells nobody but amy.
+    let out = run(&mut hub, 1, Command::Away(Some("lunch".into())), T0).unwrap();
+    assert!(seen(&hub, &out, 2).is_empty());
+
+    let Some(Answer::Who { members, .. }) = hub.who_answer(2) else {
+        panic!("bob has a room");
+    };
+    let away: Vec<(&str, bool)> = members.iter().map(|m| (&*m.nick, m.away)).collect();
+    assert_eq!(away, [("amy", true), ("bob", false)]);
+
+    let pm = Command::Msg {
+        to: "amy".into(),
+        text: "there?".into(),
+    };
+    let out = run(&mut hub, 2, pm, T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 2),
+        ["[PM to amy] there?", "* amy is away: lunch"]
+    );
+    assert_eq!(seen(&hub, &out, 1), ["[PM from bob] there?"]);
+
+    // Joining a room while away says so after the join.
+    join(&mut hub, 3, "cy");
+    run(&mut hub, 3, Command::Join("lab".into()), T0).unwrap();
+    let out = run(&mut hub, 1, Command::Join("lab".into()), T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 3),
+        ["* amy has joined #lab", "* amy is now away: lunch"]
+    );
+
+    // Kept in a snapshot; a snapshot from before away existed reads as here.
+    let saved = hub.save();
+    let json = serde_json::to_string(&saved).unwrap();
+    let restored = Hub::restore(settings(), serde_json::from_str(&json).unwrap());
+    assert_eq!(restored.away_of("amy"), Some("lunch"));
+    let old = json
+        .replace(r#","away":"lunch""#, "")
+        .replace(r#","away":null"#, "");
+    assert!(!old.contains("\"away\""), "{old}");
+    let restored = Hub::restore(settings(), serde_json::from_str(&old).unwrap());
+    assert_eq!(restored.away_of("amy"), None);
+
+    let out = run(&mut hub, 1, Command::Away(None), T0).unwrap();
+    assert_eq!(
+        seen(&hub, &out, 1),
+        ["* You are no longer marked as being away"]
+    );
+    assert_eq!(seen(&hub, &out, 3), ["* amy is back"]);
+    assert_eq!(hub.away_of("amy"), None);
+    let long = "x".repeat(AWAY_LEN + 50);
+    run(&mut hub, 1, Command::Away(Some(long)), T0).unwrap();
+    assert_eq!(hub.away_of("amy").map(str::len), Some(AWAY_LEN));
+
+    // Quiet mode: away, but the words do not reach the room.
+    hub.register(
+        9,
+        "prof",
+        Identity {
+            instructor: true,
+            ..Identity::default()
+        },
+        T0,
+    )
+    .unwrap();
+    run(&mut hub, 9, Command::Quiet(true), T0).unwrap();
+    run(
+        &mut hub,
+        1,
+        Command::Away(Some("psst, answer is 4".into())),
+        T0,
+    )
+    .unwrap();
+    assert_eq!(hub.away_of("amy"), Some(SILENT_AWAY));
+}

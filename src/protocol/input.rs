@@ -173,6 +173,8 @@ pub enum Command {
     EndSession,
     /// `/me TEXT`: an action, `* sam waves` (IRC's CTCP `ACTION`).
     Me(String),
+    /// `/away [TEXT]`: marked away with why, or back without (IRC's `AWAY`).
+    Away(Option<String>),
 }
 
 /// Who students may send private messages to (`access.private_messages`, `/dm`).
@@ -345,6 +347,7 @@ pub fn command(name: &str, rest: &str) -> Result<Command, CommandError> {
             }
         }
         "me" => Command::Me(non_empty(rest).ok_or(CommandError::Usage("/me TEXT"))?),
+        "away" => Command::Away(non_empty(rest)),
         _ => return Err(CommandError::Unknown(name.to_owned())),
     };
     Ok(command)

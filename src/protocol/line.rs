@@ -337,6 +337,23 @@ pub enum Notice {
     },
     /// Quiet mode turned on or off.
     Quiet(bool),
+    /// Your `/away`: marked away (`true`) or back.
+    AwaySet(bool),
+    /// Someone in your room went away (with why) or came back. Only IRC clients
+    /// that asked for `away-notify` are sent it (IRC's `AWAY`).
+    AwayChanged {
+        /// Who.
+        nick: Name,
+        /// Why they are away; `None` when they are back.
+        text: Option<String>,
+    },
+    /// The one you sent a private message to is away (IRC's `301`).
+    IsAway {
+        /// Who.
+        nick: Name,
+        /// Why.
+        text: String,
+    },
     /// `/me TEXT` in your room: `* sam waves`. Read back it is a [`Notice::Text`]:
     /// an action is worded as freely as any notice.
     Action {
@@ -356,6 +373,9 @@ pub struct WhoEntry {
     pub nick: Name,
     /// A mark shown beside it.
     pub role: Option<Role>,
+    /// Marked away (`/away`): IRC's `WHO` shows `G`, not `H`. The line port's
+    /// `/who` does not show it.
+    pub away: bool,
 }
 
 /// The `=` lines.
@@ -387,6 +407,7 @@ pub const HELP: &[&str] = &[
     "/vote N            answer the room's poll",
     "/ask TEXT          ask the room a question without your name",
     "/me TEXT           an action: * NAME TEXT",
+    "/away [TEXT]       say you are away (and why); without TEXT: back",
     "/quit [REASON]     leave the server",
     "Any other line is sent to your room; start it with // to send a line that begins with /.",
 ];
@@ -656,6 +677,14 @@ impl fmt::Display for Notice {
             Notice::Announcement { from, text } => write!(f, "Announcement from {from}: {text}"),
             Notice::Quiet(true) => f.write_str("Quiet mode is on: only instructors can talk."),
             Notice::Quiet(false) => f.write_str("Quiet mode is off: everyone can talk again."),
+            Notice::AwaySet(true) => f.write_str("You have been marked as being away"),
+            Notice::AwaySet(false) => f.write_str("You are no longer marked as being away"),
+            Notice::AwayChanged {
+                nick,
+                text: Some(text),
+            } => write!(f, "{nick} is now away: {text}"),
+            Notice::AwayChanged { nick, text: None } => write!(f, "{nick} is back"),
+            Notice::IsAway { nick, text } => write!(f, "{nick} is away: {text}"),
             Notice::Action { nick, text } => write!(f, "{nick} {text}"),
             Notice::Text(text) => f.write_str(text),
         }
@@ -857,6 +886,8 @@ impl Notice {
             Notice::NowInstructor,
             Notice::Quiet(true),
             Notice::Quiet(false),
+            Notice::AwaySet(true),
+            Notice::AwaySet(false),
         ];
         if let Some(notice) = fixed.into_iter().find(|n| n.to_string() == text) {
             return Some(notice);
@@ -974,6 +1005,17 @@ impl Notice {
         if rest == "can talk again." {
             return Some(Notice::UnmuteDone { nick });
         }
+        if let Some(text) = rest.strip_prefix("is now away: ") {
+            let text = Some(text.to_owned());
+            return Some(Notice::AwayChanged { nick, text });
+        }
+        if rest == "is back" {
+            return Some(Notice::AwayChanged { nick, text: None });
+        }
+        if let Some(text) = rest.strip_prefix("is away: ") {
+            let text = text.to_owned();
+            return Some(Notice::IsAway { nick, text });
+        }
         None
     }
 }
@@ -1011,6 +1053,7 @@ impl Answer {
                 Some(WhoEntry {
                     nick: nick.into(),
                     role,
+                    away: false,
                 })
             })
             .collect::<Option<Vec<_>>>()?;

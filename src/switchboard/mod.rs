@@ -150,6 +150,9 @@ struct Member {
     /// Its own chat lines come back to it (IRC's echo-message): the very line
     /// its room got, so its client sees the same time and id.
     echo: bool,
+    /// It is told when others in its room go away or come back (IRC's
+    /// `away-notify`); other clients have no way to show it.
+    away_notify: bool,
 }
 
 struct Inner {
@@ -254,6 +257,11 @@ impl Switchboard {
         self.lock().hub.account_of(nick).cloned()
     }
 
+    /// Why whoever has `nick` now is away, if they are.
+    pub fn away_of(&self, nick: &str) -> Option<String> {
+        self.lock().hub.away_of(nick).map(str::to_owned)
+    }
+
     /// The recent history of `room` (IRC's `CHATHISTORY`), oldest first.
     pub fn history_of(&self, room: &str) -> Vec<crate::event::HistoryLine> {
         self.lock().hub.history_of(room)
@@ -356,6 +364,7 @@ impl Switchboard {
                 outbox,
                 dropped,
                 echo: false,
+                away_notify: false,
             },
         );
         let action = Action::Register {
@@ -385,6 +394,13 @@ impl Switchboard {
     pub fn set_echo(&self, id: ConnId, on: bool) {
         if let Some(member) = self.lock().members.get_mut(&id) {
             member.echo = on;
+        }
+    }
+
+    /// Whether member `id`, connected here, is told of others' `/away`.
+    pub fn set_away_notify(&self, id: ConnId, on: bool) {
+        if let Some(member) = self.lock().members.get_mut(&id) {
+            member.away_notify = on;
         }
     }
 
@@ -680,10 +696,17 @@ impl Switchboard {
                 }
                 _ => None,
             };
+            let away_change = matches!(
+                delivery.line.line,
+                ServerLine::Notice(Notice::AwayChanged { .. })
+            );
             let mut send = |id: ConnId| {
                 let Some(member) = members.get(&id) else {
                     return;
                 };
+                if away_change && !member.away_notify {
+                    return;
+                }
                 if member.outbox.try_send(delivery.line.clone()).is_err() {
                     too_slow.push(id);
                 }

@@ -927,3 +927,89 @@ async fn a_rejoin_or_reconnect_replays_only_what_was_missed() {
         .text()
         .ends_with("bob: three"));
 }
+
+/// `AWAY` is kept by the server: the clients in the channel that asked for
+/// `away-notify` see it come and go (and on a join), `WHO` marks it `G`, a
+/// private message or `WHOIS` gets `301`; a line user can go away too.
+#[tokio::test]
+async fn away_is_shared_with_the_channel_and_whoever_writes() {
+    let server = irc_server().await;
+    let mut amy = server.irc().await;
+    amy.send("CAP REQ :away-notify").await;
+    amy.expect_next("CAP").await;
+    amy.send("NICK amy").await;
+    amy.send("USER amy 0 * :amy").await;
+    amy.send("CAP END").await;
+    amy.expect_verb("366").await;
+    let mut bob = server.irc_login("bob").await;
+    assert_eq!(amy.expect_next("JOIN").await.nick(), "bob");
+    let mut cy = server.login("cy").await;
+    amy.expect_next("JOIN").await;
+    bob.expect_next("JOIN").await;
+
+    bob.send("AWAY :lunch break").await;
+    let now_away = bob.expect_next("306").await;
+    assert_eq!(now_away.text(), "You have been marked as being away");
+    let away = amy.expect_next("AWAY").await;
+    assert_eq!(away.raw, ":bob!bob@classchat AWAY :lunch break");
+    // Neither a client without away-notify nor a line user is told.
+    bob.expect_nothing_pending().await;
+    cy.expect_nothing_pending().await;
+
+    amy.send("WHO #lobby").await;
+    let mut flags = Vec::new();
+    for _ in 0..3 {
+        let who = amy.expect_next("352").await;
+        flags.push((who.params[5].clone(), who.params[6].clone()));
+    }
+    amy.expect_next("315").await;
+    assert_eq!(
+        flags,
+        [("amy", "H"), ("bob", "G"), ("cy", "H")].map(|(n, f)| (n.to_owned(), f.to_owned()))
+    );
+
+    amy.send("PRIVMSG bob :there?").await;
+    assert_eq!(
+        amy.expect_next("301").await.params,
+        ["amy", "bob", "lunch break"]
+    );
+    assert_eq!(bob.expect_next("PRIVMSG").await.text(), "there?");
+    cy.send("/msg bob hi").await;
+    cy.expect_next("[PM to bob] hi").await;
+    cy.expect_next("* bob is away: lunch break").await;
+    bob.expect_next("PRIVMSG").await;
+    amy.send("WHOIS bob").await;
+    amy.expect_next("311").await;
+    amy.expect_next("312").await;
+    assert_eq!(
+        amy.expect_next("301").await.params,
+        ["amy", "bob", "lunch break"]
+    );
+    amy.expect_next("318").await;
+
+    // Joining a channel while away: AWAY right after the JOIN.
+    amy.send("JOIN #lab").await;
+    amy.expect_verb("366").await;
+    bob.send("JOIN #lab").await;
+    bob.expect_verb("366").await;
+    assert_eq!(amy.expect_next("JOIN").await.nick(), "bob");
+    assert_eq!(amy.expect_next("AWAY").await.text(), "lunch break");
+
+    bob.send("AWAY").await;
+    bob.expect_next("305").await;
+    let back = amy.expect_next("AWAY").await;
+    assert_eq!(back.raw, ":bob!bob@classchat AWAY");
+    amy.send("PRIVMSG bob :back?").await;
+    bob.expect_next("PRIVMSG").await;
+    amy.expect_nothing_pending().await;
+
+    // The line port's /away, seen by amy once cy is in her channel.
+    cy.send("/away brb").await;
+    cy.expect("* You have been marked as being away").await;
+    cy.send("/join lab").await;
+    assert_eq!(amy.expect_next("JOIN").await.nick(), "cy");
+    assert_eq!(amy.expect_next("AWAY").await.text(), "brb");
+    cy.send("/away").await;
+    cy.expect("* You are no longer marked as being away").await;
+    assert_eq!(amy.expect_next("AWAY").await.params, Vec::<String>::new());
+}

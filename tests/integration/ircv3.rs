@@ -217,3 +217,125 @@ async fn with_batch_the_replay_on_joining_is_a_chathistory_batch() {
     ann.send("@+typing=active TAGMSG #lobby").await;
     ann.expect_nothing_pending().await;
 }
+
+/// `CHATHISTORY` further back than the room keeps in memory
+/// (`history.replay_lines`) is answered from the database: the older lines, in
+/// order, with the time and `msgid` they had live, erased ones left out, at
+/// most `CHATHISTORY=` at a time.
+#[tokio::test]
+async fn chathistory_reaches_past_the_kept_lines_into_the_database() {
+    let server = TestServer::start_with(|c| {
+        enable_irc(c);
+        c.history.replay_lines = 3;
+    })
+    .await;
+    let mut bob = server.login("bob").await;
+    let mut ann = server.irc().await;
+    ann.send("CAP REQ :batch server-time message-tags draft/chathistory")
+        .await;
+    ann.expect_next("CAP").await;
+    ann.send("NICK ann").await;
+    ann.send("USER ann 0 * :ann").await;
+    ann.send("CAP END").await;
+    let isupport = ann.expect_verb("005").await.params.join(" ");
+    assert!(isupport.contains(" CHATHISTORY=3 "), "{isupport}");
+    ann.expect_verb("366").await;
+    bob.expect("* ann has joined #lobby").await;
+
+    // What ann saw live: each line's time and id.
+    let mut live = Vec::new();
+    for i in 1..=10 {
+        bob.send(&format!("line {i}")).await;
+        let line = ann.expect_next("PRIVMSG").await;
+        assert_eq!(line.text(), format!("line {i}"));
+        live.push((line.time.clone().unwrap(), id_of(&line)));
+    }
+    // The record is written behind the chat: wait for all ten lines.
+    let db = server.db_path();
+    let stored = || {
+        crate::persistence::stored_events(&db)
+            .iter()
+            .filter(|e| e.kind == classchat::event::EventKind::Chat)
+            .count()
+    };
+    for _ in 0..500 {
+        if stored() == 10 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(stored(), 10);
+    // Line 6 erased (as `erase` leaves it in the record).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let erased = conn
+        .execute(
+            "UPDATE events SET text = '[erased]' WHERE text = 'line 6'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(erased, 1);
+    drop(conn);
+
+    ann.send("CHATHISTORY LATEST #lobby * 10").await;
+    let kept = batch(&mut ann, "#lobby").await;
+    assert_eq!(texts(&kept), ["line 8", "line 9", "line 10"]);
+
+    let mut before = live[7].1.clone();
+    let mut older = Vec::new();
+    loop {
+        ann.send(&format!("CHATHISTORY BEFORE #lobby msgid={before} 10"))
+            .await;
+        let lines = batch(&mut ann, "#lobby").await;
+        assert!(lines.len() <= 3, "CHATHISTORY=3 at a time");
+        let Some(first) = lines.first() else {
+            break;
+        };
+        before = id_of(first);
+        older.splice(0..0, lines);
+    }
+    assert_eq!(
+        texts(&older),
+        ["line 1", "line 2", "line 3", "line 4", "line 5", "line 7"]
+    );
+    for line in &older {
+        let n: usize = line.text()["line ".len()..].parse().unwrap();
+        assert_eq!(line.nick(), "bob");
+        assert_eq!(
+            (line.time.clone().unwrap(), id_of(line)),
+            live[n - 1],
+            "{}",
+            line.raw
+        );
+    }
+    // Around and after a line only the record has.
+    let third = &live[2].1;
+    ann.send(&format!("CHATHISTORY AROUND #lobby msgid={third} 3"))
+        .await;
+    let around = batch(&mut ann, "#lobby").await;
+    assert_eq!(texts(&around), ["line 2", "line 3", "line 4"]);
+    ann.send(&format!("CHATHISTORY AFTER #lobby msgid={third} 3"))
+        .await;
+    let after = batch(&mut ann, "#lobby").await;
+    assert_eq!(texts(&after), ["line 4", "line 5", "line 7"]);
+    // A time from before them all: the first lines, from the record.
+    ann.send("CHATHISTORY AFTER #lobby timestamp=2000-01-01T00:00:00.000Z 2")
+        .await;
+    let first = batch(&mut ann, "#lobby").await;
+    assert_eq!(texts(&first), ["line 1", "line 2"]);
+    let (first, last) = (&live[0].1, &live[9].1);
+    ann.send(&format!(
+        "CHATHISTORY BETWEEN #lobby msgid={first} msgid={last} 3"
+    ))
+    .await;
+    assert_eq!(
+        texts(&batch(&mut ann, "#lobby").await),
+        ["line 2", "line 3", "line 4"]
+    );
+    ann.expect_nothing_pending().await;
+}
+
+fn id_of(line: &IrcLine) -> String {
+    line.tag("msgid").expect("a msgid").to_owned()
+}

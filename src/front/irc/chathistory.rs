@@ -1,12 +1,14 @@
 //! `CHATHISTORY` (IRCv3 draft/chathistory): a client that keeps its own log
 //! asks for the lines it misses instead of being given the replay on joining.
-//! Answered from the history the room keeps for replays, so never more than
-//! `history.replay_lines` (`CHATHISTORY=` in `005`), and only for the channel
-//! the client is in: classchat shows a room's words to those who join it.
+//! Answered from the history the room keeps for replays and, further back,
+//! from the record ([`older`](super::older)); never more than
+//! `history.replay_lines` lines at once (`CHATHISTORY=` in `005`), and only for
+//! the channel the client is in: classchat shows a room's words to those who
+//! join it.
 
 use chrono::DateTime;
 
-use super::message::msgid;
+use super::message::{msgid, msgid_time};
 use crate::event::HistoryLine;
 
 /// Why a request cannot be answered: the `FAIL` code and its text.
@@ -31,11 +33,31 @@ struct Place {
     after: usize,
 }
 
+fn timestamp_ms(time: &str) -> Result<i64, Fail> {
+    Ok(DateTime::parse_from_rfc3339(time)
+        .map_err(|_| BAD_REF)?
+        .timestamp_millis())
+}
+
+/// The time a reference points at, where it says: a `timestamp=`, or one of
+/// this server's `msgid=`s, which begin with when the line was said.
+pub fn reference_time(reference: &str) -> Option<i64> {
+    if let Some(time) = reference.strip_prefix("timestamp=") {
+        return timestamp_ms(time).ok();
+    }
+    reference.strip_prefix("msgid=").and_then(msgid_time)
+}
+
+/// The limit a request asks for (its last parameter), at most `most`; `None`
+/// when it is not a number of at least 1.
+pub fn limit(args: &[&str], most: usize) -> Option<usize> {
+    let limit = args.last()?.parse::<usize>().ok()?;
+    (limit > 0).then(|| limit.min(most))
+}
+
 fn place(lines: &[HistoryLine], reference: &str) -> Result<Option<Place>, Fail> {
     if let Some(time) = reference.strip_prefix("timestamp=") {
-        let ms = DateTime::parse_from_rfc3339(time)
-            .map_err(|_| BAD_REF)?
-            .timestamp_millis();
+        let ms = timestamp_ms(time)?;
         let at = lines.partition_point(|l| l.ts_ms < ms);
         let after = lines.partition_point(|l| l.ts_ms <= ms);
         return Ok(Some(Place { at, after }));
@@ -58,18 +80,12 @@ pub fn select(
     args: &[&str],
     most: usize,
 ) -> Result<Vec<HistoryLine>, Fail> {
-    let (refs, limit) = match args.split_last() {
-        Some((limit, refs)) => (refs, limit.parse::<usize>().ok()),
-        None => (&[][..], None),
-    };
-    let limit = match limit {
-        Some(0) | None => {
-            return Err(Fail {
-                code: "INVALID_PARAMS",
-                text: "The last parameter is how many lines, at least 1",
-            })
-        }
-        Some(n) => n.min(most),
+    let refs = args.split_last().map_or(&[][..], |(_, refs)| refs);
+    let Some(limit) = limit(args, most) else {
+        return Err(Fail {
+            code: "INVALID_PARAMS",
+            text: "The last parameter is how many lines, at least 1",
+        });
     };
     let last = |range: &[HistoryLine]| range[range.len().saturating_sub(limit)..].to_vec();
     let first = |range: &[HistoryLine]| range[..range.len().min(limit)].to_vec();
@@ -142,5 +158,23 @@ mod tests {
         );
         assert!(select(&lines, "LATEST", &["*", "0"], 4).is_err());
         assert!(select(&lines, "SIDEWAYS", &["*", "2"], 4).is_err());
+    }
+
+    #[test]
+    fn a_reference_says_its_time_where_it_can() {
+        assert_eq!(
+            reference_time("timestamp=1970-01-01T00:00:03.000Z"),
+            Some(3000)
+        );
+        let id = msgid(1_764_011_103_123, "ann", "hi", false);
+        assert_eq!(
+            reference_time(&format!("msgid={id}")),
+            Some(1_764_011_103_123)
+        );
+        assert_eq!(reference_time("msgid=gone"), None);
+        assert_eq!(reference_time("msgid=12-34"), None);
+        assert_eq!(reference_time("*"), None);
+        assert_eq!(limit(&["*", "50"], 4), Some(4));
+        assert_eq!(limit(&["*", "0"], 4), None);
     }
 }

@@ -18,6 +18,7 @@ const EVERYONE: &[&str] = &[
     "/names or /who        who is in your channel",
     "/list                 the channels, and how many are in each",
     "/me waves             an action: * yourname waves",
+    "/away [reason]        marked away; /away alone: back",
     "/quote HAND [text]    raise your hand (again: lower it)",
     "/quote VOTE 2         answer the channel's poll",
     "/quote ASK :question  ask the channel without your name",

@@ -179,10 +179,13 @@ impl Tags<'_> {
     }
 }
 
-/// A message's id, the same wherever and whenever it is rendered: from when it
-/// was said, by whom, what, and whether as an action (FNV-1a, 64 bits, in hex).
-/// Lines the hub sends carry no id of their own, and the history keeps none;
-/// two lines alike in all of these are the same line to a reader anyway.
+/// A message's id, the same wherever and whenever it is rendered: when it was
+/// said (hex milliseconds), then a hash (FNV-1a, 64 bits) of that time, by whom,
+/// what, and whether as an action. Lines the hub sends carry no id of their
+/// own, and the history keeps none; two lines alike in all of these are the
+/// same line to a reader anyway. The time in front lets a `CHATHISTORY`
+/// reference to a line no longer in memory be found in the record
+/// ([`msgid_time`]).
 pub fn msgid(ts_ms: i64, sender: &str, text: &str, action: bool) -> String {
     let mut hash = 0xcbf2_9ce4_8422_2325_u64;
     let bytes = ts_ms.to_be_bytes();
@@ -191,7 +194,16 @@ pub fn msgid(ts_ms: i64, sender: &str, text: &str, action: bool) -> String {
     for byte in parts.into_iter().flatten() {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{hash:016x}")
+    format!("{ts_ms:x}-{hash:016x}")
+}
+
+/// When the line with id `id` ([`msgid`]) was said, if it is one of ours.
+pub fn msgid_time(id: &str) -> Option<i64> {
+    let (time, hash) = id.split_once('-')?;
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(time) && hash.len() == 16 && hex(hash))
+        .then(|| i64::from_str_radix(time, 16).ok())
+        .flatten()
 }
 
 /// Appends one line: its tags (`@time=` when a time is given), the source, the

@@ -15,6 +15,8 @@
 //! - [`message`]: IRC lines read and written.
 //! - [`caps`]: the IRCv3 capabilities offered and turned on.
 //! - [`chathistory`]: `CHATHISTORY`, history a client asks for.
+//! - [`older`]: the lines of that history older than the room keeps, from the
+//!   record.
 //! - [`ctcp`]: `ACTION` and the requests the server answers for everyone.
 //! - [`given`]: what each user was already shown, so it is not replayed again.
 //! - [`help`]: `HELP` as an IRC user types the commands.
@@ -30,6 +32,7 @@ pub mod given;
 mod help;
 pub mod message;
 pub mod numerics;
+mod older;
 pub mod render;
 mod sasl;
 mod verbs;
@@ -478,6 +481,9 @@ impl Connection {
                         self.cx
                             .board
                             .set_echo(self.id, self.caps.has(caps::ECHO_MESSAGE));
+                        self.cx
+                            .board
+                            .set_away_notify(self.id, self.caps.has(caps::AWAY_NOTIFY));
                         tracing::Span::current().record("nick", admitted.name.as_str());
                         self.login = RateKey::new(&admitted.name);
                         self.send(Direct::Registered);
@@ -541,6 +547,7 @@ impl Connection {
             "CHANMODES=,,,nt".to_owned(),
             format!("NETWORK={network}"),
             "MSGREFTYPES=timestamp,msgid".to_owned(),
+            format!("AWAYLEN={}", crate::hub::AWAY_LEN),
         ];
         // `CHATHISTORY=0` would read as no limit; without replay lines there is
         // no history to ask for.
@@ -577,6 +584,8 @@ impl Connection {
                         self.send(Direct::Caps(caps));
                         let echo = caps.has(caps::ECHO_MESSAGE);
                         self.cx.board.set_echo(self.id, echo);
+                        let away_notify = caps.has(caps::AWAY_NOTIFY);
+                        self.cx.board.set_away_notify(self.id, away_notify);
                         self.reply("CAP", &[&me, "ACK", wanted]);
                     }
                     None => self.reply("CAP", &[&me, "NAK", wanted]),

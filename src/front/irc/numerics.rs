@@ -12,6 +12,8 @@ pub const RPL_MYINFO: &str = "004";
 pub const RPL_ISUPPORT: &str = "005";
 /// `221`
 pub const RPL_UMODEIS: &str = "221";
+/// `301`
+pub const RPL_AWAY: &str = "301";
 /// `303`
 pub const RPL_ISON: &str = "303";
 /// `305`

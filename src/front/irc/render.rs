@@ -486,6 +486,21 @@ impl View {
                 let target = ("PRIVMSG", channel.as_str());
                 message::write_ctcp_text(buf, time, Source::User(nick), target, "ACTION", text);
             }),
+            Notice::AwaySet(true) => self.numeric(out, time, RPL_NOWAWAY, &[&notice.to_string()]),
+            Notice::AwaySet(false) => self.numeric(out, time, RPL_UNAWAY, &[&notice.to_string()]),
+            Notice::IsAway { nick, text } => self.numeric(out, time, RPL_AWAY, &[nick, text]),
+            // Only clients with away-notify are queued it (see the switchboard);
+            // the check here is for one that turned it off since.
+            Notice::AwayChanged { nick, text } if self.caps.has(caps::AWAY_NOTIFY) => {
+                self.shared(stamped, bytes, |buf| {
+                    let params: &[&str] = match text {
+                        Some(text) => &[text],
+                        None => &[],
+                    };
+                    message::write(buf, time, Source::User(nick), "AWAY", params);
+                })
+            }
+            Notice::AwayChanged { .. } => {}
             Notice::Crowd { room, .. } => self.shared(stamped, bytes, |buf| {
                 // A big room's summary belongs in its channel, and reads the same
                 // for everyone there.
@@ -584,10 +599,14 @@ impl View {
             (Answer::Who { room, members }, AnswerAs::Who) => {
                 let channel = format!("#{room}");
                 for member in members {
-                    let flags = match member.role {
-                        Some(Role::Instructor) => "H@",
-                        Some(Role::Assistant) => "H%",
-                        _ => "H",
+                    // Here (`H`) or gone away (`G`), then the channel prefix.
+                    let flags = match (member.away, member.role) {
+                        (false, Some(Role::Instructor)) => "H@",
+                        (false, Some(Role::Assistant)) => "H%",
+                        (false, _) => "H",
+                        (true, Some(Role::Instructor)) => "G@",
+                        (true, Some(Role::Assistant)) => "G%",
+                        (true, _) => "G",
                     };
                     let nick: &str = &member.nick;
                     let real = format!("0 {nick}");

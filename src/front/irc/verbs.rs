@@ -9,6 +9,7 @@ use super::ctcp;
 use super::message::Source;
 use super::message::{self, Message};
 use super::numerics::*;
+use super::older;
 use super::render::{self, AnswerAs, Direct};
 use super::{clean_text, clean_word, Connection};
 use crate::front::conn;
@@ -33,6 +34,9 @@ pub(super) enum Handler {
     Local(fn(&mut Connection, &Message<'_>)),
     /// `OP`: the password check, on the blocking pool.
     Op,
+    /// `CHATHISTORY`: older lines may be read from the record, on the
+    /// blocking pool.
+    ChatHistory,
     /// `QUIT`: the connection ends.
     Quit,
 }
@@ -90,7 +94,7 @@ pub(super) static VERBS: &[Verb] = &[
     verb("VOTE", 1, Handler::Command(as_on_the_line_port)),
     verb("ASK", 1, Handler::Command(as_on_the_line_port)),
     verb("SESSION", 1, Handler::Command(as_on_the_line_port)),
-    verb("CHATHISTORY", 1, Local(Connection::chathistory)),
+    verb("CHATHISTORY", 1, Handler::ChatHistory),
     verb("OP", 1, Op),
     verb("QUIT", 0, Quit),
     free("PING", 0, Local(Connection::pong)),
@@ -150,6 +154,7 @@ impl Connection {
                     self.refuse(error, Asked::Line);
                 }
             }
+            Handler::ChatHistory => self.chathistory(message).await,
             Quit => {}
         }
     }
@@ -177,17 +182,19 @@ impl Connection {
         self.show(AnswerAs::Notice, Some(self.cx.board.rooms()));
     }
 
+    /// `AWAY :text` / `AWAY`: `/away`, kept in the hub; its `306`/`305` come
+    /// back through the writer once the hub has taken it.
     fn away(&mut self, message: &Message<'_>) {
-        match message.word(0) {
-            Some(_) => self.numeric(RPL_NOWAWAY, &["You have been marked as away"]),
-            None => self.numeric(RPL_UNAWAY, &["You are no longer marked as away"]),
-        }
+        let text = message.param(0).map(clean_text).filter(|t| !t.is_empty());
+        self.perform(Command::Away(text));
     }
 
     /// `CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN #yourroom REF... LIMIT`,
-    /// answered from the room's kept history ([`chathistory`]); `TARGETS` with
-    /// none, as the one channel there is is the one the client is in.
-    fn chathistory(&mut self, message: &Message<'_>) {
+    /// answered from the room's kept history ([`chathistory`]) and, for what
+    /// it no longer holds, the record ([`older`]); `TARGETS` with none, as the
+    /// one channel there is is the one the client is in. The reader waits for
+    /// the record, so answers stay in the order they were asked.
+    async fn chathistory(&mut self, message: &Message<'_>) {
         let sub = message.word(0).unwrap_or_default().to_ascii_uppercase();
         if sub == "TARGETS" {
             if self.caps.has(super::caps::BATCH) {
@@ -216,13 +223,34 @@ impl Connection {
         let lines = self.cx.board.history_of(&room);
         let most = self.cx.config.history.replay_lines;
         let args = message.params.get(2..).unwrap_or_default();
-        match chathistory::select(&lines, &sub, args, most) {
-            Ok(lines) => {
-                let channel = format!("#{room}");
-                self.send(Direct::History { channel, lines });
+        let mut answer = match chathistory::select(&lines, &sub, args, most) {
+            Ok(answer) => answer,
+            Err(fail) => return self.reply("FAIL", &["CHATHISTORY", fail.code, &sub, fail.text]),
+        };
+        if let Some(plan) = older::plan(&lines, &sub, args, most, &answer) {
+            let (config, from) = (self.cx.config.clone(), room.clone());
+            let read = tokio::task::spawn_blocking(move || older::read(&config, &from, &plan));
+            // A record that does not answer (PostgreSQL unreachable) holds up
+            // this client only so long; the kept lines are still an answer.
+            match tokio::time::timeout(older::PATIENCE, read).await {
+                Ok(Ok(Ok(older))) => {
+                    let all = older::merge(older, &lines);
+                    if let Ok(more) = chathistory::select(&all, &sub, args, most) {
+                        answer = more;
+                    }
+                }
+                Ok(Ok(Err(err))) => {
+                    tracing::warn!("CHATHISTORY: the record could not be read: {err:#}")
+                }
+                Ok(Err(err)) => tracing::warn!("CHATHISTORY: the read of the record failed: {err}"),
+                Err(_) => tracing::warn!("CHATHISTORY: the record did not answer in time"),
             }
-            Err(fail) => self.reply("FAIL", &["CHATHISTORY", fail.code, &sub, fail.text]),
         }
+        let channel = format!("#{room}");
+        self.send(Direct::History {
+            channel,
+            lines: answer,
+        });
     }
 
     fn reauthenticate(&mut self, _: &Message<'_>) {
@@ -441,6 +469,9 @@ impl Connection {
             self.numeric(RPL_WHOISUSER, &[&nick, &nick, message::HOST, "*", &nick]);
             let server = &self.cx.config.server.name;
             self.numeric(RPL_WHOISSERVER, &[&nick, message::HOST, server]);
+            if let Some(away) = self.cx.board.away_of(&nick) {
+                self.numeric(RPL_AWAY, &[&nick, &away]);
+            }
         }
         self.numeric(RPL_ENDOFWHOIS, &[&nick, "End of /WHOIS list."]);
     }

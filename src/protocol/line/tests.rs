@@ -106,6 +106,20 @@ fn examples() -> Vec<ServerLine> {
         },
         Notice::Quiet(true),
         Notice::Quiet(false),
+        Notice::AwaySet(true),
+        Notice::AwaySet(false),
+        Notice::AwayChanged {
+            nick: name("amy"),
+            text: Some("lunch: back at 1".into()),
+        },
+        Notice::AwayChanged {
+            nick: name("amy"),
+            text: None,
+        },
+        Notice::IsAway {
+            nick: name("amy"),
+            text: "lunch".into(),
+        },
     ];
     let mut lines: Vec<ServerLine> = notices.into_iter().map(ServerLine::Notice).collect();
     lines.extend([
@@ -128,14 +142,17 @@ fn examples() -> Vec<ServerLine> {
                 WhoEntry {
                     nick: name("Amy"),
                     role: None,
+                    away: false,
                 },
                 WhoEntry {
                     nick: name("prof"),
                     role: Some(Role::Instructor),
+                    away: false,
                 },
                 WhoEntry {
                     nick: name("visitor"),
                     role: Some(Role::Guest),
+                    away: false,
                 },
             ],
         }),
@@ -165,6 +182,7 @@ fn the_wording_of_spec_section_2() {
         "* amy has left #lab (joined #lobby)",
         "* You are now in #lab with 0 others.",
         "* amy is now known as amelia",
+        "* amy is away: lunch",
         "* Last 20 messages in #lobby:",
         "* End of history.",
         "* You have been muted by prof for 1 minute.",
@@ -258,6 +276,7 @@ fn any_line() -> impl Strategy<Value = ServerLine> {
                     .map(|(nick, teacher)| WhoEntry {
                         nick,
                         role: teacher.then_some(Role::Instructor),
+                        away: false,
                     })
                     .collect(),
             })),
