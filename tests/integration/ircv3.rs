@@ -6,7 +6,7 @@
 use crate::harness::{enable_irc, IrcClient, IrcLine, TestServer};
 use crate::roster::{log_in, rostered};
 
-const EVERY_CAP: &str = "server-time message-tags echo-message batch draft/chathistory \
+pub(crate) const EVERY_CAP: &str = "server-time message-tags echo-message batch draft/chathistory \
                          account-tag sasl multi-prefix away-notify";
 
 /// `AUTHENTICATE PLAIN` with `account` and `password`, base64 as SASL wants.
@@ -30,7 +30,12 @@ fn plain(account: &str, password: &str) -> String {
 
 /// Connects, asks for `caps`, logs in as `account` with SASL and registers;
 /// returns the client after its `366`, and its `005` lines.
-async fn v3_login(server: &TestServer, caps: &str, account: &str, code: &str) -> IrcClient {
+pub(crate) async fn v3_login(
+    server: &TestServer,
+    caps: &str,
+    account: &str,
+    code: &str,
+) -> IrcClient {
     let mut client = server.irc().await;
     client.send("CAP LS 302").await;
     client.expect_next("CAP").await;
@@ -53,7 +58,7 @@ async fn v3_login(server: &TestServer, caps: &str, account: &str, code: &str) ->
 }
 
 /// Reads a `chathistory` batch: its `PRIVMSG`s, each checked to be in it.
-async fn batch(client: &mut IrcClient, channel: &str) -> Vec<IrcLine> {
+pub(crate) async fn batch(client: &mut IrcClient, channel: &str) -> Vec<IrcLine> {
     let start = client.expect_next("BATCH").await;
     let id = start.params[0]
         .strip_prefix('+')
@@ -73,7 +78,7 @@ async fn batch(client: &mut IrcClient, channel: &str) -> Vec<IrcLine> {
     }
 }
 
-fn texts(lines: &[IrcLine]) -> Vec<&str> {
+pub(crate) fn texts(lines: &[IrcLine]) -> Vec<&str> {
     lines.iter().map(IrcLine::text).collect()
 }
 

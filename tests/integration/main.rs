@@ -11,6 +11,7 @@ mod chat;
 mod classroom;
 mod cluster;
 mod cluster_classroom;
+mod cluster_ircv3;
 mod cluster_limits;
 mod cluster_rolling;
 mod cluster_start;
