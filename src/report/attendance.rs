@@ -11,7 +11,7 @@
 //! not, minus staff (an instructor or assistant on the roster, or anyone who was
 //! an instructor on a connection). A student is present when online for at least
 //! `class.present_percent` of the session or when they said anything in it (a
-//! chat line or an `/ask`); late by the minutes from its start to their first
+//! chat line, a `/me` or an `/ask`); late by the minutes from its start to their first
 //! moment in it. Time online comes from the record: a connection still open
 //! counts up to its last event so far.
 
@@ -107,11 +107,11 @@ struct Cell {
     messages: u64,
 }
 
-/// One chat line or anonymous question, as attendance counts it.
+/// One chat line or anonymous question, as attendance counts it (whose it is,
+/// by the list it is kept in).
 struct Line {
     ts: i64,
     room: String,
-    student: usize,
     words: u64,
     /// An `/ask`: saying something, not a message of the report's.
     question: bool,
@@ -265,14 +265,11 @@ impl Attendance {
     }
 
     fn week_rows(&self, class: &ClassConfig) -> Vec<WeekRow> {
-        let week_of = |ms: i64| {
-            class.timezone.date_of(ms).map(|d| {
-                let week = chrono::Datelike::iso_week(&d);
-                format!("{}-W{:02}", week.year(), week.week())
-            })
-        };
-        let session_weeks: Vec<Option<String>> =
-            self.sessions.iter().map(|s| week_of(s.start_ms)).collect();
+        let session_weeks: Vec<Option<String>> = self
+            .sessions
+            .iter()
+            .map(|s| iso_week(class, s.start_ms))
+            .collect();
         let mut held: BTreeMap<String, u64> = BTreeMap::new();
         for week in session_weeks.iter().flatten() {
             *held.entry(week.clone()).or_default() += 1;
@@ -324,7 +321,9 @@ fn attendance(
     };
     let mut span = (i64::MAX, i64::MIN);
     let mut started: Vec<Started> = Vec::new();
-    let mut lines: Vec<Line> = Vec::new();
+    // Each student's lines apart, in time order: a cell looks at one student's
+    // lines in one session's window, not at the whole term's.
+    let mut lines: HashMap<usize, Vec<Line>> = HashMap::new();
     // Every event counts for the span and the sessions, whatever the room: a
     // scheduled session is the whole class's unless it names a room.
     let selection = crate::store::Selection {
@@ -353,12 +352,11 @@ fn attendance(
                     }
                 }
             }
-            Some(kind @ (EventKind::Chat | EventKind::Ask)) => {
+            Some(kind @ (EventKind::Chat | EventKind::Action | EventKind::Ask)) => {
                 if let Some(student) = ids.by_session.get(&event.session) {
-                    lines.push(Line {
+                    lines.entry(*student).or_default().push(Line {
                         ts: event.ts_ms,
                         room: event.room.to_owned(),
-                        student: *student,
                         words: event.text.unwrap_or("").split_whitespace().count() as u64,
                         question: kind == EventKind::Ask,
                     });
@@ -371,28 +369,32 @@ fn attendance(
     if span.0 > span.1 {
         return Ok(Attendance::empty());
     }
+    for own in lines.values_mut() {
+        own.sort_by_key(|l| l.ts);
+    }
     let sessions = sessions(class, filter, span, started);
     let students = people(&ids, &members, only);
     let room = room_of(filter);
     let mut cells = Vec::with_capacity(students.len());
     let mut weeks = Vec::with_capacity(students.len());
     for person in &students {
+        let own = person
+            .known
+            .and_then(|student| lines.get(&student))
+            .map_or(&[][..], Vec::as_slice);
         let mut row = Vec::with_capacity(sessions.len());
         for session in &sessions {
-            row.push(cell(&ids, person, session, &lines, class.present_percent));
+            row.push(cell(&ids, person, session, own, class.present_percent));
         }
         cells.push(row);
         let mut by_week: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        let own = lines.iter().filter(|l| Some(l.student) == person.known);
-        for line in own.filter(|l| !l.question) {
+        for line in own.iter().filter(|l| !l.question) {
             if room.as_ref().is_some_and(|r| *r != line.room) {
                 continue;
             }
-            let Some(day) = class.timezone.date_of(line.ts) else {
+            let Some(week) = iso_week(class, line.ts) else {
                 continue;
             };
-            let week = chrono::Datelike::iso_week(&day);
-            let week = format!("{}-W{:02}", week.year(), week.week());
             let entry = by_week.entry(week).or_default();
             (entry.0, entry.1) = (entry.0 + 1, entry.1 + line.words);
         }
@@ -495,12 +497,18 @@ fn people(ids: &Identities, members: &[crate::roster::Member], only: Option<usiz
     people
 }
 
-/// One student's record in one session.
+/// `2026-W49`: the ISO week of the moment `ms` in the class's time zone.
+fn iso_week(class: &ClassConfig, ms: i64) -> Option<String> {
+    let week = chrono::Datelike::iso_week(&class.timezone.date_of(ms)?);
+    Some(format!("{}-W{:02}", week.year(), week.week()))
+}
+
+/// One student's record in one session; `own` are their lines in time order.
 fn cell(
     ids: &Identities,
     person: &Person,
     session: &ClassSession,
-    lines: &[Line],
+    own: &[Line],
     present_percent: u32,
 ) -> Cell {
     let Some(student) = person.known else {
@@ -514,9 +522,10 @@ fn cell(
     };
     let spans = ids.students[student].online_within(&within);
     let online_ms: i64 = spans.iter().map(|(from, to)| to - from).sum();
-    let said: Vec<&Line> = lines
+    let from = own.partition_point(|l| l.ts < session.start_ms);
+    let said: Vec<&Line> = own[from..]
         .iter()
-        .filter(|l| l.student == student && (session.start_ms..session.end_ms).contains(&l.ts))
+        .take_while(|l| l.ts < session.end_ms)
         .filter(|l| session.room.as_ref().is_none_or(|r| *r == l.room))
         .collect();
     let length = session.end_ms - session.start_ms;
