@@ -107,16 +107,6 @@ pub(super) struct Session {
     since: i64,
 }
 
-impl RoomTools {
-    /// Nothing to show: no session, hand, poll or question.
-    pub fn is_idle(&self) -> bool {
-        self.session.is_none()
-            && self.hands.is_empty()
-            && self.poll.is_none()
-            && self.questions.is_empty()
-    }
-}
-
 impl Poll {
     /// Each choice with its votes.
     fn counts(&self) -> Vec<(String, usize)> {
@@ -386,11 +376,18 @@ impl Hub {
         Ok(())
     }
 
-    /// Each room's tools now, for the instructor page.
+    /// The tools of each room that uses any now, in room order, for the
+    /// instructor page. Built under the switchboard's lock, so idle rooms cost
+    /// nothing.
     pub fn room_tools(&self) -> Vec<RoomTools> {
-        let mut rooms: Vec<RoomTools> = self
-            .rooms
+        self.rooms
             .iter()
+            .filter(|(_, room)| {
+                room.session.is_some()
+                    || !room.hands.is_empty()
+                    || room.poll.is_some()
+                    || !room.questions.is_empty()
+            })
             .map(|(name, room)| RoomTools {
                 room: name.to_string(),
                 session: room.session.as_ref().map(|s| LiveSession {
@@ -419,9 +416,7 @@ impl Hub {
                     })
                     .collect(),
             })
-            .collect();
-        rooms.sort_by(|a, b| a.room.cmp(&b.room));
-        rooms
+            .collect()
     }
 
     /// `/session start [TITLE]`: a class session begins in the room, for

@@ -371,7 +371,7 @@ pub(super) async fn live(_: Instructor, State(web): State<Arc<Web>>) -> Json<Liv
         .rooms_snapshot()
         .into_iter()
         .map(|(room, members)| LiveRoom {
-            tools: tools.remove(&*room).filter(|t| !t.is_idle()),
+            tools: tools.remove(&*room),
             room: room.to_string(),
             members: members
                 .into_iter()
