@@ -156,7 +156,7 @@ async fn keep_record_tidy(cx: Context, store: StoreHandle, database: PathBuf, mu
                 seen = newest;
                 let lines: HashSet<(String, i64, String)> = erased
                     .iter()
-                    .filter(|e| e.kind == EventKind::Chat)
+                    .filter(|e| matches!(e.kind, EventKind::Chat | EventKind::Action))
                     .map(|e| (e.room.to_string(), e.ts_ms, e.sender.to_string()))
                     .collect();
                 let forgotten = cx.board.forget_history(&lines);

@@ -260,14 +260,14 @@ pub async fn erase_count(client: &Client) -> Result<i64, tokio_postgres::Error> 
     Ok(row.get(0))
 }
 
-/// Every erased chat line in a cluster's PostgreSQL, as `(room, ts_ms, sender)`:
-/// what a node no longer replays.
+/// Every erased chat line and action in a cluster's PostgreSQL, as `(room,
+/// ts_ms, sender)`: what a node no longer replays.
 pub async fn erased_chat(
     client: &Client,
 ) -> Result<Vec<(String, i64, String)>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT room, ts_ms, sender FROM events WHERE kind = 'chat' AND text = $1",
+            "SELECT room, ts_ms, sender FROM events WHERE kind IN ('chat', 'action') AND text = $1",
             &[&super::ERASED],
         )
         .await?;
