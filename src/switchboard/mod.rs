@@ -384,7 +384,11 @@ impl Switchboard {
 
     /// Any command but `/op` (see [`Switchboard::op`]).
     pub fn perform(&self, id: ConnId, command: Command) -> Result<(), CommandError> {
-        if matches!(command, Command::Msg { .. }) {
+        // Everything said is recorded: it waits with the chat for the record.
+        if matches!(
+            command,
+            Command::Msg { .. } | Command::Me(_) | Command::Ask(_)
+        ) {
             self.check_backlog()?;
         }
         self.request(Action::Perform { id, command })
