@@ -23,7 +23,8 @@
 //! numeric is chosen here, whether the hub answered at once or, on a cluster node,
 //! once the stream returned the request.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -107,6 +108,11 @@ pub struct View {
     /// Until [`Direct::Registered`], the hub's lines wait in `held`.
     registered: bool,
     held: VecDeque<Arc<Stamped>>,
+    /// `account-tag`: the accounts found so far by sender, so that a rostered
+    /// class's lines do not each take the switchboard's lock. A roster name is
+    /// its own account for good; a name without one is asked again, as its
+    /// owner may log in later.
+    accounts: RefCell<HashMap<Name, Name>>,
 }
 
 impl View {
@@ -128,6 +134,7 @@ impl View {
             replay: None,
             registered: false,
             held: VecDeque::new(),
+            accounts: RefCell::default(),
         }
     }
 
@@ -295,6 +302,17 @@ impl View {
         }
     }
 
+    /// The account of whoever says something as `from`.
+    fn account_of(&self, from: &str) -> Option<Name> {
+        let mut accounts = self.accounts.borrow_mut();
+        if let Some(account) = accounts.get(from) {
+            return Some(account.clone());
+        }
+        let account = self.board.account_of(from)?;
+        accounts.insert(from.into(), account.clone());
+        Some(account)
+    }
+
     /// A chat line or action (`action`) as `PRIVMSG`, with every tag this client
     /// asked for: `said` is who said what to which target.
     fn write_said(&self, out: &mut String, ts_ms: i64, said: (&str, &str, &str), action: bool) {
@@ -302,7 +320,7 @@ impl View {
         let msgid =
             (self.caps.has(caps::MESSAGE_TAGS)).then(|| message::msgid(ts_ms, from, text, action));
         let account = match self.caps.has(caps::ACCOUNT_TAG) {
-            true => self.board.account_of(from),
+            true => self.account_of(from),
             false => None,
         };
         let tags = Tags {
