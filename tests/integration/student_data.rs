@@ -777,3 +777,47 @@ async fn a_cluster_node_applies_retention_to_postgresql() {
     assert_eq!(texts().await, ["recent line"]);
     let _ = node.stop().await;
 }
+
+/// An erased `/me` goes from the running server's replay as an erased chat
+/// line does: the next joiner never sees it.
+#[tokio::test]
+async fn an_erased_action_is_no_longer_replayed() {
+    let server = TestServer::start().await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    alice.expect_next("* bob has joined #lobby").await;
+    alice.send("/me juggles wombatword").await;
+    bob.expect_next("* alice juggles wombatword").await;
+    let db = server.db_path();
+    let logs = server.config.log.dir.clone();
+    wait_until("the transcript has the action", || {
+        transcript_lines(&logs)
+            .iter()
+            .any(|l| l.contains("wombatword"))
+    })
+    .await;
+    let args = ["erase", "--db", db.to_str().unwrap(), "--log-dir"];
+    let said = run_async(
+        args.into_iter()
+            .chain([logs.to_str().unwrap(), "--student", "alice", "--yes"])
+            .map(str::to_owned)
+            .collect(),
+    )
+    .await;
+    assert!(said.contains("1 chat lines"), "{said}");
+    // The server rewrites its transcripts and forgets the replay's lines in
+    // the same step, within seconds.
+    wait_until("the server rewrites the transcripts", || {
+        !transcript_lines(&logs)
+            .iter()
+            .any(|l| l.contains("wombatword"))
+    })
+    .await;
+    let mut carol = server.login("carol").await;
+    bob.send("marker line").await;
+    let replay = carol.expect("bob: marker line").await;
+    assert!(
+        !replay.iter().any(|l| l.contains("wombatword")),
+        "{replay:#?}"
+    );
+}
