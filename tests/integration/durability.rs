@@ -557,3 +557,46 @@ async fn past_the_backlog_chat_is_refused_and_nothing_refused_is_delivered() {
     let _dir = server.stop().await;
     assert_eq!(count(&db, "kind = 'chat'"), delivered + 1);
 }
+
+/// Past the backlog, a `/me` and an `/ask` are refused as a chat line is: each
+/// is said to the room and recorded, so none may reach the room unrecorded.
+#[tokio::test]
+async fn past_the_backlog_actions_and_questions_are_refused_too() {
+    let server = TestServer::start_with(|c| {
+        c.limits.messages_per_sec = 0;
+        c.storage.max_backlog = 2;
+    })
+    .await;
+    let db = server.db_path();
+    let mut talker = server.login("talker").await;
+    let mut listener = server.login("listener").await;
+    talker.expect("* listener has joined #lobby").await;
+    until("both joins stored", || count(&db, "kind = 'join'") == 2).await;
+
+    let lock = ExclusiveLock::take(&db);
+    let refusal = "! Messages cannot be recorded right now; try again shortly.";
+    // Fill the backlog until a chat line is refused.
+    let mut delivered = 0;
+    loop {
+        talker.send(&format!("b{delivered}")).await;
+        talker.send("/who").await;
+        if talker.next_body().await == refusal {
+            talker.expect_prefix("= #lobby").await;
+            break;
+        }
+        listener.expect_next(&format!("talker: b{delivered}")).await;
+        delivered += 1;
+    }
+    for said in ["/me waves", "/ask is this recorded?"] {
+        talker.send(said).await;
+        talker.expect_next(refusal).await;
+    }
+    listener.expect_nothing_pending().await;
+    lock.release();
+    until("the backlog written", || {
+        count(&db, "kind = 'chat'") == delivered
+    })
+    .await;
+    let _dir = server.stop().await;
+    assert_eq!(count(&db, "kind IN ('action', 'ask')"), 0);
+}
