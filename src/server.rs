@@ -38,6 +38,7 @@ use crate::store::{postgres, roster_source, Closed, RosterSource, Store, StoreEr
 use crate::student_data::erase;
 use crate::switchboard::Switchboard;
 use crate::tls::server::{Certificates, HANDSHAKE_WITHIN};
+use crate::tls::session;
 use crate::tls::TlsError;
 
 /// The longest a shutdown waits for connections to close before it stops waiting.
@@ -633,7 +634,10 @@ async fn serve_tls(
     seat: Seat,
 ) {
     let stopping = cx.shutdown.clone();
-    let handshake = tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(socket));
+    let handshake = tokio::time::timeout(
+        HANDSHAKE_WITHIN,
+        session::accept(tls.config().clone(), socket),
+    );
     let shaken = tokio::select! {
         shaken = handshake => shaken,
         _ = stopping.cancelled() => return,

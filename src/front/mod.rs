@@ -35,6 +35,7 @@ use crate::limiter::ChatRate;
 use crate::protocol::LoginError;
 use crate::roster::LiveRoster;
 use crate::switchboard::Switchboard;
+use crate::tls::session::{TlsReader, TlsSocket, TlsWriter};
 use proxy::Proxies;
 use seat::{AddressSeat, NoSeat, Seat, Seats};
 
@@ -59,14 +60,14 @@ impl Duplex for TcpStream {
     }
 }
 
-impl Duplex for tokio_rustls::server::TlsStream<TcpStream> {
-    type Reader = tokio::io::ReadHalf<Self>;
-    type Writer = tokio::io::WriteHalf<Self>;
+impl Duplex for TlsSocket {
+    type Reader = TlsReader;
+    type Writer = TlsWriter;
 
     /// One TLS session has one state for both directions, so the halves share it
     /// behind a lock.
     fn halves(self) -> (Self::Reader, Self::Writer) {
-        tokio::io::split(self)
+        self.split()
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //! - [`server`]: the certificate the listeners present, read again on SIGHUP or
 //!   when its files change, without dropping a connection.
+//! - [`session`]: a connection's TLS session on the chat ports, holding no
+//!   buffer while it waits.
 //! - [`client`]: how `chat-client` decides to trust a server: the system's roots,
 //!   a CA file, or a pinned fingerprint kept in `known_hosts`.
 //!
@@ -10,6 +12,7 @@
 
 pub mod client;
 pub mod server;
+pub mod session;
 
 use std::path::Path;
 use std::sync::Arc;

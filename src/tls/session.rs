@@ -1,0 +1,477 @@
+//! A server's TLS session on a TCP socket that holds no buffer while it waits.
+//!
+//! tokio-rustls keeps rustls's 4 KB read buffer for as long as a read is
+//! pending, and a chat client's read is always pending: at 10,000 idle
+//! connections that was 40 MB. Here the buffers are this module's (rustls's
+//! unbuffered API): bytes are read onto the stack and handed to rustls from
+//! there, and the heap holds only what is really waiting: the start of a record
+//! whose end has not arrived, plaintext the reader has not taken yet, and
+//! ciphertext the socket has not taken yet. Each is freed when it empties.
+//!
+//! The two halves share the session behind a lock held for no system call's
+//! wait: the reader only reads the socket and the writer only writes it, so each
+//! waits on its own direction's readiness. What rustls has to send while reading
+//! (a key update's answer, session tickets after the handshake) is queued ahead
+//! of the next write.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    AppDataRecord, ConnectionState, EncodeError, EncryptError, UnbufferedStatus,
+};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Bytes read from the socket at a time, onto the stack.
+const READ_CHUNK: usize = 8192;
+
+/// Plaintext encrypted per write: one full record.
+const WRITE_CHUNK: usize = 16384;
+
+/// The most that may wait for the rest of a record once the handshake is done:
+/// the largest record on the wire (16 KB of data, its expansion, the header).
+const MAX_RECORD: usize = 16384 + 2048 + 5;
+
+/// The most that may wait during the handshake, where a message can span
+/// records: rustls's own limit of 64 KB for a handshake message, plus a record.
+const MAX_HANDSHAKE: usize = 0xffff + MAX_RECORD;
+
+/// Performs the server's side of the handshake on `socket`.
+pub async fn accept(config: Arc<ServerConfig>, mut socket: TcpStream) -> io::Result<TlsSocket> {
+    let mut session = Session::new(config)?;
+    loop {
+        if !session.outgoing.is_empty() {
+            socket.write_all(&session.outgoing).await?;
+            session.outgoing = Vec::new();
+        }
+        if !session.conn.is_handshaking() {
+            break;
+        }
+        if session.closed {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        socket.readable().await?;
+        let mut fresh = [0; READ_CHUNK];
+        match socket.try_read(&mut fresh) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => session.take_in(&mut fresh[..n])?,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(TlsSocket(Arc::new(Shared {
+        socket,
+        session: Mutex::new(session),
+    })))
+}
+
+/// An established session, to be split into its halves.
+pub struct TlsSocket(Arc<Shared>);
+
+impl TlsSocket {
+    /// The half read from and the half written to.
+    pub fn split(self) -> (TlsReader, TlsWriter) {
+        (TlsReader(self.0.clone()), TlsWriter(self.0))
+    }
+}
+
+/// The half of a [`TlsSocket`] that reads.
+pub struct TlsReader(Arc<Shared>);
+
+/// The half of a [`TlsSocket`] that writes.
+pub struct TlsWriter(Arc<Shared>);
+
+struct Shared {
+    socket: TcpStream,
+    session: Mutex<Session>,
+}
+
+impl Shared {
+    fn session(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the queued ciphertext, freeing its buffer once it is all gone.
+    fn poll_send(&self, session: &mut Session, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !session.outgoing.is_empty() {
+            ready!(self.socket.poll_write_ready(cx))?;
+            match self.socket.try_write(&session.outgoing) {
+                Ok(n) => drop(session.outgoing.drain(..n)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        session.outgoing = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// rustls's state and the bytes waiting on either side of it.
+struct Session {
+    conn: UnbufferedServerConnection,
+    /// Received bytes not yet processed: the start of a record whose end has
+    /// not arrived, or during the handshake, records of a message not yet whole.
+    incoming: Vec<u8>,
+    /// Decrypted bytes not yet read.
+    plaintext: Vec<u8>,
+    /// Ciphertext not yet written.
+    outgoing: Vec<u8>,
+    /// The client said goodbye (TLS's close_notify).
+    closed: bool,
+    /// The server's goodbye is queued.
+    said_goodbye: bool,
+}
+
+impl Session {
+    fn new(config: Arc<ServerConfig>) -> io::Result<Session> {
+        Ok(Session {
+            conn: UnbufferedServerConnection::new(config).map_err(invalid)?,
+            incoming: Vec::new(),
+            plaintext: Vec::new(),
+            outgoing: Vec::new(),
+            closed: false,
+            said_goodbye: false,
+        })
+    }
+
+    /// Hands rustls the bytes just read, after any that were waiting; keeps
+    /// whatever it cannot use yet.
+    fn take_in(&mut self, fresh: &mut [u8]) -> io::Result<()> {
+        if self.incoming.is_empty() {
+            let used = self.advance(fresh, Then::Wait)?;
+            self.incoming.extend_from_slice(&fresh[used..]);
+        } else {
+            let mut incoming = std::mem::take(&mut self.incoming);
+            incoming.extend_from_slice(fresh);
+            let used = self.advance(&mut incoming, Then::Wait)?;
+            incoming.drain(..used);
+            if !incoming.is_empty() {
+                self.incoming = incoming;
+            }
+        }
+        let limit = match self.conn.is_handshaking() {
+            true => MAX_HANDSHAKE,
+            false => MAX_RECORD,
+        };
+        if self.incoming.len() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS message too long",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lets rustls process the records in `buf` as far as they go, queueing what
+    /// it has to send, then does `then` once application data may be written;
+    /// returns how many bytes of `buf` rustls is done with.
+    fn advance(&mut self, buf: &mut [u8], then: Then<'_>) -> io::Result<usize> {
+        let mut then = Some(then);
+        let mut done = 0;
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut buf[done..]);
+            let finished = match state.map_err(invalid)? {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let AppDataRecord {
+                            discard: more,
+                            payload,
+                            ..
+                        } = record.map_err(invalid)?;
+                        discard += more;
+                        self.plaintext.extend_from_slice(payload);
+                    }
+                    false
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    append(&mut self.outgoing, |out| {
+                        encode.encode(out).map_err(|err| match err {
+                            EncodeError::InsufficientSize(size) => Some(size.required_size),
+                            _ => None,
+                        })
+                    })?;
+                    false
+                }
+                // Queued in `outgoing`, ahead of anything written after it.
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    false
+                }
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    let written = match then.take() {
+                        Some(Then::Encrypt(data)) => append(&mut self.outgoing, |out| {
+                            traffic.encrypt(data, out).map_err(too_small)
+                        }),
+                        Some(Then::Goodbye) => append(&mut self.outgoing, |out| {
+                            traffic.queue_close_notify(out).map_err(too_small)
+                        }),
+                        Some(Then::Wait) | None => Ok(()),
+                    };
+                    written?;
+                    true
+                }
+                // Said once; after it, writing may still go on.
+                ConnectionState::PeerClosed => {
+                    self.closed = true;
+                    matches!(then, Some(Then::Wait) | None)
+                }
+                ConnectionState::Closed => {
+                    self.closed = true;
+                    if let Some(Then::Encrypt(_)) = then {
+                        return Err(io::ErrorKind::BrokenPipe.into());
+                    }
+                    true
+                }
+                // More bytes are needed (the handshake is not done).
+                _ => {
+                    if let Some(Then::Encrypt(_)) = then {
+                        return Err(invalid("TLS handshake not finished"));
+                    }
+                    true
+                }
+            };
+            done += discard;
+            if finished {
+                return Ok(done);
+            }
+        }
+    }
+}
+
+/// What [`Session::advance`] does once rustls lets the server write.
+enum Then<'a> {
+    /// Nothing: only the records read are to be processed.
+    Wait,
+    /// Encrypt these bytes.
+    Encrypt(&'a [u8]),
+    /// Queue TLS's goodbye (close_notify).
+    Goodbye,
+}
+
+fn too_small(err: EncryptError) -> Option<usize> {
+    match err {
+        EncryptError::InsufficientSize(size) => Some(size.required_size),
+        _ => None,
+    }
+}
+
+/// Appends what `write` produces to `out`, growing it to the size rustls asks
+/// for (`Err(Some(size))`).
+fn append(
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> io::Result<()> {
+    let start = out.len();
+    let written = match write(&mut []) {
+        Ok(written) => written,
+        Err(Some(required)) => {
+            out.resize(start + required, 0);
+            write(&mut out[start..]).map_err(|_| invalid("TLS record would not fit"))?
+        }
+        Err(None) => return Err(invalid("TLS record could not be written")),
+    };
+    out.truncate(start + written);
+    Ok(())
+}
+
+fn invalid(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+impl AsyncRead for TlsReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let shared = &*self.0;
+        loop {
+            {
+                let mut session = shared.session();
+                if !session.plaintext.is_empty() {
+                    let n = session.plaintext.len().min(buf.remaining());
+                    buf.put_slice(&session.plaintext[..n]);
+                    session.plaintext.drain(..n);
+                    if session.plaintext.is_empty() {
+                        session.plaintext = Vec::new();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                if session.closed {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            ready!(shared.socket.poll_read_ready(cx))?;
+            let mut fresh = [0; READ_CHUNK];
+            match shared.socket.try_read(&mut fresh) {
+                // Most clients close the socket without TLS's goodbye.
+                Ok(0) => return Poll::Ready(Ok(())),
+                Ok(n) => shared.session().take_in(&mut fresh[..n])?,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let shared = &*self.0;
+        let mut session = shared.session();
+        // What was queued before goes first; until it has, nothing more is taken.
+        ready!(shared.poll_send(&mut session, cx))?;
+        let n = data.len().min(WRITE_CHUNK);
+        session.advance(&mut [], Then::Encrypt(&data[..n]))?;
+        // Taken: if the socket is full now, the next write or flush finishes it.
+        if let Poll::Ready(Err(err)) = shared.poll_send(&mut session, cx) {
+            return Poll::Ready(Err(err));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let shared = &*self.0;
+        let mut session = shared.session();
+        shared.poll_send(&mut session, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let shared = &*self.0;
+        let mut session = shared.session();
+        if !session.said_goodbye {
+            session.said_goodbye = true;
+            session.advance(&mut [], Then::Goodbye)?;
+        }
+        ready!(shared.poll_send(&mut session, cx))?;
+        socket2::SockRef::from(&shared.socket).shutdown(std::net::Shutdown::Write)?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::{ClientConfig, ClientConnection, SupportedProtocolVersion};
+    use std::io::{Read, Write};
+
+    /// A server's session and a rustls client, their handshake done in memory.
+    fn pair(version: &'static SupportedProtocolVersion) -> (Session, ClientConnection) {
+        let (server, client) = configs(version);
+        let mut client = ClientConnection::new(client, "chat.lab".try_into().unwrap()).unwrap();
+        let mut session = Session::new(server).unwrap();
+        while session.conn.is_handshaking() || client.is_handshaking() {
+            session.take_in(&mut from_client(&mut client)).unwrap();
+            to_client(&mut session, &mut client);
+        }
+        (session, client)
+    }
+
+    fn configs(
+        version: &'static SupportedProtocolVersion,
+    ) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let made = crate::tls::self_signed(&["chat.lab".into()]).unwrap();
+        let cert = CertificateDer::from_pem_slice(made.cert_pem.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(made.key_pem.as_bytes()).unwrap();
+        let server = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    fn from_client(client: &mut ClientConnection) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        wire
+    }
+
+    /// Hands the client what the server queued; returns the plaintext it reads.
+    fn to_client(session: &mut Session, client: &mut ClientConnection) -> Vec<u8> {
+        let wire = std::mem::take(&mut session.outgoing);
+        let mut wire = &wire[..];
+        while !wire.is_empty() {
+            client.read_tls(&mut wire).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        let mut read = Vec::new();
+        match client.reader().read_to_end(&mut read) {
+            Ok(_) => {}
+            Err(err) => assert_eq!(err.kind(), io::ErrorKind::WouldBlock),
+        }
+        read
+    }
+
+    fn holds_nothing(session: &Session) -> bool {
+        session.incoming.capacity() == 0
+            && session.plaintext.capacity() == 0
+            && session.outgoing.capacity() == 0
+    }
+
+    #[test]
+    fn records_fed_a_byte_at_a_time_are_read_whole_and_nothing_is_held_after() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (mut session, mut client) = pair(version);
+            let long = "x".repeat(40_000);
+            write!(client.writer(), "sam\n{long}\n").unwrap();
+            let wire = from_client(&mut client);
+            for byte in &wire {
+                session.take_in(&mut [*byte]).unwrap();
+            }
+            assert_eq!(session.plaintext, format!("sam\n{long}\n").as_bytes());
+            assert!(session.incoming.is_empty());
+            session.plaintext = Vec::new();
+            to_client(&mut session, &mut client);
+            assert!(holds_nothing(&session), "{version:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_server_encrypts_the_client_reads_and_a_goodbye_is_seen() {
+        let (mut session, mut client) = pair(&rustls::version::TLS13);
+        session
+            .advance(&mut [], Then::Encrypt(b"Welcome sam!\n"))
+            .unwrap();
+        assert_eq!(to_client(&mut session, &mut client), b"Welcome sam!\n");
+        client.send_close_notify();
+        session.take_in(&mut from_client(&mut client)).unwrap();
+        assert!(session.closed);
+        // Writing after the client's goodbye still reaches it (TLS's half close).
+        session.advance(&mut [], Then::Encrypt(b"bye\n")).unwrap();
+        session.advance(&mut [], Then::Goodbye).unwrap();
+        assert_eq!(to_client(&mut session, &mut client), b"bye\n");
+    }
+
+    #[test]
+    fn a_handshake_that_never_ends_is_refused_before_it_holds_much() {
+        let mut hostile = Session::new(configs(&rustls::version::TLS13).0).unwrap();
+        // Handshake records whose message says it is 16 MB long.
+        let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xff, 0xff, 0xff];
+        record.resize(5 + 0x4000, 0);
+        let refused = (0..10).find_map(|_| hostile.take_in(&mut record.clone()).err());
+        assert!(refused.is_some());
+        assert!(hostile.incoming.len() <= MAX_HANDSHAKE);
+    }
+}
