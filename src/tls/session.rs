@@ -464,6 +464,28 @@ mod tests {
         assert_eq!(to_client(&mut session, &mut client), b"bye\n");
     }
 
+    /// What rustls queues while reading is not bounded here: writes wait for
+    /// the socket, and rustls keeps one answer to key updates however many are
+    /// asked for. This holds it to that.
+    #[test]
+    fn a_client_that_asks_for_key_updates_and_never_reads_is_owed_one_answer() {
+        let (mut session, mut client) = pair(&rustls::version::TLS13);
+        for _ in 0..5_000 {
+            client.refresh_traffic_keys().unwrap();
+            // A byte of chat between requests: rustls refuses many in a row.
+            client.writer().write_all(b"x").unwrap();
+            session.take_in(&mut from_client(&mut client)).unwrap();
+        }
+        assert_eq!(session.plaintext.len(), 5_000);
+        assert!(
+            session.outgoing.len() < 100,
+            "{} bytes owed",
+            session.outgoing.len()
+        );
+        session.advance(&mut [], Then::Encrypt(b"hi\n")).unwrap();
+        assert_eq!(to_client(&mut session, &mut client), b"hi\n");
+    }
+
     #[test]
     fn a_handshake_that_never_ends_is_refused_before_it_holds_much() {
         let mut hostile = Session::new(configs(&rustls::version::TLS13).0).unwrap();
