@@ -64,20 +64,22 @@ alternate() {
   done
 }
 
+s3_once_each() {
+  python3 bench/run.py classchat s3   # line clients into one room (a big room: summaries)
+  python3 bench/run.py ergo s3        # IRC: the driver adds --no-join (registration only)
+}
+
 scenario=${1:?usage: bench/ergo.sh setup ERGO_SRC | s1 [RUNS] | s2 [RUNS] | s3 | guards [RUNS]}
 case $scenario in
   setup) setup "${2:-}" ;;
   # Alternating, each run on a freshly started server, so that whatever else the
   # machine is doing hits both alike.
   s1|s2) alternate "$scenario" "${2:-3}" ;;
-  s3)
-    python3 bench/run.py classchat s3   # line clients into one room (a big room: summaries)
-    python3 bench/run.py ergo s3        # IRC: the driver adds --no-join (registration only)
-    ;;
+  s3) s3_once_each ;;
   guards)
     alternate s1 "${2:-3}"
     alternate s2 "${2:-3}"
-    "$0" s3
+    s3_once_each
     bench/scenario.sh s1max
     python3 bench/run.py ngircd s1max
     ;;

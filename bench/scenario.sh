@@ -26,6 +26,8 @@
 #                                     on IRC, both at once; prints RSS per connection
 #   bench/scenario.sh stalled [RUNS]  s1 plus one client that never reads
 #
+# The rows beside ergo and ngircd (issue 29's guards): bench/ergo.sh guards.
+#
 # Results: one JSON line per run appended to $BENCH_RESULTS/SCENARIO.jsonl
 # (default /tmp/classchat-bench/results), a summary of each run on stderr.
 set -euo pipefail
