@@ -10,14 +10,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use futures_util::Stream;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, finish_writer, next_inbound, read_line, Batch, Read};
 use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
-use super::Context;
+use super::{Context, ReadHalf, WriteHalf};
 use crate::clock::Clock;
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
@@ -35,17 +35,14 @@ const READ_BUFFER: usize = 256;
 /// dropped, or the server stops. `seat` is its place under the connection limits,
 /// given back as soon as it is no longer a member, before the last lines are
 /// flushed, so that a client who sees the connection close can come straight back.
-pub async fn serve<R, W>(
-    reader: R,
-    writer: W,
+pub async fn serve(
+    reader: impl ReadHalf,
+    writer: impl WriteHalf,
     peer: SocketAddr,
     id: ConnId,
     cx: Context,
     seat: Seat,
-) where
-    R: AsyncRead + Send + Unpin + 'static,
-    W: AsyncWrite + Send + Unpin + 'static,
-{
+) {
     let peer = Some(peer.ip());
     let (outbox, queue) = mailbox::bounded(cx.config.limits.outbound_queue);
     let writer = tokio::spawn(write_loop(writer, queue, cx.board.clock().clone()));

@@ -43,12 +43,20 @@ use seat::{AddressSeat, NoSeat, Seat, Seats};
 /// read in one task and write in another, and serve both kinds with the same code.
 pub trait Duplex: Send + 'static {
     /// The half read from.
-    type Reader: AsyncRead + Send + Unpin + 'static;
+    type Reader: ReadHalf;
     /// The half written to.
-    type Writer: AsyncWrite + Send + Unpin + 'static;
+    type Writer: WriteHalf;
     /// Splits the connection.
     fn halves(self) -> (Self::Reader, Self::Writer);
 }
+
+/// The half of a connection a front end reads from, whatever carries it.
+pub trait ReadHalf: AsyncRead + Send + Unpin + 'static {}
+impl<T: AsyncRead + Send + Unpin + 'static> ReadHalf for T {}
+
+/// The half of a connection a front end writes to.
+pub trait WriteHalf: AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncWrite + Send + Unpin + 'static> WriteHalf for T {}
 
 impl Duplex for TcpStream {
     type Reader = tokio::net::tcp::OwnedReadHalf;

@@ -52,7 +52,7 @@ use self::render::{AnswerAs, Direct, View};
 use super::conn::{self, finish_writer, next_inbound, read_line, Batch, Read};
 use super::login::{Admitted, Login, Step};
 use super::seat::Seat;
-use super::Context;
+use super::{Context, ReadHalf, WriteHalf};
 use crate::hub::ConnId;
 use crate::limiter::RateKey;
 use crate::mailbox;
@@ -78,17 +78,14 @@ type Lines = FramedRead<Box<dyn AsyncRead + Send + Unpin>, LineCodec>;
 
 /// Serves one accepted IRC client (TCP or TLS) until it leaves, is dropped, or
 /// the server stops; `seat` as in [`line::serve`](super::line::serve).
-pub async fn serve<R, W>(
-    reader: R,
-    writer: W,
+pub async fn serve(
+    reader: impl ReadHalf,
+    writer: impl WriteHalf,
     peer: SocketAddr,
     id: ConnId,
     cx: Context,
     seat: Seat,
-) where
-    R: AsyncRead + Send + Unpin + 'static,
-    W: AsyncWrite + Send + Unpin + 'static,
-{
+) {
     let peer = Some(peer.ip());
     let reader: Box<dyn AsyncRead + Send + Unpin> = Box::new(reader);
     let capacity = cx.config.limits.outbound_queue;
