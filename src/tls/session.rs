@@ -59,7 +59,13 @@ pub async fn accept(config: Arc<ServerConfig>, mut socket: TcpStream) -> io::Res
         let mut fresh = [0; READ_CHUNK];
         match socket.try_read(&mut fresh) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => session.take_in(&mut fresh[..n])?,
+            Ok(n) => {
+                if let Err(err) = session.drive(&mut fresh[..n], Then::Wait) {
+                    // The alert saying why, if the client still listens.
+                    let _ = socket.write_all(&session.outgoing).await;
+                    return Err(err);
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) => return Err(err),
         }
@@ -125,6 +131,8 @@ struct Session {
     closed: bool,
     /// The server's goodbye is queued.
     said_goodbye: bool,
+    /// rustls refused what the client sent: it is not asked anything again.
+    failed: bool,
 }
 
 impl Session {
@@ -136,54 +144,84 @@ impl Session {
             outgoing: Vec::new(),
             closed: false,
             said_goodbye: false,
+            failed: false,
         })
     }
 
-    /// Hands rustls the bytes just read, after any that were waiting; keeps
-    /// whatever it cannot use yet.
-    fn take_in(&mut self, fresh: &mut [u8]) -> io::Result<()> {
-        if self.incoming.is_empty() {
-            let used = self.advance(fresh, Then::Wait)?;
-            self.incoming.extend_from_slice(&fresh[used..]);
+    /// Hands rustls the bytes just read (none, for a write), after any kept
+    /// from before, and does `then` once application data may be written; keeps
+    /// whatever rustls cannot use yet. rustls remembers where it is in the kept
+    /// bytes, so every call, the writer's too, must hand them over again.
+    fn drive(&mut self, fresh: &mut [u8], then: Then<'_>) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "TLS session failed",
+            ));
+        }
+        let result = if self.incoming.is_empty() {
+            let mut done = 0;
+            let result = self.advance(fresh, &mut done, then);
+            self.incoming.extend_from_slice(&fresh[done..]);
+            result
         } else {
             let mut incoming = std::mem::take(&mut self.incoming);
             incoming.extend_from_slice(fresh);
-            let used = self.advance(&mut incoming, Then::Wait)?;
-            incoming.drain(..used);
+            let mut done = 0;
+            let result = self.advance(&mut incoming, &mut done, then);
+            incoming.drain(..done);
             if !incoming.is_empty() {
                 self.incoming = incoming;
             }
+            result
+        };
+        if let Err(err) = result {
+            self.failed = true;
+            self.incoming = Vec::new();
+            return Err(err);
+        }
+        if self.closed {
+            // Nothing after the client's goodbye is read.
+            self.incoming = Vec::new();
         }
         let limit = match self.conn.is_handshaking() {
             true => MAX_HANDSHAKE,
             false => MAX_RECORD,
         };
         if self.incoming.len() > limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "TLS message too long",
-            ));
+            self.failed = true;
+            return Err(invalid("TLS message too long"));
         }
         Ok(())
     }
 
     /// Lets rustls process the records in `buf` as far as they go, queueing what
     /// it has to send, then does `then` once application data may be written;
-    /// returns how many bytes of `buf` rustls is done with.
-    fn advance(&mut self, buf: &mut [u8], then: Then<'_>) -> io::Result<usize> {
+    /// `done` counts the bytes of `buf` rustls is finished with.
+    fn advance(&mut self, buf: &mut [u8], done: &mut usize, then: Then<'_>) -> io::Result<()> {
         let mut then = Some(then);
-        let mut done = 0;
         loop {
             let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut buf[done..]);
-            let finished = match state.map_err(invalid)? {
+                self.conn.process_tls_records(&mut buf[*done..]);
+            let state = match state {
+                Ok(state) => state,
+                Err(err) => {
+                    *done += discard;
+                    self.queue_alert(&mut buf[*done..]);
+                    return Err(invalid(err));
+                }
+            };
+            let finished = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
                         let AppDataRecord {
                             discard: more,
                             payload,
                             ..
-                        } = record.map_err(invalid)?;
+                        } = match record {
+                            Ok(record) => record,
+                            Err(err) => return Err(invalid(err)),
+                        };
                         discard += more;
                         self.plaintext.extend_from_slice(payload);
                     }
@@ -228,18 +266,34 @@ impl Session {
                     }
                     true
                 }
-                // More bytes are needed (the handshake is not done).
-                _ => {
+                // More bytes are needed: the handshake is not done.
+                ConnectionState::BlockedHandshake => {
                     if let Some(Then::Encrypt(_)) = then {
                         return Err(invalid("TLS handshake not finished"));
                     }
                     true
                 }
+                // Early data, which the configuration never accepts.
+                _ => return Err(invalid("unexpected TLS state")),
             };
-            done += discard;
+            *done += discard;
             if finished {
-                return Ok(done);
+                return Ok(());
             }
+        }
+    }
+
+    /// After an error rustls has queued an alert saying why; it hands it over
+    /// before it looks at any input, and it goes out with what is queued.
+    fn queue_alert(&mut self, buf: &mut [u8]) {
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(buf);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+            let _ = append(&mut self.outgoing, |out| {
+                encode.encode(out).map_err(|err| match err {
+                    EncodeError::InsufficientSize(size) => Some(size.required_size),
+                    _ => None,
+                })
+            });
         }
     }
 }
@@ -312,7 +366,7 @@ impl AsyncRead for TlsReader {
             match shared.socket.try_read(&mut fresh) {
                 // Most clients close the socket without TLS's goodbye.
                 Ok(0) => return Poll::Ready(Ok(())),
-                Ok(n) => shared.session().take_in(&mut fresh[..n])?,
+                Ok(n) => shared.session().drive(&mut fresh[..n], Then::Wait)?,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) => return Poll::Ready(Err(err)),
             }
@@ -331,7 +385,7 @@ impl AsyncWrite for TlsWriter {
         // What was queued before goes first; until it has, nothing more is taken.
         ready!(shared.poll_send(&mut session, cx))?;
         let n = data.len().min(WRITE_CHUNK);
-        session.advance(&mut [], Then::Encrypt(&data[..n]))?;
+        session.drive(&mut [], Then::Encrypt(&data[..n]))?;
         // Taken: if the socket is full now, the next write or flush finishes it.
         if let Poll::Ready(Err(err)) = shared.poll_send(&mut session, cx) {
             return Poll::Ready(Err(err));
@@ -348,9 +402,11 @@ impl AsyncWrite for TlsWriter {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let shared = &*self.0;
         let mut session = shared.session();
-        if !session.said_goodbye {
+        if !session.said_goodbye && !session.failed {
             session.said_goodbye = true;
-            session.advance(&mut [], Then::Goodbye)?;
+            // A session rustls gave up on has no goodbye to say; what it has
+            // queued (an alert) still goes.
+            let _ = session.drive(&mut [], Then::Goodbye);
         }
         ready!(shared.poll_send(&mut session, cx))?;
         socket2::SockRef::from(&shared.socket).shutdown(std::net::Shutdown::Write)?;
@@ -372,7 +428,9 @@ mod tests {
         let mut client = ClientConnection::new(client, "chat.lab".try_into().unwrap()).unwrap();
         let mut session = Session::new(server).unwrap();
         while session.conn.is_handshaking() || client.is_handshaking() {
-            session.take_in(&mut from_client(&mut client)).unwrap();
+            session
+                .drive(&mut from_client(&mut client), Then::Wait)
+                .unwrap();
             to_client(&mut session, &mut client);
         }
         (session, client)
@@ -438,7 +496,7 @@ mod tests {
             write!(client.writer(), "sam\n{long}\n").unwrap();
             let wire = from_client(&mut client);
             for byte in &wire {
-                session.take_in(&mut [*byte]).unwrap();
+                session.drive(&mut [*byte], Then::Wait).unwrap();
             }
             assert_eq!(session.plaintext, format!("sam\n{long}\n").as_bytes());
             assert!(session.incoming.is_empty());
@@ -452,15 +510,17 @@ mod tests {
     fn what_the_server_encrypts_the_client_reads_and_a_goodbye_is_seen() {
         let (mut session, mut client) = pair(&rustls::version::TLS13);
         session
-            .advance(&mut [], Then::Encrypt(b"Welcome sam!\n"))
+            .drive(&mut [], Then::Encrypt(b"Welcome sam!\n"))
             .unwrap();
         assert_eq!(to_client(&mut session, &mut client), b"Welcome sam!\n");
         client.send_close_notify();
-        session.take_in(&mut from_client(&mut client)).unwrap();
+        session
+            .drive(&mut from_client(&mut client), Then::Wait)
+            .unwrap();
         assert!(session.closed);
         // Writing after the client's goodbye still reaches it (TLS's half close).
-        session.advance(&mut [], Then::Encrypt(b"bye\n")).unwrap();
-        session.advance(&mut [], Then::Goodbye).unwrap();
+        session.drive(&mut [], Then::Encrypt(b"bye\n")).unwrap();
+        session.drive(&mut [], Then::Goodbye).unwrap();
         assert_eq!(to_client(&mut session, &mut client), b"bye\n");
     }
 
@@ -474,7 +534,9 @@ mod tests {
             client.refresh_traffic_keys().unwrap();
             // A byte of chat between requests: rustls refuses many in a row.
             client.writer().write_all(b"x").unwrap();
-            session.take_in(&mut from_client(&mut client)).unwrap();
+            session
+                .drive(&mut from_client(&mut client), Then::Wait)
+                .unwrap();
         }
         assert_eq!(session.plaintext.len(), 5_000);
         assert!(
@@ -482,7 +544,7 @@ mod tests {
             "{} bytes owed",
             session.outgoing.len()
         );
-        session.advance(&mut [], Then::Encrypt(b"hi\n")).unwrap();
+        session.drive(&mut [], Then::Encrypt(b"hi\n")).unwrap();
         assert_eq!(to_client(&mut session, &mut client), b"hi\n");
     }
 
@@ -492,8 +554,120 @@ mod tests {
         // Handshake records whose message says it is 16 MB long.
         let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xff, 0xff, 0xff];
         record.resize(5 + 0x4000, 0);
-        let refused = (0..10).find_map(|_| hostile.take_in(&mut record.clone()).err());
+        let refused = (0..10).find_map(|_| hostile.drive(&mut record.clone(), Then::Wait).err());
         assert!(refused.is_some());
         assert!(hostile.incoming.len() <= MAX_HANDSHAKE);
+    }
+
+    /// The client's side of a TLS 1.3 pair, as keys to write records by hand.
+    struct Forger {
+        key: ring::aead::LessSafeKey,
+        iv: [u8; 12],
+        sequence: u64,
+    }
+
+    impl Forger {
+        fn pair() -> (Session, Forger) {
+            let (server, client) = configs(&rustls::version::TLS13);
+            let mut client = (*client).clone();
+            client.enable_secret_extraction = true;
+            let mut client =
+                ClientConnection::new(Arc::new(client), "chat.lab".try_into().unwrap()).unwrap();
+            let mut session = Session::new(server).unwrap();
+            while session.conn.is_handshaking() || client.is_handshaking() {
+                session
+                    .drive(&mut from_client(&mut client), Then::Wait)
+                    .unwrap();
+                to_client(&mut session, &mut client);
+            }
+            let (sequence, secrets) = client.dangerous_extract_secrets().unwrap().tx;
+            let (algorithm, key, iv) = match secrets {
+                rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+                    (&ring::aead::AES_256_GCM, key, iv)
+                }
+                rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+                    (&ring::aead::AES_128_GCM, key, iv)
+                }
+                _ => panic!("a suite this test cannot write"),
+            };
+            let key = ring::aead::UnboundKey::new(algorithm, key.as_ref()).unwrap();
+            let forger = Forger {
+                key: ring::aead::LessSafeKey::new(key),
+                iv: iv.as_ref().try_into().unwrap(),
+                sequence,
+            };
+            (session, forger)
+        }
+
+        /// One record holding `inner` (its content, then its type's byte).
+        fn record(&mut self, inner: &[u8]) -> Vec<u8> {
+            let mut nonce = self.iv;
+            for (n, byte) in self.sequence.to_be_bytes().iter().enumerate() {
+                nonce[4 + n] ^= byte;
+            }
+            self.sequence += 1;
+            let length = (inner.len() + 16) as u16;
+            let header = [0x17, 0x03, 0x03, (length >> 8) as u8, length as u8];
+            let mut body = inner.to_vec();
+            self.key
+                .seal_in_place_append_tag(
+                    ring::aead::Nonce::assume_unique_for_key(nonce),
+                    ring::aead::Aad::from(header),
+                    &mut body,
+                )
+                .unwrap();
+            [&header[..], &body].concat()
+        }
+    }
+
+    /// The start of a key update (its header, not its one byte of body), as
+    /// the handshake record type.
+    const HALF_A_KEY_UPDATE: &[u8] = &[0x18, 0x00, 0x00, 0x01, 0x16];
+
+    #[test]
+    fn a_write_while_half_a_handshake_message_is_kept_goes_out_and_reading_goes_on() {
+        let (mut session, mut forger) = Forger::pair();
+        session
+            .drive(&mut forger.record(HALF_A_KEY_UPDATE), Then::Wait)
+            .unwrap();
+        session.drive(&mut [], Then::Encrypt(b"hi\n")).unwrap();
+        assert!(!session.outgoing.is_empty());
+        // The key update's last byte (not requesting one back), then a line.
+        session
+            .drive(&mut forger.record(&[0x00, 0x16]), Then::Wait)
+            .unwrap();
+        // The client's keys changed with its key update; this test's do not,
+        // so a line after it is refused: what matters is no panic above.
+        session
+            .drive(&mut forger.record(b"sam\n\x17"), Then::Wait)
+            .unwrap_err();
+    }
+
+    #[test]
+    fn after_a_broken_record_the_session_is_not_asked_again_and_closing_still_works() {
+        let (mut session, mut forger) = Forger::pair();
+        session
+            .drive(&mut forger.record(HALF_A_KEY_UPDATE), Then::Wait)
+            .unwrap();
+        let mut broken = forger.record(&[0x00, 0x16]);
+        *broken.last_mut().unwrap() ^= 1;
+        session.drive(&mut broken, Then::Wait).unwrap_err();
+        let write = session.drive(&mut [], Then::Encrypt(b"hi\n")).unwrap_err();
+        assert_eq!(write.kind(), io::ErrorKind::BrokenPipe);
+        session.drive(&mut [], Then::Goodbye).unwrap_err();
+        // The alert saying why is queued for the client.
+        assert_eq!(session.outgoing.first(), Some(&0x17), "an encrypted alert");
+    }
+
+    #[test]
+    fn a_client_speaking_something_else_is_told_why_in_an_alert() {
+        let mut session = Session::new(configs(&rustls::version::TLS13).0).unwrap();
+        let refused = session.drive(&mut b"GET / HTTP/1.1\r\n\r\n".to_vec(), Then::Wait);
+        assert!(refused.is_err());
+        assert_eq!(
+            session.outgoing.first(),
+            Some(&0x15),
+            "a plaintext alert record"
+        );
     }
 }
