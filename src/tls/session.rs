@@ -56,18 +56,16 @@ pub async fn accept(config: Arc<ServerConfig>, mut socket: TcpStream) -> io::Res
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         socket.readable().await?;
-        let mut fresh = [0; READ_CHUNK];
-        match socket.try_read(&mut fresh) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                if let Err(err) = session.drive(&mut fresh[..n], Then::Wait) {
-                    // The alert saying why, if the client still listens.
-                    let _ = socket.write_all(&session.outgoing).await;
-                    return Err(err);
-                }
+        match session.read_from(&socket) {
+            Ok(Read::Bytes) => {}
+            Err(Refused::Socket(err)) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(Refused::Socket(err)) => return Err(err),
+            Ok(Read::End) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Err(Refused::Tls(err)) => {
+                // The alert saying why, if the client still listens.
+                let _ = socket.write_all(&session.outgoing).await;
+                return Err(err);
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) => return Err(err),
         }
     }
     Ok(TlsSocket(Arc::new(Shared {
@@ -135,7 +133,38 @@ struct Session {
     failed: bool,
 }
 
+/// What one read from the socket brought.
+enum Read {
+    /// Bytes, handed to rustls.
+    Bytes,
+    /// The end of the stream.
+    End,
+}
+
+/// Why a read from the socket brought nothing to use.
+enum Refused {
+    /// The socket's own error (`WouldBlock` when there was nothing to read).
+    Socket(io::Error),
+    /// rustls refused what was read.
+    Tls(io::Error),
+}
+
 impl Session {
+    /// Reads what the socket has onto the stack and hands it to rustls. Not
+    /// `async`: the buffer must never be part of a future that waits, where
+    /// it would stay for as long as the connection lasts.
+    fn read_from(&mut self, socket: &TcpStream) -> Result<Read, Refused> {
+        let mut fresh = [0; READ_CHUNK];
+        match socket.try_read(&mut fresh) {
+            Ok(0) => Ok(Read::End),
+            Ok(n) => match self.drive(&mut fresh[..n], Then::Wait) {
+                Ok(()) => Ok(Read::Bytes),
+                Err(err) => Err(Refused::Tls(err)),
+            },
+            Err(err) => Err(Refused::Socket(err)),
+        }
+    }
+
     fn new(config: Arc<ServerConfig>) -> io::Result<Session> {
         Ok(Session {
             conn: UnbufferedServerConnection::new(config).map_err(invalid)?,
@@ -362,13 +391,12 @@ impl AsyncRead for TlsReader {
                 }
             }
             ready!(shared.socket.poll_read_ready(cx))?;
-            let mut fresh = [0; READ_CHUNK];
-            match shared.socket.try_read(&mut fresh) {
+            match shared.session().read_from(&shared.socket) {
+                Ok(Read::Bytes) => {}
                 // Most clients close the socket without TLS's goodbye.
-                Ok(0) => return Poll::Ready(Ok(())),
-                Ok(n) => shared.session().drive(&mut fresh[..n], Then::Wait)?,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
+                Ok(Read::End) => return Poll::Ready(Ok(())),
+                Err(Refused::Socket(err)) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(Refused::Socket(err) | Refused::Tls(err)) => return Poll::Ready(Err(err)),
             }
         }
     }
