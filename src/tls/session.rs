@@ -454,14 +454,16 @@ mod tests {
     fn pair(version: &'static SupportedProtocolVersion) -> (Session, ClientConnection) {
         let (server, client) = configs(version);
         let mut client = ClientConnection::new(client, "chat.lab".try_into().unwrap()).unwrap();
-        let mut session = Session::new(server).unwrap();
-        while session.conn.is_handshaking() || client.is_handshaking() {
-            session
-                .drive(&mut from_client(&mut client), Then::Wait)
-                .unwrap();
-            to_client(&mut session, &mut client);
-        }
+        let session = shake_hands(Session::new(server).unwrap(), &mut client);
         (session, client)
+    }
+
+    fn shake_hands(mut session: Session, client: &mut ClientConnection) -> Session {
+        while session.conn.is_handshaking() || client.is_handshaking() {
+            session.drive(&mut from_client(client), Then::Wait).unwrap();
+            to_client(&mut session, client);
+        }
+        session
     }
 
     fn configs(
@@ -601,13 +603,7 @@ mod tests {
             client.enable_secret_extraction = true;
             let mut client =
                 ClientConnection::new(Arc::new(client), "chat.lab".try_into().unwrap()).unwrap();
-            let mut session = Session::new(server).unwrap();
-            while session.conn.is_handshaking() || client.is_handshaking() {
-                session
-                    .drive(&mut from_client(&mut client), Then::Wait)
-                    .unwrap();
-                to_client(&mut session, &mut client);
-            }
+            let session = shake_hands(Session::new(server).unwrap(), &mut client);
             let (sequence, secrets) = client.dangerous_extract_secrets().unwrap().tx;
             let (algorithm, key, iv) = match secrets {
                 rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
