@@ -265,6 +265,35 @@ async fn a_tls_client_and_a_plain_one_chat_both_ways() {
     server.stop().await;
 }
 
+/// Several lines in one TLS record, the record cut in two on the wire, then a
+/// client that leaves without TLS's goodbye: every line is said, and the leave is
+/// announced as a close.
+#[tokio::test]
+async fn lines_in_one_record_split_on_the_wire_are_all_said_and_a_bare_close_is_a_leave() {
+    let ca = TestCa::new();
+    let (server, _files) = tls_server(&ca.issue(), |_| {}).await;
+    let mut bob = server.login("bob").await;
+    let stream = tls_connect(server.tls_addr.unwrap(), ca.roots()).await;
+    let (mut tcp, mut session) = stream.into_inner();
+    tcp.set_nodelay(true).unwrap();
+    std::io::Write::write_all(&mut session.writer(), b"cal\nfirst\nsecond\n").unwrap();
+    let mut wire = Vec::new();
+    while session.wants_write() {
+        session.write_tls(&mut wire).unwrap();
+    }
+    let (front, back) = wire.split_at(wire.len() / 2);
+    tcp.write_all(front).await.unwrap();
+    tcp.flush().await.unwrap();
+    tokio::task::yield_now().await;
+    tcp.write_all(back).await.unwrap();
+    bob.expect_prefix("* cal has joined").await;
+    bob.expect("cal: first").await;
+    bob.expect("cal: second").await;
+    drop(tcp);
+    bob.expect_prefix("* cal has left").await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_replaced_certificate_is_served_to_the_next_connection_and_the_old_one_keeps_chatting() {
     let ca = TestCa::new();
